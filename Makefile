@@ -1,0 +1,35 @@
+# Every target is listed by `make help` from its `## ` comment.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+DATASET   ?= synthetic
+DATA      ?=
+SEEDS     ?=
+BACKBONES ?=
+ARGS      ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test lint run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## create .venv and install the project with its dev extras
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+
+test: ## run the test suite (ruff, then pytest)
+	$(VENV)/bin/ruff check benchmark backbones tests
+	$(PY) -m pytest
+
+lint: ## ruff check and format check
+	$(VENV)/bin/ruff check benchmark backbones tests
+
+run: ## one run: make run ARGS="backbone=densenet121"
+	$(PY) -m benchmark $(ARGS)
+
+clean: ## remove caches and generated results (keeps results/README.md)
+	rm -rf cache outputs multirun .pytest_cache .ruff_cache
+	find results -mindepth 1 ! -name README.md -exec rm -rf {} +

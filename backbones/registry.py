@@ -1,0 +1,93 @@
+"""One metadata record per keras.applications backbone; lookups go through `get` only.
+
+Each backbone ships its own `preprocess_input` (caffe: BGR minus ImageNet mean; tf: scale to [-1, 1];
+torch: scale to [0, 1] then ImageNet mean/std). Mixing them up silently ruins transfer learning, so the
+record carries the model module's own function and nothing else in the code branches on a backbone name.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import keras
+from keras.applications import (
+    densenet,
+    inception_resnet_v2,
+    inception_v3,
+    mobilenet_v2,
+    resnet50,
+    vgg19,
+    xception,
+)
+
+from benchmark.errors import BenchmarkError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Per-backbone facts: constructor, preprocessing, input sizes and the Grad-CAM layer."""
+
+    name: str
+    constructor: Callable[..., keras.Model]
+    module: ModuleType
+    preprocess_mode: str
+    default_size: int
+    min_size: int
+    last_conv_layer: str
+
+    def preprocess_input(self, x):
+        """The model module's own preprocess_input (numpy arrays or tensors)."""
+        return self.module.preprocess_input(x)
+
+
+_SPECS = (
+    BackboneSpec("mobilenetv2", mobilenet_v2.MobileNetV2, mobilenet_v2, "tf", 224, 32, "out_relu"),
+    BackboneSpec("densenet121", densenet.DenseNet121, densenet, "torch", 224, 32, "relu"),
+    BackboneSpec("inceptionv3", inception_v3.InceptionV3, inception_v3, "tf", 299, 75, "mixed10"),
+    BackboneSpec("xception", xception.Xception, xception, "tf", 299, 71, "block14_sepconv2_act"),
+    BackboneSpec("vgg19", vgg19.VGG19, vgg19, "caffe", 224, 32, "block5_conv4"),
+    BackboneSpec("resnet50", resnet50.ResNet50, resnet50, "caffe", 224, 32, "conv5_block3_out"),
+    BackboneSpec(
+        "inceptionresnetv2",
+        inception_resnet_v2.InceptionResNetV2,
+        inception_resnet_v2,
+        "tf",
+        299,
+        75,
+        "conv_7b_ac",
+    ),
+)
+_REGISTRY = {spec.name: spec for spec in _SPECS}
+
+
+def names() -> list[str]:
+    """Every registered backbone name, in the order of the leaderboard's default sweep."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> BackboneSpec:
+    """The spec for `name`; an unknown name fails listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise BenchmarkError(
+            f"unknown backbone {name!r}: choose one of {', '.join(names())} (e.g. backbone=mobilenetv2)"
+        ) from None
+
+
+def check_image_size(spec: BackboneSpec, image_size: int) -> None:
+    """Refuse sizes the architecture cannot take, before any work is done."""
+    if image_size < spec.min_size:
+        raise BenchmarkError(
+            f"image_size={image_size} is below {spec.name}'s minimum of {spec.min_size}: "
+            f"set image_size>={spec.min_size} (its default is {spec.default_size})"
+        )
+
+
+def build(spec: BackboneSpec, image_size: int, weights: str | None) -> keras.Model:
+    """The convolutional base without its ImageNet classifier (include_top=False, no pooling).
+
+    `weights` is passed to keras as is: "imagenet", None (random init) or a weights-file path.
+    """
+    check_image_size(spec, image_size)
+    return spec.constructor(include_top=False, weights=weights, input_shape=(image_size, image_size, 3))

@@ -1,0 +1,1 @@
+"""Honest transfer-learning benchmarks of ImageNet backbones on medical images."""

@@ -1,0 +1,46 @@
+"""A local MedMNIST `.npz` with its official splits (no download: point dataset.path at the file)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.dataset import Split
+from benchmark.errors import BenchmarkError
+
+_KEYS = ("images", "labels")
+
+
+def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Split]]:
+    """Images per split and the official splits; multi-label files (e.g. ChestMNIST) are refused."""
+    if not path.is_file():
+        raise BenchmarkError(f"dataset.path={path} is not a file: point it at a MedMNIST .npz")
+    try:
+        archive = np.load(path)
+    except (OSError, ValueError) as error:
+        raise BenchmarkError(f"cannot read {path} as .npz ({error}): pass a MedMNIST .npz file") from None
+    with archive:
+        missing = [f"{s}_{k}" for s in ("train", "val", "test") for k in _KEYS if f"{s}_{k}" not in archive]
+        if missing:
+            raise BenchmarkError(f"{path} lacks the keys {missing}: expected MedMNIST's official layout")
+        images = {s: archive[f"{s}_images"] for s in ("train", "val", "test")}
+        labels = {s: archive[f"{s}_labels"] for s in ("train", "val", "test")}
+    splits = {}
+    for name, raw in labels.items():
+        if raw.ndim == 2 and raw.shape[1] > 1:
+            raise BenchmarkError(f"{path} is multi-label ({raw.shape[1]} labels per image): not supported")
+        flat = raw.reshape(-1).astype(np.int64)
+        splits[name] = Split(ids=tuple(f"{name}/{i}" for i in range(len(flat))), labels=flat)
+    return images, splits
+
+
+def class_names_for(configured: list[str] | None, splits: dict[str, Split]) -> list[str]:
+    """Configured names, checked against the label values; `class_<k>` when none are configured."""
+    n_classes = int(max(split.labels.max() for split in splits.values())) + 1
+    if configured is None:
+        return [f"class_{k}" for k in range(n_classes)]
+    if len(configured) < n_classes:
+        raise BenchmarkError(
+            f"dataset.class_names has {len(configured)} names but labels go up to {n_classes - 1}: "
+            f"give {n_classes} names"
+        )
+    return list(configured)

@@ -1,0 +1,66 @@
+"""Frozen-backbone features, computed once per (dataset content, split, backbone, weights, size).
+
+On a 2-core CPU a backbone's forward pass is the whole cost of a frozen run, so seeds, head settings
+and re-runs reuse the cached arrays instead of recomputing them.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from benchmark.data import Dataset
+from benchmark.files import cached_array, digest
+
+log = logging.getLogger(__name__)
+
+
+def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np.ndarray:
+    """(n, size, size, 3) uint8 images of a split, decoded and resized once per image size."""
+    ids = dataset.splits[split].ids
+    path = cache_dir / "images" / f"{dataset.name}-{split}-{size}px-{digest(dataset.fingerprint, split, size)}.npy"
+
+    def fill(out: np.ndarray) -> None:
+        for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):
+            out[row] = dataset.decode(image_id, size)
+
+    return cached_array(path, (len(ids), size, size, 3), "uint8", fill)
+
+
+def extract(extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: str) -> np.ndarray:
+    """Pooled features of every image, batch by batch, with a progress bar."""
+    dim = extractor.output_shape[-1]
+    features = np.empty((len(pixels), dim), dtype=np.float32)
+    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", leave=False):
+        batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)
+        features[start : start + len(batch)] = extractor.predict_on_batch(batch)
+    return features
+
+
+def split_features(
+    extractor: keras.Model,
+    dataset: Dataset,
+    split: str,
+    weights_id: str,
+    cache_dir: Path,
+    batch_size: int,
+) -> tuple[np.ndarray, bool]:
+    """Cached features of one split and whether they came from the cache."""
+    size = extractor.input_shape[1]
+    key = digest(dataset.fingerprint, split, extractor.name, weights_id, size, keras.__version__, tf.__version__)
+    path = cache_dir / "features" / f"{dataset.name}-{split}-{extractor.name}-{size}px-{key}.npy"
+    if path.exists():
+        return np.load(path), True
+
+    def fill(out: np.ndarray) -> None:
+        pixels = split_pixels(dataset, split, size, cache_dir)
+        started = time.perf_counter()
+        out[:] = extract(extractor, pixels, batch_size, f"features {split}")
+        log.info("features %s: %d images in %.1fs", split, len(pixels), time.perf_counter() - started)
+
+    dim = extractor.output_shape[-1]
+    return np.asarray(cached_array(path, (len(dataset.splits[split]), dim), "float32", fill)), False

@@ -1,0 +1,48 @@
+"""The classification head and the assembled model: GAP -> Dense -> Dropout -> Dense(softmax)."""
+
+import keras
+from omegaconf import DictConfig
+
+from backbones import Preprocess
+from backbones.registry import BackboneSpec
+
+
+def pooled_extractor(backbone: keras.Model, spec: BackboneSpec, image_size: int) -> keras.Model:
+    """Raw RGB pixels -> the backbone's own preprocessing -> frozen base -> GlobalAveragePooling2D.
+
+    The base is called with training=False so its BatchNorm layers stay in inference mode even if
+    it is unfrozen later (the keras transfer-learning guide's advice).
+    """
+    backbone.trainable = False
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
+    x = Preprocess(spec.name, name="preprocess")(inputs)
+    x = backbone(x, training=False)
+    outputs = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_features")
+
+
+def head_layers(n_classes: int, cfg: DictConfig) -> list[keras.layers.Layer]:
+    """The layers after pooling; shared by the feature-space model and the assembled one."""
+    return [
+        keras.layers.Dense(cfg.units, activation="relu", name="head_dense"),
+        keras.layers.Dropout(cfg.dropout, name="head_dropout"),
+        keras.layers.Dense(n_classes, activation="softmax", name="head_output"),
+    ]
+
+
+def stack(inputs, layers: list[keras.layers.Layer]):
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def head_on_features(feature_dim: int, layers: list[keras.layers.Layer]) -> keras.Model:
+    """The head alone, trained on cached pooled features."""
+    inputs = keras.Input(shape=(feature_dim,), name="features")
+    return keras.Model(inputs, stack(inputs, layers), name="head")
+
+
+def assemble(extractor: keras.Model, layers: list[keras.layers.Layer]) -> keras.Model:
+    """Pixels -> class probabilities: the same layer objects, so it is the same model as the cached path."""
+    return keras.Model(extractor.inputs, stack(extractor.outputs[0], layers), name="classifier")

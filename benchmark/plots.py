@@ -1,0 +1,45 @@
+"""The two figures of a single run: confusion matrix and training curves."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs happen on headless machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def confusion_matrix_figure(confusion: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+    """Counts, with each cell shaded by its share of the true class (row-normalised)."""
+    counts = np.asarray(confusion)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    labels = np.array([[f"{c}\n{s:.0%}" for c, s in zip(row_c, row_s, strict=True)]
+                       for row_c, row_s in zip(counts, shares, strict=True)])
+    size = 1.2 + 1.1 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    sns.heatmap(shares, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, square=True, ax=ax,
+                xticklabels=class_names, yticklabels=class_names, cbar_kws={"label": "share of true class"})
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int | None = None) -> None:
+    """Train/val accuracy and loss per epoch, with the restored (best) epoch marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric in zip(axes, ("accuracy", "loss"), strict=True):
+        ax.plot(history["epoch"], history[metric], marker="o", ms=3, label=f"train {metric}")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", ms=3, label=f"val {metric}")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label="restored epoch")
+        ax.set(xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""Resolve `backbone.weights` into a built backbone, and record honestly which weights were used.
+
+ImageNet weights come from Keras's own download and cache (~/.keras/models). Offline, the download
+fails: `backbone.weights_fallback` then decides between a loud, recorded switch to random init and an
+error before any work. The experiment never changes silently.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from omegaconf import DictConfig
+
+from backbones.registry import BackboneSpec, build
+from benchmark.errors import BenchmarkError
+from benchmark.files import file_sha256
+
+log = logging.getLogger(__name__)
+FALLBACKS = ("random", "error")
+IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
+
+
+@dataclass(frozen=True)
+class LoadedBackbone:
+    model: keras.Model
+    weights_used: str  # what the leaderboard shows: imagenet, random, random (imagenet unavailable), file:...
+    weights_id: str  # what feature caches are keyed on
+    is_random: bool = False  # random init (asked for, or the offline fallback)
+
+
+def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.Model:
+    """Random init from a fixed seed, so every run seed shares the same frozen features."""
+    keras.utils.set_random_seed(init_seed)
+    return build(spec, image_size, None)
+
+
+def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:
+    if not path.is_file():
+        raise BenchmarkError(
+            f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 file"
+        )
+    try:
+        model = build(spec, image_size, str(path))
+    except (ValueError, OSError) as error:
+        raise BenchmarkError(
+            f"backbone.weights={path} does not fit {spec.name} without its top at {image_size}px ({error}); "
+            "save the file from the same architecture with include_top=False"
+        ) from None
+    sha = file_sha256(path)
+    return LoadedBackbone(model, f"file:{path.name} (sha256 {sha[:12]})", f"file-{sha}")
+
+
+def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
+    if cfg.weights_fallback not in FALLBACKS:
+        raise BenchmarkError(
+            f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: use one of {', '.join(FALLBACKS)}"
+        )
+    try:
+        return LoadedBackbone(build(spec, image_size, "imagenet"), "imagenet", "imagenet")
+    except Exception as error:  # keras raises a bare Exception for a failed download
+        reason = str(error).splitlines()[0][:300]
+    hint = (
+        "download once with network access (Keras caches it in ~/.keras/models), or pass "
+        "backbone.weights=<file>.weights.h5, or backbone.weights=null for an explicit random-init baseline"
+    )
+    if cfg.weights_fallback == "error":
+        raise BenchmarkError(f"ImageNet weights for {spec.name} are unavailable ({reason}): {hint}")
+    log.warning("=" * 78)
+    log.warning("ImageNet weights for %s are UNAVAILABLE (%s).", spec.name, reason)
+    log.warning("Continuing from RANDOM INIT (backbone.weights_fallback=random); recorded as %r.",
+                IMAGENET_UNAVAILABLE)
+    log.warning("These results are NOT transfer learning. To fix: %s.", hint)
+    log.warning("=" * 78)
+    model = build_random(spec, image_size, cfg.init_seed)
+    return LoadedBackbone(model, IMAGENET_UNAVAILABLE, f"random-{cfg.init_seed}", is_random=True)
+
+
+def load_backbone(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
+    """The convolutional base with the weights `backbone.weights` asks for (or an honest fallback)."""
+    weights = cfg.weights
+    if weights is None:
+        model = build_random(spec, image_size, cfg.init_seed)
+        return LoadedBackbone(model, "random", f"random-{cfg.init_seed}", is_random=True)
+    if str(weights) == "imagenet":
+        return from_imagenet(spec, image_size, cfg)
+    return from_file(spec, image_size, Path(str(weights)).expanduser())
