@@ -50,4 +50,6 @@ def peak_memory() -> dict[str, float | None]:
 def measure(model: keras.Model, image_size: int, model_file: Path | None, cfg: DictConfig) -> dict:
     """All efficiency figures of the assembled model."""
     size_mb = model_file.stat().st_size / 1e6 if model_file is not None else None
-    return parameter_counts(model) | {"model_size_mb": size_mb} | speed(model, image_size, cfg) | peak_memory()
+    return (
+        parameter_counts(model) | {"model_size_mb": size_mb} | speed(model, image_size, cfg) | peak_memory()
+    )

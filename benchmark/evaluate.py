@@ -57,7 +57,9 @@ def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_
     return float(ece)
 
 
-def bootstrap_scores(y_true: np.ndarray, probabilities: np.ndarray, indices: np.ndarray) -> dict[str, np.ndarray]:
+def bootstrap_scores(
+    y_true: np.ndarray, probabilities: np.ndarray, indices: np.ndarray
+) -> dict[str, np.ndarray]:
     """The bootstrapped metrics on each resample (rows of `indices`)."""
     n_classes = probabilities.shape[1]
     scores = {name: np.empty(len(indices)) for name in BOOTSTRAPPED}
@@ -79,7 +81,9 @@ def confidence_intervals(scores: dict[str, np.ndarray], level: float) -> dict[st
     tail = (1 - level) / 2 * 100
     intervals = {}
     for name, values in scores.items():
-        low, high = np.nanpercentile(values, [tail, 100 - tail]) if np.isfinite(values).any() else (np.nan,) * 2
+        low, high = (
+            np.nanpercentile(values, [tail, 100 - tail]) if np.isfinite(values).any() else (np.nan,) * 2
+        )
         intervals[f"{name}_ci_low"], intervals[f"{name}_ci_high"] = float(low), float(high)
     return intervals
 
@@ -98,8 +102,11 @@ def per_class(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[s
         negatives = confusion.sum() - confusion[k].sum()
         true_negatives = negatives - (confusion[:, k].sum() - confusion[k, k])
         result[name] = {
-            "precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-            "support": int(support[k]), "sensitivity": float(recall[k]),
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "support": int(support[k]),
+            "sensitivity": float(recall[k]),
             "specificity": float(true_negatives / negatives) if negatives else float("nan"),
             "auroc": float(aurocs[k]),
         }
@@ -133,8 +140,12 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[st
 def classification_report(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
     """sklearn's text report plus the clinical pair (sensitivity, specificity) per class."""
     text = skm.classification_report(
-        y_true, probabilities.argmax(axis=1), labels=range(len(class_names)),
-        target_names=class_names, digits=4, zero_division=0,
+        y_true,
+        probabilities.argmax(axis=1),
+        labels=range(len(class_names)),
+        target_names=class_names,
+        digits=4,
+        zero_division=0,
     )
     rows = [f"{'class':>20} {'sensitivity':>12} {'specificity':>12}"]
     for name, values in per_class(y_true, probabilities, class_names).items():

@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np.ndarray:
     """(n, size, size, 3) uint8 images of a split, decoded and resized once per image size."""
     ids = dataset.splits[split].ids
-    path = cache_dir / "images" / f"{dataset.name}-{split}-{size}px-{digest(dataset.fingerprint, split, size)}.npy"
+    path = (
+        cache_dir
+        / "images"
+        / f"{dataset.name}-{split}-{size}px-{digest(dataset.fingerprint, split, size)}.npy"
+    )
 
     def fill(out: np.ndarray) -> None:
         for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):
@@ -51,7 +55,9 @@ def split_features(
 ) -> tuple[np.ndarray, bool]:
     """Cached features of one split and whether they came from the cache."""
     size = extractor.input_shape[1]
-    key = digest(dataset.fingerprint, split, extractor.name, weights_id, size, keras.__version__, tf.__version__)
+    key = digest(
+        dataset.fingerprint, split, extractor.name, weights_id, size, keras.__version__, tf.__version__
+    )
     path = cache_dir / "features" / f"{dataset.name}-{split}-{extractor.name}-{size}px-{key}.npy"
     if path.exists():
         return np.load(path), True

@@ -12,16 +12,33 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 
-def confusion_matrix_figure(confusion: list[list[int]], class_names: list[str], title: str, path: Path) -> None:
+def confusion_matrix_figure(
+    confusion: list[list[int]], class_names: list[str], title: str, path: Path
+) -> None:
     """Counts, with each cell shaded by its share of the true class (row-normalised)."""
     counts = np.asarray(confusion)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    labels = np.array([[f"{c}\n{s:.0%}" for c, s in zip(row_c, row_s, strict=True)]
-                       for row_c, row_s in zip(counts, shares, strict=True)])
+    labels = np.array(
+        [
+            [f"{c}\n{s:.0%}" for c, s in zip(row_c, row_s, strict=True)]
+            for row_c, row_s in zip(counts, shares, strict=True)
+        ]
+    )
     size = 1.2 + 1.1 * len(class_names)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    sns.heatmap(shares, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=1, square=True, ax=ax,
-                xticklabels=class_names, yticklabels=class_names, cbar_kws={"label": "share of true class"})
+    sns.heatmap(
+        shares,
+        annot=labels,
+        fmt="",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        square=True,
+        ax=ax,
+        xticklabels=class_names,
+        yticklabels=class_names,
+        cbar_kws={"label": "share of true class"},
+    )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -25,24 +25,36 @@ def predictions_table(dataset: Dataset, probabilities: np.ndarray) -> pd.DataFra
     """One row per test image: file, true and predicted class, one probability column per class."""
     test = dataset.splits["test"]
     names = np.asarray(dataset.class_names)
-    table = pd.DataFrame({"file": test.ids, "true_label": names[test.labels],
-                          "predicted_label": names[probabilities.argmax(axis=1)]})
+    table = pd.DataFrame(
+        {
+            "file": test.ids,
+            "true_label": names[test.labels],
+            "predicted_label": names[probabilities.argmax(axis=1)],
+        }
+    )
     for k, name in enumerate(dataset.class_names):
         table[f"prob_{name}"] = probabilities[:, k]
     return table
 
 
-def write_outputs(stage: Path, cfg: DictConfig, dataset: Dataset, trained: Trained, scores: dict) -> Path | None:
+def write_outputs(
+    stage: Path, cfg: DictConfig, dataset: Dataset, trained: Trained, scores: dict
+) -> Path | None:
     """Everything but metrics.json and manifest.json; returns the saved model's path, if saved."""
     title = f"{cfg.backbone.name} on {dataset.name} (seed {cfg.seed})"
     write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text(stage / "history.csv", trained.history.to_csv(index=False))
-    write_text(stage / "predictions.csv", predictions_table(dataset, trained.test_probabilities).to_csv(index=False))
+    write_text(
+        stage / "predictions.csv", predictions_table(dataset, trained.test_probabilities).to_csv(index=False)
+    )
     y_test = dataset.splits["test"].labels
-    write_text(stage / "classification_report.txt",
-               classification_report(y_test, trained.test_probabilities, list(dataset.class_names)))
-    plots.confusion_matrix_figure(scores["confusion_matrix"], list(dataset.class_names), title,
-                                  stage / "confusion_matrix.png")
+    write_text(
+        stage / "classification_report.txt",
+        classification_report(y_test, trained.test_probabilities, list(dataset.class_names)),
+    )
+    plots.confusion_matrix_figure(
+        scores["confusion_matrix"], list(dataset.class_names), title, stage / "confusion_matrix.png"
+    )
     plots.curves_figure(trained.history, title, stage / "curves.png", trained.timings["best_epoch"])
     if not cfg.train.save_model:
         return None
@@ -52,10 +64,20 @@ def write_outputs(stage: Path, cfg: DictConfig, dataset: Dataset, trained: Train
 
 def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record: dict, started: str) -> dict:
     return {
-        "versions": rundir.versions(), "git_commit": rundir.git_commit(), "machine": rundir.machine(),
-        "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "synthetic": dataset.synthetic,
-                    "classes": list(dataset.class_names), **audit_record},
-        "seed": cfg.seed, "weights_used": weights_used, "started": started, "finished": rundir.now(),
+        "versions": rundir.versions(),
+        "git_commit": rundir.git_commit(),
+        "machine": rundir.machine(),
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "synthetic": dataset.synthetic,
+            "classes": list(dataset.class_names),
+            **audit_record,
+        },
+        "seed": cfg.seed,
+        "weights_used": weights_used,
+        "started": started,
+        "finished": rundir.now(),
     }
 
 
@@ -75,20 +97,36 @@ def run(cfg: DictConfig) -> dict:
     dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
     audit_record = audit(dataset)
     trained = STRATEGIES[cfg.train.mode](cfg, dataset, spec, backbone, image_size)
-    scores = evaluate(dataset.splits["test"].labels, trained.test_probabilities,
-                      list(dataset.class_names), cfg.evaluate)
+    scores = evaluate(
+        dataset.splits["test"].labels, trained.test_probabilities, list(dataset.class_names), cfg.evaluate
+    )
     stage = rundir.staging_directory(run_dir)
     model_file = write_outputs(stage, cfg, dataset, trained, scores)
     metrics = {
-        "backbone": spec.name, "dataset": dataset.name, "classes": list(dataset.class_names),
-        "synthetic_data": dataset.synthetic, "weights_used": backbone.weights_used, "train_mode": cfg.train.mode,
-        "seed": cfg.seed, "image_size": image_size, "config_hash": rundir.config_hash(cfg),
+        "backbone": spec.name,
+        "dataset": dataset.name,
+        "classes": list(dataset.class_names),
+        "synthetic_data": dataset.synthetic,
+        "weights_used": backbone.weights_used,
+        "train_mode": cfg.train.mode,
+        "seed": cfg.seed,
+        "image_size": image_size,
+        "config_hash": rundir.config_hash(cfg),
         "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
-        **scores, **trained.timings, **efficiency.measure(trained.model, image_size, model_file, cfg.efficiency),
+        **scores,
+        **trained.timings,
+        **efficiency.measure(trained.model, image_size, model_file, cfg.efficiency),
     }
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, audit_record, started))
     write_json(stage / "metrics.json", metrics)
     rundir.publish(stage, run_dir)
-    log.info("%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s", spec.name, metrics["accuracy"],
-             metrics["accuracy_ci_low"], metrics["accuracy_ci_high"], metrics["macro_auroc"], run_dir)
+    log.info(
+        "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
+        spec.name,
+        metrics["accuracy"],
+        metrics["accuracy_ci_low"],
+        metrics["accuracy_ci_high"],
+        metrics["macro_auroc"],
+        run_dir,
+    )
     return metrics

@@ -40,9 +40,12 @@ class EpochLog(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         log.info(
-            "epoch %3d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f", epoch + 1,
-            logs.get("loss", np.nan), logs.get("accuracy", np.nan),
-            logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan),
+            "epoch %3d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f",
+            epoch + 1,
+            logs.get("loss", np.nan),
+            logs.get("accuracy", np.nan),
+            logs.get("val_loss", np.nan),
+            logs.get("val_accuracy", np.nan),
         )
 
 
@@ -67,9 +70,14 @@ def fit(model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig) -
     )
     stop = early_stopping(cfg)
     history = model.fit(
-        x["train"], one_hot(y["train"], n_classes),
+        x["train"],
+        one_hot(y["train"], n_classes),
         validation_data=(x["val"], one_hot(y["val"], n_classes)),
-        epochs=cfg.max_epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=[EpochLog(), stop],
+        epochs=cfg.max_epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[EpochLog(), stop],
     )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
@@ -84,7 +92,9 @@ def prepare_random_backbone(
         return backbone.weights_id, {"bn_recalibrated": False}
     pixels = split_pixels(dataset, "train", image_size, Path(cfg.cache_dir))
     rows = batchnorm.sample_rows(len(pixels), cfg.backbone.bn_images)
-    n_layers = batchnorm.recalibrate(backbone.model, spec.preprocess_input(np.asarray(pixels[rows], np.float32)))
+    n_layers = batchnorm.recalibrate(
+        backbone.model, spec.preprocess_input(np.asarray(pixels[rows], np.float32))
+    )
     log.info("random init: BatchNorm statistics of %d layers set from %d train images", n_layers, len(rows))
     return f"{backbone.weights_id}-bn{len(rows)}", {"bn_recalibrated": n_layers > 0, "bn_images": len(rows)}
 

@@ -54,7 +54,8 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
 def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
     if cfg.weights_fallback not in FALLBACKS:
         raise BenchmarkError(
-            f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: use one of {', '.join(FALLBACKS)}"
+            f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: "
+            f"use one of {', '.join(FALLBACKS)}"
         )
     try:
         return LoadedBackbone(build(spec, image_size, "imagenet"), "imagenet", "imagenet")
@@ -68,8 +69,10 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
         raise BenchmarkError(f"ImageNet weights for {spec.name} are unavailable ({reason}): {hint}")
     log.warning("=" * 78)
     log.warning("ImageNet weights for %s are UNAVAILABLE (%s).", spec.name, reason)
-    log.warning("Continuing from RANDOM INIT (backbone.weights_fallback=random); recorded as %r.",
-                IMAGENET_UNAVAILABLE)
+    log.warning(
+        "Continuing from RANDOM INIT (backbone.weights_fallback=random); recorded as %r.",
+        IMAGENET_UNAVAILABLE,
+    )
     log.warning("These results are NOT transfer learning. To fix: %s.", hint)
     log.warning("=" * 78)
     model = build_random(spec, image_size, cfg.init_seed)

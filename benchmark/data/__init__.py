@@ -90,7 +90,9 @@ def load_dataset(cfg: DictConfig, data_dir: Path) -> Dataset:
     else:
         raise BenchmarkError(f"dataset.loader={cfg.loader!r} is unknown: use one of {', '.join(LOADERS)}")
     log.info(
-        "dataset %s: classes %s, %s", name, list(dataset.class_names),
+        "dataset %s: classes %s, %s",
+        name,
+        list(dataset.class_names),
         ", ".join(f"{s} {len(dataset.splits[s])}" for s in SPLITS),
     )
     return dataset

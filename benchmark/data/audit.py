@@ -30,6 +30,7 @@ def audit(dataset: Dataset) -> dict:
     if duplicates:
         log.warning(
             "LEAKAGE: identical images in more than one split %s: test metrics are optimistic; "
-            "de-duplicate the dataset", duplicates
+            "de-duplicate the dataset",
+            duplicates,
         )
     return {"cross_split_duplicates": duplicates, "class_counts": dataset.class_counts()}

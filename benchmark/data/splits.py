@@ -20,8 +20,9 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
 def split_off(labels: np.ndarray, fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split-off) with `fraction` of each class split off."""
     indices = np.arange(len(labels))
+    count = max(1, round(len(labels) * fraction))  # a count: float fractions like 0.1/0.8 round up in sklearn
     try:
-        kept, taken = train_test_split(indices, test_size=fraction, stratify=labels, random_state=seed)
+        kept, taken = train_test_split(indices, test_size=count, stratify=labels, random_state=seed)
     except ValueError as error:
         counts = np.bincount(labels)
         raise BenchmarkError(
@@ -31,9 +32,7 @@ def split_off(labels: np.ndarray, fraction: float, seed: int, what: str) -> tupl
     return np.sort(kept), np.sort(taken)
 
 
-def stratified_three_way(
-    labels: np.ndarray, fractions: Sequence[float], seed: int
-) -> dict[str, np.ndarray]:
+def stratified_three_way(labels: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
     """train/val/test index arrays in the given proportions, each class represented in each split."""
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
     rest, test = split_off(labels, test_fraction, seed, "test")

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real config tree, shrunk to seconds (tiny data, minimum sizes, random init)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Small enough for a 2-core CPU: ~45 images at 32 px, few epochs, few timing repeats.
+TINY = [
+    "backbone.weights=null",
+    "dataset.n_per_class=15",
+    "dataset.size=48",
+    "image_size=32",
+    "train.max_epochs=3",
+    "evaluate.n_bootstrap=200",
+    "efficiency.warmup=1",
+    "efficiency.latency_runs=2",
+    "efficiency.throughput_batch=4",
+    "efficiency.throughput_batches=1",
+]
+
+
+def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
+    return [
+        *TINY,
+        f"results_dir={tmp / 'results'}",
+        f"cache_dir={tmp / 'cache'}",
+        f"data_dir={tmp / 'data'}",
+        *extra,
+    ]
+
+
+def compose_config(tmp: Path, *extra: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=tiny_overrides(tmp, *extra))
+
+
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, module: str = "benchmark", timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """`python -m <module> args` as a user would type it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path):
+    """A factory: tiny_cfg('seed=1', ...) composes the real config with the tiny overrides."""
+    return lambda *extra: compose_config(tmp_path, *extra)

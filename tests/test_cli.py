@@ -1,0 +1,101 @@
+"""`python -m benchmark` as a user runs it: real subprocesses, real files, real exit codes."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli, tiny_overrides
+
+RUN_FILES = {
+    "config.yaml",
+    "metrics.json",
+    "history.csv",
+    "predictions.csv",
+    "classification_report.txt",
+    "confusion_matrix.png",
+    "curves.png",
+    "manifest.json",
+    "model.keras",
+}
+# Make every ImageNet download fail fast and the same way, online or not: no cache, an unreachable proxy.
+OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
+
+def only_run_dir(results: Path) -> Path:
+    (run_dir,) = (results / "runs" / "synthetic" / "mobilenetv2").iterdir()
+    return run_dir
+
+
+def test_one_run_end_to_end(tmp_path: Path):
+    result = run_cli(tiny_overrides(tmp_path, "seed=3"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "results")
+    assert run_dir.name.startswith("seed3-")
+    assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "macro_auroc", "ece"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    for key in ("accuracy", "macro_f1", "macro_auroc"):
+        assert metrics[f"{key}_ci_low"] <= metrics[key] <= metrics[f"{key}_ci_high"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n_test"] == metrics["split_sizes"]["test"]
+    assert set(metrics["per_class"]) == {"normal", "pneumonia", "tumor"}
+    assert metrics["weights_used"] == "random" and metrics["synthetic_data"] is True
+    assert metrics["params_total"] > metrics["params_trainable"] > 0
+    assert metrics["latency_ms"] > 0 and metrics["throughput_ips"] > 0 and metrics["model_size_mb"] > 0
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert len(history) == metrics["epochs_run"]
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert list(predictions.columns[:3]) == ["file", "true_label", "predicted_label"]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["versions"]["keras"].startswith("3.")
+    assert manifest["dataset"]["class_counts"]["test"] == {"normal": 3, "pneumonia": 3, "tumor": 3}
+
+
+def test_offline_imagenet_falls_back_to_random_loudly_and_records_it(tmp_path: Path):
+    overrides = [o for o in tiny_overrides(tmp_path) if o != "backbone.weights=null"]
+    result = run_cli(overrides, env={**OFFLINE, "KERAS_HOME": str(tmp_path / "keras_home")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ImageNet weights for mobilenetv2 are UNAVAILABLE" in result.stdout + result.stderr
+    run_dir = only_run_dir(tmp_path / "results")
+    assert (
+        json.loads((run_dir / "metrics.json").read_text())["weights_used"] == "random (imagenet unavailable)"
+    )
+    assert (
+        json.loads((run_dir / "manifest.json").read_text())["weights_used"] == "random (imagenet unavailable)"
+    )
+
+
+def test_offline_imagenet_with_fallback_error_fails_before_any_work(tmp_path: Path):
+    overrides = [o for o in tiny_overrides(tmp_path) if o != "backbone.weights=null"]
+    result = run_cli(
+        [*overrides, "backbone.weights_fallback=error"],
+        env={**OFFLINE, "KERAS_HOME": str(tmp_path / "keras_home")},
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ImageNet weights for mobilenetv2 are unavailable" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset=folder"], "dataset.path is required"),
+        (["dataset=folder", "dataset.path=/no/such/folder"], "is not a folder"),
+        (["image_size=16"], "below mobilenetv2's minimum of 32"),
+        (["backbone.name=resnet18"], "unknown backbone 'resnet18'"),
+        (["backbone=resnet18"], "choose one of: densenet121, inceptionresnetv2"),
+        (["dataset.pth=/data"], "Could not override 'dataset.pth'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, message):
+    result = run_cli([f"results_dir={tmp_path}", f"data_dir={tmp_path}", *overrides])
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

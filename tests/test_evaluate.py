@@ -1,0 +1,73 @@
+"""Metrics checked against sklearn and against hand-computed values."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from sklearn.metrics import f1_score, roc_auc_score
+
+from benchmark.evaluate import (
+    evaluate,
+    expected_calibration_error,
+    macro_auroc,
+    macro_f1,
+    ovr_auroc,
+)
+
+CFG = OmegaConf.create({"n_bootstrap": 300, "bootstrap_seed": 0, "ci_level": 0.95, "ece_bins": 15})
+
+
+def noisy_predictions(n=300, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return y, probabilities
+
+
+def test_rank_auroc_equals_sklearn_with_ties():
+    y, p = noisy_predictions()
+    p = np.round(p, 2)  # force ties
+    p = p / p.sum(1, keepdims=True)
+    assert macro_auroc(y, p) == pytest.approx(roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    for k in range(3):
+        assert ovr_auroc(y, p)[k] == pytest.approx(roc_auc_score(y == k, p[:, k]))
+
+
+def test_binary_auroc_is_that_of_the_positive_class():
+    y, p = noisy_predictions(k=2)
+    assert macro_auroc(y, p) == pytest.approx(roc_auc_score(y, p[:, 1]))
+
+
+def test_macro_f1_equals_sklearn():
+    y, p = noisy_predictions(seed=3)
+    predicted = p.argmax(1)
+    assert macro_f1(y, predicted, 3) == pytest.approx(f1_score(y, predicted, average="macro"))
+
+
+def test_ece_of_perfectly_calibrated_and_overconfident_models():
+    y = np.array([0, 0, 0, 1])
+    calibrated = np.array([[0.75, 0.25]] * 4)  # 75% confident, 75% right
+    assert expected_calibration_error(y, calibrated, 15) == pytest.approx(0.0)
+    overconfident = np.array([[0.99, 0.01]] * 4)
+    assert expected_calibration_error(y, overconfident, 15) == pytest.approx(0.24)
+
+
+def test_evaluate_reports_everything_with_consistent_intervals():
+    y, p = noisy_predictions()
+    scores = evaluate(y, p, ["normal", "pneumonia", "tumor"], CFG)
+    for name in ("accuracy", "macro_f1", "macro_auroc"):
+        assert scores[f"{name}_ci_low"] <= scores[name] <= scores[f"{name}_ci_high"]
+        assert scores[f"{name}_ci_high"] - scores[f"{name}_ci_low"] > 0.01
+    assert np.sum(scores["confusion_matrix"]) == 300
+    tumor = scores["per_class"]["tumor"]
+    confusion = np.array(scores["confusion_matrix"])
+    negatives = confusion[[0, 1]].sum()
+    assert tumor["specificity"] == pytest.approx((negatives - confusion[[0, 1], 2].sum()) / negatives)
+    assert tumor["sensitivity"] == pytest.approx(confusion[2, 2] / confusion[2].sum())
+    assert 0 < scores["log_loss"] < 2 and 0 <= scores["ece"] <= 1
+
+
+def test_bootstrap_is_seeded():
+    y, p = noisy_predictions()
+    first, second = evaluate(y, p, list("abc"), CFG), evaluate(y, p, list("abc"), CFG)
+    assert first["macro_auroc_ci_low"] == second["macro_auroc_ci_low"]

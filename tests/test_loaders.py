@@ -1,0 +1,156 @@
+"""Folder layouts and the MedMNIST npz, on real files written by the tests."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from benchmark.data import load_dataset
+from benchmark.errors import BenchmarkError
+
+FOLDER = {"loader": "folder", "name": None, "split": [0.7, 0.1, 0.2], "val_fraction": 0.2, "split_seed": 0}
+
+
+def write_images(directory: Path, n: int, value: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((12, 12), (value + i) % 256, np.uint8)).save(directory / f"img{i:03d}.png")
+
+
+def folder_cfg(path: Path, **changes):
+    return OmegaConf.create({**FOLDER, "path": str(path), **changes})
+
+
+def test_train_test_layout_with_val_split_from_train(tmp_path: Path):
+    for klass, value in (("normal", 0), ("covid", 80), ("pneumonia", 160)):
+        write_images(tmp_path / "train" / klass, 20, value)
+        write_images(tmp_path / "test" / klass, 5, value + 7)
+    dataset = load_dataset(folder_cfg(tmp_path), tmp_path / "unused")
+    assert dataset.class_names == ("covid", "normal", "pneumonia")  # folder names, sorted
+    assert len(dataset.splits["test"]) == 15
+    assert len(dataset.splits["val"]) == 12 and len(dataset.splits["train"]) == 48  # 20% of train, stratified
+    assert all(i.startswith("test/") for i in dataset.splits["test"].ids)
+    assert not set(dataset.splits["val"].ids) & set(dataset.splits["train"].ids)
+    assert dataset.class_counts()["val"] == {"covid": 4, "normal": 4, "pneumonia": 4}
+    assert dataset.name == tmp_path.name
+
+
+def test_explicit_val_folder_is_used(tmp_path: Path):
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        for klass in ("a", "b"):
+            write_images(tmp_path / split / klass, n, 50 if klass == "a" else 150)
+    dataset = load_dataset(folder_cfg(tmp_path), tmp_path)
+    assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [12, 4, 6]
+
+
+def test_class_folders_get_a_stratified_three_way_split(tmp_path: Path):
+    for klass, value in (("normal", 10), ("tumor", 200)):
+        write_images(tmp_path / klass, 30, value)
+    dataset = load_dataset(folder_cfg(tmp_path), tmp_path)
+    counts = dataset.class_counts()
+    assert counts["test"] == {"normal": 6, "tumor": 6} and counts["val"] == {"normal": 3, "tumor": 3}
+    ids = [set(dataset.splits[s].ids) for s in ("train", "val", "test")]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    again = load_dataset(folder_cfg(tmp_path), tmp_path)
+    assert again.splits["test"].ids == dataset.splits["test"].ids and again.fingerprint == dataset.fingerprint
+
+
+def test_the_same_mapping_in_every_split(tmp_path: Path):
+    for klass in ("b", "a", "c"):
+        write_images(tmp_path / "train" / klass, 10, ord(klass))
+        write_images(tmp_path / "test" / klass, 2, ord(klass))
+    dataset = load_dataset(folder_cfg(tmp_path), tmp_path)
+    for split in dataset.splits.values():
+        for image_id, label in zip(split.ids, split.labels, strict=True):
+            assert image_id.split("/")[1] == dataset.class_names[label]
+
+
+def test_leakage_audit_finds_a_copied_image(tmp_path: Path):
+    from benchmark.data.audit import cross_split_duplicates
+
+    for klass in ("a", "b"):
+        write_images(tmp_path / "train" / klass, 10, 0 if klass == "a" else 100)
+        write_images(tmp_path / "test" / klass, 3, 50 if klass == "a" else 150)
+    (tmp_path / "test" / "a" / "copy.png").write_bytes((tmp_path / "train" / "a" / "img000.png").read_bytes())
+    dataset = load_dataset(folder_cfg(tmp_path), tmp_path)
+    assert sum(cross_split_duplicates(dataset).values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "is not a folder"),
+        ("one_class", "at least 2"),
+        ("empty_class", "has no images"),
+        ("extra_test_class", "train/ lacks"),
+    ],
+)
+def test_bad_folders_fail_with_a_clear_message(tmp_path: Path, layout, message):
+    if layout == "one_class":
+        write_images(tmp_path / "only", 5, 0)
+    elif layout == "empty_class":
+        write_images(tmp_path / "a", 5, 0)
+        (tmp_path / "b").mkdir()
+    elif layout == "extra_test_class":
+        write_images(tmp_path / "train" / "a", 5, 0)
+        write_images(tmp_path / "train" / "b", 5, 9)
+        write_images(tmp_path / "test" / "z", 2, 0)
+    root = tmp_path / "nowhere" if layout == "missing" else tmp_path
+    with pytest.raises(BenchmarkError, match=message):
+        load_dataset(folder_cfg(root), tmp_path)
+
+
+def write_npz(path: Path, n_classes: int = 3, channels: int | None = None) -> None:
+    rng = np.random.default_rng(0)
+    shape = (28, 28) if channels is None else (28, 28, channels)
+    arrays = {}
+    for split, n in (("train", 30), ("val", 9), ("test", 12)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % n_classes).reshape(-1, 1).astype(np.uint8)
+    np.savez(path, **arrays)
+
+
+def test_medmnist_npz_keeps_the_official_splits(tmp_path: Path):
+    write_npz(tmp_path / "pneumoniamnist.npz")
+    cfg = OmegaConf.create(
+        {
+            "loader": "medmnist",
+            "name": None,
+            "path": str(tmp_path / "pneumoniamnist.npz"),
+            "class_names": ["normal", "pneumonia", "other"],
+        }
+    )
+    dataset = load_dataset(cfg, tmp_path)
+    assert dataset.name == "pneumoniamnist" and dataset.class_names == ("normal", "pneumonia", "other")
+    assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [30, 9, 12]
+    assert dataset.decode("test/3", 32).shape == (32, 32, 3)
+    assert dataset.splits["test"].labels[4] == 1
+
+
+def test_medmnist_rgb_and_default_class_names(tmp_path: Path):
+    write_npz(tmp_path / "x.npz", n_classes=2, channels=3)
+    cfg = OmegaConf.create(
+        {"loader": "medmnist", "name": "mine", "path": str(tmp_path / "x.npz"), "class_names": None}
+    )
+    dataset = load_dataset(cfg, tmp_path)
+    assert dataset.class_names == ("class_0", "class_1") and dataset.name == "mine"
+    assert dataset.decode("train/0", 16).shape == (16, 16, 3)
+
+
+def test_medmnist_wrong_keys_and_multilabel_are_refused(tmp_path: Path):
+    np.savez(tmp_path / "bad.npz", images=np.zeros((2, 4, 4)))
+    cfg = OmegaConf.create(
+        {"loader": "medmnist", "name": None, "path": str(tmp_path / "bad.npz"), "class_names": None}
+    )
+    with pytest.raises(BenchmarkError, match="lacks the keys"):
+        load_dataset(cfg, tmp_path)
+    multi = {
+        f"{s}_{k}": np.zeros((4, 4, 4) if k == "images" else (4, 14), np.uint8)
+        for s in ("train", "val", "test")
+        for k in ("images", "labels")
+    }
+    np.savez(tmp_path / "chest.npz", **multi)
+    with pytest.raises(BenchmarkError, match="multi-label"):
+        load_dataset(OmegaConf.merge(cfg, {"path": str(tmp_path / "chest.npz")}), tmp_path)

@@ -1,0 +1,92 @@
+"""Whole runs in-process (Hydra compose -> run), on the real tiny synthetic dataset."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import backbones  # noqa: F401  registers the Preprocess layer for loading model.keras
+from backbones.registry import build, get
+from benchmark.data.images import decode_file
+from benchmark.errors import BenchmarkError
+from benchmark.run import run
+
+TIMING_KEYS = {
+    "feature_extraction_s",
+    "training_s",
+    "latency_ms",
+    "throughput_ips",
+    "peak_memory_mb",
+    "peak_gpu_memory_mb",
+    "features_from_cache",
+    "model_size_mb",
+}
+
+
+def run_dir_of(metrics: dict, cfg) -> Path:
+    return (
+        Path(cfg.results_dir)
+        / "runs"
+        / metrics["dataset"]
+        / metrics["backbone"]
+        / f"seed{metrics['seed']}-{metrics['config_hash']}"
+    )
+
+
+def test_assembled_model_equals_the_cached_feature_path(tiny_cfg):
+    """model.keras (backbone + trained head, from raw pixels) must predict what the cached path predicted."""
+    cfg = tiny_cfg()
+    metrics = run(cfg)
+    run_dir = run_dir_of(metrics, cfg)
+    model = keras.models.load_model(run_dir / "model.keras")
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    data_root = next((Path(cfg.data_dir)).glob("synthetic-*"))
+    pixels = np.stack([decode_file(data_root / f, cfg.image_size) for f in predictions["file"]])
+    from_pixels = model.predict(pixels.astype(np.float32), verbose=0)
+    cached = predictions[[f"prob_{c}" for c in metrics["classes"]]].to_numpy()
+    np.testing.assert_allclose(from_pixels, cached, atol=1e-4)
+    assert len(predictions) == metrics["n_test"] and metrics["bn_recalibrated"] is True
+
+
+def test_same_seed_same_metrics_and_a_new_seed_reuses_the_features(tiny_cfg, tmp_path):
+    first = run(tiny_cfg())
+    again = run(tiny_cfg(f"results_dir={tmp_path / 'again'}"))  # a fresh run directory, same caches
+    for key in first.keys() - TIMING_KEYS:
+        assert first[key] == again[key], key
+    assert again["features_from_cache"] is True
+    other = run(tiny_cfg("seed=1"))
+    assert other["features_from_cache"] is True  # seeds share the frozen features
+    assert other["config_hash"] == first["config_hash"]
+    assert other["log_loss"] != first["log_loss"]  # but the head is initialised and shuffled differently
+
+
+def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg):
+    cfg = tiny_cfg()
+    metrics = run(cfg)
+    written = (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns
+    assert run(cfg) == json.loads((run_dir_of(metrics, cfg) / "metrics.json").read_text())
+    assert (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns == written
+    run(tiny_cfg("force=true"))
+    assert (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns != written
+    leftovers = [p.name for p in run_dir_of(metrics, cfg).parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_weights_file_saved_by_the_test_is_loaded(tiny_cfg, tmp_path):
+    keras.utils.set_random_seed(123)
+    base = build(get("mobilenetv2"), 32, None)
+    path = tmp_path / "mobilenetv2_no_top.weights.h5"
+    base.save_weights(path)
+    metrics = run(tiny_cfg(f"backbone.weights={path}"))
+    assert metrics["weights_used"].startswith("file:mobilenetv2_no_top.weights.h5")
+    assert metrics["bn_recalibrated"] is False  # trained weights keep their own BatchNorm statistics
+    with pytest.raises(BenchmarkError, match="does not fit resnet50"):
+        run(tiny_cfg(f"backbone.weights={path}", "backbone=resnet50"))
+
+
+def test_missing_weights_file_is_a_user_error(tiny_cfg, tmp_path):
+    with pytest.raises(BenchmarkError, match="does not exist"):
+        run(tiny_cfg(f"backbone.weights={tmp_path / 'nope.weights.h5'}"))
