@@ -7,10 +7,12 @@ DATASET   ?= synthetic
 DATA      ?=
 SEEDS     ?=
 BACKBONES ?=
+RESULTS   ?= results
+SWEEP     ?= all_backbones
 ARGS      ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run clean
+.PHONY: help install test lint run sweep report clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +31,15 @@ lint: ## ruff check and format check
 
 run: ## one run: make run ARGS="backbone=densenet121"
 	$(PY) -m benchmark $(ARGS)
+
+sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, then the leaderboard
+	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) results_dir=$(RESULTS) \
+	    $(if $(DATA),dataset.path=$(DATA)) $(if $(BACKBONES),backbone=$(BACKBONES)) \
+	    $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
+	$(PY) -m benchmark.report results_dir=$(RESULTS)
+
+report: ## rebuild the leaderboard (.md, .csv) and figures from results/runs
+	$(PY) -m benchmark.report results_dir=$(RESULTS)
 
 clean: ## remove caches and generated results (keeps results/README.md)
 	rm -rf cache outputs multirun .pytest_cache .ruff_cache

@@ -8,7 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` instead of Hydra's exit(1)
 
 import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.errors import HydraException  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException  # noqa: E402
 
@@ -35,15 +37,29 @@ def fail(error: Exception) -> None:
     raise SystemExit(2) from None
 
 
+def in_sweep() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one configuration; the returned metric lets Hydra sweepers optimise over runs."""
-    from benchmark.run import run  # heavy imports (TensorFlow) only once the config is valid
+    """Run one configuration; the returned metric lets Hydra sweepers optimise over runs.
+
+    In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
+    sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
+    """
+    from benchmark.run import record_failure, run  # heavy imports (TensorFlow) once the config is valid
 
     try:
         return run(cfg)["macro_auroc"]
-    except (BenchmarkError, MissingMandatoryValue) as error:
+    except Exception as error:
         if cfg.get("debug"):
+            raise
+        if in_sweep():
+            record_failure(cfg, error)
+            log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
+            return None
+        if not isinstance(error, BenchmarkError | MissingMandatoryValue):
             raise
         log.error("error: %s", one_line(error))
         fail(error)

@@ -1,6 +1,7 @@
 """One benchmark run: config -> dataset -> backbone -> train -> evaluate -> run directory."""
 
 import logging
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,19 @@ def run(cfg: DictConfig) -> dict:
         run_dir,
     )
     return metrics
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:
+    """Write `failed.json` into the cell's run directory, unless that run is complete (never touch it)."""
+    try:
+        run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
+    except Exception:  # the config itself is unusable: nothing to file the failure under
+        return None
+    if rundir.is_complete(run_dir):
+        return None
+    write_json(run_dir / "failed.json", {
+        "backbone": cfg.backbone.name, "dataset": run_dir.parts[-3], "seed": cfg.seed,
+        "config_hash": rundir.config_hash(cfg), "error_type": type(error).__name__,
+        "error": str(error), "traceback": traceback.format_exc(), "time": rundir.now(),
+    })
+    return run_dir

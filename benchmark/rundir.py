@@ -18,14 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.files import digest
 
-NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug")
+NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra")
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Hash of the resolved config minus paths and flags: same hash = same experiment."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    experiment = {k: v for k, v in resolved.items() if k not in NOT_PART_OF_THE_EXPERIMENT}
-    return digest(experiment, length=8)
+    """Hash of the resolved config minus paths, flags and Hydra's own node: same hash = same experiment."""
+    experiment = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_PART_OF_THE_EXPERIMENT])
+    return digest(OmegaConf.to_container(experiment, resolve=True), length=8)
 
 
 def run_directory(cfg: DictConfig, dataset: str) -> Path:
