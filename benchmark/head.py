@@ -1,6 +1,13 @@
-"""The classification head and the assembled model: GAP -> Dense -> Dropout -> Dense(softmax)."""
+"""The classification head and the assembled model: GAP -> Dense -> Dropout -> Dense(softmax).
+
+Pooled features of a frozen backbone can sit far from zero with tiny spread (random-init VGG19's vary
+by ~5% around their mean), which stalls Adam before early stopping ends training. The head is therefore
+trained on features standardised with train-split statistics, and the standardisation is folded into
+the first Dense layer afterwards: an exact reparametrisation, so the saved head is the plain one.
+"""
 
 import keras
+import numpy as np
 from omegaconf import DictConfig
 
 from backbones import Preprocess
@@ -28,6 +35,22 @@ def head_layers(n_classes: int, cfg: DictConfig) -> list[keras.layers.Layer]:
         keras.layers.Dropout(cfg.dropout, name="head_dropout"),
         keras.layers.Dense(n_classes, activation="softmax", name="head_output"),
     ]
+
+
+def standardizer(train_features: np.ndarray) -> keras.layers.Normalization:
+    """A fixed (x - mean) / std layer with train-split statistics; constant features get std 1."""
+    std = train_features.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    return keras.layers.Normalization(mean=train_features.mean(axis=0), variance=std**2, name="standardize")
+
+
+def fold_standardizer(standardize: keras.layers.Normalization, dense: keras.layers.Dense) -> None:
+    """Dense(W, b) after (x - m) / s equals Dense(W / s, b - (m / s) W) on raw x: merge them."""
+    mean = keras.ops.convert_to_numpy(standardize.mean).reshape(-1)
+    std = np.sqrt(keras.ops.convert_to_numpy(standardize.variance).reshape(-1))
+    std = np.maximum(std, keras.config.epsilon())  # what Normalization divides by
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel / std[:, None], bias - (mean / std) @ kernel])
 
 
 def stack(inputs, layers: list[keras.layers.Layer]):

@@ -53,6 +53,9 @@ def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int
         ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", ms=3, label=f"val {metric}")
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1, label="restored epoch")
+        if "phase" in history and history["phase"].nunique() > 1:
+            boundary = history.loc[history["phase"] != history["phase"].iloc[0], "epoch"].iloc[0] - 0.5
+            ax.axvline(boundary, color="black", ls=":", lw=1, label="backbone unfrozen")
         ax.set(xlabel="epoch", ylabel=metric)
         ax.grid(alpha=0.3)
         ax.legend()

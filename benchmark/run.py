@@ -9,17 +9,18 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import check_image_size, get
-from benchmark import efficiency, plots, rundir
+from benchmark import augment, efficiency, plots, rundir
 from benchmark.data import Dataset, dataset_name, load_dataset
 from benchmark.data.audit import audit
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import classification_report, evaluate
 from benchmark.files import write_json, write_text
+from benchmark.finetune import train_finetune
 from benchmark.train import Trained, train_frozen
 from benchmark.weights import load_backbone
 
 log = logging.getLogger(__name__)
-STRATEGIES = {"frozen": train_frozen}
+STRATEGIES = {"frozen": train_frozen, "finetune": train_finetune}
 
 
 def predictions_table(dataset: Dataset, probabilities: np.ndarray) -> pd.DataFrame:
@@ -89,6 +90,11 @@ def run(cfg: DictConfig) -> dict:
     check_image_size(spec, image_size)
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
+    if cfg.train.mode == "frozen" and augment.is_active(cfg.augment):
+        raise BenchmarkError(
+            f"augment={cfg.augment.name} needs train=finetune: frozen mode trains on cached features, "
+            "which cannot be augmented (use augment=none, or train=finetune)"
+        )
     run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
     if rundir.is_complete(run_dir) and not cfg.force:
         log.info("skip: %s is complete (force=true re-runs it)", run_dir)

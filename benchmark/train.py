@@ -1,4 +1,4 @@
-"""Training strategies. `frozen`: features cached once, then the head is trained on them.
+"""Training shared by both strategies, and the `frozen` strategy: features cached once, head trained on them.
 
 Model selection (early stopping, best-weight restore) sees only train and val; test stays untouched
 until evaluation.
@@ -13,16 +13,26 @@ import keras
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
+from sklearn.utils.class_weight import compute_class_weight
 
 from backbones.registry import BackboneSpec
 from benchmark import batchnorm
 from benchmark.data import SPLITS, Dataset
 from benchmark.errors import BenchmarkError
 from benchmark.features import split_features, split_pixels
-from benchmark.head import assemble, head_layers, head_on_features, pooled_extractor
+from benchmark.head import (
+    assemble,
+    fold_standardizer,
+    head_layers,
+    head_on_features,
+    pooled_extractor,
+    standardizer,
+)
 from benchmark.weights import LoadedBackbone
 
 log = logging.getLogger(__name__)
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -40,48 +50,52 @@ class EpochLog(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         log.info(
-            "epoch %3d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f",
-            epoch + 1,
-            logs.get("loss", np.nan),
-            logs.get("accuracy", np.nan),
-            logs.get("val_loss", np.nan),
-            logs.get("val_accuracy", np.nan),
+            "epoch %3d  loss %.4f  acc %.4f  val_loss %.4f  val_acc %.4f  lr %.2g", epoch + 1,
+            logs.get("loss", np.nan), logs.get("accuracy", np.nan),
+            logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan), logs["lr"],
         )
 
 
-def early_stopping(cfg: DictConfig) -> keras.callbacks.EarlyStopping:
-    return keras.callbacks.EarlyStopping(
+def optimizer(cfg: DictConfig, lr: float) -> keras.optimizers.Optimizer:
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
+    raise BenchmarkError(f"train.optimizer={cfg.optimizer!r} is unknown: use one of {', '.join(OPTIMIZERS)}")
+
+
+def callbacks(cfg: DictConfig, lr: float) -> tuple[list, keras.callbacks.EarlyStopping]:
+    """Epoch log, early stopping on val_loss with best-weight restore, and the optional StepLR schedule."""
+    stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, min_delta=cfg.min_delta, restore_best_weights=True
     )
+    found: list[keras.callbacks.Callback] = [stop, EpochLog()]
+    if cfg.step_size:
+        found.insert(0, keras.callbacks.LearningRateScheduler(
+            lambda epoch: lr * cfg.gamma ** (epoch // cfg.step_size)))
+    return found, stop
+
+
+def class_weights(cfg: DictConfig, labels: np.ndarray, n_classes: int) -> dict[int, float] | None:
+    """`balanced`: inverse class frequency of the training labels, as sklearn defines it."""
+    if cfg.class_weight is None:
+        return None
+    if cfg.class_weight != "balanced":
+        raise BenchmarkError(f"train.class_weight={cfg.class_weight!r} is unknown: use null or balanced")
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    return {int(k): float(w) for k, w in zip(present, weights, strict=True)} | {
+        k: 1.0 for k in range(n_classes) if k not in present}
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return keras.utils.to_categorical(labels, n_classes).astype(np.float32)
 
 
-def fit(model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig) -> tuple[pd.DataFrame, int]:
-    """Adam + categorical cross-entropy, early stopping on val_loss; the history and the restored epoch."""
-    if cfg.optimizer != "adam":
-        raise BenchmarkError(f"train.optimizer={cfg.optimizer!r} is not available in frozen mode: use adam")
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=cfg.lr),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    stop = early_stopping(cfg)
-    history = model.fit(
-        x["train"],
-        one_hot(y["train"], n_classes),
-        validation_data=(x["val"], one_hot(y["val"], n_classes)),
-        epochs=cfg.max_epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[EpochLog(), stop],
-    )
+def history_frame(history: keras.callbacks.History, first_epoch: int = 1) -> pd.DataFrame:
     frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return frame[["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]], stop.best_epoch + 1
+    frame.insert(0, "epoch", np.arange(first_epoch, first_epoch + len(frame)))
+    return frame[HISTORY_COLUMNS]
 
 
 def prepare_random_backbone(
@@ -92,11 +106,25 @@ def prepare_random_backbone(
         return backbone.weights_id, {"bn_recalibrated": False}
     pixels = split_pixels(dataset, "train", image_size, Path(cfg.cache_dir))
     rows = batchnorm.sample_rows(len(pixels), cfg.backbone.bn_images)
-    n_layers = batchnorm.recalibrate(
-        backbone.model, spec.preprocess_input(np.asarray(pixels[rows], np.float32))
-    )
+    sample = spec.preprocess_input(np.asarray(pixels[rows], np.float32))
+    n_layers = batchnorm.recalibrate(backbone.model, sample)
     log.info("random init: BatchNorm statistics of %d layers set from %d train images", n_layers, len(rows))
     return f"{backbone.weights_id}-bn{len(rows)}", {"bn_recalibrated": n_layers > 0, "bn_images": len(rows)}
+
+
+def fit_head(
+    model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
+) -> tuple[pd.DataFrame, int]:
+    """The head on cached features; the history and the epoch whose weights were restored."""
+    model.compile(optimizer=optimizer(cfg, cfg.lr), loss="categorical_crossentropy", metrics=["accuracy"])
+    found, stop = callbacks(cfg, cfg.lr)
+    history = model.fit(
+        x["train"], one_hot(y["train"], n_classes),
+        validation_data=(x["val"], one_hot(y["val"], n_classes)),
+        epochs=cfg.max_epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=found,
+        class_weight=class_weights(cfg, y["train"], n_classes),
+    )
+    return history_frame(history).assign(phase="head"), stop.best_epoch + 1
 
 
 def train_frozen(
@@ -115,10 +143,14 @@ def train_frozen(
     labels = {s: dataset.splits[s].labels for s in SPLITS}
     keras.utils.set_random_seed(cfg.seed)
     layers = head_layers(len(dataset.class_names), cfg.head)
-    head = head_on_features(features["train"].shape[1], layers)
+    standardize = standardizer(features["train"]) if cfg.head.standardize else None
+    head = head_on_features(features["train"].shape[1], [standardize, *layers] if standardize else layers)
     started = time.perf_counter()
-    history, best_epoch = fit(head, features, labels, len(dataset.class_names), cfg.train)
+    history, best_epoch = fit_head(head, features, labels, len(dataset.class_names), cfg.train)
     training_s = time.perf_counter() - started
+    if standardize is not None:
+        fold_standardizer(standardize, layers[0])
+        head = head_on_features(features["train"].shape[1], layers)
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
     timings = {
         "feature_extraction_s": extraction_s,
@@ -126,6 +158,8 @@ def train_frozen(
         "training_s": training_s,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
+        "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
+        "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
         **bn_record,
     }
     return Trained(assemble(extractor, layers), history, test_probabilities, timings)

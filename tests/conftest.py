@@ -1,8 +1,10 @@
 """Shared fixtures: the real config tree, shrunk to seconds (tiny data, minimum sizes, random init)."""
 
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,30 @@ def run_cli(
 def tiny_cfg(tmp_path: Path):
     """A factory: tiny_cfg('seed=1', ...) composes the real config with the tiny overrides."""
     return lambda *extra: compose_config(tmp_path, *extra)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    root: Path  # holds results/, cache/ and data/
+    log: str
+
+    def copy_to(self, target: Path) -> "Sweep":
+        """A private copy for a test that changes the tree."""
+        shutil.copytree(self.root, target, dirs_exist_ok=True)
+        return Sweep(target, self.log)
+
+
+SWEEP_CELLS = ["+sweep=all_backbones", "backbone=mobilenetv2,resnet50,inceptionv3", "seed=0,1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Sweep:
+    """The suite's one real multirun: 3 backbones x 2 seeds; inceptionv3 cannot take 32 px and fails alone.
+
+    Shared by the sweep and report tests (a multirun is the slowest thing the suite does); treat it as
+    read-only and `copy_to` a tmp_path before changing it.
+    """
+    root = tmp_path_factory.mktemp("sweep")
+    result = run_cli(["--multirun", *SWEEP_CELLS, *tiny_overrides(root)], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Sweep(root, result.stdout + result.stderr)

@@ -45,7 +45,7 @@ def test_one_run_end_to_end(tmp_path: Path):
     assert metrics["params_total"] > metrics["params_trainable"] > 0
     assert metrics["latency_ms"] > 0 and metrics["throughput_ips"] > 0 and metrics["model_size_mb"] > 0
     history = pd.read_csv(run_dir / "history.csv")
-    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "phase"]
     assert len(history) == metrics["epochs_run"]
     predictions = pd.read_csv(run_dir / "predictions.csv")
     assert list(predictions.columns[:3]) == ["file", "true_label", "predicted_label"]

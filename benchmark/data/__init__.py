@@ -81,7 +81,10 @@ def load_dataset(cfg: DictConfig, data_dir: Path) -> Dataset:
     """Build the Dataset the `dataset` config group describes (generating the synthetic one once)."""
     name = dataset_name(cfg)
     if cfg.loader == "synthetic":
-        root = synthetic.generate(data_dir, cfg.n_per_class, cfg.size, cfg.seed, cfg.difficulty)
+        try:
+            root = synthetic.generate(data_dir, cfg.n_per_class, cfg.size, cfg.seed, cfg.difficulty)
+        except ValueError as error:
+            raise BenchmarkError(f"synthetic dataset: {error} (see conf/dataset/synthetic.yaml)") from None
         dataset = from_folder(root, cfg, name, is_synthetic=True)
     elif cfg.loader == "folder":
         dataset = from_folder(Path(str(cfg.path)).expanduser(), cfg, name, is_synthetic=False)

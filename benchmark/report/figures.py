@@ -1,0 +1,181 @@
+"""The report's PNGs, one file per figure and dataset: what a reader looks at before the tables."""
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from sklearn.metrics import roc_curve
+
+from benchmark.evaluate import macro_auroc
+from benchmark.report import panels
+from benchmark.report.canvas import colours, empty_panel, plt, save, stacked_offsets
+from benchmark.report.paired import NotComparable, seed_averaged
+from benchmark.report.stats import (
+    LOWER_IS_BETTER,
+    METRIC_NAMES,
+    UNBOUNDED,
+    Row,
+    estimate,
+    mean_of,
+    pareto_front,
+)
+
+log = logging.getLogger(__name__)
+
+
+def intervals(rows: list[Row], metric: str, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Means and the 2 x n lengths of asymmetric error bars; NaN where a row has no interval."""
+    found = [estimate(row, metric, level) for row in rows]
+    means = np.array([e.mean for e in found])
+    return means, np.array([[e.mean - e.low for e in found], [e.high - e.mean for e in found]])
+
+
+def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """The primary metric per row, ranked top to bottom, with its confidence interval."""
+    metric = cfg.primary_metric
+    means, errors = intervals(rows, metric, cfg.ci_level)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)))
+    palette = colours(rows)
+    positions = np.arange(len(rows))
+    ax.barh(positions, means, color=[palette[r.label] for r in rows], alpha=0.85)
+    has = np.isfinite(errors).all(axis=0)
+    ax.errorbar(means[has], positions[has], xerr=errors[:, has], fmt="none", ecolor="black", capsize=4)
+    ends = means + np.nan_to_num(errors[1])
+    for y, (mean, end) in enumerate(zip(means, ends, strict=True)):
+        ax.text(end, y, f"  {mean:.{cfg.digits}f}", va="center")
+    ax.set_yticks(positions, [f"#{i} {row.label}" for i, row in enumerate(rows, start=1)])
+    ax.invert_yaxis()  # rank 1 on top
+    upper = np.nanmax(ends) if np.isfinite(ends).any() else 1.0
+    ax.set_xlim(0, max(1.0, upper) * 1.12 if metric not in UNBOUNDED else upper * 1.2)
+    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
+    ax.set_xlabel(f"{METRIC_NAMES[metric]} ({direction} is better)")
+    ax.set_title(
+        f"{dataset}: {METRIC_NAMES[metric]}, mean and {cfg.ci_level:.0%} CI\n(t-interval over seeds; "
+        "a single seed shows its bootstrap CI)"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    save(fig, path, cfg.figures.dpi)
+
+
+def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """Accuracy against batch-1 latency; the Pareto front holds the rows worth choosing."""
+    palette = colours(rows)  # before dropping rows, so colours match the other figures
+    title = f"{dataset}: accuracy vs latency (error bars: {cfg.ci_level:.0%} CI)"
+    missing = [row.label for row in rows if not np.isfinite(mean_of(row, "latency_ms"))]
+    rows = [row for row in rows if row.label not in missing]
+    if missing:
+        title += f"\nnot shown, no latency recorded: {', '.join(missing)}"
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    if not rows:
+        empty_panel(ax, title, "no run recorded latency_ms")
+        save(fig, path, cfg.figures.dpi)
+        return
+    latency = np.array([mean_of(row, "latency_ms") for row in rows])
+    accuracy, errors = intervals(rows, "accuracy", cfg.ci_level)
+    front = pareto_front(latency, accuracy)
+    finite = latency[np.isfinite(latency)]
+    log_x = bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 10
+    offsets = stacked_offsets(np.log(latency) if log_x else latency, accuracy)
+    for i, row in enumerate(rows):
+        bar = errors[:, [i]] if np.isfinite(errors[:, i]).all() else None
+        edge = "black" if front[i] else "none"
+        ax.errorbar(
+            latency[i], accuracy[i], yerr=bar, fmt="o", ms=8, color=palette[row.label], mec=edge, capsize=3
+        )
+        ax.annotate(row.label, (latency[i], accuracy[i]), xytext=(7, offsets[i]), textcoords="offset points")
+    order = np.argsort(latency[front])
+    label = "Pareto front (outlined: no other row is both faster and more accurate)"
+    ax.step(
+        latency[front][order],
+        accuracy[front][order],
+        where="post",
+        color="black",
+        ls="--",
+        lw=1.2,
+        label=label,
+    )
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(
+        xlabel="latency (ms per image, batch 1)",
+        ylabel="accuracy (mean over seeds)",
+        title=title,
+    )
+    ax.margins(x=0.15, y=0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    save(fig, path, cfg.figures.dpi)
+
+
+def macro_roc(labels: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mean one-vs-rest TPR on a common FPR grid; for two classes, the positive class's curve
+    (the same convention as evaluate.macro_auroc, so the legend's AUC matches the table)."""
+    n_classes = probabilities.shape[1]
+    curves = []
+    for k in [1] if n_classes == 2 else range(n_classes):
+        positive = labels == k
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probabilities[:, k])
+        curves.append(np.interp(grid, fpr, tpr))
+    tpr = np.mean(curves, axis=0) if curves else np.full_like(grid, np.nan)
+    tpr[0] = 0.0
+    return tpr
+
+
+def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """Macro ROC per row from seed-averaged probabilities, the AUC in the legend."""
+    grid = np.linspace(0, 1, cfg.figures.roc_points)
+    palette = colours(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for row in rows:
+        try:
+            found = seed_averaged(row)
+        except NotComparable as error:
+            log.warning("no ROC curve for %s: %s", row.label, error)
+            continue
+        auc = macro_auroc(found.labels, found.probabilities)
+        tpr = macro_roc(found.labels, found.probabilities, grid)
+        ax.plot(grid, tpr, color=palette[row.label], lw=2, label=f"{row.label} (AUC {auc:.{cfg.digits}f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", label="chance")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate (macro average)",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title=f"{dataset}: macro one-vs-rest ROC\n(probabilities averaged over seeds)",
+    )
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small")
+    save(fig, path, cfg.figures.dpi)
+
+
+FIGURES: dict[str, tuple[Callable[[list[Row], str, DictConfig, Path], None], str]] = {
+    "primary_metric": (bar_chart, "primary metric by backbone with confidence intervals"),
+    "accuracy_vs_latency": (accuracy_vs_latency, "accuracy vs latency with the Pareto front"),
+    "confusion_matrices": (panels.confusion_grid, "confusion matrices, mean over seeds"),
+    "training_curves": (panels.curves_grid, "validation accuracy and loss per epoch"),
+    "roc": (roc_overlay, "macro ROC curves"),
+    "reliability": (panels.reliability_grid, "reliability diagrams"),
+}
+
+
+def file_prefix(dataset: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
+
+
+def write_figures(
+    rows: list[Row], dataset: str, cfg: DictConfig, folder: Path
+) -> dict[str, tuple[Path, str]]:
+    """Every figure of one dataset; returns name -> (path, caption) for the links in leaderboard.md."""
+    written = {}
+    for name, (draw, caption) in FIGURES.items():
+        path = folder / f"{file_prefix(dataset)}_{name}.png"
+        draw(rows, dataset, cfg, path)
+        log.info("wrote %s", path)
+        written[name] = (path, f"{dataset}: {caption}")
+    return written

@@ -1,0 +1,129 @@
+"""The per-row panel grids: confusion matrices, training curves and reliability diagrams."""
+
+from pathlib import Path
+
+import numpy as np
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.ticker import MaxNLocator
+from omegaconf import DictConfig
+
+from benchmark.evaluate import expected_calibration_error
+from benchmark.report.canvas import empty_panel, panel_grid, plt, save
+from benchmark.report.paired import pooled
+from benchmark.report.stats import Row, mean_confusion
+
+
+def seeds(row: Row) -> str:
+    return f"{len(row.runs)} seed{'s' if len(row.runs) != 1 else ''}"
+
+
+def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """One heatmap per row: counts averaged over seeds, shaded by share of the true class."""
+    classes = rows[0].classes
+    side = 1.4 + 0.85 * len(classes)
+    fig, axes = panel_grid(len(rows), cfg.figures.panel_columns, side + 0.6, side)
+    for ax, row in zip(axes, rows, strict=True):
+        counts = mean_confusion(row)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12)
+        notes = [
+            [f"{c:.3g}\n{s:.0%}" for c, s in zip(rc, rs, strict=True)]
+            for rc, rs in zip(counts, shares, strict=True)
+        ]
+        sns.heatmap(
+            shares,
+            annot=np.array(notes),
+            fmt="",
+            cmap="Blues",
+            vmin=0,
+            vmax=1,
+            square=True,
+            cbar=False,
+            ax=ax,
+            xticklabels=row.classes,
+            yticklabels=row.classes,
+            annot_kws={"fontsize": 8},
+        )
+        ax.set(xlabel="predicted", ylabel="true", title=f"{row.label} ({seeds(row)})")
+        ax.tick_params(axis="x", rotation=45 if len(classes) > 3 else 0)
+        ax.tick_params(axis="y", rotation=0)
+    fig.suptitle(f"{dataset}: confusion matrices (counts = mean over seeds; shade = share of true class)")
+    fig.tight_layout()
+    save(fig, path, cfg.figures.dpi)
+
+
+def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """Validation accuracy and loss per epoch: one row of panels per backbone, one line per seed."""
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 2.6 * len(rows) + 0.6), squeeze=False)
+    for (acc_ax, loss_ax), row in zip(axes, rows, strict=True):
+        histories = [(run.metrics["seed"], run.history) for run in row.runs if run.history is not None]
+        for ax, column in ((acc_ax, "val_accuracy"), (loss_ax, "val_loss")):
+            if not histories:
+                empty_panel(ax, f"{row.label}: {column}", "no readable history.csv")
+                continue
+            for seed, history in histories:
+                ax.plot(history["epoch"], history[column], marker="o", ms=3, label=f"seed {seed}")
+            name = column.removeprefix("val_")
+            ax.set(title=f"{row.label}: validation {name}", xlabel="epoch", ylabel=name)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{dataset}: training curves on the validation split")
+    fig.tight_layout()
+    save(fig, path, cfg.figures.dpi)
+
+
+def reliability_panel(ax: Axes, row: Row, bins: int) -> None:
+    """Accuracy per confidence bin (the bins of evaluate's ECE), with each bin's prediction count on top."""
+    labels, probabilities = pooled(row)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    accuracy = np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1)
+    left = np.arange(bins) / bins
+    shown = counts > 0
+    ax.bar(
+        left[shown],
+        accuracy[shown],
+        width=1 / bins,
+        align="edge",
+        edgecolor="black",
+        alpha=0.75,
+        label="accuracy in bin",
+    )
+    for x, height, n in zip(left[shown], accuracy[shown], counts[shown], strict=True):
+        ax.text(
+            x + 0.5 / bins,
+            height + 0.02,
+            str(n),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="dimgrey",
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5},
+        )
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", label="perfect calibration")
+    ece = expected_calibration_error(labels, probabilities, bins)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.1),
+        xlabel="confidence (max probability)",
+        ylabel="accuracy",
+        title=f"{row.label} (pooled ECE {ece:.3f})",
+    )
+    ax.legend(loc="upper left", fontsize="small")
+
+
+def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+    """Per confidence bin, how often the prediction was right; a calibrated model sits on the diagonal."""
+    bins = cfg.figures.reliability_bins
+    fig, axes = panel_grid(len(rows), cfg.figures.panel_columns, 3.8, 3.8)
+    for ax, row in zip(axes, rows, strict=True):
+        reliability_panel(ax, row, bins)
+    fig.suptitle(
+        f"{dataset}: reliability, {bins} confidence bins, all seeds' predictions pooled "
+        "(numbers: predictions per bin)"
+    )
+    fig.tight_layout()
+    save(fig, path, cfg.figures.dpi)
