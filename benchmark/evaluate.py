@@ -10,6 +10,7 @@ from scipy.stats import rankdata
 from sklearn import metrics as skm
 
 BOOTSTRAPPED = ("accuracy", "macro_f1", "macro_auroc")
+COVERAGES = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
 
 def ovr_auroc(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -113,6 +114,22 @@ def per_class(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[s
     return result
 
 
+def predictive_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy of each predicted distribution, in nats: 0 = certain, log(K) = uniform."""
+    clipped = np.clip(probabilities, 1e-12, 1.0)
+    return -(clipped * np.log(clipped)).sum(axis=1)
+
+
+def coverage_curve(y_true: np.ndarray, probabilities: np.ndarray) -> list[tuple[float, float]]:
+    """(coverage, accuracy) when the model decides only its most certain cases and refers the rest.
+
+    "Refer the most uncertain 10% to a radiologist" is the 0.9 point: accuracy on the 90% kept.
+    """
+    order = np.argsort(predictive_entropy(probabilities), kind="stable")
+    correct = (probabilities.argmax(axis=1) == y_true)[order]
+    return [(c, float(correct[: max(1, round(c * len(correct)))].mean())) for c in COVERAGES]
+
+
 def evaluate(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], cfg: DictConfig) -> dict:
     """Every test metric of a run, flat snake_case keys plus `per_class` and `confusion_matrix`."""
     n_classes = len(class_names)
@@ -132,6 +149,9 @@ def evaluate(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[st
         scores |= {f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)}
     resamples = bootstrap_indices(len(y_true), cfg.n_bootstrap, cfg.bootstrap_seed)
     scores |= confidence_intervals(bootstrap_scores(y_true, probabilities, resamples), cfg.ci_level)
+    curve = coverage_curve(y_true, probabilities)
+    scores["accuracy_at_90_coverage"] = dict(curve)[0.9]
+    scores["coverage_curve"] = [list(point) for point in curve]
     scores["per_class"] = per_class(y_true, probabilities, class_names)
     scores["confusion_matrix"] = skm.confusion_matrix(y_true, predicted, labels=range(n_classes)).tolist()
     return scores

@@ -67,10 +67,11 @@ def unfreeze_top(backbone: keras.Model, unfreeze: int | str) -> int:
 
 def run_phase(model: keras.Model, streams: dict, cfg: DictConfig, lr: float, epochs: int, weights) -> tuple:
     """Compile (needed after changing `trainable`) and fit one phase; its history and restored epoch."""
-    model.compile(optimizer=optimizer(cfg, lr), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer(cfg, lr), loss="categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=cfg.run_eagerly)
     found, stop = callbacks(cfg, lr)
     history = model.fit(streams["train"], validation_data=streams["val"], epochs=epochs, verbose=0,
-                        callbacks=found, class_weight=weights)
+                        callbacks=found, class_weight=weights, shuffle=False)  # the stream shuffles itself
     return history, stop.best_epoch + 1
 
 

@@ -63,3 +63,18 @@ def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
+    """Accuracy on the cases the model keeps when it refers its most uncertain ones to a reader."""
+    coverage, accuracy = np.asarray(curve).T
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(coverage * 100, accuracy, marker="o", label="kept cases")
+    ax.axhline(accuracy[-1], color="grey", ls="--", lw=1, label=f"all cases ({accuracy[-1]:.2f})")
+    ax.set(xlabel="coverage: % of test cases decided by the model", ylabel="accuracy on those cases",
+           title=f"{title}\nrefer the most uncertain (entropy) to a radiologist", xlim=(5, 105))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

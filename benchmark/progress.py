@@ -53,6 +53,8 @@ class SweepProgress(Callback):
         log.info("sweep: %d cells", self.total)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.total:  # a single run, not a sweep
+            return
         self.index += 1
         self.started = time.monotonic()
         self.skipping = will_skip(config)
@@ -62,6 +64,8 @@ class SweepProgress(Callback):
         log.info("cell %d/%d: %s (%s%s)", self.index, self.total, cell_name(config), state, eta)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if not self.total:
+            return
         if job_return.status != JobStatus.COMPLETED or job_return.return_value is None:
             # None: the job caught and recorded its own failure (see benchmark.__main__)
             self.failed.append(cell_name(config))

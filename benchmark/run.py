@@ -13,7 +13,7 @@ from benchmark import augment, efficiency, plots, rundir
 from benchmark.data import Dataset, dataset_name, load_dataset
 from benchmark.data.audit import audit
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import classification_report, evaluate
+from benchmark.evaluate import classification_report, evaluate, predictive_entropy
 from benchmark.files import write_json, write_text
 from benchmark.finetune import train_finetune
 from benchmark.train import Trained, train_frozen
@@ -36,6 +36,7 @@ def predictions_table(dataset: Dataset, probabilities: np.ndarray) -> pd.DataFra
     )
     for k, name in enumerate(dataset.class_names):
         table[f"prob_{name}"] = probabilities[:, k]
+    table["entropy"] = predictive_entropy(probabilities)
     return table
 
 
@@ -58,6 +59,7 @@ def write_outputs(
         scores["confusion_matrix"], list(dataset.class_names), title, stage / "confusion_matrix.png"
     )
     plots.curves_figure(trained.history, title, stage / "curves.png", trained.timings["best_epoch"])
+    plots.coverage_figure(scores["coverage_curve"], title, stage / "coverage.png")
     if not cfg.train.save_model:
         return None
     trained.model.save(stage / "model.keras")

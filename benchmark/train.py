@@ -116,7 +116,8 @@ def fit_head(
     model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
 ) -> tuple[pd.DataFrame, int]:
     """The head on cached features; the history and the epoch whose weights were restored."""
-    model.compile(optimizer=optimizer(cfg, cfg.lr), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=optimizer(cfg, cfg.lr), loss="categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=cfg.run_eagerly)
     found, stop = callbacks(cfg, cfg.lr)
     history = model.fit(
         x["train"], one_hot(y["train"], n_classes),

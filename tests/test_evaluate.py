@@ -6,11 +6,13 @@ from omegaconf import OmegaConf
 from sklearn.metrics import f1_score, roc_auc_score
 
 from benchmark.evaluate import (
+    coverage_curve,
     evaluate,
     expected_calibration_error,
     macro_auroc,
     macro_f1,
     ovr_auroc,
+    predictive_entropy,
 )
 
 CFG = OmegaConf.create({"n_bootstrap": 300, "bootstrap_seed": 0, "ci_level": 0.95, "ece_bins": 15})
@@ -71,3 +73,17 @@ def test_bootstrap_is_seeded():
     y, p = noisy_predictions()
     first, second = evaluate(y, p, list("abc"), CFG), evaluate(y, p, list("abc"), CFG)
     assert first["macro_auroc_ci_low"] == second["macro_auroc_ci_low"]
+
+
+def test_entropy_bounds():
+    assert predictive_entropy(np.array([[1.0, 0.0, 0.0]]))[0] == pytest.approx(0.0, abs=1e-9)
+    assert predictive_entropy(np.full((1, 3), 1 / 3))[0] == pytest.approx(np.log(3))
+
+
+def test_referring_uncertain_cases_raises_accuracy_when_uncertainty_is_informative():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1])
+    confident_right = np.tile([0.95, 0.05], (8, 1))
+    confident_right[4:8] = [0.05, 0.95]
+    unsure_wrong = np.array([[0.45, 0.55], [0.55, 0.45]])  # the two errors are the least certain
+    curve = dict(coverage_curve(y, np.vstack([confident_right, unsure_wrong])))
+    assert curve[1.0] == pytest.approx(0.8) and curve[0.8] == pytest.approx(1.0) and curve[0.9] < 1.0
