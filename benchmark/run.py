@@ -14,6 +14,8 @@ from benchmark.data import Dataset, dataset_name, load_dataset
 from benchmark.data.audit import audit
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import classification_report, evaluate, predictive_entropy
+from benchmark.explain import explain
+from benchmark.features import split_pixels
 from benchmark.files import write_json, write_text
 from benchmark.finetune import train_finetune
 from benchmark.train import Trained, train_frozen
@@ -111,6 +113,10 @@ def run(cfg: DictConfig) -> dict:
     )
     stage = rundir.staging_directory(run_dir)
     model_file = write_outputs(stage, cfg, dataset, trained, scores)
+    test_pixels = split_pixels(dataset, "test", image_size, Path(cfg.cache_dir))
+    scores |= explain(trained.model, test_pixels, dataset.splits["test"].labels, trained.test_probabilities,
+                      list(dataset.class_names), spec.name, cfg.explain.n_images, cfg.explain.seed,
+                      stage / "gradcam.png")
     metrics = {
         "backbone": spec.name,
         "dataset": dataset.name,

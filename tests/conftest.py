@@ -27,6 +27,7 @@ TINY = [
     "efficiency.latency_runs=2",
     "efficiency.throughput_batch=4",
     "efficiency.throughput_batches=1",
+    "explain.n_images=0",  # Grad-CAM is exercised by the end-to-end CLI test and tests/test_explain.py
 ]
 
 

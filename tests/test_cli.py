@@ -29,7 +29,7 @@ def only_run_dir(results: Path) -> Path:
 
 
 def test_one_run_end_to_end(tmp_path: Path):
-    result = run_cli(tiny_overrides(tmp_path, "seed=3"))
+    result = run_cli(tiny_overrides(tmp_path, "seed=3", "explain.n_images=4", "image_size=64"))
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(tmp_path / "results")
     assert run_dir.name.startswith("seed3-")
@@ -44,6 +44,8 @@ def test_one_run_end_to_end(tmp_path: Path):
     assert metrics["weights_used"] == "random" and metrics["synthetic_data"] is True
     assert metrics["params_total"] > metrics["params_trainable"] > 0
     assert metrics["latency_ms"] > 0 and metrics["throughput_ips"] > 0 and metrics["model_size_mb"] > 0
+    assert metrics["gradcam_images"] == 4 and -1 <= metrics["gradcam_randomization_spearman"] <= 1
+    assert 0 <= metrics["accuracy_at_90_coverage"] <= 1 and len(metrics["coverage_curve"]) == 10
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "phase"]
     assert len(history) == metrics["epochs_run"]

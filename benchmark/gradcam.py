@@ -1,0 +1,120 @@
+"""Grad-CAM (Selvaraju et al. 2017) on an assembled classifier, and the sanity check it needs.
+
+The classifier is `pixels -> preprocess -> nested backbone -> head` (benchmark/head.py). Grad-CAM needs
+the activations of one layer *inside* the nested backbone, so the model is taken apart generically: the
+layers before the backbone, a probe model on the backbone that also returns that layer's output, and the
+layers after it. Nothing here knows a backbone by name; the layer name comes from the registry.
+
+The model-parameter randomisation test (Adebayo et al. 2018) asks whether the maps change when the
+backbone's learned weights are replaced by fresh random ones. If they hardly change, the "explanation"
+is an edge detector that would look the same for any network.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from scipy.stats import spearmanr
+
+from benchmark.errors import BenchmarkError
+
+# The re-draw gets a seed stream of its own. Seeded with `seed` itself, a random-init backbone (built under
+# keras.utils.set_random_seed(init_seed)) would be re-drawn identically whenever seed == init_seed, and
+# the test would compare the model with itself.
+REDRAW_STREAM = 0x5EED_CA11
+
+
+def nested_base(model: keras.Model, layer_name: str) -> keras.Model:
+    """The layer of `model` that is itself a model and contains `layer_name`: the backbone."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model) and any(inner.name == layer_name for inner in layer.layers):
+            return layer
+    raise BenchmarkError(
+        f"model {model.name!r} has no nested backbone with a layer {layer_name!r}: "
+        "Grad-CAM needs a classifier assembled by benchmark.head (pixels -> backbone -> head)"
+    )
+
+
+def class_logits(after: list[keras.layers.Layer], x: tf.Tensor) -> tf.Tensor:
+    """The head's scores before the final softmax: Selvaraju et al. differentiate the class score y^c,
+    not the probability, whose gradient vanishes as p -> 1."""
+    *hidden, last = after
+    for layer in hidden:
+        x = layer(x, training=False)
+    if not isinstance(last, keras.layers.Dense):
+        raise BenchmarkError(f"the classifier's last layer {last.name!r} is not a Dense layer")
+    return tf.matmul(x, last.kernel) + last.bias
+
+
+def activations_and_gradients(
+    model: keras.Model, pixels: np.ndarray, class_indices: np.ndarray, layer_name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's activations A (n, h, w, c) and d y^c / d A for each image's own class c."""
+    base = nested_base(model, layer_name)
+    at = model.layers.index(base)
+    before = [layer for layer in model.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])
+    x = tf.convert_to_tensor(np.asarray(pixels, np.float32))
+    for layer in before:
+        x = layer(x)
+    classes = tf.convert_to_tensor(np.asarray(class_indices, np.int32)[:, None])
+    with tf.GradientTape() as tape:
+        tape.watch(x)  # a frozen backbone has no trainable variables for the tape to watch by itself
+        activations, features = probe(x, training=False)  # BatchNorm in inference mode, as in the model
+        # Images are independent in inference mode, so one sum gives every image its own gradient.
+        logits = class_logits(model.layers[at + 1 :], features)
+        score = tf.reduce_sum(tf.gather(logits, classes, batch_dims=1))
+    gradients = tape.gradient(score, activations)
+    return activations.numpy(), gradients.numpy()
+
+
+def gradcam(model: keras.Model, pixels: np.ndarray, class_indices: np.ndarray, layer_name: str) -> np.ndarray:
+    """(n, s, s, 3) float32 raw pixels -> (n, s, s) maps in [0, 1] for the given classes.
+
+    Selvaraju et al.: ReLU of the layer's channels weighted by their spatially pooled gradients,
+    upsampled bilinearly to the input size and divided by each map's peak (an all-zero map stays zero).
+    """
+    if len(pixels) != len(class_indices):
+        raise ValueError(f"{len(pixels)} images but {len(class_indices)} class indices")
+    activations, gradients = activations_and_gradients(model, pixels, class_indices, layer_name)
+    channel_weights = gradients.mean(axis=(1, 2))
+    maps = np.maximum(np.einsum("nhwc,nc->nhw", activations, channel_weights), 0.0)
+    maps = tf.image.resize(maps[..., None], pixels.shape[1:3], method="bilinear").numpy()[..., 0]
+    peaks = maps.max(axis=(1, 2), keepdims=True)
+    return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
+
+
+def randomized_copy(model: keras.Model, layer_name: str, seed: int) -> keras.Model:
+    """A copy of `model` whose backbone kernels are fresh draws from their initialisers.
+
+    Everything else is copied: the head, biases, BatchNorm scales and moving statistics (without them a
+    re-drawn network's activations collapse and every map is noise). Seeds Keras's global generators.
+    """
+    keras.utils.set_random_seed(int(np.random.SeedSequence([REDRAW_STREAM, seed]).generate_state(1)[0]))
+    copy = keras.models.clone_model(model)  # new layers, new variables drawn from each initialiser
+    redrawn = {id(v) for v in nested_base(copy, layer_name).weights if len(v.shape) >= 2}
+    if len(copy.weights) != len(model.weights):
+        raise RuntimeError(f"cloning {model.name!r} changed its number of weights")
+    for source, target in zip(model.weights, copy.weights, strict=True):
+        if id(target) not in redrawn:
+            target.assign(source)
+    return copy
+
+
+def mean_spearman(first: np.ndarray, second: np.ndarray) -> float:
+    """Mean over images of the Spearman rank correlation of two maps; a constant map ranks nothing: 0."""
+    values = [
+        spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+        for a, b in zip(first, second, strict=True)
+    ]
+    return float(np.mean(values))
+
+
+def randomization_check(
+    model: keras.Model, pixels: np.ndarray, class_indices: np.ndarray, layer_name: str, seed: int
+) -> float:
+    """Adebayo et al. 2018: mean Spearman correlation between the maps of `model` and of a copy with
+    re-drawn backbone kernels. Low = the maps depend on the learned weights; near 1 = an edge detector.
+    `model` itself is not modified."""
+    trained = gradcam(model, pixels, class_indices, layer_name)
+    randomized = gradcam(randomized_copy(model, layer_name, seed), pixels, class_indices, layer_name)
+    return mean_spearman(trained, randomized)

@@ -1,0 +1,78 @@
+"""`python -m benchmark.predict run=<run dir> input=<image|folder|.dcm> [format=table|json|csv]`.
+
+The saved model holds the backbone's own preprocessing, and images are decoded by the same function
+as in training at the run's image size, so a prediction sees exactly what the test split saw.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from benchmark import cli
+from benchmark.data.images import IMAGE_SUFFIXES, decode_file
+from benchmark.errors import BenchmarkError
+from benchmark.evaluate import predictive_entropy
+
+log = logging.getLogger(__name__)
+FORMATS = ("table", "json", "csv")
+
+
+def load_run(run_dir: str):
+    """The run's model, class names and input size; a run that cannot predict says why."""
+    import keras
+
+    import backbones  # noqa: F401  registers the Preprocess layer inside model.keras
+
+    run_dir = cli.require_model_run(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = keras.models.load_model(run_dir / "model.keras")
+    return model, list(metrics["classes"]), int(metrics["image_size"])
+
+
+def input_files(path: Path) -> list[Path]:
+    """One image, or every image below a folder (sorted)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise BenchmarkError(f"input={path} does not exist: pass an image file or a folder of images")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise BenchmarkError(f"input={path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def predict(cfg: DictConfig) -> pd.DataFrame:
+    """Per-image class probabilities, the predicted class and its predictive entropy."""
+    if cfg.format not in FORMATS:
+        raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
+    files = input_files(Path(cfg.input))
+    model, class_names, image_size = load_run(str(cfg.run))
+    pixels = np.stack([decode_file(f, image_size) for f in files]).astype(np.float32)
+    probabilities = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
+    table = pd.DataFrame({"file": [str(f) for f in files],
+                          "predicted": np.asarray(class_names)[probabilities.argmax(axis=1)],
+                          "confidence": probabilities.max(axis=1),
+                          "entropy": predictive_entropy(probabilities)})
+    for k, name in enumerate(class_names):
+        table[f"prob_{name}"] = probabilities[:, k]
+    return table
+
+
+def render(table: pd.DataFrame, fmt: str) -> str:
+    if fmt == "json":
+        return table.to_json(orient="records", indent=2)
+    if fmt == "csv":
+        return table.to_csv(index=False).rstrip("\n")
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def work(cfg: DictConfig) -> None:
+    print(render(predict(cfg), cfg.format))
+
+
+if __name__ == "__main__":
+    cli.main("predict", work)

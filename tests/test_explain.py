@@ -1,0 +1,178 @@
+"""Grad-CAM and its randomisation check on real Keras models, and `python -m benchmark.explain`."""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from backbones.registry import build, get
+from benchmark import batchnorm
+from benchmark.errors import BenchmarkError
+from benchmark.explain import choose_images, explain, main
+from benchmark.gradcam import gradcam, randomization_check, randomized_copy
+from benchmark.head import assemble, head_layers, pooled_extractor
+from tests.conftest import run_cli, tiny_overrides
+
+SIZE = 64  # MobileNetV2's last map is 2x2 here; at its 32 px minimum it is 1x1 and every map is flat
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def evidence_model(with_kernel: bool) -> keras.Model:
+    """A classifier with a known answer: class 0 = mean red, class 1 = mean green of a 2x-pooled map.
+
+    With a kernel, the backbone is a 1x1 conv that keeps red and green; without, it only pools (then
+    nothing in the backbone can be re-drawn and the randomisation check must report 1).
+    """
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 1, use_bias=False, name="pick")(inputs) if with_kernel else inputs
+    base = keras.Model(inputs, keras.layers.AveragePooling2D(2, name="pooled")(x), name="base")
+    pixels = keras.Input((16, 16, 3), name="pixels")
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(base(pixels))
+    head = keras.layers.Dense(2, activation="softmax", name="head_output")
+    model = keras.Model(pixels, head(pooled))
+    if with_kernel:
+        base.get_layer("pick").set_weights([np.eye(3, 2).reshape(1, 1, 3, 2)])
+    head.set_weights([np.eye(base.output_shape[-1], 2), np.zeros(2)])
+    return model
+
+
+def red_and_green() -> np.ndarray:
+    """A red square top-left and a green square bottom-right."""
+    image = np.zeros((1, 16, 16, 3), np.float32)
+    image[0, :8, :8, 0] = 200.0
+    image[0, 8:, 8:, 1] = 120.0
+    return image
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """Six dark images with bright discs in different places, so maps have something to differ on."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    out = rng.uniform(0, 40, (6, SIZE, SIZE, 3))
+    for image in out:
+        for cy, cx in rng.uniform(8, SIZE - 8, (2, 2)):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < 80] += 180
+    return out.clip(0, 255).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def mobilenet(images) -> keras.Model:
+    """The assembled classifier the run pipeline saves: random MobileNetV2 (recalibrated BN) + head."""
+    spec = get("mobilenetv2")
+    keras.utils.set_random_seed(0)  # as benchmark.weights builds a random-init backbone
+    base = build(spec, SIZE, None)
+    batchnorm.recalibrate(base, spec.preprocess_input(images.copy()))
+    layers = head_layers(3, OmegaConf.create({"units": 16, "dropout": 0.5}))
+    return assemble(pooled_extractor(base, spec, SIZE), layers)
+
+
+def test_gradcam_finds_each_class_where_its_evidence_is():
+    image = red_and_green()
+    red, green = gradcam(evidence_model(with_kernel=True), np.repeat(image, 2, 0), np.array([0, 1]), "pooled")
+    assert red.shape == green.shape == (16, 16)
+    assert red[:6, :6].min() == pytest.approx(1.0) and red[10:, 10:].max() == 0.0
+    assert green[10:, 10:].min() == pytest.approx(1.0) and green[:6, :6].max() == 0.0
+
+
+def test_gradcam_of_a_real_backbone_is_a_normalised_map_per_image_and_class(mobilenet, images):
+    layer = get("mobilenetv2").last_conv_layer
+    maps = gradcam(mobilenet, images, np.zeros(len(images), int), layer)
+    assert maps.shape == (len(images), SIZE, SIZE) and maps.dtype == np.float32
+    assert maps.min() >= 0.0 and maps.max() <= 1.0
+    assert all(peak in (0.0, pytest.approx(1.0)) for peak in maps.max(axis=(1, 2)))
+    assert np.abs(maps[0] - maps[1]).mean() > 0.01, "two images gave the same map"
+    other_class = gradcam(mobilenet, images, np.ones(len(images), int), layer)
+    assert np.abs(maps - other_class).mean() > 0.01, "two classes gave the same maps"
+
+
+def test_choose_images_mixes_correct_and_wrong_deterministically():
+    y_true = np.zeros(15, int)
+    y_pred = np.r_[np.zeros(10, int), np.ones(5, int)]  # rows 0-9 correct, 10-14 wrong
+    rows = choose_images(y_true, y_pred, 8, seed=1)
+    assert len(set(rows)) == 8 and (rows < 10).sum() == 4 and (rows >= 10).sum() == 4
+    assert np.array_equal(rows, choose_images(y_true, y_pred, 8, seed=1))
+    assert not np.array_equal(rows, choose_images(y_true, y_pred, 8, seed=2))
+    assert (choose_images(y_true, y_pred, 14, seed=0) >= 10).sum() == 5  # only 5 wrong: correct make up
+    assert sorted(choose_images(y_true, y_true, 20, seed=0)) == list(range(15))
+
+
+def test_randomization_check_redraws_the_backbone_kernels_only_and_leaves_the_model_alone(mobilenet, images):
+    layer = get("mobilenetv2").last_conv_layer
+    before = [w.copy() for w in mobilenet.get_weights()]
+    spearman = randomization_check(mobilenet, images, np.zeros(len(images), int), layer, seed=0)
+    assert np.isfinite(spearman) and -1.0 <= spearman <= 1.0
+    assert all(np.array_equal(a, b) for a, b in zip(before, mobilenet.get_weights(), strict=True))
+    # seed=0 is also the seed the backbone was drawn with: the re-draw must still differ from it.
+    copy = randomized_copy(mobilenet, layer, seed=0)
+    for source, target in zip(mobilenet.weights, copy.weights, strict=True):
+        redrawn = len(source.shape) >= 2 and not source.path.startswith("head_")
+        assert np.array_equal(source.numpy(), target.numpy()) != redrawn, source.path
+
+
+def test_randomization_check_is_one_when_the_backbone_has_nothing_learned():
+    model = evidence_model(with_kernel=False)
+    assert randomization_check(model, red_and_green(), np.array([0]), "pooled", seed=0) == pytest.approx(1.0)
+
+
+def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tmp_path):
+    y_true = np.array([0, 1, 2, 0, 1, 2])
+    probabilities = np.eye(3)[[0, 1, 0, 2, 1, 1]] * 0.6 + 0.1  # 3 correct, 3 wrong
+    args = (mobilenet, images.astype(np.uint8), y_true, probabilities, ["a", "b", "c"], "mobilenetv2")
+    scores = explain(*args, 4, 0, tmp_path / "gradcam.png")
+    assert scores.keys() == {"gradcam_images", "gradcam_randomization_spearman"}
+    assert scores["gradcam_images"] == 4 and -1.0 <= scores["gradcam_randomization_spearman"] <= 1.0
+    assert (tmp_path / "gradcam.png").read_bytes().startswith(PNG)
+    assert explain(*args, 0, 0, tmp_path / "none.png") == {} and not (tmp_path / "none.png").exists()
+    with pytest.raises(BenchmarkError, match="n_images=-1"):
+        explain(*args, -1, 0, tmp_path / "none.png")
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("explain")
+    result = run_cli(tiny_overrides(tmp))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp / "results" / "runs" / "synthetic" / "mobilenetv2").iterdir()
+    return run
+
+
+def test_cli_explains_a_finished_run(run_dir):
+    before = json.loads((run_dir / "metrics.json").read_text())
+    result = run_cli([f"run={run_dir}", "n_images=4"], module="benchmark.explain")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "gradcam.png").read_bytes().startswith(PNG)
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after == {**before, **{k: after[k] for k in ("gradcam_images", "gradcam_randomization_spearman")}}
+    assert after["gradcam_images"] == 4
+
+
+def test_cli_refuses_a_run_without_a_model(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model.keras", "gradcam.png"))
+    with pytest.raises(SystemExit) as exit_info:
+        main([f"run={copy}"])
+    assert exit_info.value.code == 2 and not (copy / "gradcam.png").exists()
+    error = f"error: run {copy} has no model.keras: re-run it with train.save_model=true"
+    assert capsys.readouterr().err.strip().splitlines() == [error]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "run is required"),
+        (["run=/no/such/run"], "run /no/such/run is not a folder"),
+        (["run=.", "n_image=3"], "n_image is not an option of benchmark.explain: use run, n_images, seed"),
+        (["run=."], "is not a complete run (no metrics.json)"),
+    ],
+)
+def test_cli_user_errors_are_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
