@@ -5,6 +5,7 @@ recompute it (paired bootstrap, ensembles) from `predictions.csv` alone.
 """
 
 import numpy as np
+import pandas as pd
 from omegaconf import DictConfig
 from scipy.stats import rankdata
 from sklearn import metrics as skm
@@ -171,3 +172,16 @@ def classification_report(y_true: np.ndarray, probabilities: np.ndarray, class_n
     for name, values in per_class(y_true, probabilities, class_names).items():
         rows.append(f"{name:>20} {values['sensitivity']:>12.4f} {values['specificity']:>12.4f}")
     return text + "\n" + "\n".join(rows) + "\n"
+
+
+def predictions_frame(
+    files: list[str] | np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: list[str]
+) -> pd.DataFrame:
+    """predictions.csv: file, true and predicted class, one probability column per class, entropy."""
+    names = np.asarray(class_names)
+    table = pd.DataFrame({"file": list(files), "true_label": names[labels],
+                          "predicted_label": names[probabilities.argmax(axis=1)]})
+    for k, name in enumerate(class_names):
+        table[f"prob_{name}"] = probabilities[:, k]
+    table["entropy"] = predictive_entropy(probabilities)
+    return table

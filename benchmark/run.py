@@ -4,8 +4,6 @@ import logging
 import traceback
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import check_image_size, get
@@ -13,7 +11,7 @@ from benchmark import augment, efficiency, plots, rundir
 from benchmark.data import Dataset, dataset_name, load_dataset
 from benchmark.data.audit import audit
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import classification_report, evaluate, predictive_entropy
+from benchmark.evaluate import classification_report, evaluate, predictions_frame
 from benchmark.explain import explain
 from benchmark.features import split_pixels
 from benchmark.files import write_json, write_text
@@ -25,23 +23,6 @@ log = logging.getLogger(__name__)
 STRATEGIES = {"frozen": train_frozen, "finetune": train_finetune}
 
 
-def predictions_table(dataset: Dataset, probabilities: np.ndarray) -> pd.DataFrame:
-    """One row per test image: file, true and predicted class, one probability column per class."""
-    test = dataset.splits["test"]
-    names = np.asarray(dataset.class_names)
-    table = pd.DataFrame(
-        {
-            "file": test.ids,
-            "true_label": names[test.labels],
-            "predicted_label": names[probabilities.argmax(axis=1)],
-        }
-    )
-    for k, name in enumerate(dataset.class_names):
-        table[f"prob_{name}"] = probabilities[:, k]
-    table["entropy"] = predictive_entropy(probabilities)
-    return table
-
-
 def write_outputs(
     stage: Path, cfg: DictConfig, dataset: Dataset, trained: Trained, scores: dict
 ) -> Path | None:
@@ -49,10 +30,10 @@ def write_outputs(
     title = f"{cfg.backbone.name} on {dataset.name} (seed {cfg.seed})"
     write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_text(stage / "history.csv", trained.history.to_csv(index=False))
-    write_text(
-        stage / "predictions.csv", predictions_table(dataset, trained.test_probabilities).to_csv(index=False)
-    )
-    y_test = dataset.splits["test"].labels
+    test = dataset.splits["test"]
+    y_test = test.labels
+    table = predictions_frame(test.ids, y_test, trained.test_probabilities, list(dataset.class_names))
+    write_text(stage / "predictions.csv", table.to_csv(index=False))
     write_text(
         stage / "classification_report.txt",
         classification_report(y_test, trained.test_probabilities, list(dataset.class_names)),

@@ -53,6 +53,10 @@ def build_report(cfg: DictConfig) -> Path:
     """Write leaderboard.csv, the figures and leaderboard.md (last, as it links the rest); its path."""
     check_config(cfg)
     results_dir = Path(cfg.results_dir)
+    if cfg.ensemble_k:
+        from benchmark.ensemble import build_ensembles  # the ensemble reads runs the way the report does
+
+        build_ensembles(results_dir, cfg.ensemble_k)
     collection = load(results_dir)
     ranked: dict[str, list[Row]] = {
         dataset: rank(rows, cfg.primary_metric)

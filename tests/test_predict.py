@@ -1,0 +1,98 @@
+"""`python -m benchmark.predict` on a real saved run: the same numbers the run's test evaluation saw."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from benchmark.run import run
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.conftest import compose_config
+
+    tmp = tmp_path_factory.mktemp("predict")
+    metrics = run(compose_config(tmp))
+    run_dir = tmp / "results" / "runs" / "synthetic" / "mobilenetv2" / f"seed0-{metrics['config_hash']}"
+    return run_dir, next((tmp / "data").glob("synthetic-*"))
+
+
+def test_predictions_equal_the_runs_own_test_predictions(saved_run):
+    run_dir, data_root = saved_run
+    expected = pd.read_csv(run_dir / "predictions.csv")
+    result = run_cli([f"run={run_dir}", f"input={data_root}", "format=csv"], module="benchmark.predict")
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = pd.read_csv(io.StringIO(result.stdout))
+    got["file"] = got["file"].map(lambda f: str(Path(f).relative_to(data_root)))
+    merged = expected.merge(got, on="file", suffixes=("", "_new"))
+    assert len(merged) == len(expected)  # every test image was found in the folder and predicted
+    columns = [c for c in expected.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
+                               atol=1e-4)
+    assert (merged["predicted_label"] == merged["predicted"]).all()
+
+
+def test_one_image_as_json_and_as_a_table(saved_run, tmp_path):
+    run_dir, data_root = saved_run
+    image = next(data_root.glob("tumor/*.png"))
+    as_json = run_cli([f"run={run_dir}", f"input={image}", "format=json"], module="benchmark.predict")
+    (record,) = json.loads(as_json.stdout)
+    assert record["file"] == str(image) and record["predicted"] in {"normal", "pneumonia", "tumor"}
+    assert sum(record[f"prob_{c}"] for c in ("normal", "pneumonia", "tumor")) == pytest.approx(1, abs=1e-5)
+    table = run_cli([f"run={run_dir}", f"input={image}"], module="benchmark.predict")
+    assert table.returncode == 0 and "predicted" in table.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("no_run", "is not a folder"), ("no_model", "has no model.keras"), ("bad_image", "cannot read image"),
+     ("no_input", "does not exist"), ("bad_format", "format=xml is unknown")],
+)
+def test_clear_errors(saved_run, tmp_path, case, message):
+    run_dir, data_root = saved_run
+    image = next(data_root.glob("normal/*.png"))
+    args = {"run": str(run_dir), "input": str(image)}
+    if case == "no_run":
+        args["run"] = str(tmp_path / "missing")
+    elif case == "no_model":
+        (tmp_path / "r").mkdir()
+        (tmp_path / "r" / "metrics.json").write_text((run_dir / "metrics.json").read_text())
+        args["run"] = str(tmp_path / "r")
+    elif case == "bad_image":
+        (tmp_path / "scan.png").write_bytes(b"\x89PNG garbage")
+        args["input"] = str(tmp_path / "scan.png")
+    elif case == "no_input":
+        args["input"] = str(tmp_path / "nothing")
+    extra = ["format=xml"] if case == "bad_format" else []
+    result = run_cli([f"{k}={v}" for k, v in args.items()] + extra, module="benchmark.predict")
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dicom_input(saved_run, tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    run_dir, data_root = saved_run
+    pixels = np.asarray(Image.open(next(data_root.glob("pneumonia/*.png"))), dtype=np.uint16) * 16
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(tmp_path / "slice.dcm", enforce_file_format=True)
+    result = run_cli([f"run={run_dir}", f"input={tmp_path / 'slice.dcm'}", "format=json"],
+                     module="benchmark.predict")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)[0]["file"].endswith("slice.dcm")
