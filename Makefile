@@ -9,6 +9,7 @@ SEEDS     ?=
 BACKBONES ?=
 RESULTS   ?= results
 SWEEP     ?= all_backbones
+ENSEMBLE  ?= 3
 ARGS      ?=
 
 .DEFAULT_GOAL := help
@@ -36,10 +37,10 @@ sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, then the leaderb
 	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) results_dir=$(RESULTS) \
 	    $(if $(DATA),dataset.path=$(DATA)) $(if $(BACKBONES),backbone=$(BACKBONES)) \
 	    $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
-	$(PY) -m benchmark.report results_dir=$(RESULTS)
+	$(PY) -m benchmark.report results_dir=$(RESULTS) ensemble_k=$(ENSEMBLE)
 
-report: ## rebuild the leaderboard (.md, .csv) and figures from results/runs
-	$(PY) -m benchmark.report results_dir=$(RESULTS)
+report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs
+	$(PY) -m benchmark.report results_dir=$(RESULTS) ensemble_k=$(ENSEMBLE)
 
 clean: ## remove caches and generated results (keeps results/README.md)
 	rm -rf cache outputs multirun .pytest_cache .ruff_cache

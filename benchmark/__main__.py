@@ -2,39 +2,20 @@
 
 import logging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the log
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` instead of Hydra's exit(1)
 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.errors import HydraException  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException  # noqa: E402
+from omegaconf.errors import MissingMandatoryValue  # noqa: E402
 
+from benchmark.cli import fail, one_line, run_hydra  # noqa: E402
 from benchmark.errors import BenchmarkError  # noqa: E402
 
 log = logging.getLogger("benchmark")
-
-
-def one_line(error: Exception) -> str:
-    """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
-    if isinstance(error, MissingMandatoryValue):
-        key = error.full_key
-        return (
-            f"{key} is required: add {key}=<value> to the command (e.g. dataset=folder dataset.path=/data/ct)"
-        )
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    message = " ".join(lines[:2]) if lines else type(error).__name__
-    options = getattr(error, "options", None)
-    return f"{message} (choose one of: {', '.join(options)})" if options else message
-
-
-def fail(error: Exception) -> None:
-    print(f"error: {one_line(error)}", file=sys.stderr)
-    raise SystemExit(2) from None
 
 
 def in_sweep() -> bool:
@@ -61,17 +42,8 @@ def main(cfg: DictConfig) -> float | None:
             return None
         if not isinstance(error, BenchmarkError | MissingMandatoryValue):
             raise
-        log.error("error: %s", one_line(error))
-        fail(error)
-
-
-def cli() -> None:
-    """Hydra's own errors (unknown group option, bad override) become the same one-line exit 2."""
-    try:
-        main()
-    except (HydraException, OmegaConfBaseException) as error:
         fail(error)
 
 
 if __name__ == "__main__":
-    cli()
+    run_hydra(main)

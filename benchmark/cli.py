@@ -11,11 +11,38 @@ from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, MissingMandatoryValue
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from benchmark.errors import BenchmarkError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def one_line(error: Exception) -> str:
+    """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
+    if isinstance(error, MissingMandatoryValue):
+        key = error.full_key
+        return f"{key} is required: add {key}=<value> (e.g. dataset=folder dataset.path=/data/ct)"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    options = getattr(error, "options", None)
+    message = " ".join(lines[: 1 if options else 2]) if lines else type(error).__name__
+    return f"{message} (choose one of: {', '.join(options)})" if options else message
+
+
+def fail(error: Exception) -> None:
+    """Print the one `error:` line and exit with status 2."""
+    print(f"error: {one_line(error)}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def run_hydra(main: Callable[[], object]) -> None:
+    """Run a @hydra.main function; Hydra's own errors (bad override, unknown option) become one line."""
+    from hydra.errors import HydraException
+
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as error:
+        fail(error)
 
 
 def option_names(node: dict, prefix: str = "") -> list[str]:
@@ -64,5 +91,4 @@ def main(name: str, work: Callable[[DictConfig], object], argv: list[str] | None
     except BenchmarkError as error:
         if "debug=true" in argv:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(error)

@@ -11,7 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ star
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import matplotlib.pyplot as plt
 from backbones.registry import get
 from benchmark import cli
 from benchmark.errors import BenchmarkError
-from benchmark.files import write_json
+from benchmark.files import write_figure, write_json
 from benchmark.gradcam import gradcam, randomization_check
 
 __all__ = ["Overlay", "choose_images", "explain", "gradcam", "main", "randomization_check"]
@@ -71,19 +70,6 @@ def caption(true: str, predicted: str, probability: float) -> str:
     return text if len(text) <= CAPTION_CHARS else text.replace(" | ", "\n", 1)
 
 
-def save_figure(fig: plt.Figure, path: Path, dpi: int) -> None:
-    """savefig via a temporary sibling and rename, so a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def overlay_figure(
     images: np.ndarray,
     maps: np.ndarray,
@@ -110,8 +96,7 @@ def overlay_figure(
     colours = plt.cm.ScalarMappable(plt.Normalize(0.0, 1.0), overlay.colormap)
     fig.colorbar(colours, ax=axes, shrink=0.8, label="Grad-CAM of the predicted class (1 = peak)")
     fig.suptitle(suptitle, fontsize=11)
-    save_figure(fig, path, overlay.dpi)
-    plt.close(fig)
+    write_figure(fig, path, overlay.dpi)
 
 
 def explain(

@@ -52,6 +52,21 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+def write_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Render a matplotlib figure to a hidden sibling, rename it into place, and close the figure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        import matplotlib.pyplot as plt  # only figure writers pay for importing it
+
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def cached_array(
     path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]
 ) -> np.ndarray:

@@ -11,6 +11,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from benchmark.files import write_figure  # noqa: E402
+
 
 def confusion_matrix_figure(
     confusion: list[list[int]], class_names: list[str], title: str, path: Path
@@ -41,8 +43,7 @@ def confusion_matrix_figure(
     )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_figure(fig, path)
 
 
 def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int | None = None) -> None:
@@ -61,8 +62,7 @@ def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_figure(fig, path)
 
 
 def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
@@ -76,5 +76,4 @@ def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_figure(fig, path)

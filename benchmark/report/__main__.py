@@ -6,11 +6,9 @@ import os
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` instead of Hydra's exit(1)
 
 import hydra  # noqa: E402
-from hydra.errors import HydraException  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
-from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
-from benchmark.__main__ import fail, one_line  # noqa: E402  the same one-line error as `python -m benchmark`
+from benchmark.cli import fail, run_hydra  # noqa: E402  the same errors as `python -m benchmark`
 from benchmark.errors import BenchmarkError  # noqa: E402
 
 log = logging.getLogger("benchmark.report")
@@ -25,17 +23,8 @@ def main(cfg: DictConfig) -> None:
     except BenchmarkError as error:
         if cfg.get("debug"):
             raise
-        log.error("error: %s", one_line(error))
-        fail(error)
-
-
-def cli() -> None:
-    """Hydra's own errors (bad override, unknown key) become the same one-line exit 2."""
-    try:
-        main()
-    except (HydraException, OmegaConfBaseException) as error:
         fail(error)
 
 
 if __name__ == "__main__":
-    cli()
+    run_hydra(main)

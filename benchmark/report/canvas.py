@@ -1,10 +1,11 @@
 """Shared figure plumbing: the headless backend, panel grids, one colour per row, atomic PNG writes."""
 
 import math
-import os
 from pathlib import Path
 
 import matplotlib
+
+from benchmark.files import write_figure
 
 matplotlib.use("Agg")  # files only: reports are built on headless machines
 
@@ -38,16 +39,7 @@ def panel_grid(n: int, columns: int, width: float, height: float) -> tuple[Figur
 
 
 def save(fig: Figure, path: Path, dpi: int) -> Path:
-    """Render to a hidden sibling, then rename: a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_figure(fig, path, dpi)
 
 
 def empty_panel(ax: Axes, title: str, message: str) -> None:
