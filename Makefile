@@ -13,7 +13,7 @@ ENSEMBLE  ?= 3
 ARGS      ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run sweep report clean
+.PHONY: help install test lint run sweep report bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, then the leaderb
 
 report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs
 	$(PY) -m benchmark.report results_dir=$(RESULTS) ensemble_k=$(ENSEMBLE)
+
+bench: ## measure extraction speed, latency and the feature cache's speed-up (targets in conf/bench.yaml)
+	$(PY) -m benchmark.bench out_dir=$(RESULTS)
 
 clean: ## remove caches and generated results (keeps results/README.md)
 	rm -rf cache outputs multirun .pytest_cache .ruff_cache

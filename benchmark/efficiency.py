@@ -1,12 +1,15 @@
 """What a backbone costs to deploy: parameters, size on disk, latency, throughput and memory."""
 
-import resource
 import statistics
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
 import numpy as np
+import psutil
 import tensorflow as tf
 from omegaconf import DictConfig
 
@@ -38,18 +41,40 @@ def speed(model: keras.Model, image_size: int, cfg: DictConfig) -> dict[str, flo
     return {"latency_ms": latency * 1000, "throughput_ips": cfg.throughput_batch / per_batch}
 
 
-def peak_memory() -> dict[str, float | None]:
-    """Peak resident memory of this process, and of the first GPU when there is one."""
-    host_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    gpu_mb = None
-    if tf.config.list_physical_devices("GPU"):
-        gpu_mb = tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    return {"peak_memory_mb": host_mb, "peak_gpu_memory_mb": gpu_mb}
+def gpu_present() -> bool:
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@contextmanager
+def peak_memory(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
+    """Sample this process's resident memory while the block runs; the dict is filled in at exit.
+
+    The process-wide peak (ru_maxrss) would give every cell of a sweep the peak of all cells before it.
+    """
+    process, done = psutil.Process(), threading.Event()
+    peak = [process.memory_info().rss]
+
+    def sample() -> None:
+        while not done.wait(interval_s):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    if gpu_present():
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    found: dict[str, float | None] = {}
+    try:
+        yield found
+    finally:
+        done.set()
+        watcher.join()
+        found["peak_memory_mb"] = max(peak[0], process.memory_info().rss) / 2**20
+        found["peak_gpu_memory_mb"] = (
+            tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20 if gpu_present() else None
+        )
 
 
 def measure(model: keras.Model, image_size: int, model_file: Path | None, cfg: DictConfig) -> dict:
-    """All efficiency figures of the assembled model."""
+    """Parameters, size on disk, latency and throughput of the assembled model."""
     size_mb = model_file.stat().st_size / 1e6 if model_file is not None else None
-    return (
-        parameter_counts(model) | {"model_size_mb": size_mb} | speed(model, image_size, cfg) | peak_memory()
-    )
+    return parameter_counts(model) | {"model_size_mb": size_mb} | speed(model, image_size, cfg)

@@ -4,9 +4,10 @@ import logging
 import traceback
 from pathlib import Path
 
+import keras
 from omegaconf import DictConfig, OmegaConf
 
-from backbones.registry import check_image_size, get
+from backbones.registry import BackboneSpec, check_image_size, get
 from benchmark import augment, efficiency, plots, rundir
 from benchmark.data import Dataset, dataset_name, load_dataset
 from benchmark.data.audit import audit
@@ -68,8 +69,8 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record:
     }
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
+def validate(cfg: DictConfig) -> tuple[BackboneSpec, int]:
+    """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
     spec = get(cfg.backbone.name)
     image_size = int(cfg.image_size or spec.default_size)
     check_image_size(spec, image_size)
@@ -80,51 +81,51 @@ def run(cfg: DictConfig) -> dict:
             f"augment={cfg.augment.name} needs train=finetune: frozen mode trains on cached features, "
             "which cannot be augmented (use augment=none, or train=finetune)"
         )
-    run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
-    if rundir.is_complete(run_dir) and not cfg.force:
-        log.info("skip: %s is complete (force=true re-runs it)", run_dir)
-        return rundir.read_metrics(run_dir)
+    return spec, image_size
+
+
+def train_and_evaluate(cfg: DictConfig, spec: BackboneSpec, image_size: int, stage: Path) -> dict:
+    """Weights, data, training, test metrics, Grad-CAM and efficiency; every file but metrics.json."""
     started = rundir.now()
     backbone = load_backbone(spec, image_size, cfg.backbone)
     dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
     audit_record = audit(dataset)
     trained = STRATEGIES[cfg.train.mode](cfg, dataset, spec, backbone, image_size)
-    scores = evaluate(
-        dataset.splits["test"].labels, trained.test_probabilities, list(dataset.class_names), cfg.evaluate
-    )
-    stage = rundir.staging_directory(run_dir)
+    test = dataset.splits["test"]
+    classes = list(dataset.class_names)
+    scores = evaluate(test.labels, trained.test_probabilities, classes, cfg.evaluate)
     model_file = write_outputs(stage, cfg, dataset, trained, scores)
     test_pixels = split_pixels(dataset, "test", image_size, Path(cfg.cache_dir))
-    scores |= explain(trained.model, test_pixels, dataset.splits["test"].labels, trained.test_probabilities,
-                      list(dataset.class_names), spec.name, cfg.explain.n_images, cfg.explain.seed,
-                      stage / "gradcam.png")
-    metrics = {
-        "backbone": spec.name,
-        "dataset": dataset.name,
-        "classes": list(dataset.class_names),
-        "synthetic_data": dataset.synthetic,
-        "weights_used": backbone.weights_used,
-        "train_mode": cfg.train.mode,
-        "seed": cfg.seed,
-        "image_size": image_size,
+    scores |= explain(trained.model, test_pixels, test.labels, trained.test_probabilities, classes, spec.name,
+                      cfg.explain.n_images, cfg.explain.seed, stage / "gradcam.png")
+    write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, audit_record, started))
+    costs = efficiency.measure(trained.model, image_size, model_file, cfg.efficiency)
+    return {
+        "backbone": spec.name, "dataset": dataset.name, "classes": classes,
+        "synthetic_data": dataset.synthetic, "weights_used": backbone.weights_used,
+        "train_mode": cfg.train.mode, "seed": cfg.seed, "image_size": image_size,
         "config_hash": rundir.config_hash(cfg),
         "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
-        **scores,
-        **trained.timings,
-        **efficiency.measure(trained.model, image_size, model_file, cfg.efficiency),
+        **scores, **trained.timings, **costs,
     }
-    write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, audit_record, started))
-    write_json(stage / "metrics.json", metrics)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
+    spec, image_size = validate(cfg)
+    run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
+    if rundir.is_complete(run_dir) and not cfg.force:
+        log.info("skip: %s is complete (force=true re-runs it)", run_dir)
+        return rundir.read_metrics(run_dir)
+    keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
+    stage = rundir.staging_directory(run_dir)
+    with efficiency.peak_memory() as memory:
+        metrics = train_and_evaluate(cfg, spec, image_size, stage)
+    metrics |= memory
+    write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     rundir.publish(stage, run_dir)
-    log.info(
-        "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
-        spec.name,
-        metrics["accuracy"],
-        metrics["accuracy_ci_low"],
-        metrics["accuracy_ci_high"],
-        metrics["macro_auroc"],
-        run_dir,
-    )
+    log.info("%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s", spec.name, metrics["accuracy"],
+             metrics["accuracy_ci_low"], metrics["accuracy_ci_high"], metrics["macro_auroc"], run_dir)
     return metrics
 
 

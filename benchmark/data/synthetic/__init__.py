@@ -1,0 +1,107 @@
+"""Deterministic synthetic chest-CT dataset: the benchmark's built-in default.
+
+Renders lung-window axial chest slices for three classes ("normal", "pneumonia", "tumor") and writes
+them once as an ordinary image-folder tree, so the rest of the pipeline reads them exactly like a user's
+own data. Every image depends only on (seed, class, index, size, difficulty), which makes runs
+reproducible and lets a finished tree be reused as a cache.
+
+Geometry is drawn in normalised coordinates: u runs left to right and v anterior (top) to posterior
+(bottom), both in [-1, 1]; the patient's left is on the image right, as radiologists read CT.
+Intensities are floats in [0, 1] until the very end, where they are quantised to 8-bit grey.
+
+This module names and writes the tree; the image itself is built by the submodules:
+    render    one finished slice: composes the parts below, then the scanner model and quantisation
+    anatomy   torso, mediastinum, lungs, ribs and vessels: everything every class shares
+    lesions   ground-glass opacity, tumours, and the look-alike confounders present in every class
+    geometry  the normalised coordinate grid and the soft-edged shapes drawn on it
+    fields    random fields, blur and Gaussian splats, the pixel-level primitives
+"""
+
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.data.synthetic.render import CLASS_NAMES, check_common, render_slice
+
+__all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "dataset_dir", "generate", "render_slice"]
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION: int = 1  # bump when the rendering changes, so cached trees are regenerated
+
+
+def dataset_dir(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> Path:
+    """The folder keyed by every parameter plus GENERATOR_VERSION, so a stale tree is never reused."""
+    if int(n_per_class) != n_per_class or n_per_class < 1:
+        raise ValueError(f"n_per_class must be an integer >= 1, got {n_per_class!r}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_common(size, difficulty)
+    parts = (
+        f"v{GENERATOR_VERSION}",
+        f"n{int(n_per_class)}",
+        f"s{int(size)}",
+        f"seed{int(seed)}",
+        f"d{float(difficulty)}",
+    )
+    return Path(data_dir) / "-".join(("synthetic", *parts))
+
+
+def _write_tree(root: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> None:
+    """Render every image into `root`, each from its own generator seeded by (seed, class, index), so an
+    image never depends on how many others were drawn before it.
+
+    render_slice is looked up in this module's namespace at call time, which is what lets tests replace
+    `synthetic.render_slice`.
+    """
+    for class_idx, label in enumerate(CLASS_NAMES):
+        class_dir = root / label
+        class_dir.mkdir()
+        for i in range(n_per_class):
+            rng = np.random.default_rng([seed, class_idx, i])
+            pixels = render_slice(label, rng, size, difficulty)
+            Image.fromarray(pixels).save(class_dir / f"{label}_{i:04d}.png")
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Atomically move the finished tree into place; if a concurrent run won the race, keep theirs."""
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def generate(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> Path:
+    """Write dataset_dir(...)/<class>/<class>_<i:04d>.png for every class, once; return the folder.
+
+    An existing folder is returned untouched. The tree is rendered into a hidden temporary sibling and
+    renamed into place, so an interrupted run never leaves a half-written tree that looks complete.
+    """
+    target = dataset_dir(data_dir, n_per_class, size, seed, difficulty)
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    logger.info(
+        "Generating synthetic chest-CT dataset (%d per class, %d px, seed %d, difficulty %s) in %s",
+        n_per_class,
+        size,
+        seed,
+        difficulty,
+        target,
+    )
+    staging = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        _write_tree(staging, int(n_per_class), int(size), int(seed), float(difficulty))
+        _publish(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
