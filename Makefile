@@ -34,16 +34,16 @@ run: ## one run: make run ARGS="backbone=densenet121"
 	$(PY) -m benchmark $(ARGS)
 
 sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, then the leaderboard
-	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) results_dir=$(RESULTS) \
-	    $(if $(DATA),dataset.path=$(DATA)) $(if $(BACKBONES),backbone=$(BACKBONES)) \
+	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) 'results_dir=$(RESULTS)' \
+	    $(if $(DATA),'dataset.path=$(DATA)') $(if $(BACKBONES),backbone=$(BACKBONES)) \
 	    $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
-	$(PY) -m benchmark.report results_dir=$(RESULTS) ensemble_k=$(ENSEMBLE)
+	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE)
 
 report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs
-	$(PY) -m benchmark.report results_dir=$(RESULTS) ensemble_k=$(ENSEMBLE)
+	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE)
 
 bench: ## measure extraction speed, latency and the feature cache's speed-up (targets in conf/bench.yaml)
-	$(PY) -m benchmark.bench out_dir=$(RESULTS)
+	$(PY) -m benchmark.bench 'out_dir=$(RESULTS)'
 
 clean: ## remove caches and generated results (keeps results/README.md)
 	rm -rf cache outputs multirun .pytest_cache .ruff_cache

@@ -24,7 +24,9 @@ def in_sweep() -> bool:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Run one configuration; the returned metric lets Hydra sweepers optimise over runs.
+    """Run one configuration; returns the best validation loss, for Hydra sweepers to minimise.
+
+    Never a test metric: a sweeper optimising on it would be model selection on the test set.
 
     In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
@@ -32,7 +34,7 @@ def main(cfg: DictConfig) -> float | None:
     from benchmark.run import record_failure, run  # heavy imports (TensorFlow) once the config is valid
 
     try:
-        return run(cfg)["macro_auroc"]
+        return float(run(cfg)["best_val_loss"])
     except Exception as error:
         if cfg.get("debug"):
             raise

@@ -6,6 +6,7 @@ directory, so the report ranks it next to the single backbones.
 """
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,12 @@ def costs(members: list[Row]) -> dict[str, float]:
     return found
 
 
+def retire_old_ensembles(results_dir: Path, dataset: str) -> None:
+    """Members change as runs are added: an old ensemble would linger as a second, stale row."""
+    for old in (results_dir / "runs" / dataset / "ensemble").glob("top*-*"):
+        shutil.rmtree(old)
+
+
 def write_ensemble(results_dir: Path, dataset: str, members: list[Row], evaluate_cfg: DictConfig) -> Path:
     """Evaluate the averaged probabilities and write metrics.json (last), predictions.csv and config.yaml."""
     predictions = averaged(members)
@@ -59,13 +66,14 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row], evaluate
     metrics = {
         "backbone": "ensemble", "dataset": dataset, "classes": list(predictions.classes),
         "synthetic_data": reference.get("synthetic_data"),
-        "weights_used": " + ".join(row.weights for row in members),
+        "weights_used": " + ".join(sorted({row.weights for row in members})),  # "imagenet" when all agree
         "train_mode": "ensemble", "seed": "all", "config_hash": config_hash, "members": labels,
         "selected_by": f"lowest mean {SELECT_BY}", "image_size": reference.get("image_size"),
         "split_sizes": reference.get("split_sizes"), **scores, **costs(members),
     }
     table = predictions_frame(predictions.files, predictions.labels, predictions.probabilities,
                               list(predictions.classes))
+    retire_old_ensembles(results_dir, dataset)
     write_text(run_dir / "predictions.csv", table.to_csv(index=False))
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml({"members": labels, "selected_by": SELECT_BY}))
     write_json(run_dir / "manifest.json", {"members": [run.rel for row in members for run in row.runs]})
@@ -75,8 +83,11 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row], evaluate
     return run_dir
 
 
-def build_ensembles(results_dir: Path, k: int, dataset: str | None = None) -> list[Path]:
-    """One ensemble per dataset (or the named one); a dataset with fewer than 2 candidates is skipped."""
+def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, strict: bool = True) -> list[Path]:
+    """One ensemble per dataset (or the named one); a dataset with fewer than 2 candidates is skipped.
+
+    `strict=False` (the report's option) turns members tested on different images into a warning.
+    """
     if k < 2:
         raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
     evaluate_cfg = OmegaConf.load(cli.CONF / "config.yaml").evaluate
@@ -93,7 +104,9 @@ def build_ensembles(results_dir: Path, k: int, dataset: str | None = None) -> li
         try:
             written.append(write_ensemble(results_dir, name, members, evaluate_cfg))
         except NotComparable as error:
-            raise BenchmarkError(f"cannot ensemble {name}: {error}") from None
+            if strict:
+                raise BenchmarkError(f"cannot ensemble {name}: {error}") from None
+            log.warning("no ensemble for %s: %s", name, error)
     return written
 
 

@@ -185,3 +185,9 @@ def predictions_frame(
         table[f"prob_{name}"] = probabilities[:, k]
     table["entropy"] = predictive_entropy(probabilities)
     return table
+
+
+def read_predictions_csv(path) -> pd.DataFrame:
+    """predictions.csv back, with file and class names kept as text (class folders '00', 'NA' stay so)."""
+    text = {"file": str, "true_label": str, "predicted_label": str}
+    return pd.read_csv(path, dtype=text, keep_default_na=False)

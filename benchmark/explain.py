@@ -18,7 +18,6 @@ from pathlib import Path
 import keras
 import matplotlib
 import numpy as np
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 matplotlib.use("Agg")  # files only: runs happen on headless machines
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt
 from backbones.registry import get
 from benchmark import cli
 from benchmark.errors import BenchmarkError
+from benchmark.evaluate import read_predictions_csv
 from benchmark.files import write_figure, write_json
 from benchmark.gradcam import gradcam, randomization_check
 
@@ -155,7 +155,7 @@ def load_test_split(
     from benchmark.features import split_pixels
 
     classes = list(metrics["classes"])
-    predictions = pd.read_csv(run_dir / "predictions.csv")
+    predictions = read_predictions_csv(run_dir / "predictions.csv")
     dataset = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir))
     if predictions["file"].astype(str).tolist() != list(dataset.splits["test"].ids):
         raise BenchmarkError(

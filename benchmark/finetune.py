@@ -48,7 +48,8 @@ def stream(
         data = data.shuffle(len(pixels), seed=seed, reshuffle_each_iteration=True)
     data = data.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
     if training and augment is not None:
-        data = data.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # sequential on purpose: parallel calls race on the layers' shared seed state (not reproducible)
+        data = data.map(lambda x, y: (augment(x, training=True), y))
     return data.prefetch(tf.data.AUTOTUNE)
 
 

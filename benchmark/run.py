@@ -1,6 +1,7 @@
 """One benchmark run: config -> dataset -> backbone -> train -> evaluate -> run directory."""
 
 import logging
+import shutil
 import traceback
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from benchmark.features import split_pixels
 from benchmark.files import write_json, write_text
 from benchmark.finetune import train_finetune
 from benchmark.train import Trained, train_frozen
-from benchmark.weights import load_backbone
+from benchmark.weights import IMAGENET_UNAVAILABLE, load_backbone, weights_id_of_file
 
 log = logging.getLogger(__name__)
 STRATEGIES = {"frozen": train_frozen, "finetune": train_finetune}
@@ -69,6 +70,23 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record:
     }
 
 
+def still_valid(cfg: DictConfig, run_dir: Path) -> bool:
+    """A complete run counts only if its data and weights file are still what it was trained on."""
+    previous = rundir.read_metrics(run_dir)
+    now = load_dataset(cfg.dataset, Path(cfg.data_dir)).fingerprint
+    if previous.get("dataset_fingerprint") not in (None, now):
+        log.warning("%s was trained on other data (fingerprint %s, now %s): running it again",
+                    run_dir, previous["dataset_fingerprint"], now)
+        return False
+    if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
+        log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
+    weights = cfg.backbone.weights
+    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(Path(weights)):
+        log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
+        return False
+    return True
+
+
 def validate(cfg: DictConfig) -> tuple[BackboneSpec, int]:
     """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
     spec = get(cfg.backbone.name)
@@ -104,7 +122,8 @@ def train_and_evaluate(cfg: DictConfig, spec: BackboneSpec, image_size: int, sta
         "backbone": spec.name, "dataset": dataset.name, "classes": classes,
         "synthetic_data": dataset.synthetic, "weights_used": backbone.weights_used,
         "train_mode": cfg.train.mode, "seed": cfg.seed, "image_size": image_size,
-        "config_hash": rundir.config_hash(cfg),
+        "config_hash": rundir.config_hash(cfg), "dataset_fingerprint": dataset.fingerprint,
+        "weights_id": backbone.weights_id,
         "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
         **scores, **trained.timings, **costs,
     }
@@ -114,13 +133,17 @@ def run(cfg: DictConfig) -> dict:
     """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
     spec, image_size = validate(cfg)
     run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
-    if rundir.is_complete(run_dir) and not cfg.force:
+    if rundir.is_complete(run_dir) and not cfg.force and still_valid(cfg, run_dir):
         log.info("skip: %s is complete (force=true re-runs it)", run_dir)
         return rundir.read_metrics(run_dir)
     keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
     stage = rundir.staging_directory(run_dir)
-    with efficiency.peak_memory() as memory:
-        metrics = train_and_evaluate(cfg, spec, image_size, stage)
+    try:
+        with efficiency.peak_memory() as memory:
+            metrics = train_and_evaluate(cfg, spec, image_size, stage)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     metrics |= memory
     write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     rundir.publish(stage, run_dir)

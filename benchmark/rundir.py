@@ -18,13 +18,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.files import digest
 
-NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra")
+# Settings that do not change what is trained or how it is scored: runs differing only here are the same.
+NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra",
+                              "explain", "efficiency")
+NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Hash of the resolved config minus paths, flags and Hydra's own node: same hash = same experiment."""
+    """Hash of the resolved experiment: paths, flags, reporting options and Hydra's node left out, the
+    effective image size and the absolute data path put in, so equal experiments share one directory."""
+    from backbones.registry import get  # late: keras.applications is heavy and only runs need it
+
     experiment = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_PART_OF_THE_EXPERIMENT])
-    return digest(OmegaConf.to_container(experiment, resolve=True), length=8)
+    resolved = OmegaConf.to_container(experiment, resolve=True)
+    for key in NOT_PART_OF_TRAINING:
+        resolved["train"].pop(key, None)
+    resolved["image_size"] = int(resolved["image_size"] or get(cfg.backbone.name).default_size)
+    if resolved["dataset"].get("path"):
+        resolved["dataset"]["path"] = str(Path(resolved["dataset"]["path"]).expanduser().resolve())
+    return digest(resolved, length=8)
 
 
 def run_directory(cfg: DictConfig, dataset: str) -> Path:

@@ -35,6 +35,11 @@ def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.M
     return build(spec, image_size, None)
 
 
+def weights_id_of_file(path: Path) -> str | None:
+    """What caches and completed runs key a weights file on: its content, not its name."""
+    return f"file-{file_sha256(path)}" if path.is_file() else None
+
+
 def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:
     if not path.is_file():
         raise BenchmarkError(
@@ -47,8 +52,8 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
             f"backbone.weights={path} does not fit {spec.name} without its top at {image_size}px ({error}); "
             "save the file from the same architecture with include_top=False"
         ) from None
-    sha = file_sha256(path)
-    return LoadedBackbone(model, f"file:{path.name} (sha256 {sha[:12]})", f"file-{sha}")
+    weights_id = weights_id_of_file(path)
+    return LoadedBackbone(model, f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
 
 
 def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:

@@ -18,8 +18,6 @@ CONF = ROOT / "conf"
 # Small enough for a 2-core CPU: ~45 images at 32 px, few epochs, few timing repeats.
 TINY = [
     "backbone.weights=null",
-    "dataset.n_per_class=15",
-    "dataset.size=48",
     "image_size=32",
     "train.max_epochs=3",
     "evaluate.n_bootstrap=200",
@@ -31,19 +29,18 @@ TINY = [
 ]
 
 
-def tiny_overrides(tmp: Path, *extra: str) -> list[str]:
-    return [
-        *TINY,
-        f"results_dir={tmp / 'results'}",
-        f"cache_dir={tmp / 'cache'}",
-        f"data_dir={tmp / 'data'}",
-        *extra,
-    ]
+TINY_SYNTHETIC = ["dataset.n_per_class=15", "dataset.size=48"]  # 45 generated images of 48 px
 
 
-def compose_config(tmp: Path, *extra: str) -> DictConfig:
+def tiny_overrides(tmp: Path, *extra: str, synthetic: bool = True) -> list[str]:
+    """The tiny settings plus paths under `tmp`; synthetic=False for the folder and medmnist loaders."""
+    return [*TINY, *(TINY_SYNTHETIC if synthetic else []), f"results_dir={tmp / 'results'}",
+            f"cache_dir={tmp / 'cache'}", f"data_dir={tmp / 'data'}", *extra]
+
+
+def compose_config(tmp: Path, *extra: str, synthetic: bool = True) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=tiny_overrides(tmp, *extra))
+        return compose(config_name="config", overrides=tiny_overrides(tmp, *extra, synthetic=synthetic))
 
 
 def run_cli(
@@ -63,7 +60,7 @@ def run_cli(
 @pytest.fixture
 def tiny_cfg(tmp_path: Path):
     """A factory: tiny_cfg('seed=1', ...) composes the real config with the tiny overrides."""
-    return lambda *extra: compose_config(tmp_path, *extra)
+    return lambda *extra, synthetic=True: compose_config(tmp_path, *extra, synthetic=synthetic)
 
 
 @dataclass(frozen=True)

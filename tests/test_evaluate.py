@@ -87,3 +87,14 @@ def test_referring_uncertain_cases_raises_accuracy_when_uncertainty_is_informati
     unsure_wrong = np.array([[0.45, 0.55], [0.55, 0.45]])  # the two errors are the least certain
     curve = dict(coverage_curve(y, np.vstack([confident_right, unsure_wrong])))
     assert curve[1.0] == pytest.approx(0.8) and curve[0.8] == pytest.approx(1.0) and curve[0.9] < 1.0
+
+
+def test_predictions_round_trip_keeps_class_names_as_text(tmp_path):
+    from benchmark.evaluate import predictions_frame, read_predictions_csv
+
+    names = ["00", "NA", "01"]
+    frame = predictions_frame(["x/1.png", "y/2.png"], np.array([0, 1]), np.array([[0.7, 0.2, 0.1],
+                                                                                 [0.1, 0.8, 0.1]]), names)
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    back = read_predictions_csv(tmp_path / "p.csv")
+    assert back["true_label"].tolist() == ["00", "NA"] and back["predicted_label"].tolist() == ["00", "NA"]

@@ -88,3 +88,10 @@ def test_unreadable_file_names_the_file(tmp_path: Path):
 def test_array_images_of_any_dtype():
     assert decode_array(gradient(np.float32, 1.0)[..., None], 8).shape == (8, 8, 3)
     assert decode_array(np.zeros((8, 8, 3), np.uint8), 4).shape == (4, 4, 3)
+
+
+def test_a_file_that_is_not_dicom_is_a_user_error(tmp_path: Path):
+    pytest.importorskip("pydicom")
+    (tmp_path / "report.dcm").write_bytes(b"this is a text report saved as .dcm" * 10)
+    with pytest.raises(BenchmarkError, match="report.dcm"):
+        decode_file(tmp_path / "report.dcm", 16)

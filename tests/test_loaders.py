@@ -97,6 +97,13 @@ def test_bad_folders_fail_with_a_clear_message(tmp_path: Path, layout, message):
         write_images(tmp_path / "train" / "a", 5, 0)
         write_images(tmp_path / "train" / "b", 5, 9)
         write_images(tmp_path / "test" / "z", 2, 0)
+    elif layout in ("one_train_class", "empty_val"):
+        write_images(tmp_path / "train" / "a", 5, 0)
+        write_images(tmp_path / "test" / "a", 2, 0)
+        if layout == "empty_val":
+            write_images(tmp_path / "train" / "b", 5, 9)
+            write_images(tmp_path / "test" / "b", 2, 9)
+            (tmp_path / "val").mkdir()
     root = tmp_path / "nowhere" if layout == "missing" else tmp_path
     with pytest.raises(BenchmarkError, match=message):
         load_dataset(folder_cfg(root), tmp_path)

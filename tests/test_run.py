@@ -90,3 +90,33 @@ def test_weights_file_saved_by_the_test_is_loaded(tiny_cfg, tmp_path):
 def test_missing_weights_file_is_a_user_error(tiny_cfg, tmp_path):
     with pytest.raises(BenchmarkError, match="does not exist"):
         run(tiny_cfg(f"backbone.weights={tmp_path / 'nope.weights.h5'}"))
+
+
+def test_equal_experiments_share_a_hash_and_reporting_options_do_not_split_them(tiny_cfg, tmp_path):
+    from benchmark.rundir import config_hash
+
+    base = config_hash(tiny_cfg("dataset=folder", f"dataset.path={tmp_path}", synthetic=False))
+    reporting = ("explain.n_images=8", "efficiency.latency_runs=50", "train.save_model=false",
+                 "train.run_eagerly=true")
+    same = tiny_cfg("dataset=folder", f"dataset.path={tmp_path}/", *reporting, synthetic=False)
+    assert config_hash(same) == base
+    assert config_hash(tiny_cfg("image_size=null")) == config_hash(tiny_cfg("image_size=224"))
+    assert config_hash(tiny_cfg("train.lr=0.01")) != config_hash(tiny_cfg())
+
+
+def test_a_complete_run_reruns_when_its_data_changed(tiny_cfg, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "lungs"
+    rng = np.random.default_rng(0)
+    for klass in ("a", "b"):
+        (data / klass).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(data / klass / f"{i}.png")
+    folder = ("dataset=folder", f"dataset.path={data}")
+    first = run(tiny_cfg(*folder, synthetic=False))
+    assert run(tiny_cfg(*folder, synthetic=False)) == first  # unchanged data: skipped
+    Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(data / "a" / "new.png")
+    again = run(tiny_cfg(*folder, synthetic=False))
+    assert again["dataset_fingerprint"] != first["dataset_fingerprint"]
+    assert again["config_hash"] == first["config_hash"]

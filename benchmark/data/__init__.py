@@ -26,7 +26,12 @@ def dataset_name(cfg: DictConfig) -> str:
         return str(cfg.name)
     if cfg.loader == "synthetic":
         return "synthetic"
-    return Path(str(cfg.path)).stem
+    path = Path(str(cfg.path)).expanduser().resolve()
+    name = path.stem if path.suffix == ".npz" else path.name
+    if not name:
+        raise BenchmarkError(f"dataset.path={cfg.path} gives runs no name to be filed under: "
+                             "set dataset.name=<name>")
+    return name
 
 
 def fingerprint(hashes: dict[str, str], class_names: list[str], splits: dict[str, Split]) -> str:

@@ -46,11 +46,17 @@ def load_presplit(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str, Spl
     """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train."""
     train = list_class_images(root / "train", root)
     class_names = sorted(train)
+    if len(class_names) < 2:
+        raise BenchmarkError(
+            f"{root / 'train'} has {len(class_names)} class folder(s) with images: a classifier needs 2+"
+        )
     splits = {"train": as_split(train, class_names)}
     for name in ("val", "test"):
         if not (root / name).is_dir():
             continue
         found = list_class_images(root / name, root)
+        if not found:
+            raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
         unknown = sorted(set(found) - set(class_names))
         if unknown:
             raise BenchmarkError(

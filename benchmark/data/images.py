@@ -48,8 +48,12 @@ def read_dicom(path: Path) -> Image.Image:
         from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError:
         raise BenchmarkError(f"{path} is DICOM but pydicom is missing: pip install pydicom") from None
-    dataset = pydicom.dcmread(path)
-    pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
+    try:
+        dataset = pydicom.dcmread(path)
+        pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
+    except (pydicom.errors.InvalidDicomError, AttributeError, RuntimeError) as error:
+        raise BenchmarkError(f"cannot read DICOM {path} ({error}): it needs single-frame pixel data "
+                             "in a transfer syntax pydicom can decode") from None
     if pixels.ndim == 3 and getattr(dataset, "SamplesPerPixel", 1) == 1:
         raise BenchmarkError(f"{path} is a multi-frame DICOM: export single slices to classify them")
     gray = rescale_to_uint8(pixels)

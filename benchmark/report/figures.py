@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from matplotlib import patheffects
 from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
@@ -85,7 +86,9 @@ def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Pa
         ax.errorbar(
             latency[i], accuracy[i], yerr=bar, fmt="o", ms=8, color=palette[row.label], mec=edge, capsize=3
         )
-        ax.annotate(row.label, (latency[i], accuracy[i]), xytext=(7, offsets[i]), textcoords="offset points")
+        point = (latency[i], accuracy[i])
+        label = ax.annotate(row.label, point, xytext=(7, offsets[i]), textcoords="offset points")
+        label.set_path_effects([patheffects.withStroke(linewidth=3, foreground="white")])  # legible over bars
     order = np.argsort(latency[front])
     label = "Pareto front (outlined: no other row is both faster and more accurate)"
     ax.step(

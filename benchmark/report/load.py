@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.evaluate import read_predictions_csv
+
 log = logging.getLogger(__name__)
 
 # What the leaderboard cannot do without; timing and efficiency keys are optional (shown as "—").
@@ -121,7 +123,7 @@ def is_number(value: object) -> bool:
 def read_predictions(path: Path, metrics: dict) -> pd.DataFrame:
     """predictions.csv, checked against metrics.json: every class has a probability column, n_test rows."""
     try:
-        table = pd.read_csv(path / "predictions.csv")
+        table = read_predictions_csv(path / "predictions.csv")
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise CorruptRun(f"predictions.csv is unreadable ({type(error).__name__})") from None
     columns = ["file", "true_label", *(f"prob_{c}" for c in metrics["classes"])]

@@ -69,7 +69,7 @@ def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> N
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
     fig.suptitle(f"{dataset}: training curves on the validation split")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # keep the first row's titles clear of the suptitle
     save(fig, path, cfg.figures.dpi)
 
 
