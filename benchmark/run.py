@@ -19,7 +19,7 @@ from benchmark.features import split_pixels
 from benchmark.files import write_json, write_text
 from benchmark.finetune import train_finetune
 from benchmark.train import Trained, train_frozen
-from benchmark.weights import IMAGENET_UNAVAILABLE, load_backbone, weights_id_of_file
+from benchmark.weights import IMAGENET_UNAVAILABLE, LoadedBackbone, load_backbone, weights_id_of_file
 
 log = logging.getLogger(__name__)
 STRATEGIES = {"frozen": train_frozen, "finetune": train_finetune}
@@ -102,11 +102,12 @@ def validate(cfg: DictConfig) -> tuple[BackboneSpec, int]:
     return spec, image_size
 
 
-def train_and_evaluate(cfg: DictConfig, spec: BackboneSpec, image_size: int, stage: Path) -> dict:
-    """Weights, data, training, test metrics, Grad-CAM and efficiency; every file but metrics.json."""
+def train_and_evaluate(
+    cfg: DictConfig, spec: BackboneSpec, image_size: int, backbone: LoadedBackbone, dataset: Dataset,
+    stage: Path,
+) -> dict:
+    """Training, test metrics, Grad-CAM and efficiency; every file of the run but metrics.json."""
     started = rundir.now()
-    backbone = load_backbone(spec, image_size, cfg.backbone)
-    dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
     audit_record = audit(dataset)
     trained = STRATEGIES[cfg.train.mode](cfg, dataset, spec, backbone, image_size)
     test = dataset.splits["test"]
@@ -137,13 +138,15 @@ def run(cfg: DictConfig) -> dict:
         log.info("skip: %s is complete (force=true re-runs it)", run_dir)
         return rundir.read_metrics(run_dir)
     keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
-    stage = rundir.staging_directory(run_dir)
-    try:
-        with efficiency.peak_memory() as memory:
-            metrics = train_and_evaluate(cfg, spec, image_size, stage)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    with efficiency.peak_memory() as memory:
+        backbone = load_backbone(spec, image_size, cfg.backbone)  # weights and data first: bad input
+        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))  # stops the run before anything is written
+        stage = rundir.staging_directory(run_dir)
+        try:
+            metrics = train_and_evaluate(cfg, spec, image_size, backbone, dataset, stage)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
     metrics |= memory
     write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     rundir.publish(stage, run_dir)

@@ -77,7 +77,7 @@ def test_cli_writes_leaderboard_csv_and_figures(reported):
         markdown,
     )
     failures = section(markdown, "Failed runs")  # the sweep's real failures: inceptionv3 cannot take 32 px
-    assert failures.count("inceptionv3") == 2 and "minimum of 75" in failures
+    assert failures.count("| synthetic | inceptionv3 |") == 2 and "minimum of 75" in failures
     assert section(markdown, "Skipped / incomplete run directories").strip() == "none"
     links = re.findall(r"\]\((figures/[^)]+\.png)\)", markdown)
     assert len(links) == 6 and all((results / link).stat().st_size > 0 for link in links)
