@@ -76,7 +76,11 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row], evaluate
     retire_old_ensembles(results_dir, dataset)
     write_text(run_dir / "predictions.csv", table.to_csv(index=False))
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml({"members": labels, "selected_by": SELECT_BY}))
-    write_json(run_dir / "manifest.json", {"members": [run.rel for row in members for run in row.runs]})
+    # Averaging does not depend on the machine: the ensemble keeps its members' machine, commit and versions.
+    inherited = {key: value for key, value in members[0].runs[0].manifest.items()
+                 if key in ("machine", "git_commit", "versions")}
+    member_runs = [run.rel for row in members for run in row.runs]
+    write_json(run_dir / "manifest.json", {**inherited, "members": member_runs})
     write_json(run_dir / "metrics.json", metrics)
     log.info("ensemble of %s on %s: accuracy %.4f, macro-AUROC %.4f -> %s", ", ".join(labels), dataset,
              metrics["accuracy"], metrics["macro_auroc"], run_dir)

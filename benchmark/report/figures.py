@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import patheffects
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
@@ -102,6 +103,8 @@ def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Pa
     )
     if log_x:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())  # 20, 50, 100 rather than 2x10^1 labels that collide
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(
         xlabel="latency (ms per image, batch 1)",
         ylabel="accuracy (mean over seeds)",

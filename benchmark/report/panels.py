@@ -54,6 +54,7 @@ def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -
 
 def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
     """Validation accuracy and loss per epoch: one row of panels per backbone, one line per seed."""
+    rows = [row for row in rows if row.backbone != "ensemble"] or rows  # an ensemble is not trained
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 2.6 * len(rows) + 0.6), squeeze=False)
     for (acc_ax, loss_ax), row in zip(axes, rows, strict=True):
         histories = [(run.metrics["seed"], run.history) for run in row.runs if run.history is not None]
