@@ -18,32 +18,26 @@ def confusion_matrix_figure(
     confusion: list[list[int]], class_names: list[str], title: str, path: Path
 ) -> None:
     """Counts, with each cell shaded by its share of the true class (row-normalised)."""
-    counts = np.asarray(confusion)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    labels = np.array(
-        [
-            [f"{c}\n{s:.0%}" for c, s in zip(row_c, row_s, strict=True)]
-            for row_c, row_s in zip(counts, shares, strict=True)
-        ]
-    )
     size = 1.2 + 1.1 * len(class_names)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    sns.heatmap(
-        shares,
-        annot=labels,
-        fmt="",
-        cmap="Blues",
-        vmin=0,
-        vmax=1,
-        square=True,
-        ax=ax,
-        xticklabels=class_names,
-        yticklabels=class_names,
-        cbar_kws={"label": "share of true class"},
-    )
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    confusion_heatmap(ax, np.asarray(confusion), class_names, colorbar=True)
+    ax.set(title=title)
     fig.tight_layout()
     write_figure(fig, path)
+
+
+def confusion_heatmap(
+    ax, counts: np.ndarray, class_names: list[str], colorbar: bool, fontsize: int = 10
+) -> None:
+    """Cells read count and row share; the shade is the share, so rare classes stay readable."""
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12)
+    notes = [[f"{c:.3g}\n{s:.0%}" for c, s in zip(row_counts, row_shares, strict=True)]
+             for row_counts, row_shares in zip(counts, shares, strict=True)]
+    sns.heatmap(shares, annot=np.array(notes), fmt="", cmap="Blues", vmin=0, vmax=1, square=True, ax=ax,
+                xticklabels=class_names, yticklabels=class_names, cbar=colorbar,
+                cbar_kws={"label": "share of true class"} if colorbar else None,
+                annot_kws={"fontsize": fontsize})
+    ax.set(xlabel="predicted", ylabel="true")
 
 
 def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int | None = None) -> None:

@@ -88,3 +88,24 @@ def tiny_sweep(tmp_path_factory) -> Sweep:
     result = run_cli(["--multirun", *SWEEP_CELLS, *tiny_overrides(root)], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return Sweep(root, result.stdout + result.stderr)
+
+
+def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept: float = 0.0) -> Path:
+    """A real single-frame 16-bit CT DICOM file (pydicom), as a scanner export would be."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
+    ds.PhotometricInterpretation = photometric
+    ds.RescaleSlope, ds.RescaleIntercept = 1, intercept
+    ds.PixelData = pixels.astype("uint16").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

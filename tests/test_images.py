@@ -8,6 +8,7 @@ from PIL import Image
 
 from benchmark.data.images import decode_array, decode_file
 from benchmark.errors import BenchmarkError
+from tests.conftest import write_dicom
 
 
 def gradient(dtype, high) -> np.ndarray:
@@ -59,22 +60,7 @@ def test_jpeg_and_bmp(tmp_path: Path, suffix):
 
 
 def test_dicom_with_rescale_and_monochrome1(tmp_path: Path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Rows = ds.Columns = 16
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
-    ds.PhotometricInterpretation = "MONOCHROME1"
-    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-    ds.PixelData = gradient(np.uint16, 3000).tobytes()
-    ds.save_as(tmp_path / "slice.dcm", enforce_file_format=True)
+    write_dicom(tmp_path / "slice.dcm", gradient(np.uint16, 3000), "MONOCHROME1", intercept=-1024)
     decoded = decode_file(tmp_path / "slice.dcm", 16)
     assert decoded[0, 0, 0] == 255 and decoded[-1, -1, 0] == 0  # MONOCHROME1: low values are bright
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from benchmark.run import run
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_dicom
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +75,9 @@ def test_clear_errors(saved_run, tmp_path, case, message):
 
 
 def test_dicom_input(saved_run, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     run_dir, data_root = saved_run
     pixels = np.asarray(Image.open(next(data_root.glob("pneumonia/*.png"))), dtype=np.uint16) * 16
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(tmp_path / "slice.dcm", enforce_file_format=True)
+    write_dicom(tmp_path / "slice.dcm", pixels)
     result = run_cli([f"run={run_dir}", f"input={tmp_path / 'slice.dcm'}", "format=json"],
                      module="benchmark.predict")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import numpy as np
-import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
 from benchmark.evaluate import expected_calibration_error
+from benchmark.plots import confusion_heatmap
 from benchmark.report.canvas import empty_panel, panel_grid, plt, save
 from benchmark.report.paired import pooled
 from benchmark.report.stats import Row, mean_confusion
@@ -24,27 +24,8 @@ def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -
     side = 1.4 + 0.85 * len(classes)
     fig, axes = panel_grid(len(rows), cfg.figures.panel_columns, side + 0.6, side)
     for ax, row in zip(axes, rows, strict=True):
-        counts = mean_confusion(row)
-        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12)
-        notes = [
-            [f"{c:.3g}\n{s:.0%}" for c, s in zip(rc, rs, strict=True)]
-            for rc, rs in zip(counts, shares, strict=True)
-        ]
-        sns.heatmap(
-            shares,
-            annot=np.array(notes),
-            fmt="",
-            cmap="Blues",
-            vmin=0,
-            vmax=1,
-            square=True,
-            cbar=False,
-            ax=ax,
-            xticklabels=row.classes,
-            yticklabels=row.classes,
-            annot_kws={"fontsize": 8},
-        )
-        ax.set(xlabel="predicted", ylabel="true", title=f"{row.label} ({seeds(row)})")
+        confusion_heatmap(ax, mean_confusion(row), row.classes, colorbar=False, fontsize=8)
+        ax.set(title=f"{row.label} ({seeds(row)})")
         ax.tick_params(axis="x", rotation=45 if len(classes) > 3 else 0)
         ax.tick_params(axis="y", rotation=0)
     fig.suptitle(f"{dataset}: confusion matrices (counts = mean over seeds; shade = share of true class)")
