@@ -70,10 +70,10 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record:
     }
 
 
-def still_valid(cfg: DictConfig, run_dir: Path) -> bool:
+def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
     """A complete run counts only if its data and weights file are still what it was trained on."""
     previous = rundir.read_metrics(run_dir)
-    now = load_dataset(cfg.dataset, Path(cfg.data_dir)).fingerprint
+    now = dataset.fingerprint
     if previous.get("dataset_fingerprint") not in (None, now):
         log.warning("%s was trained on other data (fingerprint %s, now %s): running it again",
                     run_dir, previous["dataset_fingerprint"], now)
@@ -134,13 +134,17 @@ def run(cfg: DictConfig) -> dict:
     """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
     spec, image_size = validate(cfg)
     run_dir = rundir.run_directory(cfg, dataset_name(cfg.dataset))
-    if rundir.is_complete(run_dir) and not cfg.force and still_valid(cfg, run_dir):
-        log.info("skip: %s is complete (force=true re-runs it)", run_dir)
-        return rundir.read_metrics(run_dir)
+    dataset = None  # loaded (and content-hashed) once: for the resume check, or after the weights below
+    if rundir.is_complete(run_dir) and not cfg.force:
+        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
+        if still_valid(cfg, run_dir, dataset):
+            log.info("skip: %s is complete (force=true re-runs it)", run_dir)
+            return rundir.read_metrics(run_dir)
     keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
     with efficiency.peak_memory() as memory:
-        backbone = load_backbone(spec, image_size, cfg.backbone)  # weights and data first: bad input
-        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))  # stops the run before anything is written
+        # weights, then data: bad input stops the run before anything is written
+        backbone = load_backbone(spec, image_size, cfg.backbone)
+        dataset = dataset or load_dataset(cfg.dataset, Path(cfg.data_dir))
         stage = rundir.staging_directory(run_dir)
         try:
             metrics = train_and_evaluate(cfg, spec, image_size, backbone, dataset, stage)
