@@ -27,17 +27,16 @@ test: ## run the test suite (ruff, then pytest)
 	$(VENV)/bin/ruff check benchmark backbones tests
 	$(PY) -m pytest
 
-lint: ## ruff check and format check
+lint: ## ruff check (the lint half of make test)
 	$(VENV)/bin/ruff check benchmark backbones tests
 
 run: ## one run: make run ARGS="backbone=densenet121"
 	$(PY) -m benchmark $(ARGS)
 
-sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, then the leaderboard
+sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable; ends with the leaderboard of that results_dir
 	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) 'results_dir=$(RESULTS)' \
-	    $(if $(DATA),'dataset.path=$(DATA)') $(if $(BACKBONES),backbone=$(BACKBONES)) \
-	    $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
-	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE)
+	    report.ensemble_k=$(ENSEMBLE) $(if $(DATA),'dataset.path=$(DATA)') \
+	    $(if $(BACKBONES),backbone=$(BACKBONES)) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 
 report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs
 	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE)

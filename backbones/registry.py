@@ -30,7 +30,6 @@ class BackboneSpec:
     name: str
     constructor: Callable[..., keras.Model]
     module: ModuleType
-    preprocess_mode: str
     default_size: int
     min_size: int
     last_conv_layer: str
@@ -41,17 +40,16 @@ class BackboneSpec:
 
 
 _SPECS = (
-    BackboneSpec("mobilenetv2", mobilenet_v2.MobileNetV2, mobilenet_v2, "tf", 224, 32, "out_relu"),
-    BackboneSpec("densenet121", densenet.DenseNet121, densenet, "torch", 224, 32, "relu"),
-    BackboneSpec("inceptionv3", inception_v3.InceptionV3, inception_v3, "tf", 299, 75, "mixed10"),
-    BackboneSpec("xception", xception.Xception, xception, "tf", 299, 71, "block14_sepconv2_act"),
-    BackboneSpec("vgg19", vgg19.VGG19, vgg19, "caffe", 224, 32, "block5_conv4"),
-    BackboneSpec("resnet50", resnet50.ResNet50, resnet50, "caffe", 224, 32, "conv5_block3_out"),
+    BackboneSpec("mobilenetv2", mobilenet_v2.MobileNetV2, mobilenet_v2, 224, 32, "out_relu"),
+    BackboneSpec("densenet121", densenet.DenseNet121, densenet, 224, 32, "relu"),
+    BackboneSpec("inceptionv3", inception_v3.InceptionV3, inception_v3, 299, 75, "mixed10"),
+    BackboneSpec("xception", xception.Xception, xception, 299, 71, "block14_sepconv2_act"),
+    BackboneSpec("vgg19", vgg19.VGG19, vgg19, 224, 32, "block5_conv4"),
+    BackboneSpec("resnet50", resnet50.ResNet50, resnet50, 224, 32, "conv5_block3_out"),
     BackboneSpec(
         "inceptionresnetv2",
         inception_resnet_v2.InceptionResNetV2,
         inception_resnet_v2,
-        "tf",
         299,
         75,
         "conv_7b_ac",

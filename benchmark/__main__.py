@@ -10,10 +10,8 @@ import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
-from omegaconf.errors import MissingMandatoryValue  # noqa: E402
 
-from benchmark.cli import fail, one_line, run_hydra  # noqa: E402
-from benchmark.errors import BenchmarkError  # noqa: E402
+from benchmark.cli import one_line, or_fail, run_hydra  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
@@ -31,20 +29,21 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
     """
-    from benchmark.run import record_failure, run  # heavy imports (TensorFlow) once the config is valid
+    from benchmark.runs.pipeline import (  # heavy imports (TensorFlow) once the config is valid
+        record_failure,
+        run,
+    )
 
+    if not in_sweep():
+        return or_fail(lambda: float(run(cfg)["best_val_loss"]), debug=cfg.debug)
     try:
         return float(run(cfg)["best_val_loss"])
     except Exception as error:
-        if cfg.get("debug"):
+        if cfg.debug:
             raise
-        if in_sweep():
-            record_failure(cfg, error)
-            log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
-            return None
-        if not isinstance(error, BenchmarkError | MissingMandatoryValue):
-            raise
-        fail(error)
+        record_failure(cfg, error)
+        log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
+        return None
 
 
 if __name__ == "__main__":

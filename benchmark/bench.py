@@ -22,9 +22,9 @@ def backbone_speed(name: str, cfg: DictConfig) -> dict:
     """Frozen feature extraction (images/s) and batch-1 latency of a random-init backbone + pooling."""
     import keras
 
+    from backbones.extractor import pooled_extractor
     from backbones.registry import build, get
-    from benchmark.efficiency import timed_calls
-    from benchmark.head import pooled_extractor
+    from benchmark.metrics.efficiency import timed_calls
 
     spec = get(name)
     keras.utils.set_random_seed(0)
@@ -41,7 +41,7 @@ def cache_speedup(cfg: DictConfig) -> dict:
     """Wall time of a cold default run vs the same run with another seed on the warm caches."""
     from hydra import compose, initialize_config_dir
 
-    from benchmark.run import run
+    from benchmark.runs.pipeline import run
 
     shutil.rmtree(cfg.work_dir, ignore_errors=True)
     work = Path(cfg.work_dir)
@@ -76,10 +76,11 @@ def markdown(speeds: list[dict], cache: dict, machine: dict) -> str:
 
 
 def work(cfg: DictConfig) -> None:
-    from benchmark.rundir import machine
+    from backbones.registry import names
+    from benchmark.runs.provenance import machine
 
     speeds = []
-    for name in cfg.backbones:
+    for name in cfg.backbones or names():
         speeds.append(backbone_speed(name, cfg) | {"image_size": cfg.image_size})
         log.info("%-18s %7.1f img/s  %6.1f ms", name, speeds[-1]["extraction_ips"], speeds[-1]["latency_ms"])
     cache = cache_speedup(cfg)

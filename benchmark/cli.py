@@ -1,7 +1,8 @@
-"""Small `key=value` command lines (predict, explain) without Hydra's output folders.
+"""What every command shares: one-line user errors (exit 2), `key=value` parsing for the small
+commands (predict, explain, ensemble, bench) without Hydra's output folders, and loading a run's model.
 
-Defaults come from conf/<name>.yaml; an unknown key, a missing required value or a BenchmarkError
-becomes one `error:` line on stderr and exit status 2, like `python -m benchmark`.
+Defaults of a small command come from conf/<name>.yaml; an unknown key, a missing required value or a
+BenchmarkError becomes one `error:` line on stderr and exit status 2, like `python -m benchmark`.
 """
 
 import logging
@@ -9,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
@@ -16,9 +18,10 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from benchmark.errors import BenchmarkError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+USER_ERRORS = (BenchmarkError, MissingMandatoryValue)
 
 
-def one_line(error: Exception) -> str:
+def one_line(error: BaseException) -> str:
     """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key
@@ -29,10 +32,20 @@ def one_line(error: Exception) -> str:
     return f"{message} (choose one of: {', '.join(options)})" if options else message
 
 
-def fail(error: Exception) -> None:
+def fail(error: BaseException) -> None:
     """Print the one `error:` line and exit with status 2."""
     print(f"error: {one_line(error)}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def or_fail(work: Callable[[], Any], debug: bool) -> Any:
+    """Run `work`; a user error becomes the one-line exit 2 unless `debug` asks for the traceback."""
+    try:
+        return work()
+    except USER_ERRORS as error:
+        if debug:
+            raise
+        fail(error)
 
 
 def run_hydra(main: Callable[[], object]) -> None:
@@ -81,14 +94,18 @@ def require_model_run(run: str) -> Path:
     return run_dir
 
 
+def load_model(run_dir: Path):
+    """The run's model.keras (raw pixels in, probabilities out; its Preprocess layer registered first)."""
+    import keras
+
+    import backbones  # noqa: F401  registers the Preprocess layer inside model.keras
+
+    return keras.models.load_model(run_dir / "model.keras")
+
+
 def main(name: str, work: Callable[[DictConfig], object], argv: list[str] | None = None) -> object:
     """Run `work` on the parsed config; user errors end the process with one line and exit 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        return work(parse(name, argv))
-    except BenchmarkError as error:
-        if "debug=true" in argv:
-            raise
-        fail(error)
+    return or_fail(lambda: work(parse(name, argv)), debug="debug=true" in argv)

@@ -1,10 +1,16 @@
-"""Atomic writes and on-disk array caches: a killed process never leaves a file that looks complete."""
+"""Atomic writes and on-disk array caches: a killed process never leaves a file that looks complete.
+
+Every file the project writes goes through `atomic_path`: it is written under a hidden temporary name
+in the same folder and renamed into place, so readers (and other processes on a shared filesystem) see
+the old file or the whole new one, never half of one.
+"""
 
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +31,33 @@ def file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write via a temporary sibling and rename, so readers see the old file or the whole new one."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary sibling of `path` to write; on success it replaces `path` in one rename.
+
+    The temporary name keeps the suffix (Keras and numpy choose the format by it) and is unique per
+    writer, so concurrent writers never write into the same file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_json(path: Path, data: object) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def _json_default(value: object) -> object:
@@ -52,21 +70,6 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
-def write_figure(fig, path: Path, dpi: int = 120) -> Path:
-    """Render a matplotlib figure to a hidden sibling, rename it into place, and close the figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        import matplotlib.pyplot as plt  # only figure writers pay for importing it
-
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def cached_array(
     path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]
 ) -> np.ndarray:
@@ -74,17 +77,10 @@ def cached_array(
 
     Memory-mapping keeps big datasets (thousands of 299x299 images) out of RAM while they are written.
     """
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        fill(array)
-        array.flush()
-        del array
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            fill(array)
+            array.flush()
+            del array
     return np.load(path, mmap_mode="r")

@@ -4,7 +4,6 @@ The saved model holds the backbone's own preprocessing, and images are decoded b
 as in training at the run's image size, so a prediction sees exactly what the test split saw.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from omegaconf import DictConfig
 from benchmark import cli
 from benchmark.data.images import IMAGE_SUFFIXES, decode_file
 from benchmark.errors import BenchmarkError
-from benchmark.evaluate import predictive_entropy
+from benchmark.files import read_json
+from benchmark.metrics.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
 FORMATS = ("table", "json", "csv")
@@ -23,14 +23,9 @@ FORMATS = ("table", "json", "csv")
 
 def load_run(run_dir: str):
     """The run's model, class names and input size; a run that cannot predict says why."""
-    import keras
-
-    import backbones  # noqa: F401  registers the Preprocess layer inside model.keras
-
     run_dir = cli.require_model_run(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    model = keras.models.load_model(run_dir / "model.keras")
-    return model, list(metrics["classes"]), int(metrics["image_size"])
+    metrics = read_json(run_dir / "metrics.json")
+    return cli.load_model(run_dir), list(metrics["classes"]), int(metrics["image_size"])
 
 
 def input_files(path: Path) -> list[Path]:
@@ -46,20 +41,15 @@ def input_files(path: Path) -> list[Path]:
 
 
 def predict(cfg: DictConfig) -> pd.DataFrame:
-    """Per-image class probabilities, the predicted class and its predictive entropy."""
+    """Per-image class probabilities, the predicted class, its confidence and the predictive entropy
+    (the predictions table of benchmark/metrics/predictions.py, without a true label)."""
     if cfg.format not in FORMATS:
         raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
     files = input_files(Path(cfg.input))
     model, class_names, image_size = load_run(str(cfg.run))
     pixels = np.stack([decode_file(f, image_size) for f in files]).astype(np.float32)
     probabilities = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
-    table = pd.DataFrame({"file": [str(f) for f in files],
-                          "predicted": np.asarray(class_names)[probabilities.argmax(axis=1)],
-                          "confidence": probabilities.max(axis=1),
-                          "entropy": predictive_entropy(probabilities)})
-    for k, name in enumerate(class_names):
-        table[f"prob_{name}"] = probabilities[:, k]
-    return table
+    return predictions_frame(files, probabilities, class_names)
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:

@@ -8,8 +8,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from benchmark.cli import fail, run_hydra  # noqa: E402  the same errors as `python -m benchmark`
-from benchmark.errors import BenchmarkError  # noqa: E402
+from benchmark.cli import or_fail, run_hydra  # noqa: E402  the same errors as `python -m benchmark`
 
 log = logging.getLogger("benchmark.report")
 
@@ -18,12 +17,7 @@ log = logging.getLogger("benchmark.report")
 def main(cfg: DictConfig) -> None:
     from benchmark.report.build import build_report
 
-    try:
-        log.info("leaderboard: %s", build_report(cfg))
-    except BenchmarkError as error:
-        if cfg.get("debug"):
-            raise
-        fail(error)
+    log.info("leaderboard: %s", or_fail(lambda: build_report(cfg), debug=cfg.debug))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import NotComparable, paired_bootstrap, verdict
-from benchmark.report.stats import LOWER_IS_BETTER, METRIC_NAMES, Row, per_class_means
+from benchmark.report.rows import Row, per_class_means
 from benchmark.report.tables import BOOTSTRAP_MARK, main_table, markdown_table, per_class_table
 
 WARNING = "> ⚠️"
@@ -60,23 +62,26 @@ def banners(runs: list[Run], ranked: dict[str, list[Row]]) -> list[str]:
 def provenance(runs: list[Run], cfg: DictConfig) -> str:
     generated = dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
     finished = unique([utc(run.manifest.get("finished")) for run in runs])
-    direction = "lower" if cfg.primary_metric in LOWER_IS_BETTER else "higher"
+    primary = metric(cfg.primary_metric)
+    direction = "higher" if primary.higher_is_better else "lower"
     lines = [
         f"- generated: {generated} from {len(runs)} complete run(s), finished {finished[0]} … {finished[-1]}",
         f"- git commit: {', '.join(f'`{c}`' for c in unique([r.manifest.get('git_commit') for r in runs]))}",
         f"- machine: {'; '.join(unique([machine_name(run) for run in runs]))}",
         f"- train mode: {', '.join(unique([run.metrics.get('train_mode') for run in runs]))}",
-        f"- ranked by: **{METRIC_NAMES[cfg.primary_metric]}** ({direction} is better, mean over seeds)",
+        f"- ranked by: **{primary.name}** ({direction} is better, mean over seeds)",
     ]
     return "\n".join(lines)
 
 
-def interval_note(level: float) -> str:
-    percent = f"{level * 100:g}%"
+def interval_note(settings: Settings) -> str:
+    """What the intervals are, with the settings the runs recorded (never the report's own)."""
+    percent = f"{settings.ci_level * 100:g}%"
     return (
         f"Cells read `mean [low, high]`, the {percent} confidence interval: a t-interval over seeds "
         f"(mean ± t·sd/√n, clipped to [0, 1]) when a row has several seeds; {BOOTSTRAP_MARK} marks a single "
-        "run's bootstrap interval over test images. ECE and the cost columns are means over seeds; "
+        f"run's bootstrap interval over test images ({settings.n_bootstrap} resamples). ECE "
+        f"({settings.ece_bins} confidence bins) and the cost columns are means over seeds; "
         "train time = feature extraction (timed where it was not read from the cache) + head training."
     )
 
@@ -94,22 +99,24 @@ def dataset_facts(rows: list[Row]) -> str:
     )
 
 
-def significance(rows: list[Row], cfg: DictConfig) -> str:
+def significance(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
     """Is #1 better than #2 on macro-AUROC, beyond what resampling the test set would give?"""
     if len(rows) < 2:
         return "**Significance:** skipped: only one row, nothing to compare."
     first, second = rows[0], rows[1]
     title = f"**Significance, #1 {first.label} vs #2 {second.label} on macro-AUROC:**"
     try:
-        found = paired_bootstrap(first, second, cfg.n_bootstrap, cfg.bootstrap_seed, cfg.ci_level)
+        found = paired_bootstrap(
+            first, second, settings.n_bootstrap, settings.bootstrap_seed, settings.ci_level
+        )
     except NotComparable as error:
         return f"{title} not comparable: {error}."
-    percent, d = f"{cfg.ci_level * 100:g}%", cfg.digits
+    percent, d = f"{settings.ci_level * 100:g}%", cfg.digits
     return (
         f"{title} difference (#1 − #2) {found.observed:+.{d}f} ({percent} CI {found.low:+.{d}f} to "
         f"{found.high:+.{d}f}), p = {found.p_value:.3g} (paired bootstrap: {found.n_resamples} "
         f"resamples of the same {found.n_test} test images, probabilities averaged over seeds). "
-        f"{verdict(found, 1 - cfg.ci_level)}."
+        f"{verdict(found, 1 - settings.ci_level)}."
     )
 
 
@@ -135,13 +142,13 @@ def figure_links(figures: dict[str, tuple[Path, str]], results_dir: Path) -> str
     )
 
 
-def dataset_section(dataset: str, rows: list[Row], figures: str, cfg: DictConfig) -> str:
+def dataset_section(dataset: str, rows: list[Row], figures: str, cfg: DictConfig, settings: Settings) -> str:
     return "\n\n".join(
         [
             f"## {dataset}",
             dataset_facts(rows),
-            main_table(rows, cfg.primary_metric, cfg.ci_level, cfg.digits),
-            significance(rows, cfg),
+            main_table(rows, cfg.primary_metric, settings.ci_level, cfg.digits),
+            significance(rows, cfg, settings),
             "### Per class (mean over seeds)",
             per_class_table(per_class_means(rows), cfg.digits),
             "### Figures",
@@ -150,11 +157,17 @@ def dataset_section(dataset: str, rows: list[Row], figures: str, cfg: DictConfig
     )
 
 
-def document(collection: Collection, ranked: dict[str, list[Row]], figures: dict[str, str], cfg) -> str:
+def document(
+    collection: Collection,
+    ranked: dict[str, list[Row]],
+    figures: dict[str, str],
+    cfg: DictConfig,
+    settings: Settings,
+) -> str:
     """The whole page; `figures` holds each dataset's block of figure links."""
     parts = ["# medbench leaderboard", *banners(collection.runs, ranked), provenance(collection.runs, cfg)]
-    parts.append(interval_note(cfg.ci_level))
-    parts += [dataset_section(name, rows, figures[name], cfg) for name, rows in ranked.items()]
+    parts.append(interval_note(settings))
+    parts += [dataset_section(name, rows, figures[name], cfg, settings) for name, rows in ranked.items()]
     parts += ["## Failed runs", failed_section(collection.failed)]
     parts += ["## Skipped / incomplete run directories", skipped_section(collection.skipped)]
     return "\n\n".join(parts) + "\n"

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.evaluate import read_predictions_csv
+from benchmark.errors import BenchmarkError
+from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.predictions import labels_of, probabilities_of, probability_column, read_predictions
+from benchmark.metrics.table import OVERALL
+from benchmark.runs.layout import run_dirs
 
 log = logging.getLogger(__name__)
 
 # What the leaderboard cannot do without; timing and efficiency keys are optional (shown as "—").
 REQUIRED_KEYS = ("backbone", "dataset", "classes", "seed", "config_hash", "weights_used", "per_class")
-REQUIRED_NUMBERS = ("n_test", "accuracy", "balanced_accuracy", "macro_f1", "macro_auroc", "ece")
+REQUIRED_NUMBERS = ("n_test", *(m.key for m in OVERALL))
 FAILURE_KEYS = ("backbone", "dataset", "seed", "config_hash", "error_type", "error")
 
 
@@ -59,19 +63,10 @@ class Collection:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def candidate_dirs(runs_root: Path) -> list[Path]:
-    """`runs/<dataset>/<backbone>/<run>/`; hidden folders at any level are staging areas, so not listed."""
-    return sorted(
-        path
-        for path in runs_root.glob("*/*/*")
-        if path.is_dir() and not any(part.startswith(".") for part in path.relative_to(runs_root).parts)
-    )
-
-
 def collect(results_dir: Path) -> Collection:
     """Sort every run directory into complete, failed and skipped (with the reason logged)."""
     found = Collection()
-    for path in candidate_dirs(results_dir / "runs"):
+    for path in run_dirs(results_dir):
         rel = path.relative_to(results_dir).as_posix()
         try:
             if (path / "metrics.json").exists():
@@ -99,7 +94,7 @@ def read_json(path: Path) -> dict:
 def read_run(path: Path, rel: str) -> Run:
     metrics = read_json(path / "metrics.json")
     check_metrics(metrics)
-    return Run(rel, metrics, read_manifest(path), read_predictions(path, metrics), read_history(path))
+    return Run(rel, metrics, read_manifest(path), read_checked_predictions(path, metrics), read_history(path))
 
 
 def check_metrics(metrics: dict) -> None:
@@ -114,28 +109,34 @@ def check_metrics(metrics: dict) -> None:
         raise CorruptRun("metrics.json: classes is not a list of class names")
     if not (isinstance(metrics["per_class"], dict) and set(classes) <= set(metrics["per_class"])):
         raise CorruptRun("metrics.json: per_class does not cover every class")
+    try:
+        Settings.of_run(metrics)
+    except (BenchmarkError, KeyError, TypeError, ValueError):
+        raise CorruptRun("metrics.json lacks its evaluation settings (made by an older version?)") from None
 
 
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def read_predictions(path: Path, metrics: dict) -> pd.DataFrame:
+def read_checked_predictions(path: Path, metrics: dict) -> pd.DataFrame:
     """predictions.csv, checked against metrics.json: every class has a probability column, n_test rows."""
     try:
-        table = read_predictions_csv(path / "predictions.csv")
+        table = read_predictions(path / "predictions.csv")
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise CorruptRun(f"predictions.csv is unreadable ({type(error).__name__})") from None
-    columns = ["file", "true_label", *(f"prob_{c}" for c in metrics["classes"])]
+    columns = ["file", "true_label", *(probability_column(c) for c in metrics["classes"])]
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise CorruptRun(f"predictions.csv lacks column(s) {', '.join(missing)}")
     if len(table) != metrics["n_test"]:
         raise CorruptRun(f"predictions.csv has {len(table)} rows but n_test is {metrics['n_test']}")
-    if not table["true_label"].astype(str).isin(metrics["classes"]).all():
-        raise CorruptRun("predictions.csv has true labels outside metrics.json's classes")
     try:
-        table[columns[2:]] = table[columns[2:]].astype(float)
+        labels_of(table, metrics["classes"])
+    except ValueError:
+        raise CorruptRun("predictions.csv has true labels outside metrics.json's classes") from None
+    try:
+        probabilities_of(table, metrics["classes"])
     except ValueError:
         raise CorruptRun("predictions.csv has non-numeric probabilities") from None
     return table

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.evaluate import bootstrap_indices, macro_auroc
-from benchmark.report.stats import Row
+from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.predictions import labels_of, probabilities_of
+from benchmark.metrics.scores import macro_auroc
+from benchmark.report.rows import Row
 
 
 class NotComparable(ValueError):
@@ -40,26 +42,24 @@ class Comparison:
 def seed_averaged(row: Row) -> Predictions:
     """The row's test probabilities averaged over its seeds, aligned by file name."""
     classes = tuple(row.classes)
-    columns = [f"prob_{name}" for name in classes]
-    tables = [run.predictions.set_index("file").sort_index() for run in row.runs]
+    tables = [run.predictions.sort_values("file", kind="stable") for run in row.runs]
     first = tables[0]
-    if not first.index.is_unique:
+    if not first["file"].is_unique:
         raise NotComparable(f"{row.label}: predictions.csv lists a file twice")
     for table in tables[1:]:
-        if not table.index.equals(first.index) or not table["true_label"].equals(first["true_label"]):
+        if not (table["file"].tolist() == first["file"].tolist()
+                and table["true_label"].tolist() == first["true_label"].tolist()):
             raise NotComparable(f"the seeds of {row.label} were tested on different images")
-    probabilities = np.mean([table[columns].to_numpy(dtype=float) for table in tables], axis=0)
-    labels = first["true_label"].astype(str).map({name: k for k, name in enumerate(classes)}).to_numpy()
-    return Predictions(first.index.to_numpy(), labels, probabilities, classes)
+    probabilities = np.mean([probabilities_of(table, list(classes)) for table in tables], axis=0)
+    labels = labels_of(first, list(classes))
+    return Predictions(first["file"].to_numpy(), labels, probabilities, classes)
 
 
 def pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
     """Every seed's predictions stacked: the behaviour of a single model of this row, not an ensemble."""
-    index = {name: k for k, name in enumerate(row.classes)}
-    columns = [f"prob_{name}" for name in row.classes]
-    labels = np.concatenate([run.predictions["true_label"].astype(str).map(index) for run in row.runs])
-    probabilities = np.concatenate([run.predictions[columns].to_numpy(dtype=float) for run in row.runs])
-    return labels.astype(int), probabilities
+    labels = np.concatenate([labels_of(run.predictions, row.classes) for run in row.runs])
+    probabilities = np.concatenate([probabilities_of(run.predictions, row.classes) for run in row.runs])
+    return labels, probabilities
 
 
 def paired_bootstrap(first: Row, second: Row, n_bootstrap: int, seed: int, level: float) -> Comparison:
@@ -86,8 +86,7 @@ def paired_bootstrap(first: Row, second: Row, n_bootstrap: int, seed: int, level
         raise NotComparable(
             "macro-AUROC is undefined on every resample (a class is missing from the test set)"
         )
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diffs, [tail, 100 - tail])
+    low, high = percentile_interval(diffs, level)
     p_value = min(1.0, max(2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)), 1 / diffs.size))
     observed = macro_auroc(a.labels, a.probabilities) - macro_auroc(a.labels, b.probabilities)
     return Comparison(

@@ -4,11 +4,11 @@ import math
 
 import pandas as pd
 
+from benchmark.metrics.table import BY_KEY, HEADLINE
 from benchmark.report.load import Run, number
-from benchmark.report.stats import METRIC_NAMES, PER_CLASS, Estimate, Row, estimate, mean_of, training_time
+from benchmark.report.rows import PER_CLASS_SHOWN, Estimate, Row, estimate, mean_of, training_time
 
-NOT_SCALAR = ("classes", "per_class", "confusion_matrix", "split_sizes")
-QUALITY_COLUMNS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auroc")
+NOT_SCALAR = ("classes", "per_class", "confusion_matrix", "split_sizes", "evaluation")
 BOOTSTRAP_MARK = "†"
 
 
@@ -26,6 +26,7 @@ def run_record(run: Run, label: str) -> dict:
         and (value is None or isinstance(value, int | float | str))
     }
     record |= {f"split_{name}": size for name, size in (metrics.get("split_sizes") or {}).items()}
+    record |= {f"evaluation_{key}": value for key, value in metrics["evaluation"].items()}
     for name in metrics["classes"]:
         record |= {f"{key}_{name}": value for key, value in metrics["per_class"][name].items()}
     record |= {
@@ -69,15 +70,15 @@ def fmt_estimate(found: Estimate, digits: int) -> str:
 
 
 def interval_columns(primary: str) -> list[str]:
-    """The four headline metrics, plus the primary metric when it is another one (ECE has its own column)."""
-    extra = [] if primary in (*QUALITY_COLUMNS, "ece") else [primary]
-    return [*QUALITY_COLUMNS, *extra]
+    """The headline metrics, plus the primary metric when it is another one (ECE has its own column)."""
+    headline = [m.key for m in HEADLINE]
+    return [*headline, *([] if primary in (*headline, "ece") else [primary])]
 
 
 def main_table(rows: list[Row], primary: str, level: float, digits: int) -> str:
     """The ranked leaderboard of one dataset: quality with intervals, then calibration and cost."""
     metrics = interval_columns(primary)
-    names = [f"**{METRIC_NAMES[m]}**" if m == primary else METRIC_NAMES[m] for m in metrics]
+    names = [f"**{BY_KEY[m].name}**" if m == primary else BY_KEY[m].name for m in metrics]
     ece_name = "**ECE**" if primary == "ece" else "ECE"
     header = ["rank", "backbone", "weights", *names, ece_name, "params (M)", "size (MB)"]
     header += ["latency (ms/img)", "throughput (img/s)", "train time (s)", "epochs", "seeds"]
@@ -104,13 +105,12 @@ def main_table(rows: list[Row], primary: str, level: float, digits: int) -> str:
 
 def per_class_table(frame: pd.DataFrame, digits: int) -> str:
     """Long format (one line per row and class), so datasets with many classes stay readable."""
-    header = ["backbone", "class", *PER_CLASS, "test support"]
-    header = [{"f1": "F1", "auroc": "AUROC"}.get(name, name) for name in header]
+    header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN), "test support"]
     body = [
         [
             record["row"],
             record["class"],
-            *(fmt(record[key], digits) for key in PER_CLASS),
+            *(fmt(record[m.key], digits) for m in PER_CLASS_SHOWN),
             fmt(number(record, "support"), 0),
         ]
         for record in frame.to_dict("records")

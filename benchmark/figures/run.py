@@ -1,17 +1,12 @@
-"""The two figures of a single run: confusion matrix and training curves."""
+"""A single run's figures: confusion matrix, training curves and the coverage curve."""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")  # files only: runs happen on headless machines
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from benchmark.files import write_figure  # noqa: E402
+from benchmark.figures.canvas import plt, write_figure
 
 
 def confusion_matrix_figure(

@@ -14,25 +14,10 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from benchmark.data import Dataset
+from benchmark.data.pixels import split_pixels
 from benchmark.files import cached_array, digest
 
 log = logging.getLogger(__name__)
-
-
-def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np.ndarray:
-    """(n, size, size, 3) uint8 images of a split, decoded and resized once per image size."""
-    ids = dataset.splits[split].ids
-    path = (
-        cache_dir
-        / "images"
-        / f"{dataset.name}-{split}-{size}px-{digest(dataset.fingerprint, split, size)}.npy"
-    )
-
-    def fill(out: np.ndarray) -> None:
-        for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):
-            out[row] = dataset.decode(image_id, size)
-
-    return cached_array(path, (len(ids), size, size, 3), "uint8", fill)
 
 
 def extract(extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: str) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""The report's PNGs, one file per figure and dataset: what a reader looks at before the tables."""
+"""The leaderboard's PNGs, one file per figure and dataset: what a reader looks at before the tables.
+
+Each figure is a function (rows, dataset, cfg, settings, path); `settings` are the evaluation settings
+the runs recorded (CI level, ECE bins), never re-stated by the report.
+"""
 
 import logging
 import re
@@ -11,19 +15,13 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
-from benchmark.evaluate import macro_auroc
-from benchmark.report import panels
-from benchmark.report.canvas import colours, empty_panel, plt, save, stacked_offsets
+from benchmark.figures import panels
+from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_figure
+from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.scores import macro_auroc
+from benchmark.metrics.table import metric
 from benchmark.report.paired import NotComparable, seed_averaged
-from benchmark.report.stats import (
-    LOWER_IS_BETTER,
-    METRIC_NAMES,
-    UNBOUNDED,
-    Row,
-    estimate,
-    mean_of,
-    pareto_front,
-)
+from benchmark.report.rows import Row, estimate, mean_of, pareto_front
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +33,12 @@ def intervals(rows: list[Row], metric: str, level: float) -> tuple[np.ndarray, n
     return means, np.array([[e.mean - e.low for e in found], [e.high - e.mean for e in found]])
 
 
-def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """The primary metric per row, ranked top to bottom, with its confidence interval."""
-    metric = cfg.primary_metric
-    means, errors = intervals(rows, metric, cfg.ci_level)
+    primary = metric(cfg.primary_metric)
+    means, errors = intervals(rows, primary.key, settings.ci_level)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)))
-    palette = colours(rows)
+    palette = colours([row.label for row in rows])
     positions = np.arange(len(rows))
     ax.barh(positions, means, color=[palette[r.label] for r in rows], alpha=0.85)
     has = np.isfinite(errors).all(axis=0)
@@ -51,21 +49,23 @@ def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> Non
     ax.set_yticks(positions, [f"#{i} {row.label}" for i, row in enumerate(rows, start=1)])
     ax.invert_yaxis()  # rank 1 on top
     upper = np.nanmax(ends) if np.isfinite(ends).any() else 1.0
-    ax.set_xlim(0, max(1.0, upper) * 1.12 if metric not in UNBOUNDED else upper * 1.2)
-    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
-    ax.set_xlabel(f"{METRIC_NAMES[metric]} ({direction} is better)")
+    ax.set_xlim(0, max(1.0, upper) * 1.12 if primary.bounded else upper * 1.2)
+    direction = "higher" if primary.higher_is_better else "lower"
+    ax.set_xlabel(f"{primary.name} ({direction} is better)")
     ax.set_title(
-        f"{dataset}: {METRIC_NAMES[metric]}, mean and {cfg.ci_level:.0%} CI\n(t-interval over seeds; "
+        f"{dataset}: {primary.name}, mean and {settings.ci_level:.0%} CI\n(t-interval over seeds; "
         "a single seed shows its bootstrap CI)"
     )
     ax.grid(axis="x", alpha=0.3)
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
-def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+def accuracy_vs_latency(
+    rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path
+) -> None:
     """Accuracy against batch-1 latency; the Pareto front holds the rows worth choosing."""
-    palette = colours(rows)  # before dropping rows, so colours match the other figures
-    title = f"{dataset}: accuracy vs latency (error bars: {cfg.ci_level:.0%} CI)"
+    palette = colours([row.label for row in rows])  # before dropping rows, so colours match the other figures
+    title = f"{dataset}: accuracy vs latency (error bars: {settings.ci_level:.0%} CI)"
     missing = [row.label for row in rows if not np.isfinite(mean_of(row, "latency_ms"))]
     rows = [row for row in rows if row.label not in missing]
     if missing:
@@ -73,10 +73,10 @@ def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Pa
     fig, ax = plt.subplots(figsize=(8, 5.5))
     if not rows:
         empty_panel(ax, title, "no run recorded latency_ms")
-        save(fig, path, cfg.figures.dpi)
+        write_figure(fig, path, cfg.figures.dpi)
         return
     latency = np.array([mean_of(row, "latency_ms") for row in rows])
-    accuracy, errors = intervals(rows, "accuracy", cfg.ci_level)
+    accuracy, errors = intervals(rows, "accuracy", settings.ci_level)
     front = pareto_front(latency, accuracy)
     finite = latency[np.isfinite(latency)]
     log_x = bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 10
@@ -113,7 +113,7 @@ def accuracy_vs_latency(rows: list[Row], dataset: str, cfg: DictConfig, path: Pa
     ax.margins(x=0.15, y=0.15)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def macro_roc(labels: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -132,10 +132,10 @@ def macro_roc(labels: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -
     return tpr
 
 
-def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """Macro ROC per row from seed-averaged probabilities, the AUC in the legend."""
     grid = np.linspace(0, 1, cfg.figures.roc_points)
-    palette = colours(rows)
+    palette = colours([row.label for row in rows])
     fig, ax = plt.subplots(figsize=(6.5, 6))
     for row in rows:
         try:
@@ -157,10 +157,10 @@ def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> N
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
-FIGURES: dict[str, tuple[Callable[[list[Row], str, DictConfig, Path], None], str]] = {
+FIGURES: dict[str, tuple[Callable[[list[Row], str, DictConfig, Settings, Path], None], str]] = {
     "primary_metric": (bar_chart, "primary metric by backbone with confidence intervals"),
     "accuracy_vs_latency": (accuracy_vs_latency, "accuracy vs latency with the Pareto front"),
     "confusion_matrices": (panels.confusion_grid, "confusion matrices, mean over seeds"),
@@ -175,13 +175,13 @@ def file_prefix(dataset: str) -> str:
 
 
 def write_figures(
-    rows: list[Row], dataset: str, cfg: DictConfig, folder: Path
+    rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, folder: Path
 ) -> dict[str, tuple[Path, str]]:
     """Every figure of one dataset; returns name -> (path, caption) for the links in leaderboard.md."""
     written = {}
     for name, (draw, caption) in FIGURES.items():
         path = folder / f"{file_prefix(dataset)}_{name}.png"
-        draw(rows, dataset, cfg, path)
+        draw(rows, dataset, cfg, settings, path)
         log.info("wrote %s", path)
         written[name] = (path, f"{dataset}: {caption}")
     return written

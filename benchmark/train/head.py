@@ -10,23 +10,6 @@ import keras
 import numpy as np
 from omegaconf import DictConfig
 
-from backbones import Preprocess
-from backbones.registry import BackboneSpec
-
-
-def pooled_extractor(backbone: keras.Model, spec: BackboneSpec, image_size: int) -> keras.Model:
-    """Raw RGB pixels -> the backbone's own preprocessing -> frozen base -> GlobalAveragePooling2D.
-
-    The base is called with training=False so its BatchNorm layers stay in inference mode even if
-    it is unfrozen later (the keras transfer-learning guide's advice).
-    """
-    backbone.trainable = False
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
-    x = Preprocess(spec.name, name="preprocess")(inputs)
-    x = backbone(x, training=False)
-    outputs = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inputs, outputs, name=f"{spec.name}_features")
-
 
 def head_layers(n_classes: int, cfg: DictConfig) -> list[keras.layers.Layer]:
     """The layers after pooling; shared by the feature-space model and the assembled one."""

@@ -14,14 +14,17 @@ import pandas as pd
 import tensorflow as tf
 from omegaconf import DictConfig
 
+from backbones.batchnorm import batchnorm_layers
+from backbones.extractor import pooled_extractor
 from backbones.registry import BackboneSpec
-from benchmark.augment import augmenter
-from benchmark.batchnorm import batchnorm_layers
+from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
+from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
-from benchmark.features import extract, split_pixels
-from benchmark.head import assemble, fold_standardizer, head_layers, pooled_extractor, standardizer
-from benchmark.train import (
+from benchmark.train.augment import augmenter
+from benchmark.train.features import extract
+from benchmark.train.head import assemble, fold_standardizer, head_layers, standardizer
+from benchmark.train.shared import (
     Trained,
     callbacks,
     class_weights,
@@ -30,7 +33,6 @@ from benchmark.train import (
     optimizer,
     prepare_random_backbone,
 )
-from benchmark.weights import LoadedBackbone
 
 log = logging.getLogger(__name__)
 

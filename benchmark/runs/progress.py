@@ -1,23 +1,33 @@
-"""Where a sweep is: "cell 4/21", an ETA once a cell has finished, and a summary of failures at the end."""
+"""A sweep's progress line ("cell 4/21 ... ETA") and, when the multirun ends, its leaderboard.
+
+The leaderboard is built from the `results_dir` the sweep itself wrote, whatever way the user named it,
+so it can never be built from another (older) directory. Hydra calls these hooks in the process that
+launched the sweep, whichever launcher ran the cells.
+"""
 
 import logging
 import math
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger("benchmark.sweep")
+log = logging.getLogger(__name__)
 
 
 def count_cells(config: DictConfig) -> int:
-    """The number of jobs Hydra's basic sweeper will launch: the product of every swept value list."""
+    """The number of jobs Hydra's basic sweeper will launch: the product of every swept value list
+    (a `glob(*)` over a config group counts that group's options, as the sweeper expands it)."""
+    from hydra.core.global_hydra import GlobalHydra
+
     params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    overrides = parser.parse_overrides([*params, *config.hydra.overrides.task])
     sizes: dict[str, int] = {}
     for override in overrides:  # in order: a command-line value replaces the config's list for its key
         swept = override.is_sweep_override()
@@ -31,13 +41,28 @@ def cell_name(config: DictConfig) -> str:
 
 def will_skip(config: DictConfig) -> bool:
     """True when the cell's run directory is already complete (a resumed sweep)."""
-    from benchmark.data import dataset_name
-    from benchmark.rundir import is_complete, run_directory
+    from benchmark.runs.identity import resolve
+    from benchmark.runs.layout import is_complete
 
     try:
-        return not config.force and is_complete(run_directory(config, dataset_name(config.dataset)))
+        return not config.force and is_complete(resolve(config).run_dir)
     except Exception:  # an unresolvable config fails in the job itself, with the proper message
         return False
+
+
+def build_leaderboard(config: DictConfig) -> None:
+    """The report of the sweep's own results_dir (conf/report.yaml with `report.*` of the sweep's config)."""
+    from benchmark.cli import CONF
+    from benchmark.errors import BenchmarkError
+    from benchmark.report.build import build_report
+
+    report_cfg = OmegaConf.load(CONF / "report.yaml")
+    report_cfg.results_dir = str(Path(config.results_dir))
+    report_cfg.ensemble_k = config.report.ensemble_k
+    try:
+        log.info("leaderboard: %s", build_report(report_cfg))
+    except BenchmarkError as error:
+        log.error("no leaderboard: %s", error)
 
 
 class SweepProgress(Callback):
@@ -76,3 +101,5 @@ class SweepProgress(Callback):
         done = self.total - len(self.failed)
         log.info("sweep finished: %d/%d cells complete%s", done, self.total,
                  f"; FAILED: {', '.join(self.failed)}" if self.failed else "")
+        if config.report.after_sweep:
+            build_leaderboard(config)

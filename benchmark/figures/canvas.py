@@ -1,29 +1,36 @@
-"""Shared figure plumbing: the headless backend, panel grids, one colour per row, atomic PNG writes."""
+"""Shared figure plumbing: the atomic PNG writer, one colour per row, panel grids, label placement."""
 
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from benchmark.files import write_figure
+from benchmark.files import atomic_path
 
-matplotlib.use("Agg")  # files only: reports are built on headless machines
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from benchmark.report.stats import Row  # noqa: E402
-
+__all__ = ["plt"]  # figure modules take pyplot from here, after the package chose the Agg backend
 MAX_WIDTH_INCHES = 22  # wider figures shrink to illegible text when GitHub fits them to the page
+CORRECT, WRONG = "#1b7a2e", "#c0262d"  # captions of right and wrong predictions
+DPI = 120
 
 
-def colours(rows: list[Row]) -> dict[str, tuple]:
-    """The same row keeps the same colour in every figure of a dataset."""
-    palette = sns.color_palette("colorblind", max(len(rows), 1))
-    return {row.label: palette[i % len(palette)] for i, row in enumerate(rows)}
+def write_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """Render a figure to a hidden sibling, rename it into place, and close the figure."""
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def colours(labels: list[str]) -> dict[str, tuple]:
+    """The same row keeps the same colour in every figure of a dataset (colour-blind safe palette)."""
+    palette = sns.color_palette("colorblind", max(len(labels), 1))
+    return {label: palette[i % len(palette)] for i, label in enumerate(labels)}
 
 
 def panel_grid(n: int, columns: int, width: float, height: float) -> tuple[Figure, list[Axes]]:
@@ -36,10 +43,6 @@ def panel_grid(n: int, columns: int, width: float, height: float) -> tuple[Figur
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
-
-
-def save(fig: Figure, path: Path, dpi: int) -> Path:
-    return write_figure(fig, path, dpi)
 
 
 def empty_panel(ax: Axes, title: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Rows of the leaderboard: runs grouped across seeds, their intervals, and the paired #1-vs-#2 test."""
+"""Rows of the leaderboard: runs grouped across seeds, each row's estimates, ranking and cost summaries."""
 
 import math
 from collections import defaultdict
@@ -8,25 +8,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from benchmark.metrics.table import BY_KEY, PER_CLASS, metric
 from benchmark.report.load import Run, is_number, number
 
-# Metrics a leaderboard can be ranked by, with the names readers see.
-METRIC_NAMES = {
-    "accuracy": "accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro-F1",
-    "macro_auroc": "macro-AUROC",
-    "macro_precision": "macro precision",
-    "macro_recall": "macro recall",
-    "weighted_precision": "weighted precision",
-    "weighted_recall": "weighted recall",
-    "weighted_f1": "weighted F1",
-    "ece": "ECE",
-    "log_loss": "log loss",
-}
-LOWER_IS_BETTER = frozenset({"ece", "log_loss"})
-UNBOUNDED = frozenset({"log_loss"})  # every other rankable metric lies in [0, 1]
-PER_CLASS = ("sensitivity", "specificity", "f1", "auroc")
+PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
 
 
 @dataclass(frozen=True)
@@ -106,7 +91,7 @@ def estimate(row: Row, key: str, level: float) -> Estimate:
         mean = float(found.mean())
         half = stats.t.ppf((1 + level) / 2, found.size - 1) * found.std(ddof=1) / math.sqrt(found.size)
         low, high = mean - half, mean + half
-        if key in METRIC_NAMES and key not in UNBOUNDED:
+        if key in BY_KEY and BY_KEY[key].bounded:
             low, high = max(low, 0.0), min(high, 1.0)
         return Estimate(mean, float(low), float(high), "seeds")
     if found.size == 1:
@@ -116,15 +101,15 @@ def estimate(row: Row, key: str, level: float) -> Estimate:
     return Estimate(math.nan, math.nan, math.nan, "none")
 
 
-def rank(rows: list[Row], metric: str) -> list[Row]:
-    """Best first by the seed mean of `metric`; rows without the metric go last."""
-    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+def rank(rows: list[Row], key: str) -> list[Row]:
+    """Best first by the seed mean of metric `key`; rows without it go last."""
+    sign = -1.0 if metric(key).higher_is_better else 1.0
 
-    def key(row: Row) -> tuple[bool, float, str]:
-        mean = mean_of(row, metric)
+    def order(row: Row) -> tuple[bool, float, str]:
+        mean = mean_of(row, key)
         return (math.isnan(mean), sign * mean if not math.isnan(mean) else 0.0, row.label)
 
-    return sorted(rows, key=key)
+    return sorted(rows, key=order)
 
 
 def training_time(row: Row) -> float:
@@ -142,9 +127,9 @@ def per_class_means(rows: list[Row]) -> pd.DataFrame:
     for row in rows:
         for name in row.classes:
             record = {"row": row.label, "class": name}
-            for key in PER_CLASS:
-                found = [number(run.metrics["per_class"].get(name, {}), key) for run in row.runs]
-                record[key] = nan_mean(found)
+            for m in PER_CLASS_SHOWN:
+                found = [number(run.metrics["per_class"].get(name, {}), m.key) for run in row.runs]
+                record[m.key] = nan_mean(found)
             record["support"] = row.runs[0].metrics["per_class"].get(name, {}).get("support")
             records.append(record)
     return pd.DataFrame.from_records(records)

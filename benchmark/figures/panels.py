@@ -1,4 +1,4 @@
-"""The per-row panel grids: confusion matrices, training curves and reliability diagrams."""
+"""The leaderboard's per-row panel grids: confusion matrices, training curves and reliability diagrams."""
 
 from pathlib import Path
 
@@ -7,18 +7,20 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
-from benchmark.evaluate import expected_calibration_error
-from benchmark.plots import confusion_heatmap
-from benchmark.report.canvas import empty_panel, panel_grid, plt, save
+from benchmark.figures.canvas import empty_panel, panel_grid, plt, write_figure
+from benchmark.figures.run import confusion_heatmap
+from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.scores import expected_calibration_error
 from benchmark.report.paired import pooled
-from benchmark.report.stats import Row, mean_confusion
+from benchmark.report.rows import Row, mean_confusion
+from benchmark.runs.layout import ENSEMBLE
 
 
 def seeds(row: Row) -> str:
     return f"{len(row.runs)} seed{'s' if len(row.runs) != 1 else ''}"
 
 
-def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """One heatmap per row: counts averaged over seeds, shaded by share of the true class."""
     classes = rows[0].classes
     side = 1.4 + 0.85 * len(classes)
@@ -30,12 +32,12 @@ def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -
         ax.tick_params(axis="y", rotation=0)
     fig.suptitle(f"{dataset}: confusion matrices (counts = mean over seeds; shade = share of true class)")
     fig.tight_layout()
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
-def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
+def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """Validation accuracy and loss per epoch: one row of panels per backbone, one line per seed."""
-    rows = [row for row in rows if row.backbone != "ensemble"] or rows  # an ensemble is not trained
+    rows = [row for row in rows if row.backbone != ENSEMBLE] or rows  # an ensemble is not trained
     fig, axes = plt.subplots(len(rows), 2, figsize=(10, 2.6 * len(rows) + 0.6), squeeze=False)
     for (acc_ax, loss_ax), row in zip(axes, rows, strict=True):
         histories = [(run.metrics["seed"], run.history) for run in row.runs if run.history is not None]
@@ -52,7 +54,7 @@ def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> N
             ax.legend(fontsize="small")
     fig.suptitle(f"{dataset}: training curves on the validation split")
     fig.tight_layout(rect=(0, 0, 1, 0.985))  # keep the first row's titles clear of the suptitle
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def reliability_panel(ax: Axes, row: Row, bins: int) -> None:
@@ -97,9 +99,12 @@ def reliability_panel(ax: Axes, row: Row, bins: int) -> None:
     ax.legend(loc="upper left", fontsize="small")
 
 
-def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path) -> None:
-    """Per confidence bin, how often the prediction was right; a calibrated model sits on the diagonal."""
-    bins = cfg.figures.reliability_bins
+def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
+    """Per confidence bin, how often the prediction was right; a calibrated model sits on the diagonal.
+
+    The bins are the runs' own ECE bins, so the pooled ECE in each title is computed as the table's is.
+    """
+    bins = settings.ece_bins
     fig, axes = panel_grid(len(rows), cfg.figures.panel_columns, 3.8, 3.8)
     for ax, row in zip(axes, rows, strict=True):
         reliability_panel(ax, row, bins)
@@ -108,4 +113,4 @@ def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, path: Path)
         "(numbers: predictions per bin)"
     )
     fig.tight_layout()
-    save(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)

@@ -1,0 +1,127 @@
+"""Test-split metrics with uncertainty: one accuracy number without error bars is not a result.
+
+Everything here is a pure function of (true labels, predicted probabilities) and the evaluation
+settings, so the report and the ensemble can recompute it from `predictions.csv` alone. The settings
+are recorded in `metrics.json` next to the numbers they shaped.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from omegaconf import DictConfig
+from sklearn import metrics as skm
+
+from benchmark.errors import BenchmarkError
+from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.scores import per_class_counts, predictive_entropy
+from benchmark.metrics.table import BOOTSTRAPPED, OVERALL, PER_CLASS
+
+COVERAGES = tuple(round(0.1 * k, 1) for k in range(1, 11))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What shapes the numbers besides the predictions; stored in metrics.json as `evaluation`."""
+
+    ci_level: float
+    n_bootstrap: int
+    bootstrap_seed: int
+    ece_bins: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | dict) -> "Settings":
+        return cls(
+            float(cfg["ci_level"]), int(cfg["n_bootstrap"]), int(cfg["bootstrap_seed"]), int(cfg["ece_bins"])
+        )
+
+    @classmethod
+    def of_run(cls, metrics: dict) -> "Settings":
+        """The settings a run recorded; a run from before they were recorded cannot be pooled."""
+        recorded = metrics.get("evaluation")
+        if not isinstance(recorded, dict):
+            raise BenchmarkError("metrics.json has no `evaluation` settings: re-run it with force=true")
+        return cls.from_config(recorded)
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
+def bootstrap_scores(
+    y_true: np.ndarray, probabilities: np.ndarray, indices: np.ndarray, settings: Settings
+) -> dict[str, np.ndarray]:
+    """The bootstrapped metrics on each resample (rows of `indices`)."""
+    found = {m.key: np.empty(len(indices)) for m in BOOTSTRAPPED}
+    for i, rows in enumerate(indices):
+        for m in BOOTSTRAPPED:
+            found[m.key][i] = m.compute(y_true[rows], probabilities[rows], settings)
+    return found
+
+
+def confidence_intervals(y_true: np.ndarray, probabilities: np.ndarray, settings: Settings) -> dict:
+    """`<key>_ci_low` / `<key>_ci_high` of every bootstrapped metric."""
+    resamples = bootstrap_indices(len(y_true), settings.n_bootstrap, settings.bootstrap_seed)
+    intervals = {}
+    for key, values in bootstrap_scores(y_true, probabilities, resamples, settings).items():
+        intervals[f"{key}_ci_low"], intervals[f"{key}_ci_high"] = percentile_interval(
+            values, settings.ci_level
+        )
+    return intervals
+
+
+def per_class(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], settings: Settings
+) -> dict[str, dict]:
+    """Every per-class metric of the table, and the support, for each class."""
+    columns = {m.key: m.compute(y_true, probabilities, settings) for m in PER_CLASS}
+    support = per_class_counts(y_true, probabilities)["support"]
+    return {
+        name: {**{key: float(values[k]) for key, values in columns.items()}, "support": int(support[k])}
+        for k, name in enumerate(class_names)
+    }
+
+
+def coverage_curve(y_true: np.ndarray, probabilities: np.ndarray) -> list[tuple[float, float]]:
+    """(coverage, accuracy) when the model decides only its most certain cases and refers the rest.
+
+    "Refer the most uncertain 10% to a radiologist" is the 0.9 point: accuracy on the 90% kept.
+    """
+    order = np.argsort(predictive_entropy(probabilities), kind="stable")
+    correct = (probabilities.argmax(axis=1) == y_true)[order]
+    return [(c, float(correct[: max(1, round(c * len(correct)))].mean())) for c in COVERAGES]
+
+
+def evaluate(
+    y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], settings: Settings
+) -> dict:
+    """Every test metric of a run, flat snake_case keys plus `per_class`, `confusion_matrix` and the
+    `evaluation` settings that shaped them."""
+    scores: dict = {"n_test": int(len(y_true))}
+    scores |= {m.key: m.compute(y_true, probabilities, settings) for m in OVERALL}
+    scores |= confidence_intervals(y_true, probabilities, settings)
+    curve = coverage_curve(y_true, probabilities)
+    scores["accuracy_at_90_coverage"] = dict(curve)[0.9]
+    scores["coverage_curve"] = [list(point) for point in curve]
+    scores["per_class"] = per_class(y_true, probabilities, class_names, settings)
+    predicted = probabilities.argmax(axis=1)
+    scores["confusion_matrix"] = skm.confusion_matrix(
+        y_true, predicted, labels=range(len(class_names))
+    ).tolist()
+    scores["evaluation"] = settings.record()
+    return scores
+
+
+def classification_report(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
+    """sklearn's text report plus the clinical pair (sensitivity, specificity) per class."""
+    text = skm.classification_report(
+        y_true,
+        probabilities.argmax(axis=1),
+        labels=range(len(class_names)),
+        target_names=class_names,
+        digits=4,
+        zero_division=0,
+    )
+    found = per_class_counts(y_true, probabilities)
+    rows = [f"{'class':>20} {'sensitivity':>12} {'specificity':>12}"]
+    for k, name in enumerate(class_names):
+        rows.append(f"{name:>20} {found['sensitivity'][k]:>12.4f} {found['specificity'][k]:>12.4f}")
+    return text + "\n" + "\n".join(rows) + "\n"

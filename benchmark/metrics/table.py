@@ -1,0 +1,70 @@
+"""The metric table: every metric declared once, and everything else reads it.
+
+Evaluation computes the table, `metrics.json` and `leaderboard.csv` carry its keys, the report ranks
+by any of them in the declared direction, clips intervals of bounded ones to [0, 1] and requires the
+headline ones. A new metric is one `Metric(...)` line here (and its formula in `scores.py`).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmark.metrics import scores
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # snake_case key in metrics.json and leaderboard.csv
+    name: str  # what readers see
+    compute: Callable[..., float] = field(repr=False)  # (y_true, probabilities, settings) -> value
+    higher_is_better: bool = True
+    bounded: bool = True  # lies in [0, 1], so intervals are clipped to it
+    bootstrapped: bool = False  # metrics.json gets <key>_ci_low / <key>_ci_high from the test-set bootstrap
+    headline: bool = False  # a column of the leaderboard (per-class: of its per-class table), with interval
+    per_class: bool = False  # one value per class, under metrics.json's per_class
+
+
+def _plain(formula: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., float]:
+    """A formula that needs no evaluation setting."""
+    return lambda y, p, settings: formula(y, p)
+
+
+def _per_class(key: str) -> Callable[..., np.ndarray]:
+    return lambda y, p, settings: scores.per_class_counts(y, p)[key]
+
+
+def _ece(y: np.ndarray, p: np.ndarray, settings) -> float:
+    return scores.expected_calibration_error(y, p, settings.ece_bins)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", "accuracy", _plain(scores.accuracy), bootstrapped=True, headline=True),
+    Metric("balanced_accuracy", "balanced accuracy", _plain(scores.balanced_accuracy), headline=True),
+    Metric("macro_f1", "macro-F1", _plain(scores.macro_f1), bootstrapped=True,
+           headline=True),
+    Metric("macro_auroc", "macro-AUROC", _plain(scores.macro_auroc), bootstrapped=True, headline=True),
+    Metric("macro_precision", "macro precision", _plain(scores.averaged_prf("macro", 0))),
+    Metric("macro_recall", "macro recall", _plain(scores.averaged_prf("macro", 1))),
+    Metric("weighted_precision", "weighted precision", _plain(scores.averaged_prf("weighted", 0))),
+    Metric("weighted_recall", "weighted recall", _plain(scores.averaged_prf("weighted", 1))),
+    Metric("weighted_f1", "weighted F1", _plain(scores.averaged_prf("weighted", 2))),
+    Metric("ece", "ECE", _ece, higher_is_better=False),
+    Metric("log_loss", "log loss", _plain(scores.log_loss), higher_is_better=False, bounded=False),
+    Metric("precision", "precision", _per_class("precision"), per_class=True),
+    Metric("recall", "recall", _per_class("recall"), per_class=True),
+    Metric("sensitivity", "sensitivity", _per_class("sensitivity"), per_class=True, headline=True),
+    Metric("specificity", "specificity", _per_class("specificity"), per_class=True, headline=True),
+    Metric("f1", "F1", _per_class("f1"), per_class=True, headline=True),
+    Metric("auroc", "AUROC", _per_class("auroc"), per_class=True, headline=True),
+)
+BY_KEY = {metric.key: metric for metric in METRICS}
+OVERALL = tuple(m for m in METRICS if not m.per_class)
+PER_CLASS = tuple(m for m in METRICS if m.per_class)
+BOOTSTRAPPED = tuple(m for m in OVERALL if m.bootstrapped)
+HEADLINE = tuple(m for m in OVERALL if m.headline)
+RANKABLE = tuple(m.key for m in OVERALL)  # what `primary_metric` may name
+
+
+def metric(key: str) -> Metric:
+    return BY_KEY[key]

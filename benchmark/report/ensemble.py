@@ -1,0 +1,124 @@
+"""The top-k ensemble: the k best backbones' test probabilities, averaged and evaluated.
+
+Members are the k rows (backbone + configuration, averaged over seeds) with the lowest validation loss:
+choosing them by a test metric would be model selection on the test set. The ensemble is filed as a run
+directory, so the report ranks it next to the single backbones.
+"""
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from benchmark.errors import BenchmarkError
+from benchmark.files import digest, write_json, write_text
+from benchmark.metrics.evaluate import Settings, evaluate
+from benchmark.metrics.predictions import predictions_frame
+from benchmark.report.load import collect
+from benchmark.report.paired import NotComparable, Predictions, seed_averaged
+from benchmark.report.rows import Row, group_rows, mean_of
+from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
+
+log = logging.getLogger(__name__)
+SELECT_BY = "best_val_loss"
+ADDITIVE_COSTS = ("params_total", "model_size_mb", "latency_ms")  # members run one after another
+
+
+def select_members(rows: list[Row], k: int) -> list[Row]:
+    """The k rows with the lowest mean validation loss; rows without one (older runs) cannot be chosen."""
+    candidates = [row for row in rows if row.backbone != ENSEMBLE and np.isfinite(mean_of(row, SELECT_BY))]
+    return sorted(candidates, key=lambda row: (mean_of(row, SELECT_BY), row.label))[:k]
+
+
+def averaged(members: list[Row]) -> Predictions:
+    """Mean of the members' seed-averaged probabilities; all must be tested on the same images."""
+    predictions = [seed_averaged(row) for row in members]
+    first = predictions[0]
+    for row, other in zip(members[1:], predictions[1:], strict=True):
+        if not (np.array_equal(other.files, first.files) and np.array_equal(other.labels, first.labels)):
+            raise NotComparable(f"{row.label} and {members[0].label} were tested on different images")
+    probabilities = np.mean([p.probabilities for p in predictions], axis=0)
+    return Predictions(first.files, first.labels, probabilities, first.classes)
+
+
+def costs(members: list[Row]) -> dict[str, float]:
+    """Deployment cost of running every member: sums, and throughput as the harmonic combination."""
+    found = {key: float(sum(mean_of(row, key) for row in members)) for key in ADDITIVE_COSTS}
+    found["throughput_ips"] = float(1 / sum(1 / mean_of(row, "throughput_ips") for row in members))
+    return found
+
+
+def retire_old_ensembles(results_dir: Path, dataset: str) -> None:
+    """Members change as runs are added: an old ensemble would linger as a second, stale row."""
+    for old in ensemble_dirs(results_dir, dataset):
+        shutil.rmtree(old)
+
+
+def members_settings(members: list[Row]) -> Settings:
+    """The evaluation settings every member run was scored with; the ensemble is scored the same way."""
+    found = {Settings.of_run(run.metrics) for row in members for run in row.runs}
+    if len(found) > 1:
+        raise NotComparable(f"the members were evaluated with different settings {sorted(map(str, found))}")
+    return found.pop()
+
+
+def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
+    """Evaluate the averaged probabilities and write metrics.json (last), predictions.csv and config.yaml."""
+    predictions = averaged(members)
+    labels = [row.label for row in members]
+    config_hash = digest(dataset, [(row.backbone, row.config_hash) for row in members], length=8)
+    run_dir = run_path(results_dir, dataset, ENSEMBLE, f"top{len(members)}-{config_hash}")
+    settings = members_settings(members)
+    scores = evaluate(predictions.labels, predictions.probabilities, list(predictions.classes), settings)
+    reference = members[0].runs[0].metrics
+    metrics = {
+        "backbone": ENSEMBLE, "dataset": dataset, "classes": list(predictions.classes),
+        "synthetic_data": reference.get("synthetic_data"),
+        "weights_used": " + ".join(sorted({row.weights for row in members})),  # "imagenet" when all agree
+        "train_mode": "ensemble", "seed": "all", "config_hash": config_hash, "members": labels,
+        "selected_by": f"lowest mean {SELECT_BY}", "image_size": reference.get("image_size"),
+        "split_sizes": reference.get("split_sizes"), **scores, **costs(members),
+    }
+    table = predictions_frame(predictions.files, predictions.probabilities, list(predictions.classes),
+                              labels=predictions.labels)
+    retire_old_ensembles(results_dir, dataset)
+    write_text(run_dir / "predictions.csv", table.to_csv(index=False))
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml({"members": labels, "selected_by": SELECT_BY}))
+    # Averaging does not depend on the machine: the ensemble keeps its members' machine, commit and versions.
+    inherited = {key: value for key, value in members[0].runs[0].manifest.items()
+                 if key in ("machine", "git_commit", "versions")}
+    member_runs = [run.rel for row in members for run in row.runs]
+    write_json(run_dir / "manifest.json", {**inherited, "members": member_runs})
+    write_json(run_dir / "metrics.json", metrics)
+    log.info("ensemble of %s on %s: accuracy %.4f, macro-AUROC %.4f -> %s", ", ".join(labels), dataset,
+             metrics["accuracy"], metrics["macro_auroc"], run_dir)
+    return run_dir
+
+
+def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, strict: bool = True) -> list[Path]:
+    """One ensemble per dataset (or the named one); a dataset with fewer than 2 candidates is skipped.
+
+    `strict=False` (the report's option) turns members tested on different images into a warning.
+    """
+    if k < 2:
+        raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
+    rows = group_rows(collect(results_dir).runs)
+    if dataset is not None and dataset not in rows:
+        raise BenchmarkError(f"dataset={dataset} has no complete runs under {results_dir}/runs: "
+                             f"choose one of {', '.join(sorted(rows)) or '(none)'}")
+    written = []
+    for name in [dataset] if dataset else sorted(rows):
+        members = select_members(rows[name], k)
+        if len(members) < 2:
+            log.warning("no ensemble for %s: fewer than 2 rows with a validation loss", name)
+            continue
+        try:
+            written.append(write_ensemble(results_dir, name, members))
+        except NotComparable as error:
+            if strict:
+                raise BenchmarkError(f"cannot ensemble {name}: {error}") from None
+            log.warning("no ensemble for %s: %s", name, error)
+    return written
+

@@ -1,0 +1,51 @@
+"""What a run is, decided once at its start: backbone spec, image size, dataset name, config hash and
+run directory. Everything downstream receives this record instead of re-deriving any of it."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from backbones.registry import BackboneSpec, get
+from benchmark.data import dataset_name
+from benchmark.files import digest
+from benchmark.runs.layout import run_name, run_path
+
+# Settings that do not change what is trained or how it is scored: runs differing only here are the same.
+NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra",
+                              "explain", "efficiency", "report")
+NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    spec: BackboneSpec
+    image_size: int
+    dataset: str
+    seed: int
+    config_hash: str
+    run_dir: Path
+
+
+def config_hash(cfg: DictConfig, image_size: int) -> str:
+    """Hash of the resolved experiment: paths, flags, reporting options and Hydra's node left out, the
+    effective image size and the absolute data path put in, so equal experiments share one directory."""
+    experiment = OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_PART_OF_THE_EXPERIMENT])
+    resolved = OmegaConf.to_container(experiment, resolve=True)
+    for key in NOT_PART_OF_TRAINING:
+        resolved["train"].pop(key, None)
+    resolved["image_size"] = image_size
+    if resolved["dataset"].get("path"):
+        resolved["dataset"]["path"] = str(Path(resolved["dataset"]["path"]).expanduser().resolve())
+    return digest(resolved, length=8)
+
+
+def resolve(cfg: DictConfig) -> RunIdentity:
+    """The run's identity; an unknown backbone stops here (the input size is checked by the pipeline, so a
+    sweep cell at a size its backbone cannot take is still filed under its own directory as failed)."""
+    spec = get(cfg.backbone.name)
+    image_size = int(cfg.image_size or spec.default_size)
+    name = dataset_name(cfg.dataset)
+    hashed = config_hash(cfg, image_size)
+    run_dir = run_path(Path(cfg.results_dir), name, spec.name, run_name(cfg.seed, hashed))
+    return RunIdentity(spec, image_size, name, cfg.seed, hashed, run_dir)

@@ -1,0 +1,67 @@
+"""The results layout, spelled here and nowhere else: `<results_dir>/runs/<dataset>/<backbone>/<run>/`.
+
+A run is complete only when `metrics.json` exists. Files are written into a hidden staging folder
+that is renamed into place at the end, so a killed run never looks complete and a re-run with
+`force=true` replaces an old run only once the new one has fully succeeded. Hidden folders at any
+level are staging areas and are never listed as runs.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+from benchmark.files import read_json
+
+ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
+
+
+def runs_root(results_dir: Path) -> Path:
+    return Path(results_dir) / "runs"
+
+
+def run_path(results_dir: Path, dataset: str, backbone: str, name: str) -> Path:
+    return runs_root(results_dir) / dataset / backbone / name
+
+
+def run_name(seed: object, config_hash: str) -> str:
+    return f"seed{seed}-{config_hash}"
+
+
+def run_dirs(results_dir: Path) -> list[Path]:
+    """Every visible run directory, sorted."""
+    root = runs_root(results_dir)
+    return sorted(
+        path for path in root.glob("*/*/*")
+        if path.is_dir() and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    )
+
+
+def ensemble_dirs(results_dir: Path, dataset: str) -> list[Path]:
+    return sorted((runs_root(results_dir) / dataset / ENSEMBLE).glob("top*-*"))
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").is_file()
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return read_json(run_dir / "metrics.json")
+
+
+def staging_directory(run_dir: Path) -> Path:
+    """A fresh hidden sibling to write into; the report ignores hidden folders."""
+    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, run_dir: Path) -> None:
+    """Move a finished staging folder into place, replacing an older run only now."""
+    if run_dir.exists():
+        retired = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
+        run_dir.rename(retired)
+        staging.rename(run_dir)
+        shutil.rmtree(retired)
+    else:
+        staging.rename(run_dir)

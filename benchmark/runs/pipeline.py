@@ -1,0 +1,211 @@
+"""One benchmark run: identity -> dataset -> backbone -> strategy -> evaluate -> run directory."""
+
+import logging
+import shutil
+import traceback
+from pathlib import Path
+
+import keras
+from omegaconf import DictConfig, OmegaConf
+
+from backbones.registry import check_image_size
+from backbones.weights import IMAGENET_UNAVAILABLE, LoadedBackbone, load_backbone, weights_id_of_file
+from benchmark.data import Dataset, load_dataset
+from benchmark.data.audit import audit
+from benchmark.data.pixels import split_pixels
+from benchmark.errors import BenchmarkError
+from benchmark.figures import run as run_figures
+from benchmark.files import write_json, write_text
+from benchmark.metrics import efficiency
+from benchmark.metrics.evaluate import Settings, classification_report, evaluate
+from benchmark.metrics.predictions import predictions_frame
+from benchmark.runs import layout, provenance
+from benchmark.runs.identity import RunIdentity, resolve
+from benchmark.saliency.explain import explain
+from benchmark.train import STRATEGIES, augment
+from benchmark.train.shared import Trained
+
+log = logging.getLogger(__name__)
+
+
+def write_outputs(
+    stage: Path, cfg: DictConfig, run: RunIdentity, dataset: Dataset, trained: Trained, scores: dict
+) -> Path | None:
+    """Everything but metrics.json and manifest.json; returns the saved model's path, if saved."""
+    title = f"{run.spec.name} on {run.dataset} (seed {run.seed})"
+    classes = list(dataset.class_names)
+    test = dataset.splits["test"]
+    write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(stage / "history.csv", trained.history.to_csv(index=False))
+    table = predictions_frame(test.ids, trained.test_probabilities, classes, labels=test.labels)
+    write_text(stage / "predictions.csv", table.to_csv(index=False))
+    write_text(
+        stage / "classification_report.txt",
+        classification_report(test.labels, trained.test_probabilities, classes),
+    )
+    run_figures.confusion_matrix_figure(
+        scores["confusion_matrix"], classes, title, stage / "confusion_matrix.png"
+    )
+    run_figures.curves_figure(trained.history, title, stage / "curves.png", trained.timings["best_epoch"])
+    run_figures.coverage_figure(scores["coverage_curve"], title, stage / "coverage.png")
+    if not cfg.train.save_model:
+        return None
+    trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole
+    return stage / "model.keras"
+
+
+def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record: dict, started: str) -> dict:
+    return {
+        "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
+        "machine": provenance.machine(),
+        "dataset": {
+            "name": dataset.name,
+            "fingerprint": dataset.fingerprint,
+            "synthetic": dataset.synthetic,
+            "classes": list(dataset.class_names),
+            **audit_record,
+        },
+        "seed": cfg.seed,
+        "weights_used": weights_used,
+        "started": started,
+        "finished": provenance.now(),
+    }
+
+
+def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
+    """A complete run counts only if its data and weights file are still what it was trained on."""
+    previous = layout.read_metrics(run_dir)
+    now = dataset.fingerprint
+    if previous.get("dataset_fingerprint") not in (None, now):
+        log.warning(
+            "%s was trained on other data (fingerprint %s, now %s): running it again",
+            run_dir,
+            previous["dataset_fingerprint"],
+            now,
+        )
+        return False
+    if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
+        log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
+    weights = cfg.backbone.weights
+    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(Path(weights)):
+        log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
+        return False
+    return True
+
+
+def validate(cfg: DictConfig) -> RunIdentity:
+    """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
+    run = resolve(cfg)
+    check_image_size(run.spec, run.image_size)
+    if cfg.train.mode not in STRATEGIES:
+        raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
+    if cfg.train.mode == "frozen" and augment.is_active(cfg.augment):
+        raise BenchmarkError(
+            f"augment={cfg.augment.name} needs train=finetune: frozen mode trains on cached features, "
+            "which cannot be augmented (use augment=none, or train=finetune)"
+        )
+    return run
+
+
+def train_and_evaluate(
+    cfg: DictConfig, run: RunIdentity, backbone: LoadedBackbone, dataset: Dataset, stage: Path
+) -> dict:
+    """Training, test metrics, Grad-CAM and efficiency; every file of the run but metrics.json."""
+    started = provenance.now()
+    audit_record = audit(dataset)
+    trained = STRATEGIES[cfg.train.mode](cfg, dataset, run.spec, backbone, run.image_size)
+    test = dataset.splits["test"]
+    classes = list(dataset.class_names)
+    scores = evaluate(test.labels, trained.test_probabilities, classes, Settings.from_config(cfg.evaluate))
+    model_file = write_outputs(stage, cfg, run, dataset, trained, scores)
+    test_pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
+    scores |= explain(
+        trained.model,
+        test_pixels,
+        test.labels,
+        trained.test_probabilities,
+        classes,
+        run.spec.name,
+        cfg.explain.n_images,
+        cfg.explain.seed,
+        stage / "gradcam.png",
+    )
+    write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, audit_record, started))
+    costs = efficiency.measure(trained.model, run.image_size, model_file, cfg.efficiency)
+    return {
+        "backbone": run.spec.name,
+        "dataset": run.dataset,
+        "classes": classes,
+        "synthetic_data": dataset.synthetic,
+        "weights_used": backbone.weights_used,
+        "train_mode": cfg.train.mode,
+        "seed": run.seed,
+        "image_size": run.image_size,
+        "config_hash": run.config_hash,
+        "dataset_fingerprint": dataset.fingerprint,
+        "weights_id": backbone.weights_id,
+        "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
+        **scores,
+        **trained.timings,
+        **costs,
+    }
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
+    identity = validate(cfg)
+    dataset = None  # loaded (and content-hashed) once: for the resume check, or after the weights below
+    if layout.is_complete(identity.run_dir) and not cfg.force:
+        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
+        if still_valid(cfg, identity.run_dir, dataset):
+            log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
+            return layout.read_metrics(identity.run_dir)
+    keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
+    with efficiency.peak_memory() as memory:
+        # weights, then data: bad input stops the run before anything is written
+        backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
+        dataset = dataset or load_dataset(cfg.dataset, Path(cfg.data_dir))
+        stage = layout.staging_directory(identity.run_dir)
+        try:
+            metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+    metrics |= memory
+    write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
+    layout.publish(stage, identity.run_dir)
+    log.info(
+        "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
+        identity.spec.name,
+        metrics["accuracy"],
+        metrics["accuracy_ci_low"],
+        metrics["accuracy_ci_high"],
+        metrics["macro_auroc"],
+        identity.run_dir,
+    )
+    return metrics
+
+
+def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:
+    """Write `failed.json` into the cell's run directory, unless that run is complete (never touch it)."""
+    try:
+        identity = resolve(cfg)
+    except Exception:  # the config itself is unusable: nothing to file the failure under
+        return None
+    if layout.is_complete(identity.run_dir):
+        return None
+    write_json(
+        identity.run_dir / "failed.json",
+        {
+            "backbone": identity.spec.name,
+            "dataset": identity.dataset,
+            "seed": identity.seed,
+            "config_hash": identity.config_hash,
+            "error_type": type(error).__name__,
+            "error": str(error),
+            "traceback": traceback.format_exc(),
+            "time": provenance.now(),
+        },
+    )
+    return identity.run_dir

@@ -1,0 +1,78 @@
+"""The `frozen` strategy: pooled features cached once per backbone, only the head is trained on them."""
+
+import time
+from pathlib import Path
+
+import keras
+import pandas as pd
+from omegaconf import DictConfig
+
+from backbones.extractor import pooled_extractor
+from backbones.registry import BackboneSpec
+from backbones.weights import LoadedBackbone
+from benchmark.data import SPLITS, Dataset
+from benchmark.train.features import split_features
+from benchmark.train.head import assemble, fold_standardizer, head_layers, head_on_features, standardizer
+from benchmark.train.shared import (
+    Trained,
+    callbacks,
+    class_weights,
+    history_frame,
+    one_hot,
+    optimizer,
+    prepare_random_backbone,
+)
+
+
+def fit_head(
+    model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
+) -> tuple[pd.DataFrame, int]:
+    """The head on cached features; the history and the epoch whose weights were restored."""
+    model.compile(optimizer=optimizer(cfg, cfg.lr), loss="categorical_crossentropy", metrics=["accuracy"],
+                  run_eagerly=cfg.run_eagerly)
+    found, stop = callbacks(cfg, cfg.lr)
+    history = model.fit(
+        x["train"], one_hot(y["train"], n_classes),
+        validation_data=(x["val"], one_hot(y["val"], n_classes)),
+        epochs=cfg.max_epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=found,
+        class_weight=class_weights(cfg, y["train"], n_classes),
+    )
+    return history_frame(history).assign(phase="head"), stop.best_epoch + 1
+
+
+def train_frozen(
+    cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
+) -> Trained:
+    """Cache pooled features of every split, train the head on them, and assemble the full model."""
+    weights_id, bn_record = prepare_random_backbone(cfg, dataset, spec, backbone, image_size)
+    extractor = pooled_extractor(backbone.model, spec, image_size)
+    started = time.perf_counter()
+    cached = {
+        s: split_features(extractor, dataset, s, weights_id, Path(cfg.cache_dir), cfg.train.batch_size)
+        for s in SPLITS
+    }
+    extraction_s = time.perf_counter() - started
+    features = {s: cached[s][0] for s in SPLITS}
+    labels = {s: dataset.splits[s].labels for s in SPLITS}
+    keras.utils.set_random_seed(cfg.seed)
+    layers = head_layers(len(dataset.class_names), cfg.head)
+    standardize = standardizer(features["train"]) if cfg.head.standardize else None
+    head = head_on_features(features["train"].shape[1], [standardize, *layers] if standardize else layers)
+    started = time.perf_counter()
+    history, best_epoch = fit_head(head, features, labels, len(dataset.class_names), cfg.train)
+    training_s = time.perf_counter() - started
+    if standardize is not None:
+        fold_standardizer(standardize, layers[0])
+        head = head_on_features(features["train"].shape[1], layers)
+    test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
+    timings = {
+        "feature_extraction_s": extraction_s,
+        "features_from_cache": all(hit for _, hit in cached.values()),
+        "training_s": training_s,
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
+        "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
+        **bn_record,
+    }
+    return Trained(assemble(extractor, layers), history, test_probabilities, timings)
