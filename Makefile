@@ -11,6 +11,7 @@ RESULTS   ?= results
 SWEEP     ?= all_backbones
 ENSEMBLE  ?= 3
 ARGS      ?=
+TEST_JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint run sweep report bench clean
@@ -23,9 +24,9 @@ install: ## create .venv and install the project with its dev extras
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 
-test: ## run the test suite (ruff, then pytest)
+test: ## run the test suite (ruff, then pytest on TEST_JOBS worker processes)
 	$(VENV)/bin/ruff check benchmark backbones tests
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup
 
 lint: ## ruff check (the lint half of make test)
 	$(VENV)/bin/ruff check benchmark backbones tests

@@ -8,6 +8,7 @@ the old file or the whole new one, never half of one.
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,6 +46,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def publish_directory(staging: Path, target: Path, replace: bool) -> None:
+    """Move a finished folder into place with one rename, so a half-written folder is never seen.
+
+    `replace=True`: an existing target is swapped out only now, once the new one is complete.
+    `replace=False`: a target that appeared meanwhile (a concurrent writer finished first) is kept and
+    the staging folder dropped.
+    """
+    if replace and target.exists():
+        retired = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
+        target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired)
+        return
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:

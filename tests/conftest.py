@@ -25,7 +25,8 @@ TINY = [
     "efficiency.latency_runs=2",
     "efficiency.throughput_batch=4",
     "efficiency.throughput_batches=1",
-    "explain.n_images=0",  # Grad-CAM is exercised by the end-to-end CLI test and tests/test_explain.py
+    "explain.n_images=0",  # Grad-CAM is exercised by the end-to-end CLI test and tests/saliency/
+    "report.ensemble_k=0",  # a sweep's own leaderboard without the ensemble (tests/report/ covers it)
 ]
 
 
@@ -55,6 +56,14 @@ def run_cli(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test), every test of the shared sweep runs on one worker,
+    so the suite's one multirun is made once, not once per worker."""
+    for item in items:
+        if "tiny_sweep" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
 
 
 @pytest.fixture

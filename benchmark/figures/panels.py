@@ -57,8 +57,9 @@ def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settin
     write_figure(fig, path, cfg.figures.dpi)
 
 
-def reliability_panel(ax: Axes, row: Row, bins: int) -> None:
-    """Accuracy per confidence bin (the bins of evaluate's ECE), with each bin's prediction count on top."""
+def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:
+    """Accuracy per confidence bin (the runs' own ECE bins), with each bin's prediction count on top."""
+    bins = settings.ece_bins
     labels, probabilities = pooled(row)
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
@@ -107,7 +108,7 @@ def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: S
     bins = settings.ece_bins
     fig, axes = panel_grid(len(rows), cfg.figures.panel_columns, 3.8, 3.8)
     for ax, row in zip(axes, rows, strict=True):
-        reliability_panel(ax, row, bins)
+        reliability_panel(ax, row, settings)
     fig.suptitle(
         f"{dataset}: reliability, {bins} confidence bins, all seeds' predictions pooled "
         "(numbers: predictions per bin)"

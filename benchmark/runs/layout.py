@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from benchmark.files import read_json
+from benchmark.files import publish_directory, read_json
 
 ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
 
@@ -58,10 +58,4 @@ def staging_directory(run_dir: Path) -> Path:
 
 def publish(staging: Path, run_dir: Path) -> None:
     """Move a finished staging folder into place, replacing an older run only now."""
-    if run_dir.exists():
-        retired = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}")
-        run_dir.rename(retired)
-        staging.rename(run_dir)
-        shutil.rmtree(retired)
-    else:
-        staging.rename(run_dir)
+    publish_directory(staging, run_dir, replace=True)

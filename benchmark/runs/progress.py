@@ -1,21 +1,15 @@
-"""A sweep's progress line ("cell 4/21 ... ETA") and, when the multirun ends, its leaderboard.
-
-The leaderboard is built from the `results_dir` the sweep itself wrote, whatever way the user named it,
-so it can never be built from another (older) directory. Hydra calls these hooks in the process that
-launched the sweep, whichever launcher ran the cells.
-"""
+"""A sweep's progress line: "cell 4/21 ... ETA", and which cells failed at the end (a Hydra callback)."""
 
 import logging
 import math
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +42,6 @@ def will_skip(config: DictConfig) -> bool:
         return not config.force and is_complete(resolve(config).run_dir)
     except Exception:  # an unresolvable config fails in the job itself, with the proper message
         return False
-
-
-def build_leaderboard(config: DictConfig) -> None:
-    """The report of the sweep's own results_dir (conf/report.yaml with `report.*` of the sweep's config)."""
-    from benchmark.cli import CONF
-    from benchmark.errors import BenchmarkError
-    from benchmark.report.build import build_report
-
-    report_cfg = OmegaConf.load(CONF / "report.yaml")
-    report_cfg.results_dir = str(Path(config.results_dir))
-    report_cfg.ensemble_k = config.report.ensemble_k
-    try:
-        log.info("leaderboard: %s", build_report(report_cfg))
-    except BenchmarkError as error:
-        log.error("no leaderboard: %s", error)
 
 
 class SweepProgress(Callback):
@@ -101,5 +80,3 @@ class SweepProgress(Callback):
         done = self.total - len(self.failed)
         log.info("sweep finished: %d/%d cells complete%s", done, self.total,
                  f"; FAILED: {', '.join(self.failed)}" if self.failed else "")
-        if config.report.after_sweep:
-            build_leaderboard(config)

@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data.synthetic.render import CLASS_NAMES, check_common, render_slice
+from benchmark.files import publish_directory
 
 __all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "dataset_dir", "generate", "render_slice"]
 
@@ -68,16 +69,6 @@ def _write_tree(root: Path, n_per_class: int, size: int, seed: int, difficulty: 
             Image.fromarray(pixels).save(class_dir / f"{label}_{i:04d}.png")
 
 
-def _publish(staging: Path, target: Path) -> None:
-    """Atomically move the finished tree into place; if a concurrent run won the race, keep theirs."""
-    try:
-        os.replace(staging, target)
-    except OSError:
-        if not target.is_dir():
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def generate(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> Path:
     """Write dataset_dir(...)/<class>/<class>_<i:04d>.png for every class, once; return the folder.
 
@@ -100,7 +91,7 @@ def generate(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty:
     staging.mkdir()
     try:
         _write_tree(staging, int(n_per_class), int(size), int(seed), float(difficulty))
-        _publish(staging, target)
+        publish_directory(staging, target, replace=False)  # a concurrent run that finished first wins
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -25,6 +25,14 @@ def test_every_cell_runs_and_a_failing_backbone_does_not_stop_the_others(tiny_sw
     assert "ETA" in log and "FAILED: inceptionv3 seed=0, inceptionv3 seed=1" in log
 
 
+def test_the_sweep_builds_the_leaderboard_of_the_directory_it_wrote(tiny_sweep):
+    """results_dir is a temporary folder here, not ./results: the leaderboard must come from it."""
+    results = tiny_sweep.root / "results"
+    assert f"leaderboard: {results / 'leaderboard.md'}" in tiny_sweep.log
+    markdown = (results / "leaderboard.md").read_text()
+    assert "| mobilenetv2 |" in markdown and "| resnet50 |" in markdown
+
+
 def test_running_the_same_sweep_again_trains_nothing(tiny_sweep, tmp_path):
     tmp = tiny_sweep.copy_to(tmp_path).root
     before = metrics_files(tmp / "results")

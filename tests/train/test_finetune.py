@@ -9,13 +9,13 @@ import pytest
 from omegaconf import OmegaConf
 
 import backbones  # noqa: F401  registers the Preprocess layer for loading model.keras
+from backbones.batchnorm import batchnorm_layers
 from backbones.registry import build, get
-from benchmark.augment import augmenter
-from benchmark.batchnorm import batchnorm_layers
 from benchmark.errors import BenchmarkError
-from benchmark.finetune import stream, unfreeze_top
-from benchmark.run import run
-from benchmark.train import class_weights
+from benchmark.runs.pipeline import run
+from benchmark.train.augment import augmenter
+from benchmark.train.finetune import stream, unfreeze_top
+from benchmark.train.shared import class_weights
 
 
 def run_dir_of(metrics: dict, results_dir: str) -> Path:

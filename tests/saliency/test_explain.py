@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from backbones import batchnorm
+from backbones.extractor import pooled_extractor
 from backbones.registry import build, get
-from benchmark import batchnorm
 from benchmark.errors import BenchmarkError
-from benchmark.explain import choose_images, explain, main
-from benchmark.gradcam import gradcam, randomization_check, randomized_copy
-from benchmark.head import assemble, head_layers, pooled_extractor
+from benchmark.explain import main
+from benchmark.saliency.explain import choose_images, explain
+from benchmark.saliency.gradcam import gradcam, randomization_check, randomized_copy
+from benchmark.train.head import assemble, head_layers
 from tests.conftest import run_cli, tiny_overrides
 
 SIZE = 64  # MobileNetV2's last map is 2x2 here; at its 32 px minimum it is 1x1 and every map is flat

@@ -12,7 +12,7 @@ import backbones  # noqa: F401  registers the Preprocess layer for loading model
 from backbones.registry import build, get
 from benchmark.data.images import decode_file
 from benchmark.errors import BenchmarkError
-from benchmark.run import run
+from benchmark.runs.pipeline import run
 
 TIMING_KEYS = {
     "feature_extraction_s",
@@ -93,7 +93,10 @@ def test_missing_weights_file_is_a_user_error(tiny_cfg, tmp_path):
 
 
 def test_equal_experiments_share_a_hash_and_reporting_options_do_not_split_them(tiny_cfg, tmp_path):
-    from benchmark.rundir import config_hash
+    from benchmark.runs.identity import resolve
+
+    def config_hash(cfg):
+        return resolve(cfg).config_hash
 
     base = config_hash(tiny_cfg("dataset=folder", f"dataset.path={tmp_path}", synthetic=False))
     reporting = ("explain.n_images=8", "efficiency.latency_runs=50", "train.save_model=false",

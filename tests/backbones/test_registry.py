@@ -1,51 +1,55 @@
 """The registry is the single source of per-backbone facts: check them against the real models."""
 
+import importlib
+
 import keras
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
 
 import backbones
 from backbones import Preprocess
 from backbones.registry import build, check_image_size, get, names
 from benchmark.errors import BenchmarkError
-
-SEVEN = ["mobilenetv2", "densenet121", "inceptionv3", "xception", "vgg19", "resnet50", "inceptionresnetv2"]
-MODULES = {
-    "mobilenetv2": keras.applications.mobilenet_v2,
-    "densenet121": keras.applications.densenet,
-    "inceptionv3": keras.applications.inception_v3,
-    "xception": keras.applications.xception,
-    "vgg19": keras.applications.vgg19,
-    "resnet50": keras.applications.resnet50,
-    "inceptionresnetv2": keras.applications.inception_resnet_v2,
-}
+from tests.conftest import CONF
 
 
-def test_the_seven_backbones_are_registered():
-    assert names() == SEVEN
+def test_the_seven_classic_backbones_are_registered():
+    classic = {"mobilenetv2", "densenet121", "inceptionv3", "xception", "vgg19", "resnet50",
+               "inceptionresnetv2"}
+    assert classic <= set(names())
 
 
-@pytest.mark.parametrize("name", SEVEN)
+def test_config_group_and_registry_name_the_same_backbones():
+    """conf/backbone/<name>.yaml exists exactly for the registry's entries, and each names its own file."""
+    files = sorted(p.stem for p in (CONF / "backbone").glob("*.yaml"))
+    assert files == sorted(names())
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for name in names():
+            cfg = compose(config_name="config", overrides=[f"backbone={name}"])
+            assert cfg.backbone.name == name and cfg.backbone.weights == "imagenet"
+
+
+@pytest.mark.parametrize("name", names())
 def test_pipeline_preprocessing_equals_the_models_own(name):
-    """The layer inside every saved model must match keras.applications.<module>.preprocess_input."""
+    """The layer inside every saved model must match the preprocess_input of the module that defines the
+    backbone's constructor (looked up from the constructor itself, not from the registry's record)."""
     pixels = np.random.default_rng(0).integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
     inputs = keras.Input((40, 40, 3))
     in_graph = keras.Model(inputs, Preprocess(name)(inputs)).predict(pixels.astype(np.float32), verbose=0)
-    expected = MODULES[name].preprocess_input(pixels.copy())
+    expected = importlib.import_module(get(name).constructor.__module__).preprocess_input(pixels.copy())
     np.testing.assert_allclose(in_graph, expected, atol=1e-5)
 
 
 def test_preprocessing_modes_really_differ():
-    """Guards the test above against passing trivially: caffe, tf and torch modes give different inputs."""
+    """Guards the test above against passing trivially: caffe (vgg19), tf (mobilenetv2) and torch
+    (densenet121) modes give different inputs."""
     pixels = np.full((1, 8, 8, 3), 200, dtype=np.uint8)
-    outputs = {
-        get(n).preprocess_mode: get(n).preprocess_input(pixels.copy())
-        for n in ("vgg19", "mobilenetv2", "densenet121")
-    }
-    assert len({round(float(o.mean()), 3) for o in outputs.values()}) == 3
+    outputs = [get(n).preprocess_input(pixels.copy()) for n in ("vgg19", "mobilenetv2", "densenet121")]
+    assert len({round(float(o.mean()), 3) for o in outputs}) == 3
 
 
-@pytest.mark.parametrize("name", SEVEN)
+@pytest.mark.parametrize("name", names())
 def test_metadata_matches_the_built_model(name):
     spec = get(name)
     model = build(spec, spec.min_size, None)
@@ -58,7 +62,7 @@ def test_metadata_matches_the_built_model(name):
 def test_unknown_backbone_lists_the_valid_names():
     with pytest.raises(BenchmarkError) as error:
         get("resnet18")
-    for name in SEVEN:
+    for name in names():
         assert name in str(error.value)
 
 

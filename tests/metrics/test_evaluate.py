@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from sklearn.metrics import f1_score, roc_auc_score
 
-from benchmark.evaluate import (
-    coverage_curve,
-    evaluate,
+from benchmark.metrics.evaluate import Settings, coverage_curve, evaluate
+from benchmark.metrics.predictions import predictions_frame, read_predictions
+from benchmark.metrics.scores import (
     expected_calibration_error,
     macro_auroc,
     macro_f1,
@@ -15,7 +14,7 @@ from benchmark.evaluate import (
     predictive_entropy,
 )
 
-CFG = OmegaConf.create({"n_bootstrap": 300, "bootstrap_seed": 0, "ci_level": 0.95, "ece_bins": 15})
+CFG = Settings(ci_level=0.95, n_bootstrap=300, bootstrap_seed=0, ece_bins=15)
 
 
 def noisy_predictions(n=300, k=3, seed=0):
@@ -42,8 +41,7 @@ def test_binary_auroc_is_that_of_the_positive_class():
 
 def test_macro_f1_equals_sklearn():
     y, p = noisy_predictions(seed=3)
-    predicted = p.argmax(1)
-    assert macro_f1(y, predicted, 3) == pytest.approx(f1_score(y, predicted, average="macro"))
+    assert macro_f1(y, p) == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
 
 
 def test_ece_of_perfectly_calibrated_and_overconfident_models():
@@ -90,11 +88,9 @@ def test_referring_uncertain_cases_raises_accuracy_when_uncertainty_is_informati
 
 
 def test_predictions_round_trip_keeps_class_names_as_text(tmp_path):
-    from benchmark.evaluate import predictions_frame, read_predictions_csv
-
     names = ["00", "NA", "01"]
-    frame = predictions_frame(["x/1.png", "y/2.png"], np.array([0, 1]), np.array([[0.7, 0.2, 0.1],
-                                                                                 [0.1, 0.8, 0.1]]), names)
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])
+    frame = predictions_frame(["x/1.png", "y/2.png"], probabilities, names, labels=np.array([0, 1]))
     frame.to_csv(tmp_path / "p.csv", index=False)
-    back = read_predictions_csv(tmp_path / "p.csv")
+    back = read_predictions(tmp_path / "p.csv")
     assert back["true_label"].tolist() == ["00", "NA"] and back["predicted_label"].tolist() == ["00", "NA"]

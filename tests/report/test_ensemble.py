@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from benchmark.ensemble import build_ensembles
+from benchmark.report.ensemble import build_ensembles
 from benchmark.report.load import collect
-from benchmark.report.stats import group_rows, mean_of
+from benchmark.report.rows import group_rows, mean_of
 from tests.conftest import run_cli
 
 
@@ -33,7 +33,7 @@ def test_ensemble_averages_the_members_chosen_by_validation_loss(tiny_sweep, tmp
 
 def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     results = tiny_sweep.copy_to(tmp_path).root / "results"
-    result = run_cli([f"results_dir={results}", "ensemble_k=2", "n_bootstrap=100"], module="benchmark.report")
+    result = run_cli([f"results_dir={results}", "ensemble_k=2"], module="benchmark.report")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| ensemble |" in (results / "leaderboard.md").read_text()
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from omegaconf import OmegaConf
 
-from benchmark.head import fold_standardizer, head_layers, head_on_features, standardizer
+from benchmark.train.head import fold_standardizer, head_layers, head_on_features, standardizer
 
 
 def test_folding_the_standardizer_into_dense_changes_nothing():

@@ -14,13 +14,13 @@ from omegaconf import DictConfig
 from benchmark.report.build import build_report
 from benchmark.report.load import Run
 from benchmark.report.paired import NotComparable, paired_bootstrap
-from benchmark.report.stats import Row, estimate, pareto_front, rank
+from benchmark.report.rows import Row, estimate, pareto_front, rank
 from tests.conftest import CONF, run_cli
 
 CLASSES = ("normal", "pneumonia", "tumor")
 BACKBONES = ("mobilenetv2", "resnet50")
 CI_CELL = re.compile(r"^\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]†?$")
-FAST = ["n_bootstrap=200"]  # the paired bootstrap is the slow part; 200 resamples show the same wiring
+FAST: list[str] = []  # the runs were evaluated with 200 resamples (conftest.TINY); the report reads that
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,50 @@ def test_intervals_ranking_and_pareto_front():
     assert [r.label for r in rank([low, high], "ece")] == ["high", "low"]  # lower ECE is better
     latency, accuracy = np.array([10.0, 20.0, 30.0, 15.0]), np.array([0.7, 0.9, 0.8, 0.6])
     assert pareto_front(latency, accuracy).tolist() == [True, True, False, False]
+
+
+def set_evaluation(results: Path, **changes) -> None:
+    """Rewrite the recorded evaluation settings of every run (or, with `only`, of one run)."""
+    only = changes.pop("only", None)
+    for path in results.glob("runs/*/*/*/metrics.json"):
+        if only is None or only in str(path):
+            metrics = json.loads(path.read_text())
+            metrics["evaluation"] |= changes
+            path.write_text(json.dumps(metrics))
+
+
+def test_intervals_are_labelled_with_the_level_the_runs_used(swept, tmp_path):
+    """Runs evaluated at 90%: every label says 90%, whatever the report would have chosen itself."""
+    results = copy_runs(swept, tmp_path)
+    set_evaluation(results, ci_level=0.9)
+    build_report(report_config(results))
+    markdown = (results / "leaderboard.md").read_text()
+    assert "the 90% confidence interval" in markdown and "(90% CI " in markdown
+    assert "95%" not in markdown
+
+
+def test_runs_evaluated_differently_are_not_pooled(swept, tmp_path):
+    results = copy_runs(swept, tmp_path)
+    set_evaluation(results, n_bootstrap=50, only="resnet50")
+    result = run_cli([f"results_dir={results}"], module="benchmark.report")
+    assert result.returncode == 2 and "evaluated with different settings" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+    assert not (results / "leaderboard.md").exists()
+
+
+def test_reliability_diagram_uses_the_tables_ece_bins(swept):
+    """The pooled ECE in a one-seed row's reliability panel is the ECE of its metrics.json."""
+    from benchmark.figures.canvas import plt
+    from benchmark.figures.panels import reliability_panel
+    from benchmark.metrics.evaluate import Settings
+    from benchmark.report.load import collect
+    from benchmark.report.rows import group_rows
+
+    runs = collect(swept).runs
+    row = next(r for r in group_rows(runs)["synthetic"] if r.backbone == "mobilenetv2")
+    one_seed = Row(row.dataset, row.backbone, row.config_hash, row.label, row.runs[:1])
+    fig, ax = plt.subplots()
+    reliability_panel(ax, one_seed, Settings.of_run(one_seed.runs[0].metrics))
+    plt.close(fig)
+    shown = float(re.search(r"pooled ECE (\d\.\d{3})", ax.get_title()).group(1))
+    assert shown == pytest.approx(one_seed.runs[0].metrics["ece"], abs=5e-4)

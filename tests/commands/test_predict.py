@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from benchmark.run import run
+from benchmark.runs.pipeline import run
 from tests.conftest import run_cli, write_dicom
+
+pytestmark = pytest.mark.xdist_group("predict")  # one saved run for the module, made on one worker
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ def test_predictions_equal_the_runs_own_test_predictions(saved_run):
     columns = [c for c in expected.columns if c.startswith("prob_")]
     np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
                                atol=1e-4)
-    assert (merged["predicted_label"] == merged["predicted"]).all()
+    assert (merged["predicted_label"] == merged["predicted_label_new"]).all()
 
 
 def test_one_image_as_json_and_as_a_table(saved_run, tmp_path):
@@ -43,10 +45,10 @@ def test_one_image_as_json_and_as_a_table(saved_run, tmp_path):
     image = next(data_root.glob("tumor/*.png"))
     as_json = run_cli([f"run={run_dir}", f"input={image}", "format=json"], module="benchmark.predict")
     (record,) = json.loads(as_json.stdout)
-    assert record["file"] == str(image) and record["predicted"] in {"normal", "pneumonia", "tumor"}
+    assert record["file"] == str(image) and record["predicted_label"] in {"normal", "pneumonia", "tumor"}
     assert sum(record[f"prob_{c}"] for c in ("normal", "pneumonia", "tumor")) == pytest.approx(1, abs=1e-5)
     table = run_cli([f"run={run_dir}", f"input={image}"], module="benchmark.predict")
-    assert table.returncode == 0 and "predicted" in table.stdout.splitlines()[0]
+    assert table.returncode == 0 and "predicted_label" in table.stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,37 @@
+"""The leaderboard at the end of a multirun, built from the `results_dir` that sweep itself wrote.
+
+A Hydra callback (conf/config.yaml, hydra.callbacks): whatever way the user named the results folder,
+the leaderboard can never be built from another (older) one. Hydra calls it in the process that
+launched the sweep, whichever launcher ran the cells.
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def build_leaderboard(config: DictConfig) -> None:
+    """conf/report.yaml with the sweep's results_dir and `report.ensemble_k`; a report error is logged,
+    never raised (the runs are complete either way, and `make report` can be run again)."""
+    from benchmark.cli import CONF
+    from benchmark.errors import BenchmarkError
+    from benchmark.report.build import build_report
+
+    report_cfg = OmegaConf.load(CONF / "report.yaml")
+    report_cfg.results_dir = str(Path(config.results_dir))
+    report_cfg.ensemble_k = config.report.ensemble_k
+    try:
+        log.info("leaderboard: %s", build_report(report_cfg))
+    except BenchmarkError as error:
+        log.error("no leaderboard: %s", error)
+
+
+class SweepLeaderboard(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.report.after_sweep:
+            build_leaderboard(config)

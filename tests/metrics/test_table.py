@@ -1,0 +1,62 @@
+"""The metric table is the one declaration of every metric: each one reaches metrics.json, the
+leaderboard's CSV and the report's ranking options, without a second list anywhere."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.metrics.table import METRICS, OVERALL, PER_CLASS, RANKABLE
+from benchmark.report.build import check_config
+from tests.conftest import CONF
+
+
+@pytest.fixture(scope="module")
+def sweep_outputs(tiny_sweep) -> tuple[dict, pd.DataFrame]:
+    """One run's metrics.json and the leaderboard.csv the sweep built itself at its end."""
+    results = tiny_sweep.root / "results"
+    metrics_file = next(results.glob("runs/synthetic/mobilenetv2/*/metrics.json"))
+    return json.loads(metrics_file.read_text()), pd.read_csv(results / "leaderboard.csv")
+
+
+@pytest.mark.parametrize("metric", OVERALL, ids=lambda m: m.key)
+def test_every_overall_metric_reaches_metrics_csv_and_ranking(sweep_outputs, metric):
+    metrics, csv = sweep_outputs
+    assert isinstance(metrics[metric.key], float)
+    assert metric.key in csv.columns and csv[metric.key].notna().any()
+    if metric.bootstrapped:
+        ends = {f"{metric.key}_ci_low", f"{metric.key}_ci_high"}
+        assert ends <= set(metrics) and ends <= set(csv.columns)
+    assert metric.key in RANKABLE
+    check_config(_report_cfg(metric.key))  # the report accepts it as primary_metric
+
+
+@pytest.mark.parametrize("metric", PER_CLASS, ids=lambda m: m.key)
+def test_every_per_class_metric_reaches_metrics_and_csv(sweep_outputs, metric):
+    metrics, csv = sweep_outputs
+    for name in metrics["classes"]:
+        assert metric.key in metrics["per_class"][name]
+        assert f"{metric.key}_{name}" in csv.columns
+
+
+def test_the_settings_that_shaped_the_numbers_are_recorded(sweep_outputs):
+    metrics, csv = sweep_outputs
+    expected = {"ci_level": 0.95, "n_bootstrap": 200, "bootstrap_seed": 0, "ece_bins": 15}
+    assert metrics["evaluation"] == expected
+    assert set(csv["evaluation_n_bootstrap"]) == {200}
+
+
+def test_keys_are_unique_and_per_class_metrics_are_not_rankable():
+    keys = [m.key for m in METRICS]
+    assert len(keys) == len(set(keys))
+    with pytest.raises(BenchmarkError, match="not a rankable metric"):
+        check_config(_report_cfg("sensitivity"))
+
+
+def _report_cfg(primary: str):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(CONF / "report.yaml")
+    cfg.primary_metric = primary
+    return cfg
