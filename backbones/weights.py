@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from omegaconf import DictConfig
 
 from backbones.registry import BackboneSpec, build
@@ -18,6 +19,7 @@ from benchmark.files import file_sha256
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("random", "error")
+VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
 
 
@@ -35,6 +37,11 @@ def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.M
     return build(spec, image_size, None)
 
 
+def kernels(layer: keras.layers.Layer) -> list[np.ndarray]:
+    """A layer's randomly initialised weights (kernels, ndim >= 2): loading must change every one of them."""
+    return [np.asarray(w) for w in layer.weights if len(w.shape) >= 2]
+
+
 def weights_id_of_file(path: Path) -> str | None:
     """What caches and completed runs key a weights file on: its content, not its name."""
     return f"file-{file_sha256(path)}" if path.is_file() else None
@@ -45,13 +52,29 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
         raise BenchmarkError(
             f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 file"
         )
+    keras.utils.set_random_seed(VERIFY_SEED)
+    model = build(spec, image_size, None)
+    initial = {layer.name: [np.array(k) for k in kernels(layer)] for layer in model.layers if kernels(layer)}
     try:
-        model = build(spec, image_size, str(path))
+        model.load_weights(str(path))
     except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split())[:300]
         raise BenchmarkError(
-            f"backbone.weights={path} does not fit {spec.name} without its top at {image_size}px ({error}); "
+            f"backbone.weights={path} does not fit {spec.name} without its top at {image_size}px ({reason}); "
             "save the file from the same architecture with include_top=False"
         ) from None
+    untouched = [
+        name
+        for name, before in initial.items()
+        if all(np.array_equal(a, b) for a, b in zip(before, kernels(model.get_layer(name)), strict=True))
+    ]
+    if untouched:
+        examples = ", ".join(untouched[:4]) + (", ..." if len(untouched) > 4 else "")
+        raise BenchmarkError(
+            f"backbone.weights={path} loaded only partly: {len(untouched)} of {len(initial)} {spec.name} "
+            f"layers kept their initial weights ({examples}): the file is incomplete or from another "
+            "architecture; save it again from the whole backbone"
+        )
     weights_id = weights_id_of_file(path)
     return LoadedBackbone(model, f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
 

@@ -33,9 +33,20 @@ def one_line(error: BaseException) -> str:
 
 
 def fail(error: BaseException) -> None:
-    """Print the one `error:` line and exit with status 2."""
-    print(f"error: {one_line(error)}", file=sys.stderr)
+    """Print the one `error:` line, on a line of its own, and exit with status 2."""
+    print(f"{close_progress_bars()}error: {one_line(error)}", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+def close_progress_bars() -> str:
+    """Close the progress bars an error interrupted; a line break if one was on screen, so the error
+    line never continues a bar."""
+    from tqdm import tqdm
+
+    bars = list(getattr(tqdm, "_instances", ()))
+    for bar in bars:
+        bar.close()
+    return "\n" if bars else ""
 
 
 def or_fail(work: Callable[[], Any], debug: bool) -> Any:

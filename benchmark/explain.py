@@ -23,7 +23,7 @@ def load_test_split(
 
     classes = list(metrics["classes"])
     predictions = read_predictions(run_dir / "predictions.csv")
-    dataset = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir))
+    dataset = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
     if predictions["file"].tolist() != list(dataset.splits["test"].ids):
         raise BenchmarkError(
             f"predictions.csv of {run_dir} does not list the test split of {dataset.name!r} in order: "

@@ -7,6 +7,7 @@ the old file or the whole new one, never half of one.
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -15,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
 
 
 def digest(*parts: object, length: int = 12) -> str:
@@ -92,17 +96,41 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
+def checksum_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def is_intact(path: Path) -> bool:
+    """The file exists and its content still has the checksum written beside it when it was made."""
+    try:
+        return path.is_file() and checksum_path(path).read_text().strip() == file_sha256(path)
+    except OSError:
+        return False
+
+
 def cached_array(
     path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]
-) -> np.ndarray:
-    """Load `path` if present; else let `fill` write into a memory-mapped temp file, then rename it.
+) -> tuple[np.ndarray, bool]:
+    """(array, was_cached): `path` if it is intact; else `fill` writes into a memory-mapped temp file that
+    is checksummed and renamed into place. Returns a read-only memory map either way.
 
-    Memory-mapping keeps big datasets (thousands of 299x299 images) out of RAM while they are written.
+    A corrupt or truncated cache file (checksum mismatch) is rebuilt, never trusted. A lock file beside
+    it makes concurrent processes (sweep workers on one machine or a shared filesystem) fill one entry
+    once: the second waits and then reads the first one's file. Memory-mapping keeps big datasets
+    (thousands of 299x299 images) out of RAM while they are written.
     """
-    if not path.exists():
+    if is_intact(path):
+        return np.load(path, mmap_mode="r"), True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        if is_intact(path):  # another process filled it while we waited
+            return np.load(path, mmap_mode="r"), True
+        if path.exists():
+            log.warning("cache file %s does not match its checksum (corrupt or truncated): rebuilding", path)
         with atomic_path(path) as tmp:
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             fill(array)
             array.flush()
             del array
-    return np.load(path, mmap_mode="r")
+            write_text(checksum_path(path), file_sha256(tmp))  # before the data: data implies its checksum
+    return np.load(path, mmap_mode="r"), False

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
-from benchmark.data.images import IMAGE_SUFFIXES, decode_file
+from benchmark.data.images import IMAGE_SUFFIXES, DecodeOptions, decode_file
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json
 from benchmark.metrics.predictions import predictions_frame
@@ -22,10 +22,11 @@ FORMATS = ("table", "json", "csv")
 
 
 def load_run(run_dir: str):
-    """The run's model, class names and input size; a run that cannot predict says why."""
+    """The run's model, class names, input size and decoding; a run that cannot predict says why."""
     run_dir = cli.require_model_run(run_dir)
     metrics = read_json(run_dir / "metrics.json")
-    return cli.load_model(run_dir), list(metrics["classes"]), int(metrics["image_size"])
+    options = DecodeOptions.from_config(OmegaConf.load(run_dir / "config.yaml").dataset)
+    return cli.load_model(run_dir), list(metrics["classes"]), int(metrics["image_size"]), options
 
 
 def input_files(path: Path) -> list[Path]:
@@ -34,7 +35,13 @@ def input_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise BenchmarkError(f"input={path} does not exist: pass an image file or a folder of images")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise BenchmarkError(f"input={path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return files
@@ -46,8 +53,8 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     if cfg.format not in FORMATS:
         raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
     files = input_files(Path(cfg.input))
-    model, class_names, image_size = load_run(str(cfg.run))
-    pixels = np.stack([decode_file(f, image_size) for f in files]).astype(np.float32)
+    model, class_names, image_size, options = load_run(str(cfg.run))
+    pixels = np.stack([decode_file(f, image_size, options) for f in files]).astype(np.float32)
     probabilities = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     return predictions_frame(files, probabilities, class_names)
 

@@ -1,23 +1,35 @@
-"""Datasets: the built-in synthetic CT slices, user image folders and MedMNIST .npz files."""
+"""Datasets: the built-in synthetic CT slices, user image folders and MedMNIST .npz files.
+
+Loading a dataset is the whole hygiene pass a careful methods section describes, in this order: list
+the image files (junk and hidden files ignored), hash them, decode each once (`scan.py`: unreadable
+files are skipped and listed, or all reported at once), assign patient/study groups and split (grouped
+and stratified, `folder.py`), then audit exact and near duplicates across splits (`audit.py`) and drop
+or refuse them if asked. Everything found is kept in `Dataset.records` for the run's manifest.
+"""
 
 import hashlib
 import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data import synthetic
+from benchmark.data.audit import audit, audit_record
 from benchmark.data.dataset import SPLITS, Dataset, Split
 from benchmark.data.folder import load_folder
-from benchmark.data.images import decode_array, decode_file
+from benchmark.data.images import DecodeOptions, decode_array, decode_file
 from benchmark.data.medmnist import class_names_for, load_npz
+from benchmark.data.scan import ScanRecord, scan_arrays, scan_files
 from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256
 
 __all__ = ["SPLITS", "Dataset", "Split", "dataset_name", "load_dataset"]
 log = logging.getLogger(__name__)
 LOADERS = ("synthetic", "folder", "medmnist")
+BAD_IMAGE_ACTIONS = ("skip", "error")
+DECODER_VERSION = 2  # bump when decoding changes what pixels an image gives, so caches are rebuilt
 
 
 def dataset_name(cfg: DictConfig) -> str:
@@ -29,78 +41,147 @@ def dataset_name(cfg: DictConfig) -> str:
     path = Path(str(cfg.path)).expanduser().resolve()
     name = path.stem if path.suffix == ".npz" else path.name
     if not name:
-        raise BenchmarkError(f"dataset.path={cfg.path} gives runs no name to be filed under: "
-                             "set dataset.name=<name>")
+        raise BenchmarkError(
+            f"dataset.path={cfg.path} gives runs no name to be filed under: set dataset.name=<name>"
+        )
     return name
 
 
-def fingerprint(hashes: dict[str, str], class_names: list[str], splits: dict[str, Split]) -> str:
-    """Content + labels + split assignment: two runs share caches only if all three agree."""
-    sha = hashlib.sha256()
+def fingerprint(
+    hashes: dict[str, str], class_names: list[str], splits: dict[str, Split], extra: object
+) -> str:
+    """Content + labels + groups + split assignment + decoding: runs share caches only if all agree."""
+    sha = hashlib.sha256(repr(extra).encode())
     for split_name in SPLITS:
         split = splits[split_name]
-        for image_id, label in zip(split.ids, split.labels, strict=True):
-            sha.update(f"{split_name}|{image_id}|{hashes[image_id]}|{class_names[label]}\n".encode())
+        groups = split.groups or ("",) * len(split)
+        for image_id, label, group in zip(split.ids, split.labels, groups, strict=True):
+            sha.update(f"{split_name}|{image_id}|{hashes[image_id]}|{class_names[label]}|{group}\n".encode())
     return sha.hexdigest()[:16]
 
 
-def from_folder(root: Path, cfg: DictConfig, name: str, is_synthetic: bool) -> Dataset:
-    class_names, splits = load_folder(root, cfg)
-    hashes = {i: file_sha256(root / i) for split in splits.values() for i in split.ids}
+def readable_only(records: dict[str, ScanRecord], ids: list[str], action: str) -> list[str]:
+    """The ids whose files decode; the others are skipped with a warning, or all reported in one error."""
+    if action not in BAD_IMAGE_ACTIONS:
+        raise BenchmarkError(
+            f"dataset.on_bad_image={action!r} is unknown: use one of {', '.join(BAD_IMAGE_ACTIONS)}"
+        )
+    bad = {i: records[i].reason for i in ids if records[i].reason}
+    if bad and action == "error":
+        listed = "; ".join(f"{i} ({reason})" for i, reason in bad.items())
+        raise BenchmarkError(
+            f"{len(bad)} unreadable image file(s): {listed} — remove or re-export them, "
+            "or set dataset.on_bad_image=skip"
+        )
+    for image_id, reason in bad.items():
+        log.warning("skipping unreadable image %s: %s", image_id, reason)
+    return [i for i in ids if i not in bad]
+
+
+def without(splits: dict[str, Split], dropped: set[str]) -> dict[str, Split]:
+    return {
+        name: split.subset(np.array([k for k, i in enumerate(split.ids) if i not in dropped], dtype=int))
+        for name, split in splits.items()
+    }
+
+
+def audited(cfg: DictConfig, splits: dict[str, Split], records: dict[str, ScanRecord]) -> tuple[dict, dict]:
+    """The splits after the duplicate audit (dedupe=drop removes the later split's copy) and its record."""
+    result = audit(splits, records, int(cfg.get("near_duplicate_bits", 28)), str(cfg.get("dedupe", "warn")))
+    return (without(splits, set(result.dropped)) if result.dropped else splits), {
+        "audit": audit_record(result),
+        "audit_pairs": result.pairs,
+    }
+
+
+def from_folder(
+    root: Path, cfg: DictConfig, name: str, is_synthetic: bool, cache_dir: Path | None
+) -> Dataset:
+    options = DecodeOptions.from_config(cfg)
+    hashes: dict[str, str] = {}
+    records: dict[str, ScanRecord] = {}
+
+    def usable(ids: list[str]) -> list[str]:
+        hashes.update({i: file_sha256(root / i) for i in ids})
+        records.update(scan_files(root, ids, hashes, options, cache_dir))
+        return readable_only(records, ids, str(cfg.get("on_bad_image", "skip")))
+
+    class_names, splits = load_folder(root, cfg, usable)
+    splits, found = audited(cfg, splits, records)
+    grouped = splits["train"].groups is not None
+    found["skipped"] = [{"file": i, "reason": r.reason} for i, r in records.items() if r.reason]
+    found["decoding"] = {
+        **options.record(),
+        "applied": dict(Counter(r.note for r in records.values() if r.note)),
+    }
     return Dataset(
         name=name,
         class_names=tuple(class_names),
         splits=splits,
-        fingerprint=fingerprint(hashes, class_names, splits),
+        fingerprint=fingerprint(hashes, class_names, splits, (DECODER_VERSION, options.record())),
         synthetic=is_synthetic,
-        decode=lambda image_id, size: decode_file(root / image_id, size),
+        decode=lambda image_id, size: decode_file(root / image_id, size, options),
         file_hashes=hashes,
+        group_name=str(cfg.get("group_name") or "group") if grouped else None,
+        records=found,
     )
 
 
 def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
     images, splits = load_npz(path)
     class_names = class_names_for(cfg.get("class_names"), splits)
+    options = DecodeOptions.from_config(cfg)
     hashes = {
         f"{split}/{i}": hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
         for split, array in images.items()
         for i, image in enumerate(array)
     }
 
-    def decode(image_id: str, size: int) -> np.ndarray:
+    def array_of(image_id: str) -> np.ndarray:
         split, index = image_id.split("/")
-        return decode_array(images[split][int(index)], size)
+        return images[split][int(index)]
 
+    ids = [i for split in splits.values() for i in split.ids]
+    splits, found = audited(cfg, splits, scan_arrays(ids, array_of))
+    found["skipped"] = []
     return Dataset(
         name=name,
         class_names=tuple(class_names),
         splits=splits,
-        fingerprint=fingerprint(hashes, class_names, splits),
+        fingerprint=fingerprint(hashes, class_names, splits, (DECODER_VERSION, options.record())),
         synthetic=False,
-        decode=decode,
+        decode=lambda image_id, size: decode_array(array_of(image_id), size, options),
         file_hashes=hashes,
+        records=found,
     )
 
 
-def load_dataset(cfg: DictConfig, data_dir: Path) -> Dataset:
-    """Build the Dataset the `dataset` config group describes (generating the synthetic one once)."""
+def load_dataset(cfg: DictConfig, data_dir: Path, cache_dir: Path | None = None) -> Dataset:
+    """Build the Dataset the `dataset` config group describes (generating the synthetic one once).
+
+    `cache_dir` keeps the decode-once scan of every file, so a second load decodes nothing.
+    """
     name = dataset_name(cfg)
     if cfg.loader == "synthetic":
         try:
-            root = synthetic.generate(data_dir, cfg.n_per_class, cfg.size, cfg.seed, cfg.difficulty)
+            root = synthetic.generate(
+                data_dir, cfg.n_per_class, cfg.size, cfg.seed, cfg.difficulty,
+                slices_per_patient=int(cfg.get("slices_per_patient") or 1),
+            )
         except ValueError as error:
             raise BenchmarkError(f"synthetic dataset: {error} (see conf/dataset/synthetic.yaml)") from None
-        dataset = from_folder(root, cfg, name, is_synthetic=True)
+        dataset = from_folder(root, cfg, name, True, cache_dir)
     elif cfg.loader == "folder":
-        dataset = from_folder(Path(str(cfg.path)).expanduser(), cfg, name, is_synthetic=False)
+        dataset = from_folder(Path(str(cfg.path)).expanduser(), cfg, name, False, cache_dir)
     elif cfg.loader == "medmnist":
         dataset = from_npz(Path(str(cfg.path)).expanduser(), cfg, name)
     else:
         raise BenchmarkError(f"dataset.loader={cfg.loader!r} is unknown: use one of {', '.join(LOADERS)}")
     log.info(
-        "dataset %s: classes %s, %s",
+        "dataset %s: classes %s, %s%s",
         name,
         list(dataset.class_names),
         ", ".join(f"{s} {len(dataset.splits[s])}" for s in SPLITS),
+        f" (split by {dataset.group_name})" if dataset.group_name else "",
     )
     return dataset

@@ -1,7 +1,7 @@
-"""The in-memory description of a dataset: class list, splits and how to decode one image."""
+"""The in-memory description of a dataset: class list, splits (with groups) and how to decode one image."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -10,13 +10,19 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Split:
-    """Image ids (paths relative to the dataset root, or `split/index` for arrays) and class indices."""
+    """Image ids (paths relative to the dataset root, or `split/index` for arrays), class indices and,
+    when the data has them, the group (patient, study or site) of each image."""
 
     ids: tuple[str, ...]
     labels: np.ndarray
+    groups: tuple[str, ...] | None = None  # None: no groups given, every image is its own unit
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        groups = None if self.groups is None else tuple(self.groups[i] for i in indices)
+        return Split(tuple(self.ids[i] for i in indices), self.labels[indices], groups)
 
 
 @dataclass(frozen=True)
@@ -30,12 +36,26 @@ class Dataset:
     synthetic: bool
     decode: Callable[[str, int], np.ndarray]
     file_hashes: dict[str, str]
+    group_name: str | None = None  # "patient", "study", ...: None when the split ignored groups
+    records: dict = field(default_factory=dict)  # what loading found: skipped files, audit, decoding
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, images per class (for the manifest and the leaderboard header)."""
         return {
             split_name: {
                 name: int(np.sum(split.labels == index)) for index, name in enumerate(self.class_names)
+            }
+            for split_name, split in self.splits.items()
+        }
+
+    def group_counts(self) -> dict[str, dict[str, int]] | None:
+        """Per split, distinct groups per class; None without groups."""
+        if self.group_name is None:
+            return None
+        return {
+            split_name: {
+                name: len({g for g, label in zip(split.groups, split.labels, strict=True) if label == index})
+                for index, name in enumerate(self.class_names)
             }
             for split_name, split in self.splits.items()
         }

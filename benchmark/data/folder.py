@@ -1,14 +1,16 @@
 """Image-folder datasets: `train/ test/ [val/]` each with class folders, or class folders directly."""
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data.dataset import Split
+from benchmark.data.groups import assign_groups
 from benchmark.data.images import IMAGE_SUFFIXES
-from benchmark.data.splits import split_off, stratified_three_way
+from benchmark.data.splits import group_split_off, grouped_three_way, split_off, stratified_three_way
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -32,25 +34,78 @@ def list_class_images(directory: Path, root: Path) -> dict[str, list[str]]:
     return classes
 
 
-def as_split(classes: dict[str, list[str]], class_names: list[str]) -> Split:
+def as_split(
+    classes: dict[str, list[str]], class_names: list[str], groups: dict[str, str] | None = None
+) -> Split:
     ids = [f for name in class_names for f in classes.get(name, [])]
     labels = [class_names.index(name) for name in class_names for _ in classes.get(name, [])]
-    return Split(ids=tuple(ids), labels=np.asarray(labels, dtype=np.int64))
+    found = None if groups is None else tuple(groups[i] for i in ids)
+    return Split(ids=tuple(ids), labels=np.asarray(labels, dtype=np.int64), groups=found)
 
 
-def subset(split: Split, indices: np.ndarray) -> Split:
-    return Split(ids=tuple(split.ids[i] for i in indices), labels=split.labels[indices])
+Usable = Callable[[list[str]], Sequence[str]]
 
 
-def load_presplit(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str, Split]]:
-    """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train."""
-    train = list_class_images(root / "train", root)
-    class_names = sorted(train)
+def keep_usable(listings: dict[str, dict[str, list[str]]], root: Path, usable: Usable | None) -> None:
+    """Drop (in place) the ids `usable` does not return; it sees every listed id once, in listing order."""
+    if usable is None:
+        return
+    everything = [f for classes in listings.values() for files in classes.values() for f in files]
+    kept = set(usable(everything))
+    for folder, classes in listings.items():
+        for name, files in classes.items():
+            classes[name] = [f for f in files if f in kept]
+            if not classes[name]:
+                where = root / folder / name if folder else root / name
+                raise BenchmarkError(
+                    f"class folder {where} has no usable images (all {len(files)} were dropped as "
+                    "unreadable, see the log): fix or replace them, or remove the folder"
+                )
+
+
+def group_map(listings: dict[str, dict[str, list[str]]], cfg: DictConfig, root: Path, class_level: int):
+    """id -> group for every listed id, or None when no group key is set."""
+    ids = [f for classes in listings.values() for files in classes.values() for f in files]
+    groups = assign_groups(ids, cfg, root, class_level)
+    return None if groups is None else dict(zip(ids, groups, strict=True))
+
+
+def check_group_overlap(splits: dict[str, Split], cfg: DictConfig) -> None:
+    """Pre-split folders: a group (patient) in two splits leaks it; an error, or a warning if asked."""
+    mode = str(cfg.get("group_overlap") or "error")
+    if mode not in ("error", "warn"):
+        raise BenchmarkError(f"dataset.group_overlap={mode!r} is unknown: use error or warn")
+    where: dict[str, dict[str, list[str]]] = {}
+    for split_name, split in splits.items():
+        for image_id, group in zip(split.ids, split.groups, strict=True):
+            where.setdefault(group, {}).setdefault(split_name, []).append(image_id)
+    shared = {g: found for g, found in where.items() if len(found) > 1}
+    if not shared:
+        return
+    examples = []
+    for group, found in list(shared.items())[:3]:
+        files = ", ".join(files[0] for files in found.values())
+        examples.append(f"{group!r} in {'+'.join(found)} ({files})")
+    message = (
+        f"{len(shared)} group(s) appear in more than one split folder, e.g. {'; '.join(examples)}: "
+        "move each group's images into one split, fix the group key, or set dataset.group_overlap=warn"
+    )
+    if mode == "error":
+        raise BenchmarkError(message)
+    log.warning("dataset: %s", message)
+
+
+def load_presplit(
+    root: Path, cfg: DictConfig, usable: Usable | None = None
+) -> tuple[list[str], dict[str, Split]]:
+    """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train (of its
+    groups, when the images have groups)."""
+    listings = {"train": list_class_images(root / "train", root)}
+    class_names = sorted(listings["train"])
     if len(class_names) < 2:
         raise BenchmarkError(
             f"{root / 'train'} has {len(class_names)} class folder(s) with images: a classifier needs 2+"
         )
-    splits = {"train": as_split(train, class_names)}
     for name in ("val", "test"):
         if not (root / name).is_dir():
             continue
@@ -62,15 +117,34 @@ def load_presplit(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str, Spl
             raise BenchmarkError(
                 f"{root / name} has class folders {unknown} that train/ lacks: the class lists must match"
             )
-        splits[name] = as_split(found, class_names)
+        missing = [c for c in class_names if c not in found]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise BenchmarkError(
+                f"{name}/ has no images of class '{missing[0]}'{more}: every class needs {name} images "
+                f"to be scored; add {root / name / missing[0]}/ or remove the class"
+            )
+        listings[name] = found
+    keep_usable(listings, root, usable)
+    groups = group_map(listings, cfg, root, class_level=1)
+    splits = {name: as_split(found, class_names, groups) for name, found in listings.items()}
+    if groups is not None:
+        check_group_overlap(splits, cfg)
     if "val" not in splits:
-        kept, val = split_off(splits["train"].labels, cfg.val_fraction, cfg.split_seed, "val")
-        splits["val"], splits["train"] = subset(splits["train"], val), subset(splits["train"], kept)
+        train = splits["train"]
+        if train.groups is None:
+            kept, val = split_off(train.labels, cfg.val_fraction, cfg.split_seed, "val")
+        else:
+            kept, val = group_split_off(train.labels, train.groups, cfg.val_fraction, cfg.split_seed, "val")
+        splits["val"], splits["train"] = train.subset(val), train.subset(kept)
     return class_names, splits
 
 
-def load_class_folders(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str, Split]]:
-    """Class folders directly under the root: a stratified train/val/test split by `dataset.split`."""
+def load_class_folders(
+    root: Path, cfg: DictConfig, usable: Usable | None = None
+) -> tuple[list[str], dict[str, Split]]:
+    """Class folders directly under the root: a stratified train/val/test split by `dataset.split`
+    (whole groups per split when the images have groups)."""
     found = list_class_images(root, root)
     if len(found) < 2:
         raise BenchmarkError(
@@ -78,18 +152,30 @@ def load_class_folders(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str
             "(expected <path>/<class>/*.png or <path>/train/<class>/ + <path>/test/<class>/)"
         )
     class_names = sorted(found)
-    everything = as_split(found, class_names)
-    indices = stratified_three_way(everything.labels, cfg.split, cfg.split_seed)
-    return class_names, {name: subset(everything, idx) for name, idx in indices.items()}
+    listings = {"": found}
+    keep_usable(listings, root, usable)
+    everything = as_split(found, class_names, group_map(listings, cfg, root, class_level=0))
+    if everything.groups is None:
+        indices = stratified_three_way(everything.labels, cfg.split, cfg.split_seed)
+    else:
+        indices = grouped_three_way(everything.labels, everything.groups, cfg.split, cfg.split_seed)
+    return class_names, {name: everything.subset(idx) for name, idx in indices.items()}
 
 
-def load_folder(root: Path, cfg: DictConfig) -> tuple[list[str], dict[str, Split]]:
-    """Detect the layout and return the class names and the three splits."""
+def load_folder(
+    root: Path, cfg: DictConfig, usable: Usable | None = None
+) -> tuple[list[str], dict[str, Split]]:
+    """Detect the layout and return the class names and the three splits.
+
+    `usable`, when given, sees every listed image id once (relative paths, listing order) before any
+    group or split is decided and returns the ids to keep (the caller drops unreadable files with it).
+    Splits carry `groups` when a group key (dataset.groups / group_pattern / group_depth) is set.
+    """
     if not root.is_dir():
         raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
     if (root / "train").is_dir() and (root / "test").is_dir():
         log.info("dataset %s: train/ and test/ folders found, using them as the split", root)
-        return load_presplit(root, cfg)
+        return load_presplit(root, cfg, usable)
     if (root / "train").is_dir() or (root / "test").is_dir():
         raise BenchmarkError(f"{root} has only one of train/ and test/: provide both, or only class folders")
-    return load_class_folders(root, cfg)
+    return load_class_folders(root, cfg, usable)

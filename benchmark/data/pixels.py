@@ -22,4 +22,4 @@ def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np
         for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):
             out[row] = dataset.decode(image_id, size)
 
-    return cached_array(path, (len(ids), size, size, 3), "uint8", fill)
+    return cached_array(path, (len(ids), size, size, 3), "uint8", fill)[0]

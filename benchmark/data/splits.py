@@ -1,11 +1,19 @@
-"""Stratified, seeded splits: the same dataset and split_seed always give the same test set."""
+"""Stratified, seeded splits: the same dataset and split_seed always give the same test set.
 
+Without groups every image is split on its own (`split_off`, `stratified_three_way`); with groups
+(patients, studies, sites) whole groups are split (`group_split_off`, `grouped_three_way`).
+"""
+
+import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from benchmark.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -37,4 +45,57 @@ def stratified_three_way(labels: np.ndarray, fractions: Sequence[float], seed: i
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
     rest, test = split_off(labels, test_fraction, seed, "test")
     train, val = split_off(labels[rest], val_fraction / (train_fraction + val_fraction), seed, "val")
+    return {"train": rest[train], "val": rest[val], "test": test}
+
+
+def group_split_off(
+    labels: np.ndarray, groups: Sequence[str], fraction: float, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, split-off) with about `fraction` of the images split off, whole groups only.
+
+    One fold of sklearn's StratifiedGroupKFold (n_splits = round(1/fraction), shuffled by `seed`): no
+    group lands on both sides, and the class mix is kept as far as the groups allow.
+    """
+    if not 0 < fraction < 1:
+        raise BenchmarkError(f"the {what} fraction {fraction} must lie between 0 and 1")
+    n_splits = max(2, round(1 / fraction))
+    labels = np.asarray(labels)
+    group_array = np.asarray(groups)
+    n_groups = len(np.unique(group_array))
+    if n_groups < n_splits:
+        raise BenchmarkError(
+            f"cannot split off a {what} set of {fraction:.0%} by group: that takes 1 of {n_splits} "
+            f"group folds, so at least {n_splits} groups, but the {len(labels)} images have only {n_groups} "
+            "group(s): add patients, check the group key (dataset.groups / group_pattern / group_depth), "
+            "or provide the split as train/ val/ test/ folders"
+        )
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        kept, taken = next(splitter.split(np.zeros(len(labels)), labels, group_array))
+    for side, rows in ((what, taken), (f"the rest after the {what} set", kept)):
+        missing = sorted(set(labels.tolist()) - set(labels[rows].tolist()))
+        if missing:
+            log.warning(
+                "group-aware split: %s has no images of class index(es) %s (too few groups of them)",
+                side,
+                missing,
+            )
+    return np.sort(kept), np.sort(taken)
+
+
+def grouped_three_way(
+    labels: np.ndarray, groups: Sequence[str], fractions: Sequence[float], seed: int
+) -> dict[str, np.ndarray]:
+    """train/val/test index arrays, about the given proportions, no group in two splits."""
+    train_fraction, val_fraction, test_fraction = check_fractions(fractions)
+    groups = tuple(groups)
+    rest, test = group_split_off(labels, groups, test_fraction, seed, "test")
+    train, val = group_split_off(
+        labels[rest],
+        [groups[i] for i in rest],
+        val_fraction / (train_fraction + val_fraction),
+        seed,
+        "val",
+    )
     return {"train": rest[train], "val": rest[val], "test": test}

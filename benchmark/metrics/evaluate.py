@@ -5,6 +5,7 @@ settings, so the report and the ensemble can recompute it from `predictions.csv`
 are recorded in `metrics.json` next to the numbers they shaped.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -47,9 +48,13 @@ class Settings:
 
 
 def bootstrap_scores(
-    y_true: np.ndarray, probabilities: np.ndarray, indices: np.ndarray, settings: Settings
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    indices: np.ndarray | list[np.ndarray],
+    settings: Settings,
 ) -> dict[str, np.ndarray]:
-    """The bootstrapped metrics on each resample (rows of `indices`)."""
+    """The bootstrapped metrics on each resample (rows of `indices`: an array, or a list of index arrays
+    of differing lengths from the cluster bootstrap)."""
     found = {m.key: np.empty(len(indices)) for m in BOOTSTRAPPED}
     for i, rows in enumerate(indices):
         for m in BOOTSTRAPPED:
@@ -57,9 +62,12 @@ def bootstrap_scores(
     return found
 
 
-def confidence_intervals(y_true: np.ndarray, probabilities: np.ndarray, settings: Settings) -> dict:
-    """`<key>_ci_low` / `<key>_ci_high` of every bootstrapped metric."""
-    resamples = bootstrap_indices(len(y_true), settings.n_bootstrap, settings.bootstrap_seed)
+def confidence_intervals(
+    y_true: np.ndarray, probabilities: np.ndarray, settings: Settings, groups: Sequence | None = None
+) -> dict:
+    """`<key>_ci_low` / `<key>_ci_high` of every bootstrapped metric; with `groups` (one per test image)
+    the resampling unit is the group (cluster bootstrap), else the image."""
+    resamples = bootstrap_indices(len(y_true), settings.n_bootstrap, settings.bootstrap_seed, groups)
     intervals = {}
     for key, values in bootstrap_scores(y_true, probabilities, resamples, settings).items():
         intervals[f"{key}_ci_low"], intervals[f"{key}_ci_high"] = percentile_interval(
@@ -91,13 +99,20 @@ def coverage_curve(y_true: np.ndarray, probabilities: np.ndarray) -> list[tuple[
 
 
 def evaluate(
-    y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str], settings: Settings
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    settings: Settings,
+    groups: Sequence | None = None,
 ) -> dict:
     """Every test metric of a run, flat snake_case keys plus `per_class`, `confusion_matrix` and the
-    `evaluation` settings that shaped them."""
+    `evaluation` settings that shaped them. With `groups` (patient/study/site of each test image) the
+    intervals come from the cluster bootstrap: `bootstrap_unit` says which, `n_test_groups` how many."""
     scores: dict = {"n_test": int(len(y_true))}
+    scores["bootstrap_unit"] = "image" if groups is None else "group"
+    scores["n_test_groups"] = None if groups is None else int(len(set(groups)))
     scores |= {m.key: m.compute(y_true, probabilities, settings) for m in OVERALL}
-    scores |= confidence_intervals(y_true, probabilities, settings)
+    scores |= confidence_intervals(y_true, probabilities, settings, groups)
     curve = coverage_curve(y_true, probabilities)
     scores["accuracy_at_90_coverage"] = dict(curve)[0.9]
     scores["coverage_curve"] = [list(point) for point in curve]

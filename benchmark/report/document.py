@@ -93,10 +93,43 @@ def dataset_facts(rows: list[Row]) -> str:
         [" / ".join(f"{k} {v}" for k, v in (run.metrics.get("split_sizes") or {}).items()) for run in runs]
     )
     fingerprints = unique([(run.manifest.get("dataset") or {}).get("fingerprint") for run in runs])
+    lines = [
+        f"- classes: {'; '.join(classes)}",
+        f"- split sizes: {'; '.join(splits)}",
+        f"- {'; '.join(unique([split_unit(run.metrics) for run in runs]))}",
+        f"- data fingerprint: {', '.join(f'`{f}`' for f in fingerprints)}",
+    ]
+    skipped = max(int(run.metrics.get("skipped_images") or 0) for run in runs)
+    if skipped:
+        lines.append(f"- {skipped} unreadable image file(s) skipped (listed in each run's manifest.json)")
+    return "\n".join(lines + duplicate_warnings(runs))
+
+
+def split_unit(metrics: dict) -> str:
+    """ "split by patient (42 groups)" or the warning that images of one patient may sit in two splits."""
+    unit, groups = metrics.get("split_by") or "image", metrics.get("split_groups")
+    if unit == "image" or not groups:
+        return "split by image — no groups given (images of one patient may sit in train and test)"
     return (
-        f"- classes: {'; '.join(classes)}\n- split sizes: {'; '.join(splits)}\n"
-        f"- data fingerprint: {', '.join(f'`{f}`' for f in fingerprints)}"
+        f"split by {unit} ({sum(groups.values())} {unit}s: "
+        + ", ".join(f"{k} {v}" for k, v in groups.items())
+        + ")"
     )
+
+
+def duplicate_warnings(runs: list[Run]) -> list[str]:
+    """Cross-split duplicates the data audit found: they make test metrics optimistic."""
+    found: dict[str, int] = {}
+    for run in runs:
+        for kind, count in (run.metrics.get("cross_split_duplicates") or {}).items():
+            found[kind] = max(found.get(kind, 0), int(count))
+    if not any(found.values()):
+        return []
+    described = ", ".join(f"{count} {kind}" for kind, count in found.items() if count)
+    return [
+        f"\n{WARNING} **Possible leakage:** the data audit found images shared across splits ({described}; "
+        "see each run's audit.csv and audit.png): test metrics may be optimistic."
+    ]
 
 
 def significance(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import BackboneSpec, get
 from benchmark.data import dataset_name
+from benchmark.errors import BenchmarkError
 from benchmark.files import digest
 from benchmark.runs.layout import run_name, run_path
 
@@ -44,7 +45,12 @@ def resolve(cfg: DictConfig) -> RunIdentity:
     """The run's identity; an unknown backbone stops here (the input size is checked by the pipeline, so a
     sweep cell at a size its backbone cannot take is still filed under its own directory as failed)."""
     spec = get(cfg.backbone.name)
-    image_size = int(cfg.image_size or spec.default_size)
+    image_size = cfg.image_size or spec.default_size
+    if isinstance(image_size, bool) or not isinstance(image_size, int):
+        raise BenchmarkError(
+            f"image_size={image_size!r} is not a whole number of pixels: use e.g. "
+            f"image_size={spec.default_size} (or image_size=null for the backbone's default)"
+        )
     name = dataset_name(cfg.dataset)
     hashed = config_hash(cfg, image_size)
     run_dir = run_path(Path(cfg.results_dir), name, spec.name, run_name(cfg.seed, hashed))

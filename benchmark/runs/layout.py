@@ -8,8 +8,10 @@ level are staging areas and are never listed as runs.
 
 import os
 import shutil
+import socket
 from pathlib import Path
 
+from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json
 
 ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
@@ -40,6 +42,20 @@ def ensemble_dirs(results_dir: Path, dataset: str) -> list[Path]:
     return sorted((runs_root(results_dir) / dataset / ENSEMBLE).glob("top*-*"))
 
 
+def check_writable(results_dir: Path) -> None:
+    """Fail before any work when the results folder cannot be written."""
+    try:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        probe = Path(results_dir) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchmarkError(
+            f"results_dir={results_dir} is not writable ({error.strerror or error}): "
+            "choose a folder you can write to, e.g. results_dir=$HOME/medbench-results"
+        ) from None
+
+
 def is_complete(run_dir: Path) -> bool:
     return (run_dir / "metrics.json").is_file()
 
@@ -49,11 +65,35 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def staging_directory(run_dir: Path) -> Path:
-    """A fresh hidden sibling to write into; the report ignores hidden folders."""
-    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    """A fresh hidden sibling to write into (the report ignores hidden folders), named after this host
+    and process so that a later run can tell an abandoned one from one still being written."""
+    remove_abandoned_staging(run_dir)
+    staging = run_dir.with_name(f".{run_dir.name}.partial-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     return staging
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_abandoned_staging(run_dir: Path) -> list[Path]:
+    """Delete staging folders of this run left by killed processes of this host; those of live processes
+    and of other hosts (a shared filesystem) are left alone."""
+    host, removed = socket.gethostname(), []
+    for staging in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
+        owner, _, pid = staging.name.rsplit(".partial-", 1)[1].rpartition("-")
+        if owner == host and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def publish(staging: Path, run_dir: Path) -> None:

@@ -11,10 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from backbones.registry import check_image_size
 from backbones.weights import IMAGENET_UNAVAILABLE, LoadedBackbone, load_backbone, weights_id_of_file
 from benchmark.data import Dataset, load_dataset
-from benchmark.data.audit import audit
+from benchmark.data.groups import splits_frame
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.figures import run as run_figures
+from benchmark.figures.audit import audit_figure
 from benchmark.files import write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
@@ -26,6 +27,7 @@ from benchmark.train import STRATEGIES, augment
 from benchmark.train.shared import Trained
 
 log = logging.getLogger(__name__)
+AUDIT_FIGURE_SIZE = 160  # side of each image in audit.png
 
 
 def write_outputs(
@@ -36,6 +38,11 @@ def write_outputs(
     classes = list(dataset.class_names)
     test = dataset.splits["test"]
     write_text(stage / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_text(stage / "splits.csv", splits_frame(dataset.splits, classes).to_csv(index=False))
+    pairs = dataset.records.get("audit_pairs")
+    if pairs is not None and len(pairs):
+        write_text(stage / "audit.csv", pairs.to_csv(index=False))
+        audit_figure(pairs, lambda image_id: dataset.decode(image_id, AUDIT_FIGURE_SIZE), stage / "audit.png")
     write_text(stage / "history.csv", trained.history.to_csv(index=False))
     table = predictions_frame(test.ids, trained.test_probabilities, classes, labels=test.labels)
     write_text(stage / "predictions.csv", table.to_csv(index=False))
@@ -54,7 +61,37 @@ def write_outputs(
     return stage / "model.keras"
 
 
-def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record: dict, started: str) -> dict:
+def data_record(dataset: Dataset) -> dict:
+    """What loading found, for manifest.json: counts per split, class and group; skipped files; the
+    duplicate audit; how pixels were decoded."""
+    return {
+        "class_counts": dataset.class_counts(),
+        "split_by": dataset.group_name or "image",
+        "group_counts": dataset.group_counts(),
+        "skipped_images": dataset.records.get("skipped", []),
+        "audit": dataset.records.get("audit", {}),
+        "decoding": dataset.records.get("decoding", {}),
+    }
+
+
+def split_summary(dataset: Dataset) -> dict:
+    """The facts about the data the leaderboard shows (read from metrics.json)."""
+    audit = dataset.records.get("audit", {})
+    return {
+        "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
+        "split_by": dataset.group_name or "image",
+        "split_groups": {name: len(set(split.groups)) for name, split in dataset.splits.items()}
+        if dataset.group_name
+        else None,
+        "skipped_images": len(dataset.records.get("skipped", [])),
+        "cross_split_duplicates": {
+            kind: sum(n for pair, n in by_pair.items() if len(set(pair.split("~"))) > 1)
+            for kind, by_pair in audit.get("counts", {}).items()
+        },
+    }
+
+
+def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, started: str) -> dict:
     return {
         "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
@@ -64,7 +101,7 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, audit_record:
             "fingerprint": dataset.fingerprint,
             "synthetic": dataset.synthetic,
             "classes": list(dataset.class_names),
-            **audit_record,
+            **data_record(dataset),
         },
         "seed": cfg.seed,
         "weights_used": weights_used,
@@ -98,6 +135,7 @@ def validate(cfg: DictConfig) -> RunIdentity:
     """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
     run = resolve(cfg)
     check_image_size(run.spec, run.image_size)
+    layout.check_writable(Path(cfg.results_dir))
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
     if cfg.train.mode == "frozen" and augment.is_active(cfg.augment):
@@ -113,11 +151,16 @@ def train_and_evaluate(
 ) -> dict:
     """Training, test metrics, Grad-CAM and efficiency; every file of the run but metrics.json."""
     started = provenance.now()
-    audit_record = audit(dataset)
     trained = STRATEGIES[cfg.train.mode](cfg, dataset, run.spec, backbone, run.image_size)
     test = dataset.splits["test"]
     classes = list(dataset.class_names)
-    scores = evaluate(test.labels, trained.test_probabilities, classes, Settings.from_config(cfg.evaluate))
+    scores = evaluate(
+        test.labels,
+        trained.test_probabilities,
+        classes,
+        Settings.from_config(cfg.evaluate),
+        groups=test.groups,
+    )
     model_file = write_outputs(stage, cfg, run, dataset, trained, scores)
     test_pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
     scores |= explain(
@@ -131,7 +174,7 @@ def train_and_evaluate(
         cfg.explain.seed,
         stage / "gradcam.png",
     )
-    write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, audit_record, started))
+    write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
     costs = efficiency.measure(trained.model, run.image_size, model_file, cfg.efficiency)
     return {
         "backbone": run.spec.name,
@@ -145,7 +188,7 @@ def train_and_evaluate(
         "config_hash": run.config_hash,
         "dataset_fingerprint": dataset.fingerprint,
         "weights_id": backbone.weights_id,
-        "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
+        **split_summary(dataset),
         **scores,
         **trained.timings,
         **costs,
@@ -157,7 +200,7 @@ def run(cfg: DictConfig) -> dict:
     identity = validate(cfg)
     dataset = None  # loaded (and content-hashed) once: for the resume check, or after the weights below
     if layout.is_complete(identity.run_dir) and not cfg.force:
-        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir))
+        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
         if still_valid(cfg, identity.run_dir, dataset):
             log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
             return layout.read_metrics(identity.run_dir)
@@ -165,7 +208,7 @@ def run(cfg: DictConfig) -> dict:
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
-        dataset = dataset or load_dataset(cfg.dataset, Path(cfg.data_dir))
+        dataset = dataset or load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
         stage = layout.staging_directory(identity.run_dir)
         try:
             metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)

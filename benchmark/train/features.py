@@ -44,8 +44,6 @@ def split_features(
         dataset.fingerprint, split, extractor.name, weights_id, size, keras.__version__, tf.__version__
     )
     path = cache_dir / "features" / f"{dataset.name}-{split}-{extractor.name}-{size}px-{key}.npy"
-    if path.exists():
-        return np.load(path), True
 
     def fill(out: np.ndarray) -> None:
         pixels = split_pixels(dataset, split, size, cache_dir)
@@ -54,4 +52,5 @@ def split_features(
         log.info("features %s: %d images in %.1fs", split, len(pixels), time.perf_counter() - started)
 
     dim = extractor.output_shape[-1]
-    return np.asarray(cached_array(path, (len(dataset.splits[split]), dim), "float32", fill)), False
+    features, was_cached = cached_array(path, (len(dataset.splits[split]), dim), "float32", fill)
+    return np.asarray(features), was_cached

@@ -184,3 +184,58 @@ def test_unknown_label_names_the_label_and_the_valid_ones() -> None:
 def test_render_slice_validates_size_and_difficulty(size: int, difficulty: float) -> None:
     with pytest.raises(ValueError, match=str(size if size < 32 else difficulty)):
         render_slice("normal", np.random.default_rng(0), size, difficulty)
+
+
+def test_slices_per_patient_one_keeps_the_default_folder_name(tmp_path: Path) -> None:
+    default = dataset_dir(tmp_path, 200, 128, 0, 0.5)
+    assert dataset_dir(tmp_path, 200, 128, 0, 0.5, slices_per_patient=1) == default
+    assert dataset_dir(tmp_path, 200, 128, 0, 0.5, slices_per_patient=4) == Path(f"{default}-k4")
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -2])
+def test_bad_slices_per_patient_raises_value_error_naming_it(tmp_path: Path, bad: float) -> None:
+    with pytest.raises(ValueError, match="slices_per_patient"):
+        generate(tmp_path, 2, 64, 0, 0.5, slices_per_patient=bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_patients_are_near_identical_slices_with_a_findable_patient(tmp_path: Path) -> None:
+    import re
+
+    from benchmark.data.synthetic import PATIENT_PATTERN
+
+    root = generate(tmp_path, 4, TREE_SIZE, 0, 0.5, slices_per_patient=3)
+    assert root.name.endswith("-k3")
+    files = _files(root)
+    assert sorted(files) == [
+        f"{label}/{label}_p{2 * c + j:04d}_s{s:02d}.png"
+        for c, label in enumerate(CLASS_NAMES)
+        for j, count in enumerate((3, 1))  # 4 images per class: a patient of 3 slices and one of 1
+        for s in range(count)
+    ]
+    patients = {name: re.search(PATIENT_PATTERN, name).group(1) for name in files}
+    assert len(set(patients.values())) == 2 * len(CLASS_NAMES)  # patient ids unique across classes
+
+    def pixels(name: str) -> np.ndarray:
+        with Image.open(root / name) as image:
+            return np.asarray(image, dtype=float)
+
+    first, second, third = (pixels(f"tumor/tumor_p0004_s{s:02d}.png") for s in range(3))
+    other = pixels("tumor/tumor_p0005_s00.png")
+    same = np.mean([np.abs(first - second).mean(), np.abs(first - third).mean()])
+    assert not np.array_equal(first, second)  # each slice has its own noise and jitter
+    assert np.abs(first - other).mean() > 2 * same  # another patient differs far more
+    assert _files(generate(tmp_path / "again", 4, TREE_SIZE, 0, 0.5, slices_per_patient=3)) == files
+
+
+def test_a_patient_tree_splits_by_patient_with_the_pattern(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from benchmark.data.folder import load_folder
+    from benchmark.data.synthetic import PATIENT_PATTERN
+
+    root = generate(tmp_path, 8, 32, 0, 0.5, slices_per_patient=2)
+    cfg = OmegaConf.create({"split": [0.7, 0.1, 0.2], "split_seed": 0, "group_pattern": PATIENT_PATTERN})
+    _, splits = load_folder(root, cfg)
+    seen = [set(split.groups) for split in splits.values()]
+    assert sum(len(s) for s in seen) == len(set().union(*seen)) == 4 * len(CLASS_NAMES)  # none shared

@@ -1,9 +1,14 @@
-"""Deterministic synthetic chest-CT dataset: the benchmark's built-in default.
+r"""Deterministic synthetic chest-CT dataset: the benchmark's built-in default.
 
 Renders lung-window axial chest slices for three classes ("normal", "pneumonia", "tumor") and writes
 them once as an ordinary image-folder tree, so the rest of the pipeline reads them exactly like a user's
 own data. Every image depends only on (seed, class, index, size, difficulty), which makes runs
 reproducible and lets a finished tree be reused as a cache.
+
+With slices_per_patient=k > 1 the images come in "patients" of k near-identical slices (one anatomy and
+lesion, independent noise and a pixel of jitter), named <class>/<class>_p<patient:04d>_s<slice:02d>.png
+with patient numbers unique across classes, so `dataset.group_pattern='_(p\d+)_'` groups them. It is the
+demo of patient leakage: split by image, a patient's slices land in both train and test.
 
 Geometry is drawn in normalised coordinates: u runs left to right and v anterior (top) to posterior
 (bottom), both in [-1, 1]; the patient's left is on the image right, as radiologists read CT.
@@ -26,20 +31,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.data.synthetic.render import CLASS_NAMES, check_common, render_slice
+from benchmark.data.synthetic.render import CLASS_NAMES, check_common, render_patient, render_slice
 from benchmark.files import publish_directory
 
-__all__ = ["CLASS_NAMES", "GENERATOR_VERSION", "dataset_dir", "generate", "render_slice"]
+__all__ = [
+    "CLASS_NAMES",
+    "GENERATOR_VERSION",
+    "PATIENT_PATTERN",
+    "dataset_dir",
+    "generate",
+    "render_patient",
+    "render_slice",
+]
 
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION: int = 1  # bump when the rendering changes, so cached trees are regenerated
+PATIENT_PATTERN = r"_(p\d+)_"  # dataset.group_pattern that finds the patient of a slices_per_patient > 1 tree
 
 
-def dataset_dir(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> Path:
-    """The folder keyed by every parameter plus GENERATOR_VERSION, so a stale tree is never reused."""
+def dataset_dir(
+    data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float, slices_per_patient: int = 1
+) -> Path:
+    """The folder keyed by every parameter plus GENERATOR_VERSION, so a stale tree is never reused
+    (`-k<slices>` is appended only for slices_per_patient > 1: the default name is unchanged)."""
     if int(n_per_class) != n_per_class or n_per_class < 1:
         raise ValueError(f"n_per_class must be an integer >= 1, got {n_per_class!r}")
+    if (
+        isinstance(slices_per_patient, bool)
+        or int(slices_per_patient) != slices_per_patient
+        or slices_per_patient < 1
+    ):
+        raise ValueError(f"slices_per_patient must be an integer >= 1, got {slices_per_patient!r}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     check_common(size, difficulty)
@@ -50,6 +73,8 @@ def dataset_dir(data_dir: Path, n_per_class: int, size: int, seed: int, difficul
         f"seed{int(seed)}",
         f"d{float(difficulty)}",
     )
+    if int(slices_per_patient) > 1:
+        parts = (*parts, f"k{int(slices_per_patient)}")
     return Path(data_dir) / "-".join(("synthetic", *parts))
 
 
@@ -69,13 +94,39 @@ def _write_tree(root: Path, n_per_class: int, size: int, seed: int, difficulty: 
             Image.fromarray(pixels).save(class_dir / f"{label}_{i:04d}.png")
 
 
-def generate(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> Path:
+def _write_patients(
+    root: Path, n_per_class: int, size: int, seed: int, difficulty: float, slices_per_patient: int
+) -> None:
+    """n_per_class slices per class in patients of `slices_per_patient` (the last one may have fewer).
+
+    Patient j of class c is seeded by (seed, c, j, 0) and its slice s by (seed, c, j, 1, s); patient
+    numbers run on across classes, so no two classes share a patient id.
+    """
+    n_patients = -(-n_per_class // slices_per_patient)
+    for class_idx, label in enumerate(CLASS_NAMES):
+        class_dir = root / label
+        class_dir.mkdir()
+        for j in range(n_patients):
+            count = min(slices_per_patient, n_per_class - j * slices_per_patient)
+            patient_rng = np.random.default_rng([seed, class_idx, j, 0])
+            slice_rngs = [np.random.default_rng([seed, class_idx, j, 1, s]) for s in range(count)]
+            patient = class_idx * n_patients + j
+            for s, pixels in enumerate(render_patient(label, patient_rng, slice_rngs, size, difficulty)):
+                Image.fromarray(pixels).save(class_dir / f"{label}_p{patient:04d}_s{s:02d}.png")
+
+
+def generate(
+    data_dir: Path, n_per_class: int, size: int, seed: int, difficulty: float, slices_per_patient: int = 1
+) -> Path:
     """Write dataset_dir(...)/<class>/<class>_<i:04d>.png for every class, once; return the folder.
+
+    With slices_per_patient > 1: <class>/<class>_p<patient:04d>_s<slice:02d>.png instead, n_per_class
+    images per class in patients of that many near-identical slices (group them with PATIENT_PATTERN).
 
     An existing folder is returned untouched. The tree is rendered into a hidden temporary sibling and
     renamed into place, so an interrupted run never leaves a half-written tree that looks complete.
     """
-    target = dataset_dir(data_dir, n_per_class, size, seed, difficulty)
+    target = dataset_dir(data_dir, n_per_class, size, seed, difficulty, slices_per_patient)
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +141,11 @@ def generate(data_dir: Path, n_per_class: int, size: int, seed: int, difficulty:
     staging = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        _write_tree(staging, int(n_per_class), int(size), int(seed), float(difficulty))
+        if int(slices_per_patient) == 1:
+            _write_tree(staging, int(n_per_class), int(size), int(seed), float(difficulty))
+        else:
+            args = (int(n_per_class), int(size), int(seed), float(difficulty), int(slices_per_patient))
+            _write_patients(staging, *args)
         publish_directory(staging, target, replace=False)  # a concurrent run that finished first wins
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -73,3 +73,52 @@ def render_slice(label: str, rng: np.random.Generator, size: int, difficulty: fl
     image = anatomy.image + confounders(anatomy, rng, difficulty)
     acquisition = _sample_acquisition(rng, int(size), difficulty)
     return _finish(add_lesion(label, image, anatomy, rng, difficulty), acquisition)
+
+
+# Slices of one patient (slices_per_patient > 1): one anatomy, lesion and scan, seen several times.
+SLICE_SHIFT_PX = 0.75  # per-slice in-plane jitter, uniform up to this many pixels each way (at 128 px)
+SLICE_NOISE = 0.35  # per-slice extra grain, as a fraction of the scan's grain amplitude
+
+
+def _shift(image: np.ndarray, rows: float, cols: float) -> np.ndarray:
+    """Bilinear sub-pixel shift; the border is air, so what wraps round the edge is air too."""
+    out = np.zeros_like(image)
+    r0, c0 = int(np.floor(rows)), int(np.floor(cols))
+    fr, fc = rows - r0, cols - c0
+    for dr, wr in ((r0, 1 - fr), (r0 + 1, fr)):
+        for dc, wc in ((c0, 1 - fc), (c0 + 1, fc)):
+            out += wr * wc * np.roll(image, (dr, dc), axis=(0, 1))
+    return out
+
+
+def render_patient(
+    label: str,
+    patient_rng: np.random.Generator,
+    slice_rngs: list[np.random.Generator],
+    size: int,
+    difficulty: float,
+) -> list[np.ndarray]:
+    """Near-identical uint8 slices of one patient.
+
+    Anatomy, confounders, the scan's noise and window, and the lesion are drawn once from `patient_rng`
+    (in render_slice's order); each slice adds, from its own generator in `slice_rngs`, a sub-pixel shift
+    and a little extra grain. Neighbouring slices of a real scan are this alike, which is why splitting
+    them across train and test leaks the patient.
+    """
+    if label not in CLASS_NAMES:
+        raise ValueError(f"unknown label {label!r}; valid labels: {', '.join(CLASS_NAMES)}")
+    check_common(size, difficulty)
+    size = int(size)
+    u, v = grid(size)
+    anatomy = render_anatomy(u, v, patient_rng, difficulty)
+    image = anatomy.image + confounders(anatomy, patient_rng, difficulty)
+    scan = _sample_acquisition(patient_rng, size, difficulty)
+    image = add_lesion(label, image, anatomy, patient_rng, difficulty)
+    reach = SLICE_SHIFT_PX * size / 128
+    grain = SLICE_NOISE * lerp(NOISE_SIGMA, difficulty)
+    slices = []
+    for rng in slice_rngs:
+        rows, cols = rng.uniform(-reach, reach, size=2)
+        noise = scan.noise + grain * white_field(rng, size, NOISE_GRAIN_PX)
+        slices.append(_finish(_shift(image, rows, cols), _Acquisition(noise, scan.gain, scan.offset)))
+    return slices

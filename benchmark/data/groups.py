@@ -1,0 +1,184 @@
+"""The group (patient, study or site) of each image, from one of three dataset keys, and the split table.
+
+Exactly one of these may be set:
+    dataset.groups=<csv>           columns `file,group`; files relative to dataset.path
+    dataset.group_pattern=<regex>  one capture group, re.search over the relative path
+    dataset.group_depth=<k>        the folder(s) under the class folder: <class>/<patient>/*.png for k=1
+Nothing set: no groups, every image is its own unit (and splits are exactly the per-image ones).
+"""
+
+import csv
+import re
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from benchmark.data.dataset import SPLITS, Split
+from benchmark.errors import BenchmarkError
+
+GROUP_KEYS = ("groups", "group_pattern", "group_depth")
+EXAMPLES = 3  # example files named in an error message
+
+
+def _examples(files: Sequence[str]) -> str:
+    shown = ", ".join(files[:EXAMPLES])
+    more = len(files) - EXAMPLES
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def group_key(cfg) -> str | None:
+    """The one group key the config sets, or None; more than one is an error naming them."""
+    chosen = [key for key in GROUP_KEYS if cfg.get(key) not in (None, "")]
+    if len(chosen) > 1:
+        raise BenchmarkError(
+            f"dataset sets {', '.join(f'dataset.{k}' for k in chosen)}: groups come from exactly one of "
+            f"them; keep one and set the others to null"
+        )
+    return chosen[0] if chosen else None
+
+
+def normalise(path: str) -> str:
+    """A relative path as the folder listing spells it (forward slashes, no leading `./`)."""
+    return str(PurePosixPath(path.strip().replace("\\", "/")))
+
+
+def read_group_csv(path: Path) -> dict[str, str]:
+    """file -> group from a CSV with columns `file,group`."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in reader.fieldnames or []]
+            if "file" not in columns or "group" not in columns:
+                raise BenchmarkError(
+                    f"dataset.groups={path} has columns {columns}: it needs the columns `file,group` "
+                    "(file relative to dataset.path, group = patient/study/site id)"
+                )
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except OSError as error:
+        raise BenchmarkError(
+            f"dataset.groups={path} cannot be read ({error.strerror or error}): point it at the CSV"
+        ) from None
+    found: dict[str, str] = {}
+    conflicts: list[str] = []
+    for row in rows:
+        if not row.get("file"):
+            continue
+        file = normalise(row["file"])
+        if file in found and found[file] != row.get("group", ""):
+            conflicts.append(file)
+        found[file] = row.get("group", "")
+    if conflicts:
+        raise BenchmarkError(
+            f"dataset.groups={path} gives {len(conflicts)} file(s) two different groups, e.g. "
+            f"{_examples(conflicts)}: list each file once"
+        )
+    return found
+
+
+def _csv_path(value: str, root: Path) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and not path.exists() and (root / path).exists():
+        return root / path
+    return path
+
+
+def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ...]:
+    path = _csv_path(value, root)
+    if not path.is_file():
+        raise BenchmarkError(
+            f"dataset.groups={value} is not a file: point it at a CSV with columns file,group"
+        )
+    table = read_group_csv(path)
+    missing = [i for i in ids if not table.get(i)]
+    if missing:
+        raise BenchmarkError(
+            f"dataset.groups={path} has no group for {len(missing)} of {len(ids)} images, e.g. "
+            f"{_examples(missing)}: add a `file,group` row for each (file relative to dataset.path={root})"
+        )
+    return tuple(table[i] for i in ids)
+
+
+def groups_from_pattern(ids: Sequence[str], pattern: str) -> tuple[str, ...]:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise BenchmarkError(
+            f"dataset.group_pattern={pattern!r} is not a valid regular expression ({error}): "
+            r"fix it, e.g. 'patient(\d+)_'"
+        ) from None
+    if compiled.groups != 1:
+        raise BenchmarkError(
+            f"dataset.group_pattern={pattern!r} has {compiled.groups} capture groups: it needs exactly one, "
+            r"the group id, e.g. 'patient(\d+)_' (use (?:...) for the others)"
+        )
+    found, unmatched = [], []
+    for image_id in ids:
+        match = compiled.search(image_id)
+        if match is None or not match.group(1):
+            unmatched.append(image_id)
+        else:
+            found.append(match.group(1))
+    if unmatched:
+        raise BenchmarkError(
+            f"dataset.group_pattern={pattern!r} does not match {len(unmatched)} of {len(ids)} images, e.g. "
+            f"{_examples(unmatched)}: change the pattern (searched in the path relative to dataset.path) "
+            "or use dataset.groups=<csv>"
+        )
+    return tuple(found)
+
+
+def groups_from_depth(ids: Sequence[str], depth, class_level: int) -> tuple[str, ...]:
+    """The `depth` folders under the class folder (at path level `class_level`), joined with `/`."""
+    if isinstance(depth, bool) or not str(depth).strip().isdigit() or int(depth) < 1:
+        raise BenchmarkError(
+            f"dataset.group_depth={depth!r} must be a positive integer: 1 = the folder under the class "
+            "folder (<class>/<patient>/*.png)"
+        )
+    depth = int(depth)
+    found, shallow = [], []
+    for image_id in ids:
+        parts = PurePosixPath(image_id).parts
+        folders = parts[class_level + 1 : -1]
+        if len(folders) < depth:
+            shallow.append(image_id)
+        else:
+            found.append("/".join(folders[:depth]))
+    if shallow:
+        layout = "<split>/<class>/" if class_level else "<class>/"
+        raise BenchmarkError(
+            f"dataset.group_depth={depth} needs {depth} folder(s) under the class folder "
+            f"({layout}{'/'.join(['<group>'] * depth)}/<image>) but {len(shallow)} of {len(ids)} images lie "
+            f"shallower, e.g. {_examples(shallow)}: lower dataset.group_depth, move the images into group "
+            "folders, or use dataset.group_pattern / dataset.groups"
+        )
+    return tuple(found)
+
+
+def assign_groups(ids: Sequence[str], cfg, root: Path, class_level: int = 0) -> tuple[str, ...] | None:
+    """The group of each image id (paths relative to `root`), or None when no group key is set.
+
+    `class_level` is the path level of the class folder: 0 for `<class>/...`, 1 for `<split>/<class>/...`.
+    """
+    key = group_key(cfg)
+    if key is None:
+        return None
+    value = cfg.get(key)
+    if key == "groups":
+        return groups_from_csv(ids, str(value), root)
+    if key == "group_pattern":
+        return groups_from_pattern(ids, str(value))
+    return groups_from_depth(ids, value, class_level)
+
+
+def splits_frame(splits: dict[str, Split], class_names: Sequence[str]) -> pd.DataFrame:
+    """One row per image: file, split, label (the class name), group ("" without groups); the run's
+    splits.csv. Splits in train/val/test order, images in split order."""
+    order = [s for s in SPLITS if s in splits] + [s for s in splits if s not in SPLITS]
+    rows = []
+    for name in order:
+        split = splits[name]
+        groups = split.groups if split.groups is not None else ("",) * len(split)
+        for file, label, group in zip(split.ids, split.labels, groups, strict=True):
+            rows.append((file, name, class_names[int(label)], str(group)))
+    return pd.DataFrame(rows, columns=["file", "split", "label", "group"])

@@ -1,0 +1,207 @@
+"""Patient-/study-/site-grouped splits: group keys, group-aware splits, leakage checks, splits.csv."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from benchmark.data.dataset import Split
+from benchmark.data.folder import load_folder
+from benchmark.data.groups import assign_groups, group_key, splits_frame
+from benchmark.data.splits import group_split_off, grouped_three_way, stratified_three_way
+from benchmark.errors import BenchmarkError
+
+BASE = {"split": [0.7, 0.1, 0.2], "val_fraction": 0.2, "split_seed": 0, "group_overlap": "error"}
+PATTERN = r"_(p\d+)_"
+
+
+def cfg(**changes):
+    return OmegaConf.create({**BASE, "groups": None, "group_pattern": None, "group_depth": None, **changes})
+
+
+def touch(path: Path) -> None:
+    """The loader lists files by suffix only: empty files keep these tests fast."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+
+def flat_patients(root: Path, patients: dict[str, int], slices: int, prefix: str = "") -> None:
+    """<prefix><class>/<class>_p<NNNN>_s<SS>.png, patient numbers running on across classes."""
+    number = 0
+    for klass, count in patients.items():
+        for _ in range(count):
+            for s in range(slices):
+                touch(root / prefix / klass / f"{klass}_p{number:04d}_s{s:02d}.png")
+            number += 1
+
+
+def group_sets(splits: dict[str, Split]) -> dict[str, set[str]]:
+    return {name: set(split.groups) for name, split in splits.items()}
+
+
+def assert_no_shared_group(splits: dict[str, Split]) -> None:
+    sets = group_sets(splits)
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not sets[a] & sets[b], (a, b, sets[a] & sets[b])
+
+
+def test_pattern_groups_never_cross_splits_and_stay_stratified(tmp_path: Path):
+    flat_patients(tmp_path, {"normal": 20, "tumor": 20}, slices=4)
+    class_names, splits = load_folder(tmp_path, cfg(group_pattern=PATTERN))
+    assert class_names == ["normal", "tumor"]
+    assert_no_shared_group(splits)
+    assert sum(len(s) for s in splits.values()) == 160
+    for split in splits.values():
+        assert split.groups is not None and len(split.groups) == len(split)
+        assert all(f"_{g}_" in i for i, g in zip(split.ids, split.groups, strict=True))
+        assert set(split.labels.tolist()) == {0, 1}  # both classes in every split
+    assert 0.15 <= len(splits["test"]) / 160 <= 0.25  # round(1 / 0.2) = 5 folds: about a fifth
+    again = load_folder(tmp_path, cfg(group_pattern=PATTERN))[1]
+    assert all(again[s].ids == splits[s].ids for s in splits)
+    other = load_folder(tmp_path, cfg(group_pattern=PATTERN, split_seed=1))[1]
+    assert other["test"].ids != splits["test"].ids
+
+
+def test_without_a_group_key_the_split_is_the_per_image_one(tmp_path: Path):
+    flat_patients(tmp_path, {"a": 6, "b": 7}, slices=3)
+    _, splits = load_folder(tmp_path, cfg())
+    ids = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    labels = np.array([0 if i.startswith("a/") else 1 for i in ids])
+    expected = stratified_three_way(labels, BASE["split"], 0)
+    for name, rows in expected.items():
+        assert splits[name].ids == tuple(ids[r] for r in rows)
+        assert splits[name].groups is None
+
+
+def test_group_depth_uses_the_folder_under_the_class_folder(tmp_path: Path):
+    for klass in ("a", "b"):
+        for patient in range(10):
+            for s in range(3):
+                touch(tmp_path / klass / f"pat{klass}{patient}" / f"slice{s}.png")
+    _, splits = load_folder(tmp_path, cfg(group_depth=1))
+    assert_no_shared_group(splits)
+    assert all(i.split("/")[1] == g for s in splits.values() for i, g in zip(s.ids, s.groups, strict=True))
+
+
+def test_group_depth_in_the_presplit_layout_and_val_split_off_by_group(tmp_path: Path):
+    for split, patients in (("train", range(0, 12)), ("test", range(12, 16))):
+        for klass in ("a", "b"):
+            for patient in patients:
+                for s in range(2):
+                    touch(tmp_path / split / klass / f"{klass}{patient}" / f"{s}.png")
+    _, splits = load_folder(tmp_path, cfg(group_depth=1))
+    assert set(splits) == {"train", "val", "test"}
+    assert_no_shared_group(splits)
+    assert len(group_sets(splits)["val"]) in (4, 5)  # one of round(1 / 0.2) = 5 folds of 24 train groups
+    assert all(i.startswith("train/") for i in splits["val"].ids)
+
+
+def test_groups_from_a_csv(tmp_path: Path):
+    flat_patients(tmp_path / "data", {"a": 8, "b": 8}, slices=2)
+    ids = sorted(str(p.relative_to(tmp_path / "data")) for p in (tmp_path / "data").rglob("*.png"))
+    rows = ["file,group"] + [f"./{i},site{n % 5}" for n, i in enumerate(ids)]
+    (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
+    settings = cfg(groups=str(tmp_path / "groups.csv"), split=[0.6, 0.2, 0.2])
+    _, splits = load_folder(tmp_path / "data", settings)
+    assert_no_shared_group(splits)
+    assert set().union(*group_sets(splits).values()) == {f"site{k}" for k in range(5)}
+
+
+def test_splits_frame_lists_every_image_once(tmp_path: Path):
+    flat_patients(tmp_path, {"a": 10, "b": 10}, slices=2)
+    _, splits = load_folder(tmp_path, cfg(group_pattern=PATTERN))
+    frame = splits_frame(splits, ["a", "b"])
+    assert list(frame.columns) == ["file", "split", "label", "group"]
+    assert len(frame) == 40 and frame["file"].is_unique
+    assert list(dict.fromkeys(frame["split"])) == ["train", "val", "test"]
+    assert (frame["label"] == frame["file"].str[0]).all()
+    assert frame.groupby("group")["split"].nunique().max() == 1
+    plain = splits_frame({"test": Split(("x.png",), np.array([1]))}, ["a", "b"])
+    assert plain.to_dict("records") == [{"file": "x.png", "split": "test", "label": "b", "group": ""}]
+
+
+def test_usable_sees_every_id_once_before_the_split(tmp_path: Path):
+    for split in ("train", "test"):
+        flat_patients(tmp_path, {"a": 6, "b": 6}, slices=2, prefix=split)
+    seen = []
+
+    def usable(ids: list[str]) -> list[str]:
+        seen.append(list(ids))
+        return [i for i in ids if not i.endswith("_s01.png")]
+
+    _, splits = load_folder(tmp_path, cfg(group_pattern=PATTERN, group_overlap="warn"), usable)
+    assert len(seen) == 1 and len(seen[0]) == 48
+    assert seen[0] == sorted(seen[0], key=lambda i: (i.split("/")[0] != "train", i))  # train/ then test/
+    kept = [i for s in splits.values() for i in s.ids]
+    assert len(kept) == 24 and not any(i.endswith("_s01.png") for i in kept)
+
+
+def test_a_patient_in_two_split_folders_is_an_error_or_a_warning(tmp_path: Path, caplog):
+    for split in ("train", "val", "test"):
+        flat_patients(tmp_path, {"a": 3, "b": 3}, slices=1, prefix=split)  # the same p0000..p0005 everywhere
+    with pytest.raises(BenchmarkError, match=r"'p0000' in train\+val\+test \(train/a/a_p0000_s00.png"):
+        load_folder(tmp_path, cfg(group_pattern=PATTERN))
+    with caplog.at_level(logging.WARNING):
+        _, splits = load_folder(tmp_path, cfg(group_pattern=PATTERN, group_overlap="warn"))
+    assert "6 group(s) appear in more than one split folder" in caplog.text
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 6, 6]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"group_pattern": PATTERN, "group_depth": 1}, "dataset.group_pattern, dataset.group_depth"),
+        ({"group_pattern": r"_p\d+_"}, "has 0 capture groups"),
+        ({"group_pattern": r"(p)(\d+)"}, "has 2 capture groups"),
+        ({"group_pattern": r"(p"}, "not a valid regular expression"),
+        ({"group_pattern": r"_(p000\d)_"}, r"does not match 4 of 24 images, e\.g\. b/b_p0010_s00\.png"),
+        ({"group_depth": 1}, r"group_depth=1 needs 1 folder.*24 of 24 images lie shallower, e\.g\. a/a_p0"),
+        ({"group_depth": 0}, "must be a positive integer"),
+        ({"groups": "nowhere.csv"}, "is not a file"),
+    ],
+)
+def test_bad_group_settings_fail_with_a_clear_message(tmp_path: Path, changes: dict, message: str):
+    flat_patients(tmp_path, {"a": 10, "b": 2}, slices=2)
+    with pytest.raises(BenchmarkError, match=message):
+        load_folder(tmp_path, cfg(**changes))
+
+
+def test_a_csv_without_some_files_names_them(tmp_path: Path):
+    flat_patients(tmp_path, {"a": 5, "b": 5}, slices=1)
+    (tmp_path / "g.csv").write_text("file,group\na/a_p0000_s00.png,x\n")
+    missing = r"no group for 9 of 10 images, e\.g\. a/a_p0001_s00\.png.*\(\+6 more\)"
+    with pytest.raises(BenchmarkError, match=missing):
+        load_folder(tmp_path, cfg(groups="g.csv"))  # a relative CSV path is also looked for under the root
+    (tmp_path / "bad.csv").write_text("path,patient\n")
+    with pytest.raises(BenchmarkError, match=r"needs the columns `file,group`"):
+        load_folder(tmp_path, cfg(groups=str(tmp_path / "bad.csv")))
+
+
+def test_too_few_groups_names_the_counts():
+    labels = np.array([0, 0, 1, 1, 0, 1])
+    with pytest.raises(BenchmarkError, match=r"at least 5 groups.*only 3 group\(s\)"):
+        grouped_three_way(labels, ["x", "x", "y", "y", "z", "z"], [0.7, 0.1, 0.2], 0)
+
+
+def test_group_split_off_keeps_groups_whole_and_is_seeded():
+    rng = np.random.default_rng(0)
+    groups = [f"g{k}" for k in range(40) for _ in range(int(rng.integers(1, 6)))]
+    labels = np.array([int(g[1:]) % 3 for g in groups])
+    kept, taken = group_split_off(labels, groups, 0.25, 7, "test")
+    assert sorted(np.concatenate([kept, taken]).tolist()) == list(range(len(groups)))
+    assert not {groups[i] for i in kept} & {groups[i] for i in taken}
+    assert set(labels[taken].tolist()) == {0, 1, 2}
+    again = group_split_off(labels, groups, 0.25, 7, "test")
+    assert np.array_equal(again[1], taken)
+
+
+def test_group_key_and_assign_groups_without_a_key(tmp_path: Path):
+    assert group_key(cfg()) is None
+    assert group_key(OmegaConf.create({"split_seed": 0})) is None  # an old config without the keys
+    assert assign_groups(["a/x.png"], OmegaConf.create({}), tmp_path) is None
+    assert assign_groups(["a/p1/x.png"], cfg(group_depth=1), tmp_path) == ("p1",)
+    assert assign_groups(["a/s/p1/x.png"], cfg(group_depth=2), tmp_path) == ("s/p1",)

@@ -1,0 +1,75 @@
+"""The cluster bootstrap: resampling patients, not their near-identical slices (numpy only)."""
+
+import numpy as np
+
+from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.evaluate import Settings, confidence_intervals, evaluate
+
+SETTINGS = Settings(ci_level=0.95, n_bootstrap=500, bootstrap_seed=0, ece_bins=10)
+
+
+def patients(n_patients: int = 10, slices: int = 20, seed: int = 0):
+    """Labels, probabilities and patient ids: every slice of a patient is (nearly) the same prediction,
+    so a patient is right or wrong as a whole: 10 patients are 10 observations, not 200."""
+    rng = np.random.default_rng(seed)
+    y, p, groups = [], [], []
+    for k in range(n_patients):
+        label = k % 2
+        right = k not in (1, 4, 7)  # 7 of 10 patients classified correctly
+        centre = 0.8 if right == (label == 1) else 0.2  # P(class 1)
+        for _ in range(slices):
+            p1 = float(np.clip(centre + rng.normal(0, 0.02), 0.01, 0.99))
+            y.append(label)
+            p.append([1 - p1, p1])
+            groups.append(f"patient{k:02d}")
+    return np.array(y), np.array(p), groups
+
+
+def test_without_groups_the_resamples_are_unchanged():
+    expected = np.random.default_rng(3).integers(0, 50, size=(20, 50))
+    assert np.array_equal(bootstrap_indices(50, 20, 3), expected)
+    assert np.array_equal(bootstrap_indices(50, 20, 3, None), expected)
+
+
+def test_cluster_resamples_take_whole_groups():
+    groups = ["b", "a", "b", "c", "a", "c", "c"]
+    resamples = bootstrap_indices(len(groups), 200, 1, groups)
+    assert isinstance(resamples, list) and len(resamples) == 200
+    sizes = {"a": 2, "b": 2, "c": 3}
+    for rows in resamples:
+        drawn = [groups[i] for i in rows]
+        counts = {g: drawn.count(g) for g in sizes}
+        assert all(counts[g] % sizes[g] == 0 for g in sizes)  # every drawn group comes whole
+        assert sum(counts[g] // sizes[g] for g in sizes) == 3  # as many draws as groups
+    again = bootstrap_indices(len(groups), 200, 1, groups)
+    assert all(np.array_equal(a, b) for a, b in zip(resamples, again, strict=True))
+    assert len({len(rows) for rows in resamples}) > 1  # replicates differ in size
+
+
+def test_cluster_interval_of_accuracy_is_much_wider_than_the_image_one():
+    y, p, groups = patients()
+    correct = (p.argmax(axis=1) == y).astype(float)
+    assert correct.mean() == 0.7
+
+    def width(resamples) -> float:
+        low, high = percentile_interval(np.array([correct[rows].mean() for rows in resamples]), 0.95)
+        return high - low
+
+    image = width(bootstrap_indices(len(y), 1000, 0))
+    cluster = width(bootstrap_indices(len(y), 1000, 0, groups))
+    assert cluster >= 2 * image, (cluster, image)
+    assert cluster >= 0.4  # about ±0.28 for 7 of 10 patients
+
+
+def test_evaluate_records_the_bootstrap_unit():
+    y, p, groups = patients()
+    by_image = evaluate(y, p, ["normal", "abnormal"], SETTINGS)
+    by_patient = evaluate(y, p, ["normal", "abnormal"], SETTINGS, groups=groups)
+    assert (by_image["bootstrap_unit"], by_image["n_test_groups"]) == ("image", None)
+    assert (by_patient["bootstrap_unit"], by_patient["n_test_groups"]) == ("group", 10)
+    assert by_patient["accuracy"] == by_image["accuracy"]  # point estimates do not depend on groups
+    image_width = by_image["accuracy_ci_high"] - by_image["accuracy_ci_low"]
+    patient_width = by_patient["accuracy_ci_high"] - by_patient["accuracy_ci_low"]
+    assert patient_width >= 2 * image_width
+    same = confidence_intervals(y, p, SETTINGS, groups)
+    assert same["accuracy_ci_low"] == by_patient["accuracy_ci_low"]

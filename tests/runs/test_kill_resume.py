@@ -1,0 +1,50 @@
+"""A sweep killed with SIGKILL in the middle of a cell, then started again: nothing done is redone,
+every cell ends complete, and the killed cell's staging folder does not outlive it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, run_cli, tiny_overrides
+
+CELLS = ["--multirun", "+sweep=all_backbones", "backbone=mobilenetv2", "seed=0,1", "report.after_sweep=false"]
+
+
+def wait_for(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the sweep did not get there in time"
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_cell_then_resume(tmp_path: Path):
+    results = tmp_path / "results" / "runs" / "synthetic" / "mobilenetv2"
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *CELLS, *tiny_overrides(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        def second_cell_writing() -> bool:
+            done = list(results.glob("seed0-*/metrics.json"))
+            return bool(done) and any(results.glob(".seed1-*.partial-*/history.csv"))
+
+        wait_for(second_cell_writing, timeout=240)
+    finally:
+        os.killpg(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+    (first,) = results.glob("seed0-*/metrics.json")
+    finished_at = first.stat().st_mtime_ns
+    assert list(results.glob(".seed1-*.partial-*")) and not list(results.glob("seed1-*"))
+
+    again = run_cli([*CELLS, *tiny_overrides(tmp_path)])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert first.stat().st_mtime_ns == finished_at, "the cell completed before the kill was redone"
+    assert len(list(results.glob("seed*/metrics.json"))) == 2
+    assert not list(results.glob(".*")), "the killed cell's staging folder was left behind"
+    report = run_cli([f"results_dir={tmp_path / 'results'}"], module="benchmark.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    markdown = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert markdown.split("## Skipped / incomplete run directories", 1)[1].strip() == "none"
