@@ -109,7 +109,8 @@ def error_line(tmp: Path, overrides: list[str]) -> str:
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             synthetic = not any(o.startswith("dataset=") for o in overrides)
-            cfg = compose(config_name="config", overrides=tiny_overrides(tmp, *overrides, synthetic=synthetic))
+            every = tiny_overrides(tmp, *overrides, synthetic=synthetic)
+            cfg = compose(config_name="config", overrides=every)
         run(cfg)
     except USER_ERRORS as error:
         return one_line(error)
