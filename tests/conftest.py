@@ -58,6 +58,7 @@ def run_cli(
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under `pytest -n 2 --dist loadgroup` (make test), every test of the shared sweep runs on one worker,
     so the suite's one multirun is made once, not once per worker."""

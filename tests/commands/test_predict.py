@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from benchmark import cli
+from benchmark.predict import work
 from benchmark.runs.pipeline import run
 from tests.conftest import run_cli, write_dicom
 
@@ -35,28 +37,46 @@ def test_predictions_equal_the_runs_own_test_predictions(saved_run):
     merged = expected.merge(got, on="file", suffixes=("", "_new"))
     assert len(merged) == len(expected)  # every test image was found in the folder and predicted
     columns = [c for c in expected.columns if c.startswith("prob_")]
-    np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(), atol=1e-4
+    )
     assert (merged["predicted_label"] == merged["predicted_label_new"]).all()
 
 
-def test_one_image_as_json_and_as_a_table(saved_run, tmp_path):
+def predict_in_process(argv: list[str], capsys) -> tuple[int, str, str]:
+    """`python -m benchmark.predict argv` run in this process: (exit code, stdout, stderr)."""
+    try:
+        cli.main("predict", work, argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_one_image_as_json_and_as_a_table(saved_run, capsys):
     run_dir, data_root = saved_run
     image = next(data_root.glob("tumor/*.png"))
-    as_json = run_cli([f"run={run_dir}", f"input={image}", "format=json"], module="benchmark.predict")
-    (record,) = json.loads(as_json.stdout)
-    assert record["file"] == str(image) and record["predicted_label"] in {"normal", "pneumonia", "tumor"}
+    code, out, _ = predict_in_process([f"run={run_dir}", f"input={image}", "format=json"], capsys)
+    (record,) = json.loads(out)
+    assert code == 0 and record["file"] == str(image)
+    assert record["predicted_label"] in {"normal", "pneumonia", "tumor"}
     assert sum(record[f"prob_{c}"] for c in ("normal", "pneumonia", "tumor")) == pytest.approx(1, abs=1e-5)
-    table = run_cli([f"run={run_dir}", f"input={image}"], module="benchmark.predict")
-    assert table.returncode == 0 and "predicted_label" in table.stdout.splitlines()[0]
+    code, out, _ = predict_in_process([f"run={run_dir}", f"input={image}"], capsys)
+    assert code == 0 and "predicted_label" in out.splitlines()[0]
 
 
 @pytest.mark.parametrize(
     ("case", "message"),
-    [("no_run", "is not a folder"), ("no_model", "has no model.keras"), ("bad_image", "cannot read image"),
-     ("no_input", "does not exist"), ("bad_format", "format=xml is unknown")],
+    [
+        ("no_run", "is not a folder"),
+        ("no_model", "has no model.keras"),
+        ("bad_image", "cannot read image"),
+        ("no_input", "does not exist"),
+        ("bad_format", "format=xml is unknown"),
+    ],
 )
-def test_clear_errors(saved_run, tmp_path, case, message):
+def test_clear_errors(saved_run, tmp_path, capsys, case, message):
     run_dir, data_root = saved_run
     image = next(data_root.glob("normal/*.png"))
     args = {"run": str(run_dir), "input": str(image)}
@@ -72,15 +92,17 @@ def test_clear_errors(saved_run, tmp_path, case, message):
     elif case == "no_input":
         args["input"] = str(tmp_path / "nothing")
     extra = ["format=xml"] if case == "bad_format" else []
-    result = run_cli([f"{k}={v}" for k, v in args.items()] + extra, module="benchmark.predict")
-    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    code, _, err = predict_in_process([f"{k}={v}" for k, v in args.items()] + extra, capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and message in errors[0], err
 
 
-def test_dicom_input(saved_run, tmp_path):
+def test_dicom_input(saved_run, tmp_path, capsys):
     run_dir, data_root = saved_run
     pixels = np.asarray(Image.open(next(data_root.glob("pneumonia/*.png"))), dtype=np.uint16) * 16
     write_dicom(tmp_path / "slice.dcm", pixels)
-    result = run_cli([f"run={run_dir}", f"input={tmp_path / 'slice.dcm'}", "format=json"],
-                     module="benchmark.predict")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)[0]["file"].endswith("slice.dcm")
+    code, out, err = predict_in_process(
+        [f"run={run_dir}", f"input={tmp_path / 'slice.dcm'}", "format=json"], capsys
+    )
+    assert code == 0, err[-2000:]
+    assert json.loads(out)[0]["file"].endswith("slice.dcm")
