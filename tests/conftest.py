@@ -4,10 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -58,15 +60,6 @@ def run_cli(
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (make test), every test of the shared sweep runs on one worker,
-    so the suite's one multirun is made once, not once per worker."""
-    for item in items:
-        if "tiny_sweep" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_sweep"))
-
-
 @pytest.fixture
 def tiny_cfg(tmp_path: Path):
     """A factory: tiny_cfg('seed=1', ...) composes the real config with the tiny overrides."""
@@ -87,17 +80,35 @@ class Sweep:
 SWEEP_CELLS = ["+sweep=all_backbones", "backbone=mobilenetv2,resnet50,inceptionv3", "seed=0,1"]
 
 
+def shared_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder made once for the whole test session, also when `pytest -n 2` runs several worker
+    processes (pytest-xdist's documented pattern: a file lock in the directory the workers share)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if worker_id != "master" else base) / name
+    with FileLock(f"{shared}.lock"):
+        if not (shared / ".complete").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir(parents=True)
+            make(shared)
+            (shared / ".complete").touch()
+    return shared
+
+
 @pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory) -> Sweep:
+def tiny_sweep(tmp_path_factory, worker_id) -> Sweep:
     """The suite's one real multirun: 3 backbones x 2 seeds; inceptionv3 cannot take 32 px and fails alone.
 
-    Shared by the sweep and report tests (a multirun is the slowest thing the suite does); treat it as
-    read-only and `copy_to` a tmp_path before changing it.
+    Shared by the sweep and report tests (a multirun is the slowest thing the suite does), made once per
+    session; treat it as read-only and `copy_to` a tmp_path before changing it.
     """
-    root = tmp_path_factory.mktemp("sweep")
-    result = run_cli(["--multirun", *SWEEP_CELLS, *tiny_overrides(root)], timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return Sweep(root, result.stdout + result.stderr)
+
+    def make(root: Path) -> None:
+        result = run_cli(["--multirun", *SWEEP_CELLS, *tiny_overrides(root)], timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (root / "sweep.log").write_text(result.stdout + result.stderr)
+
+    root = shared_once(tmp_path_factory, worker_id, "tiny_sweep", make)
+    return Sweep(root, (root / "sweep.log").read_text())
 
 
 def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept: float = 0.0) -> Path:
@@ -119,3 +130,17 @@ def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept:
     ds.PixelData = pixels.astype("uint16").tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def make_saved_run(root: Path) -> None:
+    from benchmark.runs.pipeline import run
+
+    run(compose_config(root))
+
+
+@pytest.fixture(scope="session")
+def saved_run(tmp_path_factory, worker_id) -> tuple[Path, Path]:
+    """One finished run with its model, made once per session (read-only for the tests)."""
+    tmp = shared_once(tmp_path_factory, worker_id, "predict_run", make_saved_run)
+    (run_dir,) = (tmp / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*")
+    return run_dir, next((tmp / "data").glob("synthetic-*"))

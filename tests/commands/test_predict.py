@@ -11,20 +11,7 @@ from PIL import Image
 
 from benchmark import cli
 from benchmark.predict import work
-from benchmark.runs.pipeline import run
 from tests.conftest import run_cli, write_dicom
-
-pytestmark = pytest.mark.xdist_group("predict")  # one saved run for the module, made on one worker
-
-
-@pytest.fixture(scope="module")
-def saved_run(tmp_path_factory) -> tuple[Path, Path]:
-    from tests.conftest import compose_config
-
-    tmp = tmp_path_factory.mktemp("predict")
-    metrics = run(compose_config(tmp))
-    run_dir = tmp / "results" / "runs" / "synthetic" / "mobilenetv2" / f"seed0-{metrics['config_hash']}"
-    return run_dir, next((tmp / "data").glob("synthetic-*"))
 
 
 def test_predictions_equal_the_runs_own_test_predictions(saved_run):

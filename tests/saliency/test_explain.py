@@ -17,7 +17,7 @@ from benchmark.explain import main
 from benchmark.saliency.explain import choose_images, explain
 from benchmark.saliency.gradcam import gradcam, randomization_check, randomized_copy
 from benchmark.train.head import assemble, head_layers
-from tests.conftest import run_cli, tiny_overrides
+from tests.conftest import run_cli
 
 SIZE = 64  # MobileNetV2's last map is 2x2 here; at its 32 px minimum it is 1x1 and every map is flat
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -134,13 +134,10 @@ def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tm
         explain(*args, -1, 0, tmp_path / "none.png")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("explain")
-    result = run_cli(tiny_overrides(tmp))
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run,) = (tmp / "results" / "runs" / "synthetic" / "mobilenetv2").iterdir()
-    return run
+@pytest.fixture
+def run_dir(saved_run, tmp_path) -> Path:
+    """A private copy of the session's finished run (explaining it changes its files)."""
+    return Path(shutil.copytree(saved_run[0], tmp_path / "run"))
 
 
 def test_cli_explains_a_finished_run(run_dir):
