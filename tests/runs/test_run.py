@@ -1,6 +1,7 @@
 """Whole runs in-process (Hydra compose -> run), on the real tiny synthetic dataset."""
 
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -36,24 +37,30 @@ def run_dir_of(metrics: dict, cfg) -> Path:
     )
 
 
-def test_assembled_model_equals_the_cached_feature_path(tiny_cfg):
+@pytest.fixture
+def warm(saved_run, tmp_path) -> Path:
+    """tmp_path holding a copy of the session's finished tiny run with its caches: tiny_cfg() there is
+    that run's configuration, so it is complete and its features are cached."""
+    shutil.copytree(saved_run[0].parents[4], tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_assembled_model_equals_the_cached_feature_path(saved_run):
     """model.keras (backbone + trained head, from raw pixels) must predict what the cached path predicted."""
-    cfg = tiny_cfg()
-    metrics = run(cfg)
-    run_dir = run_dir_of(metrics, cfg)
+    run_dir, data_root = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     model = keras.models.load_model(run_dir / "model.keras")
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    data_root = next((Path(cfg.data_dir)).glob("synthetic-*"))
-    pixels = np.stack([decode_file(data_root / f, cfg.image_size) for f in predictions["file"]])
+    pixels = np.stack([decode_file(data_root / f, metrics["image_size"]) for f in predictions["file"]])
     from_pixels = model.predict(pixels.astype(np.float32), verbose=0)
     cached = predictions[[f"prob_{c}" for c in metrics["classes"]]].to_numpy()
     np.testing.assert_allclose(from_pixels, cached, atol=1e-4)
     assert len(predictions) == metrics["n_test"] and metrics["bn_recalibrated"] is True
 
 
-def test_same_seed_same_metrics_and_a_new_seed_reuses_the_features(tiny_cfg, tmp_path):
-    first = run(tiny_cfg())
-    again = run(tiny_cfg(f"results_dir={tmp_path / 'again'}"))  # a fresh run directory, same caches
+def test_same_seed_same_metrics_and_a_new_seed_reuses_the_features(tiny_cfg, warm):
+    first = run(tiny_cfg())  # complete: read back
+    again = run(tiny_cfg(f"results_dir={warm / 'again'}"))  # a fresh run directory, same caches
     for key in first.keys() - TIMING_KEYS:
         assert first[key] == again[key], key
     assert again["features_from_cache"] is True
@@ -63,7 +70,7 @@ def test_same_seed_same_metrics_and_a_new_seed_reuses_the_features(tiny_cfg, tmp
     assert other["log_loss"] != first["log_loss"]  # but the head is initialised and shuffled differently
 
 
-def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg):
+def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm):
     cfg = tiny_cfg()
     metrics = run(cfg)
     written = (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns

@@ -137,7 +137,7 @@ def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tm
 @pytest.fixture
 def run_dir(saved_run, tmp_path) -> Path:
     """A private copy of the session's finished run (explaining it changes its files)."""
-    return Path(shutil.copytree(saved_run[0], tmp_path / "run"))
+    return Path(shutil.copytree(saved_run[0], tmp_path / "explained"))
 
 
 def test_cli_explains_a_finished_run(run_dir):
