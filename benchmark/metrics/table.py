@@ -40,7 +40,8 @@ def _ece(y: np.ndarray, p: np.ndarray, settings) -> float:
 
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "accuracy", _plain(scores.accuracy), bootstrapped=True, headline=True),
-    Metric("balanced_accuracy", "balanced accuracy", _plain(scores.balanced_accuracy), headline=True),
+    Metric("balanced_accuracy", "balanced accuracy", _plain(scores.balanced_accuracy), bootstrapped=True,
+           headline=True),
     Metric("macro_f1", "macro-F1", _plain(scores.macro_f1), bootstrapped=True,
            headline=True),
     Metric("macro_auroc", "macro-AUROC", _plain(scores.macro_auroc), bootstrapped=True, headline=True),

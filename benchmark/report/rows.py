@@ -44,17 +44,24 @@ class Estimate:
 
 
 def group_rows(runs: list[Run]) -> dict[str, list[Row]]:
-    """Rows per dataset; a backbone run under several configs gets its config hash in the label."""
-    groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    """Rows per dataset: one per (backbone, configuration, weights actually used), so a partly offline
+    sweep never averages ImageNet and random-init seeds together. A backbone with several rows gets
+    what tells them apart (config hash, weights) in its label."""
+    groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         m = run.metrics
-        groups[(str(m["dataset"]), str(m["backbone"]), str(m["config_hash"]))].append(run)
-    hashes: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for dataset, backbone, config in groups:
-        hashes[(dataset, backbone)].add(config)
+        groups[(str(m["dataset"]), str(m["backbone"]), str(m["config_hash"]), str(m["weights_used"]))].append(
+            run
+        )
+    variants: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for dataset, backbone, config, weights in groups:
+        variants[(dataset, backbone)].append((config, weights))
     rows: dict[str, list[Row]] = defaultdict(list)
-    for (dataset, backbone, config), members in sorted(groups.items()):
-        label = backbone if len(hashes[(dataset, backbone)]) == 1 else f"{backbone} ({config})"
+    for (dataset, backbone, config, weights), members in sorted(groups.items()):
+        siblings = variants[(dataset, backbone)]
+        tell = [config] if len({c for c, _ in siblings}) > 1 else []
+        tell += [weights] if len({w for _, w in siblings}) > 1 else []
+        label = f"{backbone} ({', '.join(tell)})" if tell else backbone
         ordered = tuple(sorted(members, key=seed_order))
         rows[dataset].append(Row(dataset, backbone, config, label, ordered))
     return dict(rows)

@@ -46,6 +46,10 @@ def write_outputs(
     write_text(stage / "history.csv", trained.history.to_csv(index=False))
     table = predictions_frame(test.ids, trained.test_probabilities, classes, labels=test.labels)
     write_text(stage / "predictions.csv", table.to_csv(index=False))
+    if trained.val_probabilities is not None:  # what validation-side choices (calibration, thresholds) use
+        val = dataset.splits["val"]
+        table = predictions_frame(val.ids, trained.val_probabilities, classes, labels=val.labels)
+        write_text(stage / "val_predictions.csv", table.to_csv(index=False))
     write_text(
         stage / "classification_report.txt",
         classification_report(test.labels, trained.test_probabilities, classes),

@@ -37,8 +37,15 @@ def choose_images(y_true: np.ndarray, y_pred: np.ndarray, n: int, seed: int) -> 
 
 
 def explain(
-    model: keras.Model, pixels: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray,
-    class_names: list[str], backbone: str, n_images: int, seed: int, out_path: Path,
+    model: keras.Model,
+    pixels: np.ndarray,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: list[str],
+    backbone: str,
+    n_images: int,
+    seed: int,
+    out_path: Path,
     overlay: Overlay | None = None,
 ) -> dict:
     """Write the Grad-CAM overlays of n test images to `out_path`; the two keys for metrics.json.
@@ -60,13 +67,27 @@ def explain(
     captions = [
         caption(class_names[y_true[i]], class_names[y_pred[i]], probabilities[i, y_pred[i]]) for i in rows
     ]
-    suptitle = (
-        f"Grad-CAM: {backbone}, layer {layer!r}\n"
+    check = (
         f"randomisation test: Spearman \u03c1 = {spearman:.2f} between the maps of this model and of one "
         "with re-drawn backbone weights (low = maps depend on the learned weights)"
+        if spearman is not None
+        else "randomisation test: not applicable — the maps carry no spatial information "
+        f"(layer {layer!r} is too small at this input size)"
     )
+    suptitle = f"Grad-CAM: {backbone}, layer {layer!r}\n{check}"
     correct = y_true[rows] == y_pred[rows]
     overlay_figure(images, maps, captions, correct, suptitle, out_path, overlay or Overlay())
-    log.info("grad-cam: %d images, randomisation Spearman %.3f, %.1fs -> %s", len(rows), spearman,
-             time.perf_counter() - started, out_path)
-    return {"gradcam_images": len(rows), "gradcam_randomization_spearman": spearman}
+    log.info(
+        "grad-cam: %d images, randomisation check %s, %.1fs -> %s",
+        len(rows),
+        "not applicable" if spearman is None else f"Spearman {spearman:.3f}",
+        time.perf_counter() - started,
+        out_path,
+    )
+    return {
+        "gradcam_images": len(rows),
+        "gradcam_randomization_spearman": spearman,
+        "gradcam_randomization": "not applicable (maps without spatial information)"
+        if spearman is None
+        else "computed",
+    }

@@ -100,21 +100,28 @@ def randomized_copy(model: keras.Model, layer_name: str, seed: int) -> keras.Mod
     return copy
 
 
-def mean_spearman(first: np.ndarray, second: np.ndarray) -> float:
-    """Mean over images of the Spearman rank correlation of two maps; a constant map ranks nothing: 0."""
+def mean_spearman(first: np.ndarray, second: np.ndarray) -> float | None:
+    """Mean over images of the Spearman rank correlation of two maps. Images whose first map is constant
+    carry no spatial information and are left out (None when all are); a constant second map against an
+    informative first one ranks nothing alike: 0."""
     values = [
-        spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(a) > 0 and np.ptp(b) > 0 else 0.0
+        spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(b) > 0 else 0.0
         for a, b in zip(first, second, strict=True)
+        if np.ptp(a) > 0
     ]
-    return float(np.mean(values))
+    return float(np.mean(values)) if values else None
 
 
 def randomization_check(
     model: keras.Model, pixels: np.ndarray, class_indices: np.ndarray, layer_name: str, seed: int
-) -> float:
+) -> float | None:
     """Adebayo et al. 2018: mean Spearman correlation between the maps of `model` and of a copy with
     re-drawn backbone kernels. Low = the maps depend on the learned weights; near 1 = an edge detector.
-    `model` itself is not modified."""
+    None = not applicable: the model's maps carry no spatial information (a 1x1 last feature map at a
+    small input size, or constant maps), and a number there would read as a pass. `model` is not modified.
+    """
     trained = gradcam(model, pixels, class_indices, layer_name)
+    if not any(np.ptp(m) > 0 for m in trained):
+        return None
     randomized = gradcam(randomized_copy(model, layer_name, seed), pixels, class_indices, layer_name)
     return mean_spearman(trained, randomized)

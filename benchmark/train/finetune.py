@@ -97,11 +97,11 @@ def train_finetune(
         standardize = standardizer(extract(extractor, pixels["train"], cfg.train.batch_size, "feature stats"))
     model = assemble(extractor, [standardize, *layers] if standardize else layers)
     weights = class_weights(cfg.train, dataset.splits["train"].labels, n_classes)
-    started, frames, phases = time.perf_counter(), [], []
+    started, frames, warmup = time.perf_counter(), [], None
     if cfg.train.warmup_epochs > 0:
         history, best = run_phase(model, streams, cfg.train, cfg.train.lr, cfg.train.warmup_epochs, weights)
         frames.append(history_frame(history).assign(phase="head"))
-        phases.append(best)
+        warmup = (best, [(variable, np.array(variable)) for variable in model.weights])  # restored weights
     trainable = unfreeze_top(backbone.model, cfg.train.unfreeze)
     log.info("fine-tuning: %d backbone layers with weights unfrozen", trainable)
     history, best = run_phase(model, streams, cfg.train, cfg.train.finetune_lr, cfg.train.max_epochs, weights)
@@ -109,15 +109,23 @@ def train_finetune(
     frames.append(history_frame(history, first).assign(phase="finetune"))
     full = pd.concat(frames, ignore_index=True)
     restored = first + best - 1
+    if warmup is not None and full["val_loss"].iloc[warmup[0] - 1] < full["val_loss"].iloc[restored - 1]:
+        # one model is chosen by validation loss across both phases: fine-tuning did not beat the warm-up
+        log.info("the head-only epoch %d had a lower validation loss than fine-tuning: keeping it", warmup[0])
+        for variable, value in warmup[1]:
+            variable.assign(value)
+        restored = warmup[0]
     timings = {
         "feature_extraction_s": 0.0, "features_from_cache": False,
         "training_s": time.perf_counter() - started, "epochs_run": len(full), "best_epoch": restored,
         "best_val_loss": float(full["val_loss"].iloc[restored - 1]),
         "best_val_accuracy": float(full["val_accuracy"].iloc[restored - 1]),
+        "best_phase": str(full["phase"].iloc[restored - 1]),
         "unfrozen_layers": trainable, "augment": cfg.augment.name, **bn_record,
     }
     if standardize is not None:
         fold_standardizer(standardize, layers[0])
         model = assemble(extractor, layers)
+    val_probabilities = model.predict(streams["val"], verbose=0)
     test_probabilities = model.predict(streams["test"], verbose=0)
-    return Trained(model, full, test_probabilities, timings)
+    return Trained(model, full, test_probabilities, timings, val_probabilities)

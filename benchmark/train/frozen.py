@@ -12,7 +12,14 @@ from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.train.features import split_features
-from benchmark.train.head import assemble, fold_standardizer, head_layers, head_on_features, standardizer
+from benchmark.train.head import (
+    assemble,
+    check_fold,
+    fold_standardizer,
+    head_layers,
+    head_on_features,
+    standardizer,
+)
 from benchmark.train.shared import (
     Trained,
     callbacks,
@@ -28,13 +35,22 @@ def fit_head(
     model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
 ) -> tuple[pd.DataFrame, int]:
     """The head on cached features; the history and the epoch whose weights were restored."""
-    model.compile(optimizer=optimizer(cfg, cfg.lr), loss="categorical_crossentropy", metrics=["accuracy"],
-                  run_eagerly=cfg.run_eagerly)
+    model.compile(
+        optimizer=optimizer(cfg, cfg.lr),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=cfg.run_eagerly,
+    )
     found, stop = callbacks(cfg, cfg.lr)
     history = model.fit(
-        x["train"], one_hot(y["train"], n_classes),
+        x["train"],
+        one_hot(y["train"], n_classes),
         validation_data=(x["val"], one_hot(y["val"], n_classes)),
-        epochs=cfg.max_epochs, batch_size=cfg.batch_size, shuffle=True, verbose=0, callbacks=found,
+        epochs=cfg.max_epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=found,
         class_weight=class_weights(cfg, y["train"], n_classes),
     )
     return history_frame(history).assign(phase="head"), stop.best_epoch + 1
@@ -61,9 +77,15 @@ def train_frozen(
     started = time.perf_counter()
     history, best_epoch = fit_head(head, features, labels, len(dataset.class_names), cfg.train)
     training_s = time.perf_counter() - started
+    fold_check = {}
     if standardize is not None:
+        before = head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
         fold_standardizer(standardize, layers[0])
         head = head_on_features(features["train"].shape[1], layers)
+        fold_check = check_fold(
+            before, head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
+        )
+    val_probabilities = head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
     timings = {
         "feature_extraction_s": extraction_s,
@@ -74,5 +96,6 @@ def train_frozen(
         "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
         "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
         **bn_record,
+        **fold_check,
     }
-    return Trained(assemble(extractor, layers), history, test_probabilities, timings)
+    return Trained(assemble(extractor, layers), history, test_probabilities, timings, val_probabilities)

@@ -6,9 +6,16 @@ trained on features standardised with train-split statistics, and the standardis
 the first Dense layer afterwards: an exact reparametrisation, so the saved head is the plain one.
 """
 
+import logging
+
 import keras
 import numpy as np
 from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+ABSOLUTE_STD_FLOOR = 1e-6
+RELATIVE_STD_FLOOR = 1e-4  # of |mean|: below it a float32 feature's variation is rounding noise
+FOLD_TOLERANCE = 1e-4  # max |probability difference| between the standardised and the folded head
 
 
 def head_layers(n_classes: int, cfg: DictConfig) -> list[keras.layers.Layer]:
@@ -21,10 +28,25 @@ def head_layers(n_classes: int, cfg: DictConfig) -> list[keras.layers.Layer]:
 
 
 def standardizer(train_features: np.ndarray) -> keras.layers.Normalization:
-    """A fixed (x - mean) / std layer with train-split statistics; constant features get std 1."""
-    std = train_features.std(axis=0)
-    std = np.where(std > 1e-6, std, 1.0)
-    return keras.layers.Normalization(mean=train_features.mean(axis=0), variance=std**2, name="standardize")
+    """A fixed (x - mean) / std layer with train-split statistics; (nearly) constant features get std 1.
+
+    "Nearly constant" is relative to the feature's size: a feature of mean 50 and std 2e-6 varies below
+    float32 resolution, and dividing by its std made the folded Dense layer cancel catastrophically
+    (logits off by 0.8). Such features carry nothing a head can use.
+    """
+    mean, std = train_features.mean(axis=0), train_features.std(axis=0)
+    floor = np.maximum(RELATIVE_STD_FLOOR * np.abs(mean), ABSOLUTE_STD_FLOOR)
+    std = np.where(std > floor, std, 1.0)
+    return keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")
+
+
+def check_fold(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """The folded head must predict what the standardised one did (checked on validation features)."""
+    difference = float(np.max(np.abs(before - after))) if before.size else 0.0
+    if difference > FOLD_TOLERANCE:
+        log.warning("folding the standardisation changed validation probabilities by up to %.2g (> %g)",
+                    difference, FOLD_TOLERANCE)
+    return {"fold_max_difference": difference}
 
 
 def fold_standardizer(standardize: keras.layers.Normalization, dense: keras.layers.Dense) -> None:

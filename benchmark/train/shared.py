@@ -33,6 +33,7 @@ class Trained:
     history: pd.DataFrame
     test_probabilities: np.ndarray
     timings: dict[str, float | bool | int]
+    val_probabilities: np.ndarray | None = None  # for validation-side choices (calibration, thresholds)
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -235,3 +235,20 @@ def test_reliability_diagram_uses_the_tables_ece_bins(swept):
     plt.close(fig)
     shown = float(re.search(r"pooled ECE (\d\.\d{3})", ax.get_title()).group(1))
     assert shown == pytest.approx(one_seed.runs[0].metrics["ece"], abs=5e-4)
+
+
+def test_imagenet_and_random_seeds_of_one_backbone_are_two_rows():
+    """A partly offline sweep: seed 0 got ImageNet weights, seed 1 fell back to random init."""
+    from benchmark.report.rows import group_rows
+
+    labels, probabilities = np.arange(3), np.eye(3)
+    runs = []
+    for seed, weights in ((0, "imagenet"), (1, "random (imagenet unavailable)")):
+        run = fake_row("resnet50", probabilities, labels, seed=seed).runs[0]
+        metrics = {**run.metrics, "dataset": "synthetic", "backbone": "resnet50", "config_hash": "h",
+                   "weights_used": weights}
+        runs.append(Run(run.rel, metrics, {}, run.predictions, None))
+    rows = group_rows(runs)["synthetic"]
+    expected = ["resnet50 (imagenet)", "resnet50 (random (imagenet unavailable))"]
+    assert sorted(row.label for row in rows) == expected
+    assert all(len(row.runs) == 1 for row in rows)

@@ -121,12 +121,27 @@ def test_randomization_check_is_one_when_the_backbone_has_nothing_learned():
     assert randomization_check(model, red_and_green(), np.array([0]), "pooled", seed=0) == pytest.approx(1.0)
 
 
+def test_the_check_is_not_applicable_when_the_maps_have_no_spatial_information(tmp_path):
+    """MobileNetV2 at its 32 px minimum ends in a 1x1 map: every Grad-CAM map is flat, and a Spearman
+    number (it used to print 0.000, which reads as a pass) would be meaningless."""
+    spec = get("mobilenetv2")
+    keras.utils.set_random_seed(0)
+    model = assemble(pooled_extractor(build(spec, 32, None), spec, 32),
+                     head_layers(2, OmegaConf.create({"units": 8, "dropout": 0.0})))
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    assert randomization_check(model, pixels, np.zeros(3, int), spec.last_conv_layer, seed=0) is None
+    scores = explain(model, pixels, np.array([0, 1, 0]), np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]),
+                     ["a", "b"], "mobilenetv2", 3, 0, tmp_path / "gradcam.png")
+    assert scores["gradcam_randomization_spearman"] is None
+    assert scores["gradcam_randomization"].startswith("not applicable")
+
+
 def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tmp_path):
     y_true = np.array([0, 1, 2, 0, 1, 2])
     probabilities = np.eye(3)[[0, 1, 0, 2, 1, 1]] * 0.6 + 0.1  # 3 correct, 3 wrong
     args = (mobilenet, images.astype(np.uint8), y_true, probabilities, ["a", "b", "c"], "mobilenetv2")
     scores = explain(*args, 4, 0, tmp_path / "gradcam.png")
-    assert scores.keys() == {"gradcam_images", "gradcam_randomization_spearman"}
+    assert scores.keys() == {"gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization"}
     assert scores["gradcam_images"] == 4 and -1.0 <= scores["gradcam_randomization_spearman"] <= 1.0
     assert (tmp_path / "gradcam.png").read_bytes().startswith(PNG)
     assert explain(*args, 0, 0, tmp_path / "none.png") == {} and not (tmp_path / "none.png").exists()
@@ -146,7 +161,8 @@ def test_cli_explains_a_finished_run(run_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "gradcam.png").read_bytes().startswith(PNG)
     after = json.loads((run_dir / "metrics.json").read_text())
-    assert after == {**before, **{k: after[k] for k in ("gradcam_images", "gradcam_randomization_spearman")}}
+    added = ("gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization")
+    assert after == {**before, **{k: after[k] for k in added}}
     assert after["gradcam_images"] == 4
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from sklearn.metrics import log_loss
 
 import backbones  # noqa: F401  registers the Preprocess layer for loading model.keras
 from backbones.batchnorm import batchnorm_layers
@@ -33,6 +34,15 @@ def test_two_phases_unfreeze_the_top_and_keep_batchnorm_frozen(tiny_cfg):
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history["phase"]) == ["head", "finetune"] and list(history["epoch"]) == [1, 2]
     assert history["lr"].tolist() == pytest.approx([1e-3, 1e-5])
+    best = int(history["val_loss"].idxmin())  # one model across both phases, chosen by validation loss
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["best_val_loss"] == pytest.approx(history["val_loss"].min())
+    assert metrics["best_phase"] == history["phase"][best]
+    val = pd.read_csv(run_dir / "val_predictions.csv")  # written by the model that was kept
+    probabilities = val[[f"prob_{c}" for c in metrics["classes"]]].to_numpy()
+    labels = val["true_label"].map(metrics["classes"].index).to_numpy()
+    kept_loss = log_loss(labels, probabilities, labels=range(len(metrics["classes"])))
+    assert kept_loss == pytest.approx(metrics["best_val_loss"], abs=1e-3)
     model = keras.models.load_model(run_dir / "model.keras")
     base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     assert all(not layer.trainable for layer in batchnorm_layers(base))

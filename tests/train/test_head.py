@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from omegaconf import OmegaConf
 
-from benchmark.train.head import fold_standardizer, head_layers, head_on_features, standardizer
+from benchmark.train.head import check_fold, fold_standardizer, head_layers, head_on_features, standardizer
 
 
 def test_folding_the_standardizer_into_dense_changes_nothing():
@@ -26,3 +26,18 @@ def test_the_head_is_exactly_gap_dense_dropout_dense():
     assert [type(layer) for layer in layers] == [keras.layers.Dense, keras.layers.Dropout, keras.layers.Dense]
     assert layers[0].units == 16 and layers[1].rate == 0.3 and layers[2].units == 4
     assert layers[2].activation.__name__ == "softmax"
+
+
+def test_a_nearly_constant_large_feature_does_not_break_the_fold():
+    """Mean 50, std 2e-6: with an absolute 1e-6 floor the folded logits were off by 0.8."""
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(64, 6)).astype(np.float32)
+    features[:, 0] = (50.0 + 2e-6 * rng.normal(size=64)).astype(np.float32)
+    layers = head_layers(3, OmegaConf.create({"units": 8, "dropout": 0.0}))
+    standardize = standardizer(features)
+    with_layer = head_on_features(6, [standardize, *layers])
+    layers[0].set_weights([rng.normal(size=(6, 8)).astype(np.float32), np.zeros(8, np.float32)])
+    before = with_layer.predict(features, verbose=0)
+    fold_standardizer(standardize, layers[0])
+    after = head_on_features(6, layers).predict(features, verbose=0)
+    assert check_fold(before, after)["fold_max_difference"] < 1e-4
