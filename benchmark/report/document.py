@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
-from benchmark.report.paired import NotComparable, paired_bootstrap, verdict
+from benchmark.report.paired import NotComparable, p_text, paired_bootstrap, verdict
 from benchmark.report.rows import Row, per_class_means
 from benchmark.report.tables import BOOTSTRAP_MARK, main_table, markdown_table, per_class_table
 
@@ -133,21 +133,19 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
 
 
 def significance(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
-    """Is #1 better than #2 on macro-AUROC, beyond what resampling the test set would give?"""
+    """Is #1 better than #2 on the ranking metric, beyond what resampling the test set would give?"""
     if len(rows) < 2:
         return "**Significance:** skipped: only one row, nothing to compare."
     first, second = rows[0], rows[1]
-    title = f"**Significance, #1 {first.label} vs #2 {second.label} on macro-AUROC:**"
+    title = f"**Significance, #1 {first.label} vs #2 {second.label} on {metric(cfg.primary_metric).name}:**"
     try:
-        found = paired_bootstrap(
-            first, second, settings.n_bootstrap, settings.bootstrap_seed, settings.ci_level
-        )
+        found = paired_bootstrap(first, second, settings, cfg.primary_metric)
     except NotComparable as error:
         return f"{title} not comparable: {error}."
     percent, d = f"{settings.ci_level * 100:g}%", cfg.digits
     return (
         f"{title} difference (#1 − #2) {found.observed:+.{d}f} ({percent} CI {found.low:+.{d}f} to "
-        f"{found.high:+.{d}f}), p = {found.p_value:.3g} (paired bootstrap: {found.n_resamples} "
+        f"{found.high:+.{d}f}), {p_text(found)} (paired bootstrap: {found.n_resamples} "
         f"resamples of the same {found.n_test} test images, probabilities averaged over seeds). "
         f"{verdict(found, 1 - settings.ci_level)}."
     )

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.predictions import labels_of, probabilities_of
-from benchmark.metrics.scores import macro_auroc
+from benchmark.metrics.table import BY_KEY
 from benchmark.report.rows import Row
 
 
@@ -31,12 +32,18 @@ class Predictions:
 class Comparison:
     first: str
     second: str
-    observed: float  # macro-AUROC(first) - macro-AUROC(second), seed-averaged probabilities
+    metric: str  # the compared metric's key in the metric table
+    observed: float  # metric(first) - metric(second), seed-averaged probabilities
     low: float
     high: float
     p_value: float
     n_test: int
-    n_resamples: int  # resamples where both AUROCs were defined
+    n_resamples: int  # resamples where both values were defined
+
+    @property
+    def at_floor(self) -> bool:
+        """p is the bootstrap's resolution 1/B: the true p-value is only known to be smaller."""
+        return self.p_value <= 1 / self.n_resamples
 
 
 def seed_averaged(row: Row) -> Predictions:
@@ -62,8 +69,9 @@ def pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
     return labels, probabilities
 
 
-def paired_bootstrap(first: Row, second: Row, n_bootstrap: int, seed: int, level: float) -> Comparison:
-    """Macro-AUROC difference on the same resamples of the same test images, with CI and p-value.
+def paired_bootstrap(first: Row, second: Row, settings: Settings, key: str = "macro_auroc") -> Comparison:
+    """The difference in metric `key` on the same resamples of the same test images, with CI and p-value
+    (resamples, seed and level from the runs' evaluation settings).
 
     p = 2·min(P(diff ≤ 0), P(diff ≥ 0)) over the resamples, floored at 1/resamples (the resolution).
     """
@@ -74,37 +82,41 @@ def paired_bootstrap(first: Row, second: Row, n_bootstrap: int, seed: int, level
         or not np.array_equal(a.labels, b.labels)
     ):
         raise NotComparable("different test sets")
-    diffs = np.array(
-        [
-            macro_auroc(a.labels[rows], a.probabilities[rows])
-            - macro_auroc(a.labels[rows], b.probabilities[rows])
-            for rows in bootstrap_indices(len(a.labels), n_bootstrap, seed)
-        ]
-    )
+    compute = BY_KEY[key].compute
+
+    def difference(rows) -> float:
+        y = a.labels[rows]
+        return compute(y, a.probabilities[rows], settings) - compute(y, b.probabilities[rows], settings)
+
+    resamples = bootstrap_indices(len(a.labels), settings.n_bootstrap, settings.bootstrap_seed)
+    diffs = np.array([difference(rows) for rows in resamples])
     diffs = diffs[np.isfinite(diffs)]
     if not diffs.size:
         raise NotComparable(
-            "macro-AUROC is undefined on every resample (a class is missing from the test set)"
+            f"{BY_KEY[key].name} is undefined on every resample (a class is missing from the test set)"
         )
-    low, high = percentile_interval(diffs, level)
+    low, high = percentile_interval(diffs, settings.ci_level)
     p_value = min(1.0, max(2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)), 1 / diffs.size))
-    observed = macro_auroc(a.labels, a.probabilities) - macro_auroc(a.labels, b.probabilities)
+    observed = difference(np.arange(len(a.labels)))
     return Comparison(
-        first.label,
-        second.label,
-        observed,
-        float(low),
-        float(high),
-        float(p_value),
-        len(a.labels),
+        first.label, second.label, key, observed, float(low), float(high), float(p_value), len(a.labels),
         diffs.size,
     )
 
 
 def verdict(comparison: Comparison, alpha: float) -> str:
-    """The plain-words conclusion at significance level `alpha`."""
-    level = f"{alpha * 100:g}%"
+    """The plain-words conclusion at significance level `alpha`, in the metric's own direction."""
+    level, metric = f"{alpha * 100:g}%", BY_KEY[comparison.metric]
     if math.isfinite(comparison.observed) and comparison.p_value < alpha:
-        winner = comparison.first if comparison.observed > 0 else comparison.second
-        return f"**{winner} is significantly better** on macro-AUROC at the {level} level"
-    return f"#1 ({comparison.first}) is **not** significantly better than #2 at the {level} level"
+        first_better = (comparison.observed > 0) == metric.higher_is_better
+        winner = comparison.first if first_better else comparison.second
+        return f"**{winner} is significantly better** on {metric.name} at the {level} level"
+    return f"#1 ({comparison.first}) is **not** significantly better than #2 on {metric.name} at the {level} level"
+
+
+def p_text(comparison: Comparison) -> str:
+    """`p = 0.034`, or `p < 0.001` when the bootstrap cannot resolve smaller p-values."""
+    if comparison.at_floor:
+        floor = comparison.n_resamples
+        return f"p < {1 / floor:.3g} (1/{floor}, the bootstrap's resolution)"
+    return f"p = {comparison.p_value:.3g}"

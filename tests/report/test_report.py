@@ -11,9 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from benchmark.metrics.evaluate import Settings
 from benchmark.report.build import build_report
 from benchmark.report.load import Run
-from benchmark.report.paired import NotComparable, paired_bootstrap
+from benchmark.report.paired import NotComparable, p_text, paired_bootstrap, verdict
 from benchmark.report.rows import Row, estimate, pareto_front, rank
 from tests.conftest import CONF, run_cli
 
@@ -73,7 +74,8 @@ def test_cli_writes_leaderboard_csv_and_figures(reported):
     assert {(r[0], r[1]) for r in per_class} == {(b, c) for b in BACKBONES for c in CLASSES}
     assert re.search(
         r"\*\*Significance, #1 \S+ vs #2 \S+ on macro-AUROC:\*\* difference \(#1 − #2\) [+-]\d\.\d{3} "
-        r"\(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}\), p = [\d.e-]+ .*significantly better.* at the 5% level",
+        r"\(95% CI [+-]\d\.\d{3} to [+-]\d\.\d{3}\), p [=<] [\d.e-]+ .*significantly better.* "
+        r"at the 5% level",
         markdown,
     )
     failures = section(markdown, "Failed runs")  # the sweep's real failures: inceptionv3 cannot take 32 px
@@ -161,12 +163,18 @@ def test_paired_bootstrap_tells_a_real_difference_from_none():
     labels = np.repeat(np.arange(3), 30)
     good = np.eye(3)[labels] * 0.8 + rng.dirichlet(np.ones(3), len(labels)) * 0.2
     noise = rng.dirichlet(np.ones(3), len(labels))
-    better = paired_bootstrap(fake_row("good", good, labels), fake_row("noise", noise, labels), 300, 0, 0.95)
+    settings = Settings(ci_level=0.95, n_bootstrap=300, bootstrap_seed=0, ece_bins=15)
+    better = paired_bootstrap(fake_row("good", good, labels), fake_row("noise", noise, labels), settings)
     assert better.observed > 0.3 and better.low > 0 and better.p_value == pytest.approx(1 / 300)
-    same = paired_bootstrap(fake_row("a", noise, labels), fake_row("b", noise, labels), 300, 0, 0.95)
-    assert same.observed == 0 and same.p_value == 1.0
+    assert better.at_floor and p_text(better).startswith("p < 0.00333")  # never printed as if exact
+    same = paired_bootstrap(fake_row("a", noise, labels), fake_row("b", noise, labels), settings)
+    assert same.observed == 0 and same.p_value == 1.0 and p_text(same) == "p = 1"
     with pytest.raises(NotComparable, match="different test sets"):
-        paired_bootstrap(fake_row("a", noise, labels), fake_row("b", noise[:-3], labels[:-3]), 300, 0, 0.95)
+        paired_bootstrap(fake_row("a", noise, labels), fake_row("b", noise[:-3], labels[:-3]), settings)
+    # on the ranking metric, in its own direction: lower ECE is better
+    good_row, noise_row = fake_row("good", good, labels), fake_row("noise", noise, labels)
+    by_ece = paired_bootstrap(good_row, noise_row, settings, "ece")
+    assert by_ece.metric == "ece" and "on ECE" in verdict(by_ece, 0.05)
 
 
 def test_intervals_ranking_and_pareto_front():
