@@ -111,7 +111,8 @@ def verdict(comparison: Comparison, alpha: float) -> str:
         first_better = (comparison.observed > 0) == metric.higher_is_better
         winner = comparison.first if first_better else comparison.second
         return f"**{winner} is significantly better** on {metric.name} at the {level} level"
-    return f"#1 ({comparison.first}) is **not** significantly better than #2 on {metric.name} at the {level} level"
+    return (f"#1 ({comparison.first}) is **not** significantly better than #2 on {metric.name} "
+            f"at the {level} level")
 
 
 def p_text(comparison: Comparison) -> str:
