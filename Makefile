@@ -26,7 +26,7 @@ install: ## create .venv and install the project with its dev extras
 
 test: ## run the test suite (ruff, then pytest on TEST_JOBS worker processes)
 	$(VENV)/bin/ruff check benchmark backbones tests
-	$(PY) -m pytest -n $(TEST_JOBS) --dist worksteal
+	$(PY) -m pytest -n $(TEST_JOBS)
 
 lint: ## ruff check (the lint half of make test)
 	$(VENV)/bin/ruff check benchmark backbones tests
