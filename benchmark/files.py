@@ -100,12 +100,25 @@ def checksum_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.sha256")
 
 
+_VERIFIED: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime) already checked in this process
+
+
 def is_intact(path: Path) -> bool:
-    """The file exists and its content still has the checksum written beside it when it was made."""
+    """The file exists and its content still has the checksum written beside it when it was made.
+
+    Hashing a large cache file costs seconds, so a file is hashed once per process; a later load only
+    checks that its size and modification time have not changed since.
+    """
     try:
-        return path.is_file() and checksum_path(path).read_text().strip() == file_sha256(path)
+        stat = path.stat()
+        if _VERIFIED.get(path) == (stat.st_size, stat.st_mtime_ns):
+            return True
+        intact = checksum_path(path).read_text().strip() == file_sha256(path)
     except OSError:
         return False
+    if intact:
+        _VERIFIED[path] = (stat.st_size, stat.st_mtime_ns)
+    return intact
 
 
 def cached_array(

@@ -77,15 +77,13 @@ def train_frozen(
     started = time.perf_counter()
     history, best_epoch = fit_head(head, features, labels, len(dataset.class_names), cfg.train)
     training_s = time.perf_counter() - started
-    fold_check = {}
-    if standardize is not None:
-        before = head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
+    batch = cfg.train.batch_size
+    val_probabilities, fold_check = head.predict(features["val"], batch_size=batch, verbose=0), {}
+    if standardize is not None:  # fold, then check the folded head on the same validation features
         fold_standardizer(standardize, layers[0])
         head = head_on_features(features["train"].shape[1], layers)
-        fold_check = check_fold(
-            before, head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
-        )
-    val_probabilities = head.predict(features["val"], batch_size=cfg.train.batch_size, verbose=0)
+        folded = head.predict(features["val"], batch_size=batch, verbose=0)
+        fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
     timings = {
         "feature_extraction_s": extraction_s,
