@@ -18,25 +18,25 @@ from sklearn.metrics import roc_curve
 from benchmark.figures import panels
 from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_figure
 from benchmark.metrics.evaluate import Settings
-from benchmark.metrics.scores import macro_auroc
 from benchmark.metrics.table import metric
-from benchmark.report.paired import NotComparable, seed_averaged
+from benchmark.report.estimates import NotComparable, aligned
 from benchmark.report.rows import Row, estimate, mean_of, pareto_front
 
 log = logging.getLogger(__name__)
 
 
-def intervals(rows: list[Row], metric: str, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Means and the 2 x n lengths of asymmetric error bars; NaN where a row has no interval."""
-    found = [estimate(row, metric, level) for row in rows]
-    means = np.array([e.mean for e in found])
-    return means, np.array([[e.mean - e.low for e in found], [e.high - e.mean for e in found]])
+def intervals(rows: list[Row], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' values (the table's: mean over seeds) and the 2 x n lengths of their asymmetric error
+    bars (the table's intervals); NaN where a row has no interval."""
+    found = [estimate(row, metric) for row in rows]
+    means = np.array([e.estimate for e in found])
+    return means, np.array([[e.estimate - e.low for e in found], [e.high - e.estimate for e in found]])
 
 
 def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """The primary metric per row, ranked top to bottom, with its confidence interval."""
     primary = metric(cfg.primary_metric)
-    means, errors = intervals(rows, primary.key, settings.ci_level)
+    means, errors = intervals(rows, primary.key)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)))
     palette = colours([row.label for row in rows])
     positions = np.arange(len(rows))
@@ -53,8 +53,8 @@ def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings
     direction = "higher" if primary.higher_is_better else "lower"
     ax.set_xlabel(f"{primary.name} ({direction} is better)")
     ax.set_title(
-        f"{dataset}: {primary.name}, mean and {settings.ci_level:.0%} CI\n(t-interval over seeds; "
-        "a single seed shows its bootstrap CI)"
+        f"{dataset}: {primary.name}, mean over seeds and {settings.ci_level:.0%} CI\n"
+        "(two-level bootstrap: test images and seeds resampled)"
     )
     ax.grid(axis="x", alpha=0.3)
     write_figure(fig, path, cfg.figures.dpi)
@@ -76,7 +76,7 @@ def accuracy_vs_latency(
         write_figure(fig, path, cfg.figures.dpi)
         return
     latency = np.array([mean_of(row, "latency_ms") for row in rows])
-    accuracy, errors = intervals(rows, "accuracy", settings.ci_level)
+    accuracy, errors = intervals(rows, "accuracy")
     front = pareto_front(latency, accuracy)
     finite = latency[np.isfinite(latency)]
     log_x = bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 10
@@ -133,26 +133,31 @@ def macro_roc(labels: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -
 
 
 def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
-    """Macro ROC per row from seed-averaged probabilities, the AUC in the legend."""
+    """Macro ROC per row, each seed's curve averaged vertically (so the curve is the seed mean, like the
+    table), the row's macro-AUROC and interval in the legend."""
     grid = np.linspace(0, 1, cfg.figures.roc_points)
     palette = colours([row.label for row in rows])
     fig, ax = plt.subplots(figsize=(6.5, 6))
+    d = cfg.digits
     for row in rows:
         try:
-            found = seed_averaged(row)
+            _, labels, _, probabilities = aligned(row.runs, row.classes)
         except NotComparable as error:
             log.warning("no ROC curve for %s: %s", row.label, error)
             continue
-        auc = macro_auroc(found.labels, found.probabilities)
-        tpr = macro_roc(found.labels, found.probabilities, grid)
-        ax.plot(grid, tpr, color=palette[row.label], lw=2, label=f"{row.label} (AUC {auc:.{cfg.digits}f})")
+        tpr = np.mean([macro_roc(labels, p, grid) for p in probabilities], axis=0)
+        auc = estimate(row, "macro_auroc")
+        band = f" [{auc.low:.{d}f}, {auc.high:.{d}f}]" if np.isfinite(auc.low) else ""
+        ax.plot(
+            grid, tpr, color=palette[row.label], lw=2, label=f"{row.label} (AUC {auc.estimate:.{d}f}{band})"
+        )
     ax.plot([0, 1], [0, 1], color="grey", ls=":", label="chance")
     ax.set(
         xlabel="false positive rate",
         ylabel="true positive rate (macro average)",
         xlim=(0, 1),
         ylim=(0, 1.02),
-        title=f"{dataset}: macro one-vs-rest ROC\n(probabilities averaged over seeds)",
+        title=f"{dataset}: macro one-vs-rest ROC\n(mean over seeds; AUC with {settings.ci_level:.0%} CI)",
     )
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)

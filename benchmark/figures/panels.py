@@ -9,8 +9,11 @@ from omegaconf import DictConfig
 
 from benchmark.figures.canvas import empty_panel, panel_grid, plt, write_figure
 from benchmark.figures.run import confusion_heatmap
+from benchmark.metrics.calibration import apply_temperature
 from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.scores import expected_calibration_error
+from benchmark.report.estimates import temperature
 from benchmark.report.paired import pooled
 from benchmark.report.rows import Row, mean_confusion
 from benchmark.runs.layout import ENSEMBLE
@@ -57,15 +60,36 @@ def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settin
     write_figure(fig, path, cfg.figures.dpi)
 
 
-def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:
-    """Accuracy per confidence bin (the runs' own ECE bins), with each bin's prediction count on top."""
-    bins = settings.ece_bins
-    labels, probabilities = pooled(row)
+def bin_accuracy(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(accuracy, count) per equal-width confidence bin."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     counts = np.bincount(which, minlength=bins)
-    accuracy = np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1)
+    return np.bincount(which, weights=correct, minlength=bins) / np.maximum(counts, 1), counts
+
+
+def calibrated_pooled(row: Row) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every seed's test probabilities after its own validation-fitted temperature; None without one."""
+    temperatures = [temperature(run) for run in row.runs]
+    if any(t is None for t in temperatures):
+        return None
+    labels = np.concatenate([labels_of(run.predictions, row.classes) for run in row.runs])
+    probabilities = np.concatenate(
+        [
+            apply_temperature(probabilities_of(run.predictions, row.classes), t)
+            for run, t in zip(row.runs, temperatures, strict=True)
+        ]
+    )
+    return labels, probabilities
+
+
+def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:
+    """Accuracy per confidence bin (the runs' own ECE bins) as trained, with each bin's prediction count
+    on top, and after temperature scaling as a line."""
+    bins = settings.ece_bins
+    labels, probabilities = pooled(row)
+    accuracy, counts = bin_accuracy(labels, probabilities, bins)
     left = np.arange(bins) / bins
     shown = counts > 0
     ax.bar(
@@ -75,7 +99,7 @@ def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:
         align="edge",
         edgecolor="black",
         alpha=0.75,
-        label="accuracy in bin",
+        label="accuracy in bin, as trained",
     )
     for x, height, n in zip(left[shown], accuracy[shown], counts[shown], strict=True):
         ax.text(
@@ -90,12 +114,26 @@ def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:
         )
     ax.plot([0, 1], [0, 1], color="grey", ls="--", label="perfect calibration")
     ece = expected_calibration_error(labels, probabilities, bins)
+    title = f"{row.label}\npooled ECE {ece:.3f}"
+    after = calibrated_pooled(row)
+    if after is not None:
+        scaled_accuracy, scaled_counts = bin_accuracy(*after, bins)
+        kept = scaled_counts > 0
+        ax.plot(
+            left[kept] + 0.5 / bins,
+            scaled_accuracy[kept],
+            "o-",
+            color="tab:red",
+            ms=4,
+            label="after temperature scaling",
+        )
+        title += f" → {expected_calibration_error(*after, bins):.3f} after scaling"
     ax.set(
         xlim=(0, 1),
         ylim=(0, 1.1),
         xlabel="confidence (max probability)",
         ylabel="accuracy",
-        title=f"{row.label} (pooled ECE {ece:.3f})",
+        title=title,
     )
     ax.legend(loc="upper left", fontsize="small")
 
@@ -111,7 +149,7 @@ def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: S
         reliability_panel(ax, row, settings)
     fig.suptitle(
         f"{dataset}: reliability, {bins} confidence bins, all seeds' predictions pooled "
-        "(numbers: predictions per bin)"
+        "(numbers: predictions per bin; line: after temperature scaling fitted on validation)"
     )
     fig.tight_layout()
     write_figure(fig, path, cfg.figures.dpi)

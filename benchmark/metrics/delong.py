@@ -12,7 +12,7 @@ the components. With midranks (ties share the average rank, which is what gives 
 V10_i = (Tz_i - Tx_i) / n and V01_j = 1 - (Tz_j - Ty_j) / m, where Tz is the midrank among all cases, Tx
 among the positives and Ty among the negatives - O(N log N) instead of O(m n).
 
-Groundwork for a methods review; not (yet) part of the metric table or the report.
+The report compares #1 with every other row by `delong_ovr`, on each row's seeds.
 """
 
 from collections.abc import Sequence
@@ -95,8 +95,14 @@ def _compare(difference: float, variance: float, auc_a: float, auc_b: float, lev
     p_value = float(min(1.0, 2.0 * norm.sf(abs(z))))
     half = float(norm.ppf(0.5 + level / 2.0)) * se
     return DeLongResult(
-        auc_a=float(auc_a), auc_b=float(auc_b), difference=float(difference), standard_error=se,
-        z=float(z), p_value=p_value, ci_low=float(difference - half), ci_high=float(difference + half),
+        auc_a=float(auc_a),
+        auc_b=float(auc_b),
+        difference=float(difference),
+        standard_error=se,
+        z=float(z),
+        p_value=p_value,
+        ci_low=float(difference - half),
+        ci_high=float(difference + half),
         level=float(level),
     )
 
@@ -130,24 +136,32 @@ def delong_paired_test(
     return _compare(auc_a - auc_b, variance, auc_a, auc_b, level)
 
 
-def _difference_components(positive: np.ndarray, both: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """auc_a, auc_b and the scaled, centred per-case components phi (N,) of auc_a - auc_b for one class."""
-    v10, v01 = _structural_components(positive, both)
-    d10, d01 = v10[0] - v10[1], v01[0] - v01[1]
+def _difference_components(
+    positive: np.ndarray, scores: np.ndarray, contrast: np.ndarray
+) -> tuple[float, float, np.ndarray]:
+    """auc_a, auc_b and the scaled, centred per-case components phi (N,) of contrast' AUCs for one class.
+
+    `scores` stacks the score sets (models or seeds) of both sides; `contrast` weighs them (1, -1 for two
+    models; 1/Sa each for a's Sa seeds and -1/Sb each for b's, for the difference of seed means).
+    """
+    v10, v01 = _structural_components(positive, scores)
+    d10, d01 = contrast @ v10, contrast @ v01
     m, n = d10.size, d01.size
     phi = np.empty(positive.size)
     phi[positive] = (d10 - d10.mean()) / np.sqrt(m * (m - 1))
     phi[~positive] = (d01 - d01.mean()) / np.sqrt(n * (n - 1))
-    return float(v10[0].mean()), float(v10[1].mean()), phi
+    aucs = v10.mean(axis=1)
+    return float(aucs[contrast > 0].mean()), float(aucs[contrast < 0].mean()), phi
 
 
-def delong_ovr(
-    y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, *, level: float = 0.95
-) -> dict:
+def delong_ovr(y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, *, level: float = 0.95) -> dict:
     """Paired DeLong tests of one-vs-rest AUROCs per class, and of their macro mean, for two models.
 
     `y_true` holds integer classes 0..k-1 and `probs_a`, `probs_b` are (n, k) class scores of the two
-    models on the same cases. For two classes only the positive class (index 1) is compared, as in
+    models on the same cases, or (seeds, n, k) stacks: then each side's AUROC is the mean over its seeds
+    of the per-seed AUROC (the leaderboard's estimand), a linear contrast of correlated AUROCs that
+    DeLong's covariance handles as it stands; the trained seeds are held fixed (test-set sampling only).
+    For two classes only the positive class (index 1) is compared, as in
     `benchmark.metrics.scores.macro_auroc`; the macro result is then that class's result.
 
     Returns {"classes": [class indices compared], "per_class": {class: DeLongResult},
@@ -172,12 +186,14 @@ def delong_ovr(
     """
     y = np.asarray(y_true).ravel()
     a, b = np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
-    if a.ndim != 2 or a.shape != b.shape or a.shape[0] != y.size:
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
+    if a.ndim != 3 or a.shape[1:] != b.shape[1:] or a.shape[1] != y.size:
         raise ValueError(
-            f"probs_a and probs_b must both be (n_cases, n_classes) with n_cases = {y.size}; "
-            f"got {a.shape} and {b.shape}"
+            f"probs_a and probs_b must both be (n_cases, n_classes) or (seeds, n_cases, n_classes) with "
+            f"n_cases = {y.size}; got {np.shape(probs_a)} and {np.shape(probs_b)}"
         )
-    n_classes = a.shape[1]
+    n_classes = a.shape[2]
+    contrast = np.concatenate([np.full(len(a), 1 / len(a)), np.full(len(b), -1 / len(b))])
     if n_classes < 2:
         raise ValueError(f"need at least 2 classes; got {n_classes}")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
@@ -188,8 +204,8 @@ def delong_ovr(
     for k in classes:
         positive = y == k
         _require_both(positive, f"class {k}")
-        both = _score_matrix(np.vstack([a[:, k], b[:, k]]), y.size)
-        auc_a, auc_b, phi = _difference_components(positive, both)
+        both = _score_matrix(np.vstack([a[:, :, k], b[:, :, k]]), y.size)
+        auc_a, auc_b, phi = _difference_components(positive, both, contrast)
         aucs_a.append(auc_a)
         aucs_b.append(auc_b)
         phis.append(phi)

@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from sklearn import metrics as skm
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.bootstrap import resample_weights
+from benchmark.metrics.estimands import PROPORTION_COUNTS, summarise
 from benchmark.metrics.scores import per_class_counts, predictive_entropy
 from benchmark.metrics.table import BOOTSTRAPPED, OVERALL, PER_CLASS
 
@@ -47,32 +48,25 @@ class Settings:
         return asdict(self)
 
 
-def bootstrap_scores(
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    indices: np.ndarray | list[np.ndarray],
-    settings: Settings,
-) -> dict[str, np.ndarray]:
-    """The bootstrapped metrics on each resample (rows of `indices`: an array, or a list of index arrays
-    of differing lengths from the cluster bootstrap)."""
-    found = {m.key: np.empty(len(indices)) for m in BOOTSTRAPPED}
-    for i, rows in enumerate(indices):
-        for m in BOOTSTRAPPED:
-            found[m.key][i] = m.compute(y_true[rows], probabilities[rows], settings)
-    return found
-
-
 def confidence_intervals(
     y_true: np.ndarray, probabilities: np.ndarray, settings: Settings, groups: Sequence | None = None
 ) -> dict:
-    """`<key>_ci_low` / `<key>_ci_high` of every bootstrapped metric; with `groups` (one per test image)
-    the resampling unit is the group (cluster bootstrap), else the image."""
-    resamples = bootstrap_indices(len(y_true), settings.n_bootstrap, settings.bootstrap_seed, groups)
+    """`<key>_ci_low` / `<key>_ci_high` / `<key>_ci_method` of every bootstrapped metric: the one-seed case
+    of the two-level bootstrap (stratified by class; with `groups`, one per test image, whole groups are
+    drawn), with the exact fallback for proportions where the bootstrap is degenerate."""
+    groups = None if groups is None else np.asarray(groups)
+    weights = resample_weights(y_true, settings.n_bootstrap, settings.bootstrap_seed, groups)
     intervals = {}
-    for key, values in bootstrap_scores(y_true, probabilities, resamples, settings).items():
-        intervals[f"{key}_ci_low"], intervals[f"{key}_ci_high"] = percentile_interval(
-            values, settings.ci_level
+    for m in BOOTSTRAPPED:
+        counts = PROPORTION_COUNTS.get(m.key)
+        found = summarise(
+            m.compute(y_true, probabilities, settings),
+            m.resampled(weights, y_true, probabilities, settings),
+            settings.ci_level,
+            None if counts is None else counts(y_true, probabilities),
         )
+        intervals[f"{m.key}_ci_low"], intervals[f"{m.key}_ci_high"] = found.low, found.high
+        intervals[f"{m.key}_ci_method"] = found.method
     return intervals
 
 

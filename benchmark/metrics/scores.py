@@ -60,7 +60,10 @@ def averaged_prf(average: str, which: int):
 
     def compute(y_true: np.ndarray, probabilities: np.ndarray) -> float:
         found = skm.precision_recall_fscore_support(
-            y_true, probabilities.argmax(axis=1), labels=range(probabilities.shape[1]), average=average,
+            y_true,
+            probabilities.argmax(axis=1),
+            labels=range(probabilities.shape[1]),
+            average=average,
             zero_division=0,
         )
         return float(found[which])
@@ -70,6 +73,13 @@ def averaged_prf(average: str, which: int):
 
 def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     return float(skm.log_loss(y_true, probabilities, labels=range(probabilities.shape[1])))
+
+
+def brier_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean squared distance between the predicted distribution and the one-hot truth (multi-class Brier,
+    0 = perfect, 2 = certain and wrong)."""
+    onehot = np.eye(probabilities.shape[1])[y_true]
+    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
 
 
 def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int) -> float:
@@ -96,8 +106,13 @@ def per_class_counts(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str,
     true_negatives = negatives - (counts.sum(0) - np.diag(counts))
     specificity = np.divide(true_negatives, negatives, out=np.full(n_classes, np.nan), where=negatives > 0)
     return {
-        "precision": precision, "recall": recall, "f1": f1, "sensitivity": recall,
-        "specificity": specificity, "auroc": ovr_auroc(y_true, probabilities), "support": support,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "sensitivity": recall,
+        "specificity": specificity,
+        "auroc": ovr_auroc(y_true, probabilities),
+        "support": support,
     }
 
 

@@ -13,8 +13,8 @@ from benchmark.metrics.table import RANKABLE
 from benchmark.report.document import document, figure_links
 from benchmark.report.ensemble import build_ensembles
 from benchmark.report.load import Collection, Run, collect
-from benchmark.report.rows import Row, group_rows, rank
-from benchmark.report.tables import leaderboard_frame
+from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
+from benchmark.report.tables import leaderboard_frame, runs_frame
 from benchmark.runs.layout import runs_root
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,21 @@ def build_report(cfg: DictConfig) -> Path:
         build_ensembles(results_dir, cfg.ensemble_k, strict=False)  # never lose the leaderboard over it
     collection = load(results_dir)
     settings = common_settings(collection.runs)
-    ranked: dict[str, list[Row]] = {
-        dataset: rank(rows, cfg.primary_metric)
-        for dataset, rows in sorted(group_rows(collection.runs).items())
+    ranked: dict[str, list[Row]] = {}
+    others: dict[str, dict[tuple[str, str], list[Row]]] = {}
+    for dataset, rows in sorted(group_rows(collection.runs).items()):
+        chosen, others[dataset] = choose_on_validation(with_estimates(rows, settings))
+        ranked[dataset] = rank(chosen, cfg.primary_metric)
+    not_chosen = {
+        dataset: [row for family in found.values() for row in family[1:]] for dataset, found in others.items()
     }
     csv_path = results_dir / "leaderboard.csv"
-    write_text(csv_path, leaderboard_frame(ranked).to_csv(index=False))
-    log.info("wrote %s", csv_path)
+    write_text(csv_path, leaderboard_frame(ranked, not_chosen).to_csv(index=False))
+    write_text(
+        results_dir / "runs.csv",
+        runs_frame({d: rows + not_chosen[d] for d, rows in ranked.items()}).to_csv(index=False),
+    )
+    log.info("wrote %s and runs.csv", csv_path)
     figures = {
         dataset: figure_links(
             write_figures(rows, dataset, cfg, settings, results_dir / "figures"), results_dir
@@ -83,6 +91,6 @@ def build_report(cfg: DictConfig) -> Path:
         for dataset, rows in ranked.items()
     }
     markdown_path = results_dir / "leaderboard.md"
-    write_text(markdown_path, document(collection, ranked, figures, cfg, settings))
+    write_text(markdown_path, document(collection, ranked, others, figures, cfg, settings))
     log.info("wrote %s", markdown_path)
     return markdown_path

@@ -3,17 +3,29 @@
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
+from benchmark.metrics.estimands import BOOTSTRAP
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
-from benchmark.report.paired import NotComparable, p_text, paired_bootstrap, verdict
-from benchmark.report.rows import Row, per_class_means
-from benchmark.report.tables import BOOTSTRAP_MARK, main_table, markdown_table, per_class_table
+from benchmark.report.paired import against_first
+from benchmark.report.rows import Row
+from benchmark.report.tables import (
+    EXACT_MARK,
+    calibration_table,
+    comparisons_table,
+    configurations_table,
+    main_table,
+    markdown_table,
+    operating_points_table,
+    per_class_table,
+)
 
 WARNING = "> ⚠️"
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
+MIN_CASES = 10  # fewer test cases of a class than this and the reader is warned
 
 
 def unique(values: list[object]) -> list[str]:
@@ -75,14 +87,20 @@ def provenance(runs: list[Run], cfg: DictConfig) -> str:
 
 
 def interval_note(settings: Settings) -> str:
-    """What the intervals are, with the settings the runs recorded (never the report's own)."""
+    """What every number and interval means, stated once, with the settings the runs recorded."""
     percent = f"{settings.ci_level * 100:g}%"
     return (
-        f"Cells read `mean [low, high]`, the {percent} confidence interval: a t-interval over seeds "
-        f"(mean ± t·sd/√n, clipped to [0, 1]) when a row has several seeds; {BOOTSTRAP_MARK} marks a single "
-        f"run's bootstrap interval over test images ({settings.n_bootstrap} resamples). ECE "
-        f"({settings.ece_bins} confidence bins) and the cost columns are means over seeds; "
-        "train time = feature extraction (timed where it was not read from the cache) + head training."
+        f"**How to read the numbers.** Each cell is the mean over the row's seeds of the per-seed test "
+        f"metric, with its {percent} confidence interval `[low, high]` from a two-level bootstrap: each of "
+        f"{settings.n_bootstrap} replicates resamples the test images (stratified by class; whole patients "
+        "when the split has groups) and, independently, the row's seeds, so the interval includes both the "
+        "test-set sampling error and the seed-to-seed spread. Every row of a dataset is scored on the same "
+        f"image resamples. {EXACT_MARK}: the bootstrap was degenerate (every resample gave the same value, "
+        "e.g. a tiny test set all right) and the interval is the exact Clopper-Pearson one; `(no CI)`: no "
+        "interval can be estimated. One row per backbone and weights: the configuration with the lowest mean "
+        "validation loss (the others are listed under *All configurations*); the test set never chooses. "
+        f"ECE uses {settings.ece_bins} confidence bins; cost columns are means over seeds; train time = "
+        "feature extraction (timed where it was not read from the cache) + head training."
     )
 
 
@@ -93,9 +111,14 @@ def dataset_facts(rows: list[Row]) -> str:
         [" / ".join(f"{k} {v}" for k, v in (run.metrics.get("split_sizes") or {}).items()) for run in runs]
     )
     fingerprints = unique([(run.manifest.get("dataset") or {}).get("fingerprint") for run in runs])
+    tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
+    sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
+    described = "; ".join(f"{n} images" + (f", {g} groups" if g else "") for n, g in sizes) or "unknown"
+    seeds = sorted({len(row.runs) for row in rows if not row.is_ensemble})
     lines = [
         f"- classes: {'; '.join(classes)}",
         f"- split sizes: {'; '.join(splits)}",
+        f"- test set: {described}; seeds per row: {', '.join(map(str, seeds)) or '—'}",
         f"- {'; '.join(unique([split_unit(run.metrics) for run in runs]))}",
         f"- data fingerprint: {', '.join(f'`{f}`' for f in fingerprints)}",
     ]
@@ -132,23 +155,75 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     ]
 
 
-def significance(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
-    """Is #1 better than #2 on the ranking metric, beyond what resampling the test set would give?"""
-    if len(rows) < 2:
-        return "**Significance:** skipped: only one row, nothing to compare."
-    first, second = rows[0], rows[1]
-    title = f"**Significance, #1 {first.label} vs #2 {second.label} on {metric(cfg.primary_metric).name}:**"
-    try:
-        found = paired_bootstrap(first, second, settings, cfg.primary_metric)
-    except NotComparable as error:
-        return f"{title} not comparable: {error}."
-    percent, d = f"{settings.ci_level * 100:g}%", cfg.digits
-    return (
-        f"{title} difference (#1 − #2) {found.observed:+.{d}f} ({percent} CI {found.low:+.{d}f} to "
-        f"{found.high:+.{d}f}), {p_text(found)} (paired bootstrap: {found.n_resamples} "
-        f"resamples of the same {found.n_test} test images, probabilities averaged over seeds). "
-        f"{verdict(found, 1 - settings.ci_level)}."
+def small_test_warnings(rows: list[Row]) -> list[str]:
+    """Classes with fewer than MIN_CASES test cases, and intervals the bootstrap could not give."""
+    found = []
+    tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
+    if tests:
+        classes = rows[0].classes
+        counts = np.bincount(tests[0].labels, minlength=len(classes))
+        small = [
+            f"{name} ({count})" for name, count in zip(classes, counts, strict=True) if count < MIN_CASES
+        ]
+        if small:
+            found.append(
+                f"{WARNING} **Few test cases:** {', '.join(small)} — fewer than {MIN_CASES} test cases; that "
+                "class's sensitivity, AUROC and the macro metrics rest on a handful of images and their "
+                "intervals are wide or unstable."
+            )
+    fallback = sorted(
+        {
+            name
+            for row in rows
+            if row.estimates is not None
+            for name, interval in row.estimates.intervals.items()
+            if interval.method != BOOTSTRAP
+        }
     )
+    if fallback:
+        found.append(
+            f"{WARNING} **Test set too small to rank on:** the bootstrap was degenerate for "
+            f"{', '.join(fallback[:6])}{' …' if len(fallback) > 6 else ''} (every resample gave the same "
+            f"value); those intervals are exact ({EXACT_MARK}) or absent. "
+            "Differences between rows here are not evidence."
+        )
+    problems = [
+        f"{row.label}: {row.estimates.problem}" for row in rows if row.estimates and row.estimates.problem
+    ]
+    if problems:
+        found.append(f"{WARNING} **No intervals for** {'; '.join(problems)}.")
+    return found
+
+
+def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
+    """#1 against every other row on the ranking metric (paired bootstrap) and on AUROC (DeLong)."""
+    if len(rows) < 2:
+        return "Only one row: nothing to compare."
+    found = against_first(rows, cfg.primary_metric, settings.ci_level)
+    alpha = 1 - settings.ci_level
+    parts = [
+        f"#1 **{rows[0].label}** against every other row, on the same test images. "
+        f"{metric(cfg.primary_metric).name}: paired two-level bootstrap (the replicates behind the "
+        "intervals). AUROC: DeLong's test of the seed-mean AUROC (the trained seeds held fixed). "
+        f"p-values are two-sided and Holm-corrected within each test over the {len(rows) - 1} "
+        f"comparison(s); ✓ = Holm p < {alpha:g}. A bootstrap p at its resolution is shown as `< 1/B`.",
+        comparisons_table(found.ranking + found.auroc, alpha, cfg.digits),
+    ]
+    if found.auroc_per_class:
+        parts += ["Per class, one-vs-rest (DeLong, Holm over all class comparisons):"]
+        parts += [comparisons_table(found.auroc_per_class, alpha, cfg.digits)]
+    parts += [f"- not compared: {row}: {why}" for row, why in found.not_comparable]
+    return "\n\n".join(parts)
+
+
+def target_of(rows: list[Row]) -> str:
+    targets = {
+        (run.metrics.get("operating_points") or {}).get("target_sensitivity")
+        for row in rows
+        for run in row.runs
+    }
+    targets.discard(None)
+    return ", ".join(f"{t:g}" for t in sorted(targets)) or "—"
 
 
 def failed_section(failures: list[Failure]) -> str:
@@ -173,24 +248,59 @@ def figure_links(figures: dict[str, tuple[Path, str]], results_dir: Path) -> str
     )
 
 
-def dataset_section(dataset: str, rows: list[Row], figures: str, cfg: DictConfig, settings: Settings) -> str:
-    return "\n\n".join(
-        [
-            f"## {dataset}",
-            dataset_facts(rows),
-            main_table(rows, cfg.primary_metric, settings.ci_level, cfg.digits),
-            significance(rows, cfg, settings),
-            "### Per class (mean over seeds)",
-            per_class_table(per_class_means(rows), cfg.digits),
-            "### Figures",
-            figures,
+def dataset_section(
+    dataset: str,
+    rows: list[Row],
+    others: dict[tuple[str, str], list[Row]],
+    figures: str,
+    cfg: DictConfig,
+    settings: Settings,
+) -> str:
+    parts = [
+        f"## {dataset}",
+        dataset_facts(rows),
+        *small_test_warnings(rows),
+        main_table(rows, cfg.primary_metric, cfg.digits),
+        "### #1 against every other row",
+        comparisons(rows, cfg, settings),
+        "### Per class",
+        per_class_table(rows, cfg.digits),
+        "### Calibration: temperature scaling fitted on validation",
+        "The test ECE, Brier score and log loss of the probabilities as trained and after dividing the "
+        "logits by a temperature fitted on the validation split (it changes confidence, never the "
+        "predicted class).",
+        calibration_table(rows, cfg.digits),
+    ]
+    if not any(row.estimates and "temperature" in row.estimates.means for row in rows):
+        parts[-1] += (
+            "\n\nNo run recorded a temperature: they were made before calibration was part of a run "
+            "(`force=true` re-runs them)."
+        )
+    operating = operating_points_table(rows, cfg.digits)
+    if operating:
+        parts += [
+            "### Operating points: thresholds chosen on validation, applied to test",
+            f"How a screening model is judged. Per class one-vs-rest (binary: the positive class), the "
+            f"threshold on its probability that reaches sensitivity {target_of(rows)} on validation, and the "
+            "one maximising Youden's J (sensitivity + specificity − 1) on validation; test rates at each.",
+            operating,
         ]
-    )
+    if others:
+        parts += [
+            "### All configurations",
+            "Every configuration run for a backbone, ordered by mean validation loss; the first (✓) is the "
+            "leaderboard's row. The test metric is shown for information only: choosing by it would be "
+            "model selection on the test set.",
+            configurations_table(others, cfg.primary_metric, cfg.digits),
+        ]
+    parts += ["### Figures", figures]
+    return "\n\n".join(parts)
 
 
 def document(
     collection: Collection,
     ranked: dict[str, list[Row]],
+    others: dict[str, dict[tuple[str, str], list[Row]]],
     figures: dict[str, str],
     cfg: DictConfig,
     settings: Settings,
@@ -198,7 +308,10 @@ def document(
     """The whole page; `figures` holds each dataset's block of figure links."""
     parts = ["# medbench leaderboard", *banners(collection.runs, ranked), provenance(collection.runs, cfg)]
     parts.append(interval_note(settings))
-    parts += [dataset_section(name, rows, figures[name], cfg, settings) for name, rows in ranked.items()]
+    parts += [
+        dataset_section(name, rows, others.get(name, {}), figures[name], cfg, settings)
+        for name, rows in ranked.items()
+    ]
     parts += ["## Failed runs", failed_section(collection.failed)]
     parts += ["## Skipped / incomplete run directories", skipped_section(collection.skipped)]
     return "\n\n".join(parts) + "\n"

@@ -18,7 +18,7 @@ from benchmark.metrics.evaluate import Settings, evaluate
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.report.load import collect
 from benchmark.report.paired import NotComparable, Predictions, seed_averaged
-from benchmark.report.rows import Row, group_rows, mean_of
+from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
 from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
                               labels=predictions.labels)
     retire_old_ensembles(results_dir, dataset)
     write_text(run_dir / "predictions.csv", table.to_csv(index=False))
+    splits = results_dir / members[0].runs[0].rel / "splits.csv"  # the patient groups of its test images
+    if splits.exists():
+        write_text(run_dir / "splits.csv", splits.read_text())
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml({"members": labels, "selected_by": SELECT_BY}))
     # Averaging does not depend on the machine: the ensemble keeps its members' machine, commit and versions.
     inherited = {key: value for key, value in members[0].runs[0].manifest.items()
@@ -104,13 +107,13 @@ def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, stric
     """
     if k < 2:
         raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
-    rows = group_rows(collect(results_dir).runs)
+    rows = group_rows(collect(results_dir).runs)  # members among the rows chosen on validation
     if dataset is not None and dataset not in rows:
         raise BenchmarkError(f"dataset={dataset} has no complete runs under {results_dir}/runs: "
                              f"choose one of {', '.join(sorted(rows)) or '(none)'}")
     written = []
     for name in [dataset] if dataset else sorted(rows):
-        members = select_members(rows[name], k)
+        members = select_members(choose_on_validation(rows[name])[0], k)
         if len(members) < 2:
             log.warning("no ensemble for %s: fewer than 2 rows with a validation loss", name)
             continue

@@ -11,14 +11,14 @@ import pandas as pd
 from benchmark.errors import BenchmarkError
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.predictions import labels_of, probabilities_of, probability_column, read_predictions
-from benchmark.metrics.table import OVERALL
+from benchmark.metrics.table import HEADLINE
 from benchmark.runs.layout import run_dirs
 
 log = logging.getLogger(__name__)
 
 # What the leaderboard cannot do without; timing and efficiency keys are optional (shown as "—").
 REQUIRED_KEYS = ("backbone", "dataset", "classes", "seed", "config_hash", "weights_used", "per_class")
-REQUIRED_NUMBERS = ("n_test", *(m.key for m in OVERALL))
+REQUIRED_NUMBERS = ("n_test", *(m.key for m in HEADLINE))  # newer metrics may be absent from older runs
 FAILURE_KEYS = ("backbone", "dataset", "seed", "config_hash", "error_type", "error")
 
 
@@ -94,7 +94,24 @@ def read_json(path: Path) -> dict:
 def read_run(path: Path, rel: str) -> Run:
     metrics = read_json(path / "metrics.json")
     check_metrics(metrics)
-    return Run(rel, metrics, read_manifest(path), read_checked_predictions(path, metrics), read_history(path))
+    predictions = with_groups(read_checked_predictions(path, metrics), path)
+    return Run(rel, metrics, read_manifest(path), predictions, read_history(path))
+
+
+def with_groups(predictions: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Add the patient/study `group` of each test image from splits.csv, when the split had groups:
+    the report's bootstrap then resamples whole groups, as the run's own intervals did."""
+    try:
+        splits = pd.read_csv(path / "splits.csv", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return predictions
+    if not {"file", "split", "group"} <= set(splits.columns):
+        return predictions
+    test = splits[splits["split"] == "test"].set_index("file")["group"]
+    groups = predictions["file"].map(test)
+    if groups.isna().any() or (groups == "").all():
+        return predictions
+    return predictions.assign(group=groups)
 
 
 def check_metrics(metrics: dict) -> None:

@@ -1,23 +1,23 @@
-"""Seed-averaged test predictions, and the paired bootstrap that asks whether #1 really beats #2.
+"""#1 against every other row on the same test images, and seed-averaged predictions for the ensemble.
 
 Pairing matters: both rows are scored on the same resampled test images, so the image-to-image
-difficulty cancels out and only the difference between the models is left to vary.
+difficulty cancels out and only the difference between the models is left to vary. The ranking metric
+is compared by the paired two-level bootstrap (the replicates behind each row's interval, on shared
+test resamples and each row's own seed draws), AUROC also by DeLong's test on the rows' seeds; each
+family of comparisons is Holm-corrected.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
-from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.bootstrap import percentile_interval
+from benchmark.metrics.delong import delong_ovr, holm
 from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.table import BY_KEY
+from benchmark.report.estimates import NotComparable, aligned
 from benchmark.report.rows import Row
-
-
-class NotComparable(ValueError):
-    """Two rows (or the seeds of one row) were not tested on the same images; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -30,36 +30,32 @@ class Predictions:
 
 @dataclass(frozen=True)
 class Comparison:
+    """#1 minus another row on one metric, on the same test images."""
+
     first: str
     second: str
-    metric: str  # the compared metric's key in the metric table
-    observed: float  # metric(first) - metric(second), seed-averaged probabilities
+    metric: str  # the metric table's key, or "auroc <class>" / "macro-AUROC" for DeLong
+    method: str  # "paired bootstrap" or "DeLong"
+    observed: float  # metric(first) - metric(second), each the mean over its seeds
     low: float
     high: float
     p_value: float
-    n_test: int
-    n_resamples: int  # resamples where both values were defined
+    n_resamples: int  # valid bootstrap replicates (0 for DeLong)
+    p_adjusted: float = math.nan  # Holm over the comparisons of its family
 
     @property
     def at_floor(self) -> bool:
         """p is the bootstrap's resolution 1/B: the true p-value is only known to be smaller."""
-        return self.p_value <= 1 / self.n_resamples
+        return self.n_resamples > 0 and self.p_value <= 1 / self.n_resamples
 
 
 def seed_averaged(row: Row) -> Predictions:
-    """The row's test probabilities averaged over its seeds, aligned by file name."""
-    classes = tuple(row.classes)
-    tables = [run.predictions.sort_values("file", kind="stable") for run in row.runs]
-    first = tables[0]
-    if not first["file"].is_unique:
-        raise NotComparable(f"{row.label}: predictions.csv lists a file twice")
-    for table in tables[1:]:
-        if not (table["file"].tolist() == first["file"].tolist()
-                and table["true_label"].tolist() == first["true_label"].tolist()):
-            raise NotComparable(f"the seeds of {row.label} were tested on different images")
-    probabilities = np.mean([probabilities_of(table, list(classes)) for table in tables], axis=0)
-    labels = labels_of(first, list(classes))
-    return Predictions(first["file"].to_numpy(), labels, probabilities, classes)
+    """The row's test probabilities averaged over its seeds (an ensemble of its seeds), aligned by file."""
+    try:
+        files, labels, _, probabilities = aligned(row.runs, row.classes)
+    except NotComparable as error:
+        raise NotComparable(f"{row.label}: {error}") from None
+    return Predictions(np.asarray(files), labels, probabilities.mean(axis=0), tuple(row.classes))
 
 
 def pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
@@ -69,55 +65,98 @@ def pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
     return labels, probabilities
 
 
-def paired_bootstrap(first: Row, second: Row, settings: Settings, key: str = "macro_auroc") -> Comparison:
-    """The difference in metric `key` on the same resamples of the same test images, with CI and p-value
-    (resamples, seed and level from the runs' evaluation settings).
-
-    p = 2·min(P(diff ≤ 0), P(diff ≥ 0)) over the resamples, floored at 1/resamples (the resolution).
-    """
-    a, b = seed_averaged(first), seed_averaged(second)
-    if (
-        a.classes != b.classes
-        or not np.array_equal(a.files, b.files)
-        or not np.array_equal(a.labels, b.labels)
-    ):
+def same_test_set(first: Row, second: Row) -> None:
+    a, b = first.estimates, second.estimates
+    for row, found in ((first, a), (second, b)):
+        if found is None or found.test is None:
+            raise NotComparable(f"{row.label}: {found.problem if found else 'no estimates'}")
+    if a.test.files != b.test.files or not np.array_equal(a.test.labels, b.test.labels):
         raise NotComparable("different test sets")
-    compute = BY_KEY[key].compute
 
-    def difference(rows) -> float:
-        y = a.labels[rows]
-        return compute(y, a.probabilities[rows], settings) - compute(y, b.probabilities[rows], settings)
 
-    resamples = bootstrap_indices(len(a.labels), settings.n_bootstrap, settings.bootstrap_seed)
-    diffs = np.array([difference(rows) for rows in resamples])
+def paired_bootstrap(first: Row, second: Row, key: str, level: float) -> Comparison:
+    """The difference of the two rows' values of `key` with its interval and two-sided p-value, from the
+    replicates behind their intervals: p = 2 min(P(diff <= 0), P(diff >= 0)), floored at 1/B."""
+    same_test_set(first, second)
+    a, b = first.estimates, second.estimates
+    if key not in a.replicates or key not in b.replicates:
+        raise NotComparable(f"{BY_KEY[key].name} has no bootstrap interval")
+    diffs = a.replicates[key] - b.replicates[key]
     diffs = diffs[np.isfinite(diffs)]
     if not diffs.size:
-        raise NotComparable(
-            f"{BY_KEY[key].name} is undefined on every resample (a class is missing from the test set)"
-        )
-    low, high = percentile_interval(diffs, settings.ci_level)
+        raise NotComparable(f"{BY_KEY[key].name} is undefined on every resample")
+    low, high = percentile_interval(diffs, level)
     p_value = min(1.0, max(2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)), 1 / diffs.size))
-    observed = difference(np.arange(len(a.labels)))
+    observed = a.intervals[key].estimate - b.intervals[key].estimate
     return Comparison(
-        first.label, second.label, key, observed, float(low), float(high), float(p_value), len(a.labels),
-        diffs.size,
+        first.label, second.label, key, "paired bootstrap", observed, low, high, float(p_value), diffs.size
     )
 
 
-def verdict(comparison: Comparison, alpha: float) -> str:
-    """The plain-words conclusion at significance level `alpha`, in the metric's own direction."""
-    level, metric = f"{alpha * 100:g}%", BY_KEY[comparison.metric]
-    if math.isfinite(comparison.observed) and comparison.p_value < alpha:
-        first_better = (comparison.observed > 0) == metric.higher_is_better
-        winner = comparison.first if first_better else comparison.second
-        return f"**{winner} is significantly better** on {metric.name} at the {level} level"
-    return (f"#1 ({comparison.first}) is **not** significantly better than #2 on {metric.name} "
-            f"at the {level} level")
+def delong(first: Row, second: Row, level: float) -> list[Comparison]:
+    """DeLong's test of the seed-mean AUROC: macro (binary: the positive class) and, for more than two
+    classes, each class one-vs-rest."""
+    same_test_set(first, second)
+    classes = first.classes
+    _, labels, _, a = aligned(first.runs, classes)
+    _, _, _, b = aligned(second.runs, classes)
+    try:
+        found = delong_ovr(labels, a, b, level=level)
+    except ValueError as error:
+        raise NotComparable(str(error)) from None
+    results = [("macro-AUROC", found["macro"])]
+    if len(classes) > 2:
+        results += [(f"AUROC {classes[k]}", found["per_class"][k]) for k in found["classes"]]
+    return [
+        Comparison(first.label, second.label, name, "DeLong", r.difference, r.ci_low, r.ci_high, r.p_value, 0)
+        for name, r in results
+    ]
 
 
-def p_text(comparison: Comparison) -> str:
-    """`p = 0.034`, or `p < 0.001` when the bootstrap cannot resolve smaller p-values."""
-    if comparison.at_floor:
-        floor = comparison.n_resamples
-        return f"p < {1 / floor:.3g} (1/{floor}, the bootstrap's resolution)"
-    return f"p = {comparison.p_value:.3g}"
+def with_holm(comparisons: list[Comparison]) -> list[Comparison]:
+    """The family's p-values adjusted by Holm's step-down method (controls the family-wise error)."""
+    adjusted = holm([c.p_value for c in comparisons])
+    return [replace(c, p_adjusted=float(p)) for c, p in zip(comparisons, adjusted, strict=True)]
+
+
+@dataclass(frozen=True)
+class AllPairs:
+    """#1 against every other row: one family per method (and per-class DeLong as its own family)."""
+
+    ranking: list[Comparison]  # paired bootstrap on the ranking metric
+    auroc: list[Comparison]  # DeLong, macro-AUROC
+    auroc_per_class: list[Comparison]  # DeLong, each class (more than two classes only)
+    not_comparable: list[tuple[str, str]]  # (row, why)
+
+
+def against_first(rows: list[Row], key: str, level: float) -> AllPairs:
+    """Compare #1 with #2..#k; every p-value Holm-adjusted within its family."""
+    ranking, macro, per_class, failed = [], [], [], []
+    first = rows[0]
+    for other in rows[1:]:
+        try:
+            ranking.append(paired_bootstrap(first, other, key, level))
+        except NotComparable as error:
+            failed.append((other.label, str(error)))
+            continue
+        try:
+            tests = delong(first, other, level)
+        except NotComparable as error:
+            failed.append((other.label, f"DeLong: {error}"))
+            continue
+        macro.append(tests[0])
+        per_class.extend(tests[1:])
+    return AllPairs(with_holm(ranking), with_holm(macro), with_holm(per_class), failed)
+
+
+def significant(comparison: Comparison, alpha: float) -> bool:
+    """Below `alpha` after Holm's correction."""
+    return math.isfinite(comparison.p_adjusted) and comparison.p_adjusted < alpha
+
+
+def p_text(comparison: Comparison, p_value: float | None = None) -> str:
+    """`0.034`, or `< 0.001` where the bootstrap cannot resolve smaller p-values (p at 1/B)."""
+    p_value = comparison.p_value if p_value is None else p_value
+    if comparison.at_floor and p_value <= 1 / comparison.n_resamples:
+        return f"< {1 / comparison.n_resamples:.2g}"
+    return f"{p_value:.2g}" if p_value >= 0.001 else f"{p_value:.1e}"

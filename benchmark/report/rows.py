@@ -1,15 +1,18 @@
-"""Rows of the leaderboard: runs grouped across seeds, each row's estimates, ranking and cost summaries."""
+"""Rows of the leaderboard: runs grouped across seeds, the validation choice of one configuration per
+backbone, each row's estimates, ranking and cost summaries."""
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
-from benchmark.metrics.table import BY_KEY, PER_CLASS, metric
+from benchmark.metrics.estimands import Interval
+from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.table import PER_CLASS, metric
+from benchmark.report.estimates import Estimates, SharedResamples, estimate_row, no_interval
 from benchmark.report.load import Run, is_number, number
+from benchmark.runs.layout import ENSEMBLE
 
 PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
 
@@ -23,6 +26,24 @@ class Row:
     config_hash: str
     label: str
     runs: tuple[Run, ...]
+    estimates: Estimates | None = None  # set by `with_estimates`
+
+    @property
+    def weights_used(self) -> str:
+        return str(self.runs[0].metrics["weights_used"])
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.backbone == ENSEMBLE
+
+    @property
+    def seeds_text(self) -> str:
+        """How many trained models the row's number stands for: seeds, or an ensemble's k models."""
+        if self.is_ensemble:
+            members = self.runs[0].manifest.get("members") or []
+            k = len(self.runs[0].metrics.get("members") or [])
+            return f"1 ensemble of {k} rows ({len(members)} models)"
+        return str(len(self.runs))
 
     @property
     def classes(self) -> list[str]:
@@ -31,16 +52,6 @@ class Row:
     @property
     def weights(self) -> str:
         return " / ".join(sorted({str(run.metrics["weights_used"]) for run in self.runs}))
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A mean with its interval; `source` says where the interval comes from (seeds, bootstrap, none)."""
-
-    mean: float
-    low: float
-    high: float
-    source: str
 
 
 def group_rows(runs: list[Run]) -> dict[str, list[Row]]:
@@ -62,6 +73,8 @@ def group_rows(runs: list[Run]) -> dict[str, list[Row]]:
         tell = [config] if len({c for c, _ in siblings}) > 1 else []
         tell += [weights] if len({w for _, w in siblings}) > 1 else []
         label = f"{backbone} ({', '.join(tell)})" if tell else backbone
+        if backbone == ENSEMBLE:
+            label = f"ensemble top-{len(members[0].metrics.get('members') or [])}"
         ordered = tuple(sorted(members, key=seed_order))
         rows[dataset].append(Row(dataset, backbone, config, label, ordered))
     return dict(rows)
@@ -88,32 +101,58 @@ def mean_of(row: Row, key: str) -> float:
     return nan_mean(values(row, key))
 
 
-def estimate(row: Row, key: str, level: float) -> Estimate:
-    """Across seeds: mean ± t·sd/√n. One seed: that run's test-set bootstrap CI, if it recorded one.
+def estimate(row: Row, key: str) -> Interval:
+    """The row's value of column `key` with its interval; without one (a metric the bootstrap does not
+    cover, or seeds tested on different images) the mean over seeds and no interval."""
+    if row.estimates is not None and key in row.estimates.intervals:
+        return row.estimates.intervals[key]
+    return no_interval(mean_of(row, key))
 
-    With few seeds t is large (12.7 for two), so a t-interval of a [0, 1] metric is clipped to [0, 1].
+
+def with_estimates(rows: list[Row], settings: Settings) -> list[Row]:
+    """Each row with its intervals; rows tested on the same images share one set of resamples."""
+    shared = SharedResamples(settings)
+    return [
+        replace(
+            row,
+            estimates=estimate_row(
+                row.runs, row.classes, (row.dataset, row.backbone, row.config_hash, row.weights_used), shared
+            ),
+        )
+        for row in rows
+    ]
+
+
+def validation_loss(row: Row) -> float:
+    return mean_of(row, "best_val_loss")
+
+
+def choose_on_validation(rows: list[Row]) -> tuple[list[Row], dict[tuple[str, str], list[Row]]]:
+    """One row per backbone and weights: the configuration with the lowest mean validation loss.
+
+    Ranking every configuration by its test score would pick the luckiest test score; the choice is made
+    on validation, and the test set only measures the chosen one. Returns the chosen rows and, per
+    (backbone, weights) with more than one configuration, all of them ordered by validation loss.
+    A configuration without a validation loss (older runs) is chosen only when none has one.
     """
-    found = values(row, key)
-    if found.size >= 2:
-        mean = float(found.mean())
-        half = stats.t.ppf((1 + level) / 2, found.size - 1) * found.std(ddof=1) / math.sqrt(found.size)
-        low, high = mean - half, mean + half
-        if key in BY_KEY and BY_KEY[key].bounded:
-            low, high = max(low, 0.0), min(high, 1.0)
-        return Estimate(mean, float(low), float(high), "seeds")
-    if found.size == 1:
-        low, high = (number(row.runs[0].metrics, f"{key}_ci_{end}") for end in ("low", "high"))
-        source = "bootstrap" if math.isfinite(low) and math.isfinite(high) else "none"
-        return Estimate(float(found[0]), low, high, source)
-    return Estimate(math.nan, math.nan, math.nan, "none")
+    families: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        families[(row.backbone, row.weights_used)].append(row)
+    chosen, alternatives = [], {}
+    for family, members in families.items():
+        ordered = sorted(members, key=lambda r: (math.isnan(validation_loss(r)), validation_loss(r), r.label))
+        chosen.append(ordered[0])
+        if len(ordered) > 1:
+            alternatives[family] = ordered
+    return chosen, alternatives
 
 
 def rank(rows: list[Row], key: str) -> list[Row]:
-    """Best first by the seed mean of metric `key`; rows without it go last."""
+    """Best first by the row's value of metric `key` (the mean over seeds); rows without it go last."""
     sign = -1.0 if metric(key).higher_is_better else 1.0
 
     def order(row: Row) -> tuple[bool, float, str]:
-        mean = mean_of(row, key)
+        mean = estimate(row, key).estimate
         return (math.isnan(mean), sign * mean if not math.isnan(mean) else 0.0, row.label)
 
     return sorted(rows, key=order)
@@ -128,18 +167,9 @@ def training_time(row: Row) -> float:
     return (0.0 if math.isnan(extraction_s) else extraction_s) + mean_of(row, "training_s")
 
 
-def per_class_means(rows: list[Row]) -> pd.DataFrame:
-    """Sensitivity, specificity, F1 and AUROC per class, averaged over each row's seeds."""
-    records = []
-    for row in rows:
-        for name in row.classes:
-            record = {"row": row.label, "class": name}
-            for m in PER_CLASS_SHOWN:
-                found = [number(run.metrics["per_class"].get(name, {}), m.key) for run in row.runs]
-                record[m.key] = nan_mean(found)
-            record["support"] = row.runs[0].metrics["per_class"].get(name, {}).get("support")
-            records.append(record)
-    return pd.DataFrame.from_records(records)
+def class_mean(row: Row, key: str, class_name: str) -> float:
+    """A per-class metric of metrics.json (e.g. F1), averaged over the row's seeds."""
+    return nan_mean([number(run.metrics["per_class"].get(class_name, {}), key) for run in row.runs])
 
 
 def mean_confusion(row: Row) -> np.ndarray:

@@ -1,15 +1,19 @@
-"""leaderboard.csv (one row per run, every seed) and the markdown tables of leaderboard.md."""
+"""leaderboard.csv (one line per row: the estimand and its interval), runs.csv (one line per run) and the
+markdown tables of leaderboard.md."""
 
 import math
 
 import pandas as pd
 
+from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval
 from benchmark.metrics.table import BY_KEY, HEADLINE
-from benchmark.report.load import Run, number
-from benchmark.report.rows import PER_CLASS_SHOWN, Estimate, Row, estimate, mean_of, training_time
+from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES
+from benchmark.report.load import Run
+from benchmark.report.paired import Comparison, p_text, significant
+from benchmark.report.rows import PER_CLASS_SHOWN, Row, class_mean, estimate, mean_of, training_time
 
 NOT_SCALAR = ("classes", "per_class", "confusion_matrix", "split_sizes", "evaluation")
-BOOTSTRAP_MARK = "†"
+EXACT_MARK = "‡"
 
 
 def run_record(run: Run, label: str) -> dict:
@@ -37,11 +41,56 @@ def run_record(run: Run, label: str) -> dict:
     return record
 
 
-def leaderboard_frame(ranked: dict[str, list[Row]]) -> pd.DataFrame:
-    """One row per run, datasets in order, rows in rank order, seeds in order."""
+def runs_frame(ranked: dict[str, list[Row]]) -> pd.DataFrame:
+    """runs.csv: one line per run, datasets in order, rows in rank order, seeds in order."""
     return pd.DataFrame.from_records(
         [run_record(run, row.label) for rows in ranked.values() for row in rows for run in row.runs]
     )
+
+
+def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
+    """One leaderboard.csv line: the row's identity, its test set, and every estimate with its interval."""
+    found = row.estimates
+    test = found.test if found is not None else None
+    record = {
+        "dataset": row.dataset,
+        "rank": rank,
+        "row": row.label,
+        "backbone": row.backbone,
+        "config_hash": row.config_hash,
+        "weights_used": row.weights,
+        "chosen_on_validation": chosen,
+        "n_seeds": len(row.runs),
+        "n_test": None if test is None else len(test.files),
+        "n_test_groups": None if test is None else test.n_groups,
+        "best_val_loss": mean_of(row, "best_val_loss"),
+        "estimates_problem": None if found is None else found.problem,
+    }
+    for name, interval in ({} if found is None else found.intervals).items():
+        record |= {
+            name: interval.estimate,
+            f"{name}_ci_low": interval.low,
+            f"{name}_ci_high": interval.high,
+            f"{name}_ci_method": interval.method,
+            f"{name}_ci_valid": interval.n_valid,
+        }
+    record |= {} if found is None else found.means
+    for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips", "epochs_run"):
+        record[key] = mean_of(row, key)
+    record["train_time_s"] = training_time(row)
+    return record
+
+
+def leaderboard_frame(ranked: dict[str, list[Row]], others: dict[str, list[Row]]) -> pd.DataFrame:
+    """leaderboard.csv: one line per row (the estimand: mean over seeds with its interval); the rows not
+    chosen on validation follow with an empty rank."""
+    records = [
+        row_record(row, position, True)
+        for rows in ranked.values()
+        for position, row in enumerate(rows, start=1)
+    ]
+    records += [row_record(row, None, False) for rows in others.values() for row in rows]
+    return pd.DataFrame.from_records(records)
 
 
 def cell(value: object) -> str:
@@ -59,14 +108,14 @@ def fmt(value: float, digits: int) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def fmt_estimate(found: Estimate, digits: int) -> str:
-    """`mean [low, high]`; a single run's bootstrap interval is marked †, no interval is just the mean."""
-    if math.isnan(found.mean):
+def fmt_estimate(found: Interval, digits: int) -> str:
+    """`mean [low, high]`; an exact fallback interval is marked ‡; no interval at all says so."""
+    if math.isnan(found.estimate):
         return "—"
-    if found.source == "none":
-        return fmt(found.mean, digits)
-    mark = BOOTSTRAP_MARK if found.source == "bootstrap" else ""
-    return f"{found.mean:.{digits}f} [{found.low:.{digits}f}, {found.high:.{digits}f}]{mark}"
+    if found.method == DEGENERATE or math.isnan(found.low):
+        return f"{found.estimate:.{digits}f} (no CI)"
+    mark = EXACT_MARK if found.method == CLOPPER_PEARSON_FALLBACK else ""
+    return f"{found.estimate:.{digits}f} [{found.low:.{digits}f}, {found.high:.{digits}f}]{mark}"
 
 
 def interval_columns(primary: str) -> list[str]:
@@ -75,7 +124,7 @@ def interval_columns(primary: str) -> list[str]:
     return [*headline, *([] if primary in (*headline, "ece") else [primary])]
 
 
-def main_table(rows: list[Row], primary: str, level: float, digits: int) -> str:
+def main_table(rows: list[Row], primary: str, digits: int) -> str:
     """The ranked leaderboard of one dataset: quality with intervals, then calibration and cost."""
     metrics = interval_columns(primary)
     names = [f"**{BY_KEY[m].name}**" if m == primary else BY_KEY[m].name for m in metrics]
@@ -89,30 +138,128 @@ def main_table(rows: list[Row], primary: str, level: float, digits: int) -> str:
                 str(position),
                 row.label,
                 row.weights,
-                *(fmt_estimate(estimate(row, m, level), digits) for m in metrics),
-                fmt(mean_of(row, "ece"), digits),
+                *(fmt_estimate(estimate(row, m), digits) for m in metrics),
+                fmt(estimate(row, "ece").estimate, digits),
                 fmt(mean_of(row, "params_total") / 1e6, 2),
                 fmt(mean_of(row, "model_size_mb"), 1),
                 fmt(mean_of(row, "latency_ms"), 2),
                 fmt(mean_of(row, "throughput_ips"), 0),
                 fmt(training_time(row), 1),
                 fmt(mean_of(row, "epochs_run"), 1).removesuffix(".0"),
-                str(len(row.runs)),
+                row.seeds_text,
             ]
         )
     return markdown_table(header, body)
 
 
-def per_class_table(frame: pd.DataFrame, digits: int) -> str:
+def per_class_table(rows: list[Row], digits: int) -> str:
     """Long format (one line per row and class), so datasets with many classes stay readable."""
-    header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN), "test support"]
+    header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN), "test cases"]
+    body = []
+    for row in rows:
+        support = row.runs[0].metrics["per_class"]
+        for name in row.classes:
+            body.append(
+                [
+                    row.label,
+                    name,
+                    *(
+                        fmt_estimate(estimate(row, f"{m.key}_{name}"), digits)
+                        if m.resampled is not None
+                        else fmt(class_mean(row, m.key, name), digits)
+                        for m in PER_CLASS_SHOWN
+                    ),
+                    str(support.get(name, {}).get("support", "—")),
+                ]
+            )
+    return markdown_table(header, body)
+
+
+def comparisons_table(comparisons: list[Comparison], alpha: float, digits: int) -> str:
+    """#1 against each row: difference (#1 − row) with its CI, p and Holm-adjusted p, and a mark where
+    the adjusted p is below `alpha`."""
+    header = ["#1 vs", "metric", "test", "difference (#1 − row)", "CI", "p", "Holm p", "significant"]
     body = [
         [
-            record["row"],
-            record["class"],
-            *(fmt(record[m.key], digits) for m in PER_CLASS_SHOWN),
-            fmt(number(record, "support"), 0),
+            c.second,
+            BY_KEY[c.metric].name if c.metric in BY_KEY else c.metric,
+            c.method,
+            f"{c.observed:+.{digits}f}",
+            f"[{c.low:+.{digits}f}, {c.high:+.{digits}f}]",
+            p_text(c),
+            ("≤ " if c.at_floor else "") + f"{c.p_adjusted:.2g}",
+            "✓" if significant(c, alpha) else "",
         ]
-        for record in frame.to_dict("records")
+        for c in comparisons
     ]
+    return markdown_table(header, body)
+
+
+def calibration_table(rows: list[Row], digits: int) -> str:
+    """Test ECE, Brier score and log loss before and after temperature scaling fitted on validation."""
+    header = ["backbone", "temperature"]
+    for key in CALIBRATED_KEYS:
+        header += [f"{BY_KEY[key].name}", f"{BY_KEY[key].name} calibrated"]
+    body = []
+    for row in rows:
+        means = row.estimates.means if row.estimates is not None else {}
+        line = [row.label, fmt(means.get("temperature", math.nan), 2)]
+        for key in CALIBRATED_KEYS:
+            line += [
+                fmt_estimate(estimate(row, key), digits),
+                fmt_estimate(estimate(row, f"{key}_calibrated"), digits),
+            ]
+        body.append(line)
+    return markdown_table(header, body)
+
+
+def operating_points_table(rows: list[Row], digits: int) -> str:
+    """Per row, class (binary: the positive class) and rule: the validation-chosen threshold (mean over
+    seeds) and the test sensitivity, specificity, PPV and NPV it gives."""
+    header = ["backbone", "class", "threshold rule", "threshold", "sensitivity", "specificity", "PPV", "NPV"]
+    body = []
+    for row in rows:
+        means = row.estimates.means if row.estimates is not None else {}
+        for name in row.classes:
+            for rule in RULES:
+                if f"threshold_{rule}_{name}" not in means:
+                    continue
+                body.append(
+                    [
+                        row.label,
+                        name,
+                        RULE_NAMES[rule],
+                        fmt(means[f"threshold_{rule}_{name}"], 3),
+                        *(fmt_estimate(estimate(row, f"{rate}_at_{rule}_{name}"), digits) for rate in RATES),
+                    ]
+                )
+    return markdown_table(header, body) if body else ""
+
+
+def configurations_table(families: dict[tuple[str, str], list[Row]], primary: str, digits: int) -> str:
+    """Every configuration of a backbone, ordered by mean validation loss (what chose the leaderboard's
+    row); the test metric is shown for information and was not used to choose."""
+    header = [
+        "backbone",
+        "weights",
+        "configuration",
+        "validation loss",
+        "chosen",
+        f"test {BY_KEY[primary].name}",
+        "seeds",
+    ]
+    body = []
+    for (backbone, weights), members in families.items():
+        for position, row in enumerate(members):
+            body.append(
+                [
+                    backbone,
+                    weights,
+                    f"`{row.config_hash}`",
+                    fmt(mean_of(row, "best_val_loss"), digits),
+                    "✓" if position == 0 else "",
+                    fmt_estimate(estimate(row, primary), digits),
+                    str(len(row.runs)),
+                ]
+            )
     return markdown_table(header, body)

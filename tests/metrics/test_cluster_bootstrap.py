@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmark.metrics.bootstrap import bootstrap_indices, percentile_interval
+from benchmark.metrics.bootstrap import percentile_interval, resample_weights, stratified_indices
 from benchmark.metrics.evaluate import Settings, confidence_intervals, evaluate
 
 SETTINGS = Settings(ci_level=0.95, n_bootstrap=500, bootstrap_seed=0, ece_bins=10)
@@ -25,15 +25,10 @@ def patients(n_patients: int = 10, slices: int = 20, seed: int = 0):
     return np.array(y), np.array(p), groups
 
 
-def test_without_groups_the_resamples_are_unchanged():
-    expected = np.random.default_rng(3).integers(0, 50, size=(20, 50))
-    assert np.array_equal(bootstrap_indices(50, 20, 3), expected)
-    assert np.array_equal(bootstrap_indices(50, 20, 3, None), expected)
-
-
 def test_cluster_resamples_take_whole_groups():
-    groups = ["b", "a", "b", "c", "a", "c", "c"]
-    resamples = bootstrap_indices(len(groups), 200, 1, groups)
+    groups = np.array(["b", "a", "b", "c", "a", "c", "c"])
+    labels = np.zeros(len(groups), dtype=int)  # one class: one stratum, so every draw is a free choice
+    resamples = stratified_indices(labels, 200, 1, groups)
     assert isinstance(resamples, list) and len(resamples) == 200
     sizes = {"a": 2, "b": 2, "c": 3}
     for rows in resamples:
@@ -41,7 +36,7 @@ def test_cluster_resamples_take_whole_groups():
         counts = {g: drawn.count(g) for g in sizes}
         assert all(counts[g] % sizes[g] == 0 for g in sizes)  # every drawn group comes whole
         assert sum(counts[g] // sizes[g] for g in sizes) == 3  # as many draws as groups
-    again = bootstrap_indices(len(groups), 200, 1, groups)
+    again = stratified_indices(labels, 200, 1, groups)
     assert all(np.array_equal(a, b) for a, b in zip(resamples, again, strict=True))
     assert len({len(rows) for rows in resamples}) > 1  # replicates differ in size
 
@@ -51,12 +46,12 @@ def test_cluster_interval_of_accuracy_is_much_wider_than_the_image_one():
     correct = (p.argmax(axis=1) == y).astype(float)
     assert correct.mean() == 0.7
 
-    def width(resamples) -> float:
-        low, high = percentile_interval(np.array([correct[rows].mean() for rows in resamples]), 0.95)
+    def width(weights: np.ndarray) -> float:
+        low, high = percentile_interval(weights @ correct / weights.sum(axis=1), 0.95)
         return high - low
 
-    image = width(bootstrap_indices(len(y), 1000, 0))
-    cluster = width(bootstrap_indices(len(y), 1000, 0, groups))
+    image = width(resample_weights(y, 1000, 0))
+    cluster = width(resample_weights(y, 1000, 0, np.array(groups)))
     assert cluster >= 2 * image, (cluster, image)
     assert cluster >= 0.4  # about ±0.28 for 7 of 10 patients
 

@@ -255,3 +255,27 @@ def test_holm_matches_manual_computation():
         assert (adjusted >= np.array(p)).all() and (adjusted <= 1).all()
         order = np.argsort(p, kind="stable")
         assert (np.diff(adjusted[order]) >= 0).all()
+
+
+def test_seed_stacks_compare_the_seed_mean_aurocs_with_the_contrast_variance_by_hand():
+    """Two seeds a side: the difference of the seed-mean AUROCs, Var = c' S c with c = (1/2, 1/2, -1/2, -1/2),
+    S the 4x4 covariance of the structural components computed by double loops."""
+    y, a, b = tied_binary()
+    rng = np.random.default_rng(3)
+    a2, b2 = a + np.round(0.2 * rng.normal(size=y.size), 1), b + np.round(0.2 * rng.normal(size=y.size), 1)
+    sets = [a, a2, b, b2]
+    c = [0.5, 0.5, -0.5, -0.5]
+    parts = [components_by_loops(y, s) for s in sets]
+    m, n = int(y.sum()), int((1 - y).sum())
+    variance = sum(
+        c[i] * c[j] * (sample_cov(parts[i][0], parts[j][0]) / m + sample_cov(parts[i][1], parts[j][1]) / n)
+        for i in range(4)
+        for j in range(4)
+    )
+    stack = lambda *scores: np.stack([np.column_stack([-s, s]) for s in scores])  # noqa: E731
+    found = delong_ovr(y, stack(a, a2), stack(b, b2))["macro"]
+    aucs = [roc_auc_score(y, s) for s in sets]
+    assert found.difference == pytest.approx((aucs[0] + aucs[1]) / 2 - (aucs[2] + aucs[3]) / 2, abs=1e-12)
+    assert found.standard_error**2 == pytest.approx(variance, rel=1e-10)
+    one_seed, paired = delong_ovr(y, stack(a), stack(b))["macro"], delong_paired_test(y, a, b)
+    assert (one_seed.difference, one_seed.p_value) == pytest.approx((paired.difference, paired.p_value))

@@ -5,8 +5,8 @@ import pytest
 from scipy.stats import beta, norm
 from scipy.stats import t as student_t
 
-from benchmark.metrics import scores
-from benchmark.metrics.bootstrap import bootstrap_indices
+from benchmark.metrics import weighted
+from benchmark.metrics.bootstrap import stratified_indices
 from benchmark.metrics.estimands import (
     BOOTSTRAP,
     CLOPPER_PEARSON_FALLBACK,
@@ -14,8 +14,8 @@ from benchmark.metrics.estimands import (
     Interval,
     accuracy_counts,
     clopper_pearson_interval,
+    seed_draws,
     small_classes,
-    stratified_indices,
     two_level_interval,
     two_level_replicates,
     wilson_interval,
@@ -26,23 +26,9 @@ TRUE_ACCURACY, TRUE_AUROC = 0.85, 0.85
 SEED_NOISE = 0.15  # seeds see the same images and differ a little: correlated, as real trainings are
 
 
-def binary_auroc(y: np.ndarray, probabilities: np.ndarray) -> float:
-    """AUROC of column 1 by Mann-Whitney with ordinal ranks: exact when ties fall within one class, as
-    duplicated rows of a resample of continuous scores do. scipy's rankdata costs ~0.2 ms a call, too slow
-    for 300 datasets x 200 replicates; the coverage test checks it equals scores.macro_auroc."""
-    ranks = np.empty(len(y))
-    ranks[np.argsort(probabilities[:, 1], kind="stable")] = np.arange(1, len(y) + 1)
-    positive = y == 1
-    n_pos = positive.sum()
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def mean_correct(y: np.ndarray, correct: np.ndarray) -> float:
-    """Accuracy from per-row correctness (the seed's 'probabilities' here): a vectorised scores.accuracy."""
-    return float(correct.mean())
+def mean_correct(weights: np.ndarray, y: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Accuracy from per-row correctness (the seed's 'probabilities' here), on each resample's weights."""
+    return weights @ correct / weights.sum(axis=1)
 
 
 def accuracy_dataset(rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -76,21 +62,16 @@ def seeds_t_interval(per_seed: list[float], level: float = 0.95) -> tuple[float,
 
 def test_two_level_interval_covers_the_truth_and_the_seeds_t_interval_does_not():
     rng = np.random.default_rng(20240611)
-    y, by_seed = auroc_dataset(rng)
-    for rows in stratified_indices(y, 20, 0):  # the fast AUROC is the repository's, on resampled rows
-        for p in by_seed:
-            assert binary_auroc(y[rows], p[rows]) == pytest.approx(scores.macro_auroc(y[rows], p[rows]))
-
     covered = {"accuracy": [0, 0], "AUROC": [0, 0]}  # [two-level bootstrap, t over seeds]
     for dataset in range(N_DATASETS):
         for name, make, metric, truth in (
             ("accuracy", accuracy_dataset, mean_correct, TRUE_ACCURACY),
-            ("AUROC", auroc_dataset, binary_auroc, TRUE_AUROC),
+            ("AUROC", auroc_dataset, weighted.macro_auroc, TRUE_AUROC),
         ):
             y, by_seed = make(rng)
             interval = two_level_interval(metric, y, by_seed, N_RESAMPLES, dataset, 0.95)
             assert interval.method == BOOTSTRAP and interval.n_valid == N_RESAMPLES
-            low, high = seeds_t_interval([metric(y, p) for p in by_seed])
+            low, high = seeds_t_interval([metric(np.ones((1, len(y))), y, p)[0] for p in by_seed])
             covered[name][0] += interval.low <= truth <= interval.high
             covered[name][1] += low <= truth <= high
 
@@ -113,7 +94,7 @@ def test_stratified_resamples_keep_every_class_where_plain_resampling_loses_a_ra
         assert np.array_equal(class_counts(labels, rows, 3), [100, 18, 2])
         assert np.array_equal(np.sort(labels[rows]), labels)
 
-    plain = bootstrap_indices(len(labels), 2000, 7)
+    plain = np.random.default_rng(7).integers(0, len(labels), size=(2000, len(labels)))
     missed = np.mean([class_counts(labels, rows, 3)[2] == 0 for rows in plain])
     assert missed == pytest.approx((118 / 120) ** 120, abs=0.03)  # ~13%
 
@@ -163,7 +144,7 @@ def test_three_correct_images_fall_back_to_clopper_pearson():
     right = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
     by_seed = [right, right, right]
     interval = two_level_interval(
-        scores.accuracy, y, by_seed, 200, 0, 0.95, proportion_counts=accuracy_counts
+        weighted.accuracy, y, by_seed, 200, 0, 0.95, proportion_counts=accuracy_counts
     )
     assert isinstance(interval, Interval)
     assert interval.method == CLOPPER_PEARSON_FALLBACK == "Clopper-Pearson (bootstrap degenerate)"
@@ -171,8 +152,8 @@ def test_three_correct_images_fall_back_to_clopper_pearson():
     assert interval.low == pytest.approx(beta.ppf(0.025, 3, 1)) and interval.high == 1.0
     assert (interval.n_valid, interval.n_resamples) == (200, 200)
 
-    found = two_level_interval(scores.accuracy, y, by_seed, 200, 0, 0.95)  # what the fallback replaces
-    assert found.method == DEGENERATE and found.low == found.high == 1.0
+    found = two_level_interval(weighted.accuracy, y, by_seed, 200, 0, 0.95)  # no counts: no interval at all
+    assert found.method == DEGENERATE and np.isnan(found.low) and np.isnan(found.high)
 
 
 def test_clopper_pearson_and_wilson_bounds():
@@ -192,13 +173,21 @@ def test_undefined_replicates_are_counted():
     y = np.repeat([0, 1], 20)
     by_seed = [rng.random((40, 2)) for _ in range(2)]
 
-    def undefined_with_row_zero(labels, probabilities):  # NaN in every replicate that draws row 0
-        return float("nan") if np.any(np.all(probabilities == by_seed[0][0], axis=1)) else 0.5
+    def undefined_with_row_zero(weights, labels, probabilities):  # NaN in every replicate that draws row 0
+        return np.where(weights[:, 0] > 0, np.nan, 0.5)
 
-    values = two_level_replicates(undefined_with_row_zero, y, by_seed, 300, 4)
     interval = two_level_interval(undefined_with_row_zero, y, by_seed, 300, 4, 0.95)
-    assert interval.n_resamples == 300 and interval.n_valid == np.isfinite(values).sum()
+    drew_row_zero = np.mean([0 in rows for rows in stratified_indices(y, 300, 4)])
+    assert interval.n_resamples == 300 and interval.n_valid == round(300 * (1 - drew_row_zero))
     assert 0 < interval.n_valid < 300
+
+
+def test_replicates_average_the_drawn_seeds_on_the_same_test_resample():
+    per_seed = np.array([[0.1, 0.2, 0.3], [0.5, 0.6, 0.7]])  # 2 seeds x 3 test resamples
+    draws = np.array([[0, 0], [0, 1], [1, 1]])
+    assert two_level_replicates(per_seed, draws) == pytest.approx([0.1, 0.4, 0.7])
+    assert seed_draws(3, 5, [0, 1]).shape == (5, 3)
+    assert np.array_equal(seed_draws(3, 5, [0, 1]), seed_draws(3, 5, [0, 1]))
 
 
 def test_small_classes():

@@ -13,35 +13,40 @@ from tests.conftest import CONF
 
 
 @pytest.fixture(scope="module")
-def sweep_outputs(tiny_sweep) -> tuple[dict, pd.DataFrame]:
-    """One run's metrics.json and the leaderboard.csv the sweep built itself at its end."""
+def sweep_outputs(tiny_sweep) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """One run's metrics.json, and the runs.csv and leaderboard.csv the sweep built itself at its end."""
     results = tiny_sweep.root / "results"
     metrics_file = next(results.glob("runs/synthetic/mobilenetv2/*/metrics.json"))
-    return json.loads(metrics_file.read_text()), pd.read_csv(results / "leaderboard.csv")
+    runs, rows = (pd.read_csv(results / name) for name in ("runs.csv", "leaderboard.csv"))
+    return json.loads(metrics_file.read_text()), runs, rows
 
 
 @pytest.mark.parametrize("metric", OVERALL, ids=lambda m: m.key)
 def test_every_overall_metric_reaches_metrics_csv_and_ranking(sweep_outputs, metric):
-    metrics, csv = sweep_outputs
+    metrics, csv, rows = sweep_outputs
     assert isinstance(metrics[metric.key], float)
     assert metric.key in csv.columns and csv[metric.key].notna().any()
+    ends = {f"{metric.key}_ci_low", f"{metric.key}_ci_high"}
     if metric.bootstrapped:
-        ends = {f"{metric.key}_ci_low", f"{metric.key}_ci_high"}
         assert ends <= set(metrics) and ends <= set(csv.columns)
+    if metric.resampled is not None:  # the leaderboard's rows: the seed mean with its two-level interval
+        assert ends <= set(rows.columns) and rows[metric.key].notna().all()
     assert metric.key in RANKABLE
     check_config(_report_cfg(metric.key))  # the report accepts it as primary_metric
 
 
 @pytest.mark.parametrize("metric", PER_CLASS, ids=lambda m: m.key)
 def test_every_per_class_metric_reaches_metrics_and_csv(sweep_outputs, metric):
-    metrics, csv = sweep_outputs
+    metrics, csv, rows = sweep_outputs
     for name in metrics["classes"]:
         assert metric.key in metrics["per_class"][name]
         assert f"{metric.key}_{name}" in csv.columns
+        if metric.resampled is not None:
+            assert f"{metric.key}_{name}_ci_low" in rows.columns
 
 
 def test_the_settings_that_shaped_the_numbers_are_recorded(sweep_outputs):
-    metrics, csv = sweep_outputs
+    metrics, csv, _ = sweep_outputs
     expected = {"ci_level": 0.95, "n_bootstrap": 200, "bootstrap_seed": 0, "ece_bins": 15}
     assert metrics["evaluation"] == expected
     assert set(csv["evaluation_n_bootstrap"]) == {200}

@@ -35,7 +35,8 @@ def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     results = tiny_sweep.copy_to(tmp_path).root / "results"
     result = run_cli([f"results_dir={results}", "ensemble_k=2"], module="benchmark.report")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| ensemble |" in (results / "leaderboard.md").read_text()
+    markdown = (results / "leaderboard.md").read_text()
+    assert "| ensemble top-2 |" in markdown and "1 ensemble of 2 rows (4 models)" in markdown
 
 
 def test_ensemble_cli_refuses_fewer_than_two_members(tmp_path):

@@ -28,6 +28,8 @@ def test_a_run_split_by_patient_says_so_everywhere(tiny_cfg, tmp_path):
     assert report.returncode == 0, report.stderr[-2000:]
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "split by patient (15 patients:" in markdown
+    n_test, n_groups = metrics["n_test"], metrics["n_test_groups"]
+    assert f"test set: {n_test} images, {n_groups} groups; seeds per row: 1" in markdown  # patients resampled
 
 
 def test_a_run_without_groups_warns_that_the_split_ignored_patients(tiny_sweep):

@@ -1,0 +1,21 @@
+"""Temperature scaling (Guo et al., 2017): one scalar fitted on validation that softens or sharpens the
+predicted probabilities without changing which class is predicted."""
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log p / T): the logits up to a constant are log p, since softmax ignores shifts."""
+    return softmax(np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature, axis=-1)
+
+
+def fit_temperature(y_val: np.ndarray, p_val: np.ndarray) -> float:
+    """The T minimising the validation negative log-likelihood (searched on log T in [0.05, 20])."""
+    logits = np.log(np.clip(p_val, 1e-12, 1.0))
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y_val)), y_val].mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))

@@ -1,0 +1,150 @@
+"""The report's statistics on made-up predictions: intervals, validation choice, all-pairs tests, warnings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.metrics.estimands import BOOTSTRAP, CLOPPER_PEARSON_FALLBACK
+from benchmark.metrics.evaluate import Settings
+from benchmark.report.document import small_test_warnings
+from benchmark.report.estimates import NotComparable
+from benchmark.report.load import Run
+from benchmark.report.paired import against_first, p_text, paired_bootstrap
+from benchmark.report.rows import (
+    Row,
+    choose_on_validation,
+    estimate,
+    group_rows,
+    pareto_front,
+    rank,
+    with_estimates,
+)
+
+CLASSES = ("normal", "pneumonia", "tumor")
+SETTINGS = Settings(ci_level=0.95, n_bootstrap=300, bootstrap_seed=0, ece_bins=15)
+
+
+def fake_run(backbone: str, probabilities: np.ndarray, labels: np.ndarray, seed: int = 0, **metrics) -> Run:
+    """One run from made-up test predictions (as predictions.csv holds them), for the statistics alone."""
+    table = pd.DataFrame({"file": [f"img{i:03d}.png" for i in range(len(labels))]})
+    table["true_label"] = np.asarray(CLASSES)[labels]
+    for k, name in enumerate(CLASSES):
+        table[f"prob_{name}"] = probabilities[:, k]
+    record = {
+        "dataset": "synthetic",
+        "backbone": backbone,
+        "config_hash": "h",
+        "classes": list(CLASSES),
+        "seed": seed,
+        "weights_used": "random",
+        **metrics,
+    }
+    return Run(f"runs/{backbone}/seed{seed}", record, {}, table, None)
+
+
+def rows_of(*runs: Run) -> list[Row]:
+    return with_estimates(group_rows(list(runs))["synthetic"], SETTINGS)
+
+
+def noisy(labels: np.ndarray, signal: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.eye(3)[labels] * signal + rng.dirichlet(np.ones(3), len(labels)) * (1 - signal)
+
+
+LABELS = np.repeat(np.arange(3), 30)
+
+
+def test_a_row_is_the_seed_mean_with_a_two_level_interval():
+    runs = [fake_run("m", noisy(LABELS, 0.3, seed), LABELS, seed=seed) for seed in range(3)]
+    (row,) = rows_of(*runs)
+    found = estimate(row, "accuracy")
+    per_seed = [np.mean(r.predictions.filter(like="prob_").to_numpy().argmax(1) == LABELS) for r in runs]
+    assert found.method == BOOTSTRAP and found.estimate == pytest.approx(np.mean(per_seed))
+    assert found.low < found.estimate < found.high and found.n_valid == found.n_resamples == 300
+    assert found.high - found.low > 0.1  # 90 images: the test-set error dominates, not the seed spread
+    assert estimate(row, "sensitivity_tumor").method == BOOTSTRAP
+
+
+def test_three_images_all_right_do_not_get_a_zero_width_interval():
+    labels = np.array([0, 1, 2])
+    (row,) = rows_of(fake_run("m", np.eye(3), labels))
+    found = estimate(row, "accuracy")
+    assert found.estimate == 1.0 and found.method == CLOPPER_PEARSON_FALLBACK
+    assert found.high - found.low > 0.5
+    warnings = "\n".join(small_test_warnings([row]))
+    assert "Test set too small to rank on" in warnings and "Few test cases" in warnings
+
+
+def test_a_four_image_class_is_warned_about():
+    labels = np.repeat(np.arange(3), [40, 40, 4])
+    (row,) = rows_of(fake_run("m", noisy(labels, 0.2, 0), labels))
+    warnings = "\n".join(small_test_warnings([row]))
+    assert "Few test cases:** tumor (4)" in warnings and "normal" not in warnings
+    assert np.isfinite(estimate(row, "sensitivity_tumor").low)  # stratified: tumor is in every resample
+
+
+def test_validation_chooses_the_row_even_when_another_configuration_tests_better():
+    lucky = fake_run("m", np.eye(3)[LABELS], LABELS, best_val_loss=0.9)  # best on test, worse on validation
+    chosen = fake_run("m", noisy(LABELS, 0.3, 1), LABELS, best_val_loss=0.4)
+    lucky.metrics["config_hash"], chosen.metrics["config_hash"] = "lucky", "chosen"
+    rows, families = choose_on_validation(rows_of(lucky, chosen))
+    assert [row.config_hash for row in rows] == ["chosen"]
+    assert [row.config_hash for row in families[("m", "random")]] == ["chosen", "lucky"]
+
+
+def test_imagenet_and_random_seeds_of_one_backbone_are_two_rows():
+    """A partly offline sweep: seed 0 got ImageNet weights, seed 1 fell back to random init."""
+    runs = [
+        fake_run("resnet50", np.eye(3)[LABELS], LABELS, seed=seed, weights_used=weights)
+        for seed, weights in ((0, "imagenet"), (1, "random (imagenet unavailable)"))
+    ]
+    rows = group_rows(runs)["synthetic"]
+    assert sorted(row.label for row in rows) == [
+        "resnet50 (imagenet)",
+        "resnet50 (random (imagenet unavailable))",
+    ]
+    assert all(len(row.runs) == 1 for row in rows)
+    assert len(choose_on_validation(rows)[0]) == 2  # weights are part of the row: both stay
+
+
+def test_paired_bootstrap_tells_a_real_difference_from_none():
+    good, noise = noisy(LABELS, 0.8, 0), noisy(LABELS, 0.0, 1)
+    first, second = rows_of(fake_run("good", good, LABELS), fake_run("noise", noise, LABELS))
+    better = paired_bootstrap(first, second, "macro_auroc", 0.95)
+    assert better.observed > 0.3 and better.low > 0 and better.p_value == pytest.approx(1 / 300)
+    assert better.at_floor and p_text(better) == "< 0.0033"  # never printed as if exact
+    a, b = rows_of(fake_run("a", noise, LABELS), fake_run("b", noise, LABELS))
+    same = paired_bootstrap(a, b, "macro_auroc", 0.95)
+    assert same.observed == 0 and same.p_value == 1.0 and p_text(same) == "1"
+    short = LABELS[:-3]
+    a, b = rows_of(fake_run("a", noise, LABELS), fake_run("b", noise[:-3], short))
+    with pytest.raises(NotComparable, match="different test sets"):
+        paired_bootstrap(a, b, "macro_auroc", 0.95)
+
+
+def test_all_pairs_are_holm_corrected_and_each_family_has_one_comparison_per_row():
+    runs = [
+        fake_run(name, noisy(LABELS, signal, i), LABELS)
+        for i, (name, signal) in enumerate((("best", 0.8), ("close", 0.78), ("poor", 0.1), ("worst", 0.0)))
+    ]
+    rows = rank(rows_of(*runs), "macro_auroc")
+    assert rows[0].backbone == "best"
+    found = against_first(rows, "macro_auroc", 0.95)
+    assert [c.second for c in found.ranking] == [c.second for c in found.auroc] == ["close", "poor", "worst"]
+    assert len(found.auroc_per_class) == 3 * 3 and not found.not_comparable
+    for family in (found.ranking, found.auroc, found.auroc_per_class):
+        raw = np.array([c.p_value for c in family])
+        adjusted = np.array([c.p_adjusted for c in family])
+        assert np.all(adjusted >= raw - 1e-12) and np.all(adjusted <= 1)
+    by_name = {c.second: c for c in found.auroc}
+    assert by_name["close"].p_adjusted > 0.05 and by_name["worst"].p_adjusted < 0.05
+
+
+def test_ranking_and_pareto_front():
+    low = fake_run("low", np.eye(3)[LABELS], LABELS, accuracy=0.9, ece=0.3)
+    high = fake_run("high", np.eye(3)[LABELS], LABELS, accuracy=0.8, ece=0.1)
+    rows = group_rows([low, high])["synthetic"]
+    assert [r.label for r in rank(rows, "accuracy")] == ["low", "high"]
+    assert [r.label for r in rank(rows, "ece")] == ["high", "low"]  # lower ECE is better
+    latency, accuracy = np.array([10.0, 20.0, 30.0, 15.0]), np.array([0.7, 0.9, 0.8, 0.6])
+    assert pareto_front(latency, accuracy).tolist() == [True, True, False, False]
