@@ -1,4 +1,4 @@
-"""`python -m benchmark.predict run=<run dir> input=<image|folder|.dcm> [format=table|json|csv]`.
+"""`python -m benchmark.predict run=<run dir> input=<image|folder|.dcm> [format=...] [calibrated=true]`.
 
 The saved model holds the backbone's own preprocessing, and images are decoded by the same function
 as in training at the run's image size, so a prediction sees exactly what the test split saw.
@@ -15,6 +15,7 @@ from benchmark import cli
 from benchmark.data.images import IMAGE_SUFFIXES, DecodeOptions, decode_file
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json
+from benchmark.metrics.calibration import apply_temperature
 from benchmark.metrics.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,22 @@ FORMATS = ("table", "json", "csv")
 
 
 def load_run(run_dir: str):
-    """The run's model, class names, input size and decoding; a run that cannot predict says why."""
+    """The run's model, metrics, input size and decoding; a run that cannot predict says why."""
     run_dir = cli.require_model_run(run_dir)
     metrics = read_json(run_dir / "metrics.json")
     options = DecodeOptions.from_config(OmegaConf.load(run_dir / "config.yaml").dataset)
-    return cli.load_model(run_dir), list(metrics["classes"]), int(metrics["image_size"]), options
+    return cli.load_model(run_dir), metrics, int(metrics["image_size"]), options
+
+
+def temperature_of(metrics: dict, run_dir: str) -> float:
+    """The temperature the run fitted on its validation split; a run without one cannot calibrate."""
+    value = (metrics.get("calibration") or {}).get("temperature")
+    if not isinstance(value, int | float) or value <= 0:
+        raise BenchmarkError(
+            f"run={run_dir} recorded no temperature (made before calibration was part of a run): re-run it "
+            "with force=true, or predict with calibrated=false"
+        )
+    return float(value)
 
 
 def input_files(path: Path) -> list[Path]:
@@ -53,10 +65,13 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     if cfg.format not in FORMATS:
         raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
     files = input_files(Path(cfg.input))
-    model, class_names, image_size, options = load_run(str(cfg.run))
+    model, metrics, image_size, options = load_run(str(cfg.run))
+    temperature = temperature_of(metrics, str(cfg.run)) if cfg.calibrated else None
     pixels = np.stack([decode_file(f, image_size, options) for f in files]).astype(np.float32)
     probabilities = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
-    return predictions_frame(files, probabilities, class_names)
+    if temperature is not None:
+        probabilities = apply_temperature(probabilities, temperature)
+    return predictions_frame(files, probabilities, list(metrics["classes"]))
 
 
 def render(table: pd.DataFrame, fmt: str) -> str:

@@ -5,6 +5,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from benchmark.metrics import scores
+
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log p / T): the logits up to a constant are log p, since softmax ignores shifts."""
@@ -19,3 +21,20 @@ def fit_temperature(y_val: np.ndarray, p_val: np.ndarray) -> float:
         return float(-log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y_val)), y_val].mean())
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
+
+
+def calibration_record(
+    y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, ece_bins: int
+) -> dict:
+    """metrics.json's `calibration`: the temperature fitted on validation and the test ECE, Brier score
+    and log loss before and after applying it."""
+    temperature = fit_temperature(y_val, p_val)
+    scaled = apply_temperature(p_test, temperature)
+    record: dict = {"temperature": temperature, "fitted_on": "validation"}
+    for name, formula in (
+        ("ece", lambda y, p: scores.expected_calibration_error(y, p, ece_bins)),
+        ("brier", scores.brier_score),
+        ("log_loss", scores.log_loss),
+    ):
+        record[f"{name}_before"], record[f"{name}_after"] = formula(y_test, p_test), formula(y_test, scaled)
+    return record

@@ -25,6 +25,7 @@ from benchmark.metrics.estimands import (
     two_level_replicates,
 )
 from benchmark.metrics.evaluate import Settings
+from benchmark.metrics.operating_points import RULES
 from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.table import BY_KEY, PER_CLASS, WITH_INTERVAL
 from benchmark.report.load import Run
@@ -32,7 +33,6 @@ from benchmark.report.load import Run
 OVERALL_KEYS = tuple(m.key for m in WITH_INTERVAL if not m.per_class)
 PER_CLASS_KEYS = tuple(m.key for m in PER_CLASS if m.resampled is not None)
 CALIBRATED_KEYS = ("ece", "brier", "log_loss")  # also scored after temperature scaling: <key>_calibrated
-RULES = ("target_sensitivity", "youden")  # operating points chosen on validation
 RULE_NAMES = {"target_sensitivity": "target sensitivity on validation", "youden": "Youden's J on validation"}
 RATES = ("sensitivity", "specificity", "ppv", "npv")
 

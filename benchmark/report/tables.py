@@ -12,7 +12,9 @@ from benchmark.report.load import Run
 from benchmark.report.paired import Comparison, p_text, significant
 from benchmark.report.rows import PER_CLASS_SHOWN, Row, class_mean, estimate, mean_of, training_time
 
-NOT_SCALAR = ("classes", "per_class", "confusion_matrix", "split_sizes", "evaluation")
+NOT_SCALAR = (
+    "classes", "per_class", "confusion_matrix", "split_sizes", "evaluation", "calibration", "operating_points"
+)
 EXACT_MARK = "‡"
 
 

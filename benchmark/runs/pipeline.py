@@ -18,7 +18,9 @@ from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
 from benchmark.files import write_json, write_text
 from benchmark.metrics import efficiency
+from benchmark.metrics.calibration import calibration_record
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
+from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.runs import layout, provenance
 from benchmark.runs.identity import RunIdentity, resolve
@@ -150,6 +152,18 @@ def validate(cfg: DictConfig) -> RunIdentity:
     return run
 
 
+def validation_choices(cfg: DictConfig, dataset: Dataset, trained: Trained) -> dict:
+    """Temperature scaling and operating points: fitted on the validation split, measured on test."""
+    val, test = dataset.splits["val"], dataset.splits["test"]
+    args = (val.labels, trained.val_probabilities, test.labels, trained.test_probabilities)
+    return {
+        "calibration": calibration_record(*args, cfg.evaluate.ece_bins),
+        "operating_points": operating_points_record(
+            *args, list(dataset.class_names), cfg.evaluate.target_sensitivity
+        ),
+    }
+
+
 def train_and_evaluate(
     cfg: DictConfig, run: RunIdentity, backbone: LoadedBackbone, dataset: Dataset, stage: Path
 ) -> dict:
@@ -165,6 +179,8 @@ def train_and_evaluate(
         Settings.from_config(cfg.evaluate),
         groups=test.groups,
     )
+    if trained.val_probabilities is not None:  # choices made on validation, measured on test
+        scores |= validation_choices(cfg, dataset, trained)
     model_file = write_outputs(stage, cfg, run, dataset, trained, scores)
     test_pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
     scores |= explain(

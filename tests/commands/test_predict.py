@@ -93,3 +93,31 @@ def test_dicom_input(saved_run, tmp_path, capsys):
     )
     assert code == 0, err[-2000:]
     assert json.loads(out)[0]["file"].endswith("slice.dcm")
+
+
+def test_calibrated_predictions_apply_the_runs_validation_temperature(saved_run, tmp_path, capsys):
+    from benchmark.metrics.calibration import apply_temperature
+
+    run_dir, data_root = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    temperature = metrics["calibration"]["temperature"]
+    assert temperature > 0 and metrics["calibration"]["fitted_on"] == "validation"
+    image = str(next(data_root.glob("tumor/*.png")))
+    columns = [f"prob_{c}" for c in metrics["classes"]]
+    found = {}
+    for calibrated in ("false", "true"):
+        code, out, err = predict_in_process(
+            [f"run={run_dir}", f"input={image}", "format=json", f"calibrated={calibrated}"], capsys
+        )
+        assert code == 0, err[-2000:]
+        found[calibrated] = np.array([[json.loads(out)[0][c] for c in columns]])
+    np.testing.assert_allclose(found["true"], apply_temperature(found["false"], temperature), atol=1e-6)
+    assert found["true"].argmax() == found["false"].argmax()
+
+    old = tmp_path / "old"  # a run made before calibration was recorded
+    old.mkdir()
+    for name in ("config.yaml", "model.keras"):
+        (old / name).symlink_to(run_dir / name)
+    (old / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "calibration"}))
+    code, _, err = predict_in_process([f"run={old}", f"input={image}", "calibrated=true"], capsys)
+    assert code == 2 and "recorded no temperature" in err and "force=true" in err

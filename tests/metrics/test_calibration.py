@@ -1,0 +1,39 @@
+"""Temperature scaling fitted on validation (numpy only): finds a known temperature, helps on new data."""
+
+import numpy as np
+import pytest
+
+from benchmark.metrics import scores
+from benchmark.metrics.calibration import apply_temperature, calibration_record, fit_temperature
+
+
+def overconfident(n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from softmax(z), reported as softmax(z / temperature): T < 1 = overconfident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, 3))
+    truth = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in truth])
+    return y, apply_temperature(truth, temperature)
+
+
+def test_the_temperature_that_made_the_probabilities_is_found():
+    y, p = overconfident(4000, 0.25, 0)  # probabilities 4x too sharp
+    assert fit_temperature(y, p) == pytest.approx(4.0, rel=0.2)
+
+
+def test_scaling_fitted_on_validation_helps_on_test():
+    y_val, p_val = overconfident(1000, 0.3, 1)
+    y_test, p_test = overconfident(1000, 0.3, 2)
+    record = calibration_record(y_val, p_val, y_test, p_test, ece_bins=15)
+    assert record["temperature"] > 1 and record["fitted_on"] == "validation"
+    assert record["log_loss_after"] < record["log_loss_before"]
+    assert record["ece_after"] < record["ece_before"] / 2 and record["brier_after"] < record["brier_before"]
+    assert record["ece_before"] == pytest.approx(scores.expected_calibration_error(y_test, p_test, 15))
+
+
+def test_temperature_one_changes_nothing_and_no_temperature_changes_the_class():
+    _, p = overconfident(200, 1.0, 3)
+    np.testing.assert_allclose(apply_temperature(p, 1.0), p, atol=1e-9)
+    for t in (0.3, 3.0):
+        scaled = apply_temperature(p, t)
+        assert np.allclose(scaled.sum(axis=1), 1) and np.array_equal(scaled.argmax(1), p.argmax(1))
