@@ -6,6 +6,7 @@ error before any work. The experiment never changes silently.
 """
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
+DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,28 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
     return LoadedBackbone(model, f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
 
 
+def keras_cached(spec: BackboneSpec) -> bool:
+    """Whether Keras's cache already holds this backbone's ImageNet file (no download needed): its files
+    are named like `mobilenet_v2_weights_..._no_top.h5`, the registry name without the underscores."""
+    folder = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    names = [p.name.replace("_", "") for p in folder.glob("*.h5")] if folder.is_dir() else []
+    return any(name.startswith(spec.name) and "notop" in name for name in names)
+
+
 def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
     if cfg.weights_fallback not in FALLBACKS:
         raise BenchmarkError(
             f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: "
             f"use one of {', '.join(FALLBACKS)}"
         )
-    try:
-        return LoadedBackbone(build(spec, image_size, "imagenet"), "imagenet", "imagenet")
-    except Exception as error:  # keras raises a bare Exception for a failed download
-        reason = str(error).splitlines()[0][:300]
+    if DOWNLOAD_FAILED and not keras_cached(spec):  # offline: one failed download per process is enough
+        reason = f"{DOWNLOAD_FAILED[0]} (earlier in this process; not retried)"
+    else:
+        try:
+            return LoadedBackbone(build(spec, image_size, "imagenet"), "imagenet", "imagenet")
+        except Exception as error:  # keras raises a bare Exception for a failed download
+            reason = str(error).splitlines()[0][:300]
+            DOWNLOAD_FAILED[:] = [reason]
     hint = (
         "download once with network access (Keras caches it in ~/.keras/models), or pass "
         "backbone.weights=<file>.weights.h5, or backbone.weights=null for an explicit random-init baseline"

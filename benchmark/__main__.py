@@ -9,7 +9,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
 from benchmark.cli import one_line, or_fail, run_hydra  # noqa: E402
 
@@ -36,6 +36,9 @@ def main(cfg: DictConfig) -> float | None:
 
     if not in_sweep():
         return or_fail(lambda: float(run(cfg)["best_val_loss"]), debug=cfg.debug)
+    if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
+        with open_dict(cfg):
+            cfg.explain.n_images = 0
     try:
         return float(run(cfg)["best_val_loss"])
     except Exception as error:

@@ -11,7 +11,11 @@ import keras
 import numpy as np
 import psutil
 import tensorflow as tf
-from omegaconf import DictConfig
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.files import digest, read_json, write_json
+from benchmark.runs.provenance import machine
 
 
 def parameter_counts(model: keras.Model) -> dict[str, int]:
@@ -74,7 +78,33 @@ def peak_memory(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
         )
 
 
-def measure(model: keras.Model, image_size: int, model_file: Path | None, cfg: DictConfig) -> dict:
-    """Parameters, size on disk, latency and throughput of the assembled model."""
+def speed_once(
+    model: keras.Model, image_size: int, cfg: DictConfig, key: tuple, cache_dir: Path | None
+) -> dict:
+    """`speed`, measured once per key (architecture, input size, settings, machine) and read back after:
+    the seeds of a backbone are the same network, so timing each of them again measures nothing new."""
+    if cache_dir is None:
+        return speed(model, image_size, cfg) | {"efficiency_from_cache": False}
+    path = cache_dir / "efficiency" / f"{digest(*key, OmegaConf.to_container(cfg), machine())}.json"
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            return read_json(path) | {"efficiency_from_cache": True}
+        found = speed(model, image_size, cfg)
+        write_json(path, found)
+    return found | {"efficiency_from_cache": False}
+
+
+def measure(
+    model: keras.Model,
+    image_size: int,
+    model_file: Path | None,
+    cfg: DictConfig,
+    key: tuple = (),
+    cache_dir: Path | None = None,
+) -> dict:
+    """Parameters, size on disk, latency and throughput of the assembled model; with `cache_dir` the
+    timings are shared by every model with the same `key` (e.g. backbone and head configuration)."""
     size_mb = model_file.stat().st_size / 1e6 if model_file is not None else None
-    return parameter_counts(model) | {"model_size_mb": size_mb} | speed(model, image_size, cfg)
+    key = (*key, image_size) if key else ()
+    timings = speed_once(model, image_size, cfg, key, cache_dir if key else None)
+    return parameter_counts(model) | {"model_size_mb": size_mb} | timings

@@ -31,7 +31,30 @@ def build_leaderboard(config: DictConfig) -> None:
         log.error("no leaderboard: %s", error)
 
 
+def explain_best_seeds(config: DictConfig) -> None:
+    """Grad-CAM for the validation-best seed of every row the leaderboard shows (one set of panels per
+    backbone instead of one per cell: the maps of the seeds differ only in the head); an error is logged."""
+    from benchmark.cli import CONF
+    from benchmark.errors import BenchmarkError
+    from benchmark.explain import explain_run
+    from benchmark.report.rows import best_seed_runs
+
+    if config.explain.in_sweep != "best_seed" or not config.explain.n_images or not config.train.save_model:
+        return
+    explain_cfg = OmegaConf.load(CONF / "explain.yaml")
+    explain_cfg.n_images, explain_cfg.seed = config.explain.n_images, config.explain.seed
+    for run_dir in best_seed_runs(Path(config.results_dir)):
+        if (run_dir / "gradcam.png").exists():
+            continue
+        explain_cfg.run = str(run_dir)
+        try:
+            explain_run(explain_cfg)
+        except BenchmarkError as error:
+            log.error("no Grad-CAM for %s: %s", run_dir, error)
+
+
 class SweepLeaderboard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        explain_best_seeds(config)
         if config.report.after_sweep:
             build_leaderboard(config)

@@ -10,7 +10,7 @@ from benchmark.figures.leaderboard import write_figures
 from benchmark.files import write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
-from benchmark.report.document import document, figure_links
+from benchmark.report.document import document, figure_links, gradcam_links
 from benchmark.report.ensemble import build_ensembles
 from benchmark.report.load import Collection, Run, collect
 from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
@@ -85,8 +85,15 @@ def build_report(cfg: DictConfig) -> Path:
     )
     log.info("wrote %s and runs.csv", csv_path)
     figures = {
-        dataset: figure_links(
-            write_figures(rows, dataset, cfg, settings, results_dir / "figures"), results_dir
+        dataset: "\n\n".join(
+            block
+            for block in (
+                figure_links(
+                    write_figures(rows, dataset, cfg, settings, results_dir / "figures"), results_dir
+                ),
+                gradcam_links(rows, results_dir),
+            )
+            if block
         )
         for dataset, rows in ranked.items()
     }

@@ -11,7 +11,7 @@ from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first
-from benchmark.report.rows import Row
+from benchmark.report.rows import Row, best_seed
 from benchmark.report.tables import (
     EXACT_MARK,
     calibration_table,
@@ -246,6 +246,18 @@ def figure_links(figures: dict[str, tuple[Path, str]], results_dir: Path) -> str
     return "\n\n".join(
         f"![{caption}]({path.relative_to(results_dir).as_posix()})" for path, caption in figures.values()
     )
+
+
+def gradcam_links(rows: list[Row], results_dir: Path) -> str:
+    """Each row's Grad-CAM panels, from its validation-best seed (made after a sweep, or by the run)."""
+    links = []
+    for row in rows:
+        if row.is_ensemble:
+            continue
+        run = best_seed(row)
+        if (results_dir / run.rel / "gradcam.png").exists():
+            links.append(f"![Grad-CAM: {row.label}, seed {run.metrics['seed']}]({run.rel}/gradcam.png)")
+    return "\n\n".join(links)
 
 
 def dataset_section(

@@ -4,6 +4,7 @@ backbone, each row's estimates, ranking and cost summaries."""
 import math
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -183,3 +184,26 @@ def pareto_front(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
         dominated = (cost <= cost[i]) & (quality >= quality[i]) & ((cost < cost[i]) | (quality > quality[i]))
         front[i] = np.isfinite(cost[i]) and np.isfinite(quality[i]) and not dominated.any()
     return front
+
+
+def best_seed(row: Row) -> Run:
+    """The row's run with the lowest validation loss: the one whose Grad-CAM the leaderboard shows."""
+    return min(
+        row.runs,
+        key=lambda run: (
+            math.isnan(number(run.metrics, "best_val_loss")),
+            number(run.metrics, "best_val_loss"),
+            seed_order(run),
+        ),
+    )
+
+
+def best_seed_runs(results_dir: Path) -> list[Path]:
+    """The validation-best run directory of every row chosen on validation (ensembles have no model)."""
+    from benchmark.report.load import collect
+
+    found = []
+    for rows in group_rows(collect(results_dir).runs).values():
+        chosen, _ = choose_on_validation(rows)
+        found += [results_dir / best_seed(row).rel for row in chosen if not row.is_ensemble]
+    return found

@@ -195,7 +195,10 @@ def train_and_evaluate(
         stage / "gradcam.png",
     )
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
-    costs = efficiency.measure(trained.model, run.image_size, model_file, cfg.efficiency)
+    seed_free = (run.spec.name, OmegaConf.to_container(cfg.head))  # same network, same cost, any weights
+    costs = efficiency.measure(
+        trained.model, run.image_size, model_file, cfg.efficiency, seed_free, Path(cfg.cache_dir)
+    )
     return {
         "backbone": run.spec.name,
         "dataset": run.dataset,

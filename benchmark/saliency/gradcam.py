@@ -10,6 +10,9 @@ backbone's learned weights are replaced by fresh random ones. If they hardly cha
 is an edge detector that would look the same for any network.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -83,21 +86,32 @@ def gradcam(model: keras.Model, pixels: np.ndarray, class_indices: np.ndarray, l
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
 
 
-def randomized_copy(model: keras.Model, layer_name: str, seed: int) -> keras.Model:
-    """A copy of `model` whose backbone kernels are fresh draws from their initialisers.
+def glorot_uniform(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Keras's default kernel initialiser (that of every kernel of these backbones), drawn by numpy:
+    uniform in +-sqrt(6 / (fan_in + fan_out)), the fans counting the receptive field as Keras does."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    limit = np.sqrt(6.0 / ((shape[-2] + shape[-1]) * receptive))
+    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
-    Everything else is copied: the head, biases, BatchNorm scales and moving statistics (without them a
-    re-drawn network's activations collapse and every map is noise). Seeds Keras's global generators.
+
+@contextmanager
+def redrawn_backbone(model: keras.Model, layer_name: str, seed: int) -> Iterator[keras.Model]:
+    """`model` with its backbone kernels replaced by fresh draws, restored on exit.
+
+    Everything else stays: the head, biases, BatchNorm scales and moving statistics (without them a
+    re-drawn network's activations collapse and every map is noise). Re-drawing in place costs a copy of
+    the kernels; cloning the model (what this replaced) rebuilt every layer and took longer than the maps.
     """
-    keras.utils.set_random_seed(int(np.random.SeedSequence([REDRAW_STREAM, seed]).generate_state(1)[0]))
-    copy = keras.models.clone_model(model)  # new layers, new variables drawn from each initialiser
-    redrawn = {id(v) for v in nested_base(copy, layer_name).weights if len(v.shape) >= 2}
-    if len(copy.weights) != len(model.weights):
-        raise RuntimeError(f"cloning {model.name!r} changed its number of weights")
-    for source, target in zip(model.weights, copy.weights, strict=True):
-        if id(target) not in redrawn:
-            target.assign(source)
-    return copy
+    kernels = [v for v in nested_base(model, layer_name).weights if len(v.shape) >= 2]
+    saved = [v.numpy() for v in kernels]
+    rng = np.random.default_rng([REDRAW_STREAM, seed])
+    try:
+        for variable in kernels:
+            variable.assign(glorot_uniform(rng, tuple(variable.shape)))
+        yield model
+    finally:
+        for variable, value in zip(kernels, saved, strict=True):
+            variable.assign(value)
 
 
 def mean_spearman(first: np.ndarray, second: np.ndarray) -> float | None:
@@ -118,10 +132,11 @@ def randomization_check(
     """Adebayo et al. 2018: mean Spearman correlation between the maps of `model` and of a copy with
     re-drawn backbone kernels. Low = the maps depend on the learned weights; near 1 = an edge detector.
     None = not applicable: the model's maps carry no spatial information (a 1x1 last feature map at a
-    small input size, or constant maps), and a number there would read as a pass. `model` is not modified.
+    small input size, or constant maps), and a number there would read as a pass. `model` is left as found.
     """
     trained = gradcam(model, pixels, class_indices, layer_name)
     if not any(np.ptp(m) > 0 for m in trained):
         return None
-    randomized = gradcam(randomized_copy(model, layer_name, seed), pixels, class_indices, layer_name)
+    with redrawn_backbone(model, layer_name, seed) as redrawn:
+        randomized = gradcam(redrawn, pixels, class_indices, layer_name)
     return mean_spearman(trained, randomized)

@@ -15,7 +15,7 @@ from backbones.registry import build, get
 from benchmark.errors import BenchmarkError
 from benchmark.explain import main
 from benchmark.saliency.explain import choose_images, explain
-from benchmark.saliency.gradcam import gradcam, randomization_check, randomized_copy
+from benchmark.saliency.gradcam import gradcam, randomization_check, redrawn_backbone
 from benchmark.train.head import assemble, head_layers
 from tests.conftest import run_cli
 
@@ -110,10 +110,11 @@ def test_randomization_check_redraws_the_backbone_kernels_only_and_leaves_the_mo
     assert np.isfinite(spearman) and -1.0 <= spearman <= 1.0
     assert all(np.array_equal(a, b) for a, b in zip(before, mobilenet.get_weights(), strict=True))
     # seed=0 is also the seed the backbone was drawn with: the re-draw must still differ from it.
-    copy = randomized_copy(mobilenet, layer, seed=0)
-    for source, target in zip(mobilenet.weights, copy.weights, strict=True):
-        redrawn = len(source.shape) >= 2 and not source.path.startswith("head_")
-        assert np.array_equal(source.numpy(), target.numpy()) != redrawn, source.path
+    with redrawn_backbone(mobilenet, layer, seed=0) as redrawn:
+        for source, target in zip(before, redrawn.weights, strict=True):
+            changed = len(source.shape) >= 2 and not target.path.startswith("head_")
+            assert np.array_equal(source, target.numpy()) != changed, target.path
+    assert all(np.array_equal(a, b) for a, b in zip(before, mobilenet.get_weights(), strict=True))
 
 
 def test_randomization_check_is_one_when_the_backbone_has_nothing_learned():
