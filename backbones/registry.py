@@ -25,7 +25,7 @@ from benchmark.errors import BenchmarkError
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Per-backbone facts: constructor, preprocessing, input sizes and the Grad-CAM layer."""
+    """Per-backbone facts: constructor, preprocessing, input sizes, the Grad-CAM layer, BatchNorm."""
 
     name: str
     constructor: Callable[..., keras.Model]
@@ -33,6 +33,7 @@ class BackboneSpec:
     default_size: int
     min_size: int
     last_conv_layer: str
+    batchnorm: bool = True  # has BatchNorm layers (a random init needs their statistics recalibrated)
 
     def preprocess_input(self, x):
         """The model module's own preprocess_input (numpy arrays or tensors)."""
@@ -44,7 +45,7 @@ _SPECS = (
     BackboneSpec("densenet121", densenet.DenseNet121, densenet, 224, 32, "relu"),
     BackboneSpec("inceptionv3", inception_v3.InceptionV3, inception_v3, 299, 75, "mixed10"),
     BackboneSpec("xception", xception.Xception, xception, 299, 71, "block14_sepconv2_act"),
-    BackboneSpec("vgg19", vgg19.VGG19, vgg19, 224, 32, "block5_conv4"),
+    BackboneSpec("vgg19", vgg19.VGG19, vgg19, 224, 32, "block5_conv4", batchnorm=False),
     BackboneSpec("resnet50", resnet50.ResNet50, resnet50, 224, 32, "conv5_block3_out"),
     BackboneSpec(
         "inceptionresnetv2",

@@ -7,7 +7,11 @@ error before any work. The experiment never changes silently.
 
 import logging
 import os
-from dataclasses import dataclass
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from pathlib import Path
 
 import keras
@@ -23,14 +27,30 @@ FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
 DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
+WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads from
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoadedBackbone:
-    model: keras.Model
+    """Which weights a run uses, known before the network is built; `model` builds it on first use, so
+    a frozen run whose features and extractor are cached never builds it at all."""
+
+    make: Callable[[], keras.Model] = field(repr=False)
     weights_used: str  # what the leaderboard shows: imagenet, random, random (imagenet unavailable), file:...
     weights_id: str  # what feature caches are keyed on
     is_random: bool = False  # random init (asked for, or the offline fallback)
+
+    @cached_property
+    def model(self) -> keras.Model:
+        return self.make()
+
+    @property
+    def built(self) -> bool:
+        return "model" in self.__dict__
+
+
+def ready(model: keras.Model) -> Callable[[], keras.Model]:
+    return lambda: model
 
 
 def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.Model:
@@ -78,7 +98,7 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
             "architecture; save it again from the whole backbone"
         )
     weights_id = weights_id_of_file(path)
-    return LoadedBackbone(model, f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
+    return LoadedBackbone(ready(model), f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
 
 
 def keras_cached(spec: BackboneSpec) -> bool:
@@ -89,17 +109,34 @@ def keras_cached(spec: BackboneSpec) -> bool:
     return any(name.startswith(spec.name) and "notop" in name for name in names)
 
 
+def origin_unreachable(timeout_s: float = 10.0) -> str | None:
+    """Why Keras's weights server cannot be reached (None when it answers at all, even with an error
+    status): a HEAD request is a second where building a network only to fail its download took several."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(WEIGHTS_ORIGIN, method="HEAD"), timeout=timeout_s)
+    except urllib.error.HTTPError:
+        return None  # the server answered
+    except (urllib.error.URLError, OSError) as error:
+        return f"cannot reach {WEIGHTS_ORIGIN} ({getattr(error, 'reason', error)})"
+    return None
+
+
 def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
     if cfg.weights_fallback not in FALLBACKS:
         raise BenchmarkError(
             f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: "
             f"use one of {', '.join(FALLBACKS)}"
         )
-    if DOWNLOAD_FAILED and not keras_cached(spec):  # offline: one failed download per process is enough
+    if keras_cached(spec):  # the file is here: no download, and no need to build before it is used
+        return LoadedBackbone(lambda: build(spec, image_size, "imagenet"), "imagenet", "imagenet")
+    if not DOWNLOAD_FAILED and (unreachable := origin_unreachable()):
+        DOWNLOAD_FAILED[:] = [unreachable]  # offline: found in a second, without building the network
+        reason = unreachable
+    elif DOWNLOAD_FAILED:  # offline: one failed download per process is enough
         reason = f"{DOWNLOAD_FAILED[0]} (earlier in this process; not retried)"
     else:
         try:
-            return LoadedBackbone(build(spec, image_size, "imagenet"), "imagenet", "imagenet")
+            return LoadedBackbone(ready(build(spec, image_size, "imagenet")), "imagenet", "imagenet")
         except Exception as error:  # keras raises a bare Exception for a failed download
             reason = str(error).splitlines()[0][:300]
             DOWNLOAD_FAILED[:] = [reason]
@@ -117,16 +154,16 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
     )
     log.warning("These results are NOT transfer learning. To fix: %s.", hint)
     log.warning("=" * 78)
-    model = build_random(spec, image_size, cfg.init_seed)
-    return LoadedBackbone(model, IMAGENET_UNAVAILABLE, f"random-{cfg.init_seed}", is_random=True)
+    make = partial(build_random, spec, image_size, cfg.init_seed)
+    return LoadedBackbone(make, IMAGENET_UNAVAILABLE, f"random-{cfg.init_seed}", is_random=True)
 
 
 def load_backbone(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
     """The convolutional base with the weights `backbone.weights` asks for (or an honest fallback)."""
     weights = cfg.weights
     if weights is None:
-        model = build_random(spec, image_size, cfg.init_seed)
-        return LoadedBackbone(model, "random", f"random-{cfg.init_seed}", is_random=True)
+        make = partial(build_random, spec, image_size, cfg.init_seed)
+        return LoadedBackbone(make, "random", f"random-{cfg.init_seed}", is_random=True)
     if str(weights) == "imagenet":
         return from_imagenet(spec, image_size, cfg)
     return from_file(spec, image_size, Path(str(weights)).expanduser())

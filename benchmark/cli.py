@@ -100,18 +100,37 @@ def require_model_run(run: str) -> Path:
                              "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
     if not (run_dir / "metrics.json").is_file():
         raise BenchmarkError(f"run {run_dir} is not a complete run (no metrics.json): finish it first")
-    if not (run_dir / "model.keras").is_file():
-        raise BenchmarkError(f"run {run_dir} has no model.keras: re-run it with train.save_model=true")
+    if not ((run_dir / "model.keras").is_file() or (run_dir / "head.keras").is_file()):
+        raise BenchmarkError(
+            f"run {run_dir} has no model.keras or head.keras: re-run it with train.save_model=true"
+        )
     return run_dir
 
 
 def load_model(run_dir: Path):
-    """The run's model.keras (raw pixels in, probabilities out; its Preprocess layer registered first)."""
+    """The run's model, raw pixels in, probabilities out: its model.keras, or (a frozen run) the extractor
+    file its backbone's runs share with its own head.keras (the Preprocess layer registered first)."""
     import keras
 
-    import backbones  # noqa: F401  registers the Preprocess layer inside model.keras
+    import backbones  # noqa: F401  registers the Preprocess layer inside the files
+    from benchmark.files import read_json
+    from benchmark.runs.layout import results_dir_of
+    from benchmark.train.head import assemble
 
-    return keras.models.load_model(run_dir / "model.keras")
+    if (run_dir / "model.keras").is_file():
+        return keras.models.load_model(run_dir / "model.keras")
+    metrics = read_json(run_dir / "metrics.json")
+    shared = metrics.get("extractor_file")
+    candidates = [results_dir_of(run_dir) / str(shared), Path(str(metrics.get("extractor_path")))]
+    extractor_file = next((path for path in candidates if shared and path.is_file()), candidates[0])
+    if not extractor_file.is_file():
+        raise BenchmarkError(
+            f"run {run_dir} saved its head but its extractor {extractor_file} is missing (the results folder "
+            "was copied without extractors/?): copy that folder too, or re-run the run with force=true"
+        )
+    head = keras.models.load_model(run_dir / "head.keras")
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    return assemble(keras.models.load_model(extractor_file), layers)
 
 
 def main(name: str, work: Callable[[DictConfig], object], argv: list[str] | None = None) -> object:

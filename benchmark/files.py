@@ -122,7 +122,10 @@ def is_intact(path: Path) -> bool:
 
 
 def cached_array(
-    path: Path, shape: tuple[int, ...], dtype: str, fill: Callable[[np.ndarray], None]
+    path: Path,
+    shape: tuple[int, ...] | Callable[[], tuple[int, ...]],
+    dtype: str,
+    fill: Callable[[np.ndarray], None],
 ) -> tuple[np.ndarray, bool]:
     """(array, was_cached): `path` if it is intact; else `fill` writes into a memory-mapped temp file that
     is checksummed and renamed into place. Returns a read-only memory map either way.
@@ -130,7 +133,8 @@ def cached_array(
     A corrupt or truncated cache file (checksum mismatch) is rebuilt, never trusted. A lock file beside
     it makes concurrent processes (sweep workers on one machine or a shared filesystem) fill one entry
     once: the second waits and then reads the first one's file. Memory-mapping keeps big datasets
-    (thousands of 299x299 images) out of RAM while they are written.
+    (thousands of 299x299 images) out of RAM while they are written. `shape` may be a function, called
+    only when the entry must be filled (e.g. a feature width known once the network is built).
     """
     if is_intact(path):
         return np.load(path, mmap_mode="r"), True
@@ -141,6 +145,7 @@ def cached_array(
         if path.exists():
             log.warning("cache file %s does not match its checksum (corrupt or truncated): rebuilding", path)
         with atomic_path(path) as tmp:
+            shape = shape() if callable(shape) else shape
             array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
             fill(array)
             array.flush()

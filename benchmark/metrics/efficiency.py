@@ -3,7 +3,7 @@
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,33 +78,35 @@ def peak_memory(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
         )
 
 
-def speed_once(
-    model: keras.Model, image_size: int, cfg: DictConfig, key: tuple, cache_dir: Path | None
+def cost_once(
+    model: Callable[[], keras.Model], image_size: int, cfg: DictConfig, key: tuple, cache_dir: Path | None
 ) -> dict:
-    """`speed`, measured once per key (architecture, input size, settings, machine) and read back after:
-    the seeds of a backbone are the same network, so timing each of them again measures nothing new."""
+    """Parameter counts and `speed`, measured once per key (architecture, training mode, input size,
+    settings, machine) and read back after: the seeds of a backbone are the same network, so timing each
+    of them again measures nothing new. `model` is called only on a miss (it may build the network)."""
     if cache_dir is None:
-        return speed(model, image_size, cfg) | {"efficiency_from_cache": False}
-    path = cache_dir / "efficiency" / f"{digest(*key, OmegaConf.to_container(cfg), machine())}.json"
+        built = model()
+        return parameter_counts(built) | speed(built, image_size, cfg) | {"efficiency_from_cache": False}
+    path = (
+        cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
+    )
     with FileLock(f"{path}.lock"):
         if path.exists():
             return read_json(path) | {"efficiency_from_cache": True}
-        found = speed(model, image_size, cfg)
+        built = model()
+        found = parameter_counts(built) | speed(built, image_size, cfg)
         write_json(path, found)
     return found | {"efficiency_from_cache": False}
 
 
 def measure(
-    model: keras.Model,
+    model: Callable[[], keras.Model],
     image_size: int,
-    model_file: Path | None,
+    size_mb: float | None,
     cfg: DictConfig,
     key: tuple = (),
     cache_dir: Path | None = None,
 ) -> dict:
-    """Parameters, size on disk, latency and throughput of the assembled model; with `cache_dir` the
-    timings are shared by every model with the same `key` (e.g. backbone and head configuration)."""
-    size_mb = model_file.stat().st_size / 1e6 if model_file is not None else None
-    key = (*key, image_size) if key else ()
-    timings = speed_once(model, image_size, cfg, key, cache_dir if key else None)
-    return parameter_counts(model) | {"model_size_mb": size_mb} | timings
+    """Parameters, size on disk, latency and throughput of the assembled model; with `key` and
+    `cache_dir` the counts and timings are shared by every model with the same key."""
+    return {"model_size_mb": size_mb} | cost_once(model, image_size, cfg, key, cache_dir if key else None)

@@ -1,4 +1,5 @@
-"""The results layout, spelled here and nowhere else: `<results_dir>/runs/<dataset>/<backbone>/<run>/`.
+"""The results layout, spelled here and nowhere else: `<results_dir>/runs/<dataset>/<backbone>/<run>/`,
+and `<results_dir>/extractors/`, the frozen extractors that the runs of a backbone share.
 
 A run is complete only when `metrics.json` exists. Files are written into a hidden staging folder
 that is renamed into place at the end, so a killed run never looks complete and a re-run with
@@ -23,6 +24,16 @@ def runs_root(results_dir: Path) -> Path:
 
 def run_path(results_dir: Path, dataset: str, backbone: str, name: str) -> Path:
     return runs_root(results_dir) / dataset / backbone / name
+
+
+def extractor_path(results_dir: Path, backbone: str, image_size: int, key: str) -> Path:
+    return Path(results_dir) / "extractors" / f"{backbone}-{image_size}px-{key}.keras"
+
+
+def results_dir_of(run_dir: Path) -> Path:
+    """The results folder a run directory sits in (four levels up: runs/<dataset>/<backbone>/<run>)."""
+    parents = Path(run_dir).resolve().parents
+    return parents[min(3, len(parents) - 1)]
 
 
 def run_name(seed: object, config_hash: str) -> str:

@@ -32,10 +32,27 @@ log = logging.getLogger(__name__)
 AUDIT_FIGURE_SIZE = 160  # side of each image in audit.png
 
 
+def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
+    """model.keras; or, for a frozen run, head.keras and the name of the extractor file its backbone's
+    runs share (made now if this results folder has none yet). Its record for metrics.json."""
+    if trained.extractor_file is None:
+        trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole
+        return {"model_size_mb": (stage / "model.keras").stat().st_size / 1e6}
+    if not trained.extractor_file.exists():
+        trained.model  # noqa: B018  builds (or loads) the extractor, which saves it to its shared file
+    trained.head.save(stage / "head.keras")
+    sizes = [(stage / "head.keras").stat().st_size, trained.extractor_file.stat().st_size]
+    return {  # relative: the results folder may move; absolute: a run folder copied out of it still loads
+        "model_size_mb": sum(sizes) / 1e6,
+        "extractor_file": trained.extractor_file.relative_to(Path(cfg.results_dir)).as_posix(),
+        "extractor_path": str(trained.extractor_file.resolve()),
+    }
+
+
 def write_outputs(
     stage: Path, cfg: DictConfig, run: RunIdentity, dataset: Dataset, trained: Trained, scores: dict
-) -> Path | None:
-    """Everything but metrics.json and manifest.json; returns the saved model's path, if saved."""
+) -> dict:
+    """Everything but metrics.json and manifest.json; returns what metrics.json says about the saved model."""
     title = f"{run.spec.name} on {run.dataset} (seed {run.seed})"
     classes = list(dataset.class_names)
     test = dataset.splits["test"]
@@ -61,10 +78,7 @@ def write_outputs(
     )
     run_figures.curves_figure(trained.history, title, stage / "curves.png", trained.timings["best_epoch"])
     run_figures.coverage_figure(scores["coverage_curve"], title, stage / "coverage.png")
-    if not cfg.train.save_model:
-        return None
-    trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole
-    return stage / "model.keras"
+    return save_model(stage, cfg, trained) if cfg.train.save_model else {"model_size_mb": None}
 
 
 def data_record(dataset: Dataset) -> dict:
@@ -181,23 +195,28 @@ def train_and_evaluate(
     )
     if trained.val_probabilities is not None:  # choices made on validation, measured on test
         scores |= validation_choices(cfg, dataset, trained)
-    model_file = write_outputs(stage, cfg, run, dataset, trained, scores)
-    test_pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
-    scores |= explain(
-        trained.model,
-        test_pixels,
-        test.labels,
-        trained.test_probabilities,
-        classes,
-        run.spec.name,
-        cfg.explain.n_images,
-        cfg.explain.seed,
-        stage / "gradcam.png",
-    )
+    saved = write_outputs(stage, cfg, run, dataset, trained, scores)
+    if cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
+        scores |= explain(
+            trained.model,
+            split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir)),
+            test.labels,
+            trained.test_probabilities,
+            classes,
+            run.spec.name,
+            cfg.explain.n_images,
+            cfg.explain.seed,
+            stage / "gradcam.png",
+        )
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
-    seed_free = (run.spec.name, OmegaConf.to_container(cfg.head))  # same network, same cost, any weights
-    costs = efficiency.measure(
-        trained.model, run.image_size, model_file, cfg.efficiency, seed_free, Path(cfg.cache_dir)
+    seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head))  # same network, same cost
+    costs = saved | efficiency.measure(
+        lambda: trained.model,
+        run.image_size,
+        saved["model_size_mb"],
+        cfg.efficiency,
+        seed_free,
+        Path(cfg.cache_dir),
     )
     return {
         "backbone": run.spec.name,

@@ -6,6 +6,7 @@ and re-runs reuse the cached arrays instead of recomputing them.
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -31,26 +32,28 @@ def extract(extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: s
 
 
 def split_features(
-    extractor: keras.Model,
+    extractor: Callable[[], keras.Model],
+    name: str,
+    size: int,
     dataset: Dataset,
     split: str,
     weights_id: str,
     cache_dir: Path,
     batch_size: int,
 ) -> tuple[np.ndarray, bool]:
-    """Cached features of one split and whether they came from the cache."""
-    size = extractor.input_shape[1]
-    key = digest(
-        dataset.fingerprint, split, extractor.name, weights_id, size, keras.__version__, tf.__version__
-    )
-    path = cache_dir / "features" / f"{dataset.name}-{split}-{extractor.name}-{size}px-{key}.npy"
+    """Cached features of one split and whether they came from the cache. `extractor` is called (and
+    the network built) only when the entry must be computed; `name` and `size` key the entry."""
+    key = digest(dataset.fingerprint, split, name, weights_id, size, keras.__version__, tf.__version__)
+    path = cache_dir / "features" / f"{dataset.name}-{split}-{name}-{size}px-{key}.npy"
 
     def fill(out: np.ndarray) -> None:
         pixels = split_pixels(dataset, split, size, cache_dir)
         started = time.perf_counter()
-        out[:] = extract(extractor, pixels, batch_size, f"features {split}")
+        out[:] = extract(extractor(), pixels, batch_size, f"features {split}")
         log.info("features %s: %d images in %.1fs", split, len(pixels), time.perf_counter() - started)
 
-    dim = extractor.output_shape[-1]
-    features, was_cached = cached_array(path, (len(dataset.splits[split]), dim), "float32", fill)
+    def shape() -> tuple[int, int]:
+        return (len(dataset.splits[split]), extractor().output_shape[-1])
+
+    features, was_cached = cached_array(path, shape, "float32", fill)
     return np.asarray(features), was_cached

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from backbones.batchnorm import batchnorm_layers
 from backbones.extractor import pooled_extractor
 from backbones.registry import BackboneSpec
-from backbones.weights import LoadedBackbone
+from backbones.weights import LoadedBackbone, ready
 from benchmark.data import SPLITS, Dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
@@ -26,12 +26,14 @@ from benchmark.train.features import extract
 from benchmark.train.head import assemble, fold_standardizer, head_layers, standardizer
 from benchmark.train.shared import (
     Trained,
+    bn_record,
     callbacks,
     class_weights,
+    features_weights_id,
     history_frame,
     one_hot,
     optimizer,
-    prepare_random_backbone,
+    recalibrate_random_backbone,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ def train_finetune(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
 ) -> Trained:
     """Phase 1: head only at train.lr; phase 2: top layers + head at train.finetune_lr."""
-    _, bn_record = prepare_random_backbone(cfg, dataset, spec, backbone, image_size)
+    recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
+    bn = bn_record(cfg, spec, backbone, features_weights_id(cfg, dataset, backbone))
     n_classes = len(dataset.class_names)
     keras.utils.set_random_seed(cfg.seed)
     pixels = {s: split_pixels(dataset, s, image_size, Path(cfg.cache_dir)) for s in SPLITS}
@@ -121,11 +124,11 @@ def train_finetune(
         "best_val_loss": float(full["val_loss"].iloc[restored - 1]),
         "best_val_accuracy": float(full["val_accuracy"].iloc[restored - 1]),
         "best_phase": str(full["phase"].iloc[restored - 1]),
-        "unfrozen_layers": trainable, "augment": cfg.augment.name, **bn_record,
+        "unfrozen_layers": trainable, "augment": cfg.augment.name, **bn,
     }
     if standardize is not None:
         fold_standardizer(standardize, layers[0])
         model = assemble(extractor, layers)
     val_probabilities = model.predict(streams["val"], verbose=0)
     test_probabilities = model.predict(streams["test"], verbose=0)
-    return Trained(model, full, test_probabilities, timings, val_probabilities)
+    return Trained(ready(model), full, test_probabilities, timings, val_probabilities)

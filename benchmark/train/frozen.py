@@ -1,6 +1,7 @@
 """The `frozen` strategy: pooled features cached once per backbone, only the head is trained on them."""
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -11,6 +12,7 @@ from backbones.extractor import pooled_extractor
 from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
+from benchmark.runs.layout import extractor_path
 from benchmark.train.features import split_features
 from benchmark.train.head import (
     assemble,
@@ -22,13 +24,16 @@ from benchmark.train.head import (
 )
 from benchmark.train.shared import (
     Trained,
+    bn_record,
     callbacks,
     class_weights,
+    features_weights_id,
     history_frame,
     one_hot,
     optimizer,
-    prepare_random_backbone,
+    recalibrate_random_backbone,
 )
+from benchmark.train.shared_extractor import extractor_key, shared_extractor
 
 
 def fit_head(
@@ -56,15 +61,45 @@ def fit_head(
     return history_frame(history).assign(phase="head"), stop.best_epoch + 1
 
 
+def frozen_extractor(
+    cfg: DictConfig,
+    dataset: Dataset,
+    spec: BackboneSpec,
+    backbone: LoadedBackbone,
+    image_size: int,
+    weights_id: str,
+) -> tuple[Callable[[], keras.Model], Path]:
+    """The extractor shared by every run of this backbone (`shared_extractor.py`) and its file."""
+    recalibrated = weights_id != backbone.weights_id  # a random init whose BatchNorm saw train images
+    key = extractor_key(spec.name, image_size, weights_id, dataset.fingerprint if recalibrated else None)
+    path = extractor_path(Path(cfg.results_dir), spec.name, image_size, key)
+
+    def build() -> keras.Model:
+        recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
+        return pooled_extractor(backbone.model, spec, image_size)
+
+    return shared_extractor(path, build), path
+
+
 def train_frozen(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
 ) -> Trained:
-    """Cache pooled features of every split, train the head on them, and assemble the full model."""
-    weights_id, bn_record = prepare_random_backbone(cfg, dataset, spec, backbone, image_size)
-    extractor = pooled_extractor(backbone.model, spec, image_size)
+    """Cache pooled features of every split and train the head on them. The network is built only if a
+    split's features are not cached yet; the assembled model is put together only when asked for."""
+    weights_id = features_weights_id(cfg, dataset, backbone)
+    extractor, extractor_file = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
     started = time.perf_counter()
     cached = {
-        s: split_features(extractor, dataset, s, weights_id, Path(cfg.cache_dir), cfg.train.batch_size)
+        s: split_features(
+            extractor,
+            f"{spec.name}_features",
+            image_size,
+            dataset,
+            s,
+            weights_id,
+            Path(cfg.cache_dir),
+            cfg.train.batch_size,
+        )
         for s in SPLITS
     }
     extraction_s = time.perf_counter() - started
@@ -88,12 +123,21 @@ def train_frozen(
     timings = {
         "feature_extraction_s": extraction_s,
         "features_from_cache": all(hit for _, hit in cached.values()),
+        "backbone_built": backbone.built,
         "training_s": training_s,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
         "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
-        **bn_record,
+        **bn_record(cfg, spec, backbone, weights_id),
         **fold_check,
     }
-    return Trained(assemble(extractor, layers), history, test_probabilities, timings, val_probabilities)
+    return Trained(
+        lambda: assemble(extractor(), layers),
+        history,
+        test_probabilities,
+        timings,
+        val_probabilities,
+        head=head,
+        extractor_file=extractor_file,
+    )

@@ -6,7 +6,9 @@ until evaluation.
 """
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import keras
@@ -27,13 +29,20 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"
 OPTIMIZERS = ("adam", "sgd")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Trained:
-    model: keras.Model  # the assembled pixels -> probabilities model
+    assemble: Callable[[], keras.Model] = field(repr=False)  # the pixels -> probabilities model, built on use
     history: pd.DataFrame
     test_probabilities: np.ndarray
     timings: dict[str, float | bool | int]
     val_probabilities: np.ndarray | None = None  # for validation-side choices (calibration, thresholds)
+    head: keras.Model | None = None  # frozen: the head alone, saved beside the shared extractor file
+    extractor_file: Path | None = None  # frozen: the extractor every run of this backbone shares
+
+    @cached_property
+    def model(self) -> keras.Model:
+        """The assembled model; a frozen run with cached features builds (or loads) it only here."""
+        return self.assemble()
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -91,17 +100,33 @@ def history_frame(history: keras.callbacks.History, first_epoch: int = 1) -> pd.
     return frame[HISTORY_COLUMNS]
 
 
-def prepare_random_backbone(
-    cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
-) -> tuple[str, dict]:
-    """Recalibrate a random-init backbone's BatchNorm on train images; the features' cache id and a record."""
+def features_weights_id(cfg: DictConfig, dataset: Dataset, backbone: LoadedBackbone) -> str:
+    """What frozen features are keyed on: the weights, and for a recalibrated random-init backbone the
+    number of train images that set its BatchNorm statistics (known without building the network)."""
     if not (backbone.is_random and cfg.backbone.recalibrate_bn):
-        return backbone.weights_id, {"bn_recalibrated": False}
+        return backbone.weights_id
+    rows = batchnorm.sample_rows(len(dataset.splits["train"]), cfg.backbone.bn_images)
+    return f"{backbone.weights_id}-bn{len(rows)}"
+
+
+def recalibrate_random_backbone(
+    cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
+) -> int:
+    """Set a random-init backbone's BatchNorm statistics from train images; the number of layers set."""
+    if not (backbone.is_random and cfg.backbone.recalibrate_bn):
+        return 0
     pixels = split_pixels(dataset, "train", image_size, Path(cfg.cache_dir))
     rows = batchnorm.sample_rows(len(pixels), cfg.backbone.bn_images)
     sample = spec.preprocess_input(np.asarray(pixels[rows], np.float32))
     n_layers = batchnorm.recalibrate(backbone.model, sample)
     log.info("random init: BatchNorm statistics of %d layers set from %d train images", n_layers, len(rows))
-    return f"{backbone.weights_id}-bn{len(rows)}", {"bn_recalibrated": n_layers > 0, "bn_images": len(rows)}
+    return n_layers
+
+
+def bn_record(cfg: DictConfig, spec: BackboneSpec, backbone: LoadedBackbone, weights_id: str) -> dict:
+    """What metrics.json says about the recalibration (the image count is part of the features' key)."""
+    if not (backbone.is_random and cfg.backbone.recalibrate_bn):
+        return {"bn_recalibrated": False}
+    return {"bn_recalibrated": spec.batchnorm, "bn_images": int(weights_id.rsplit("-bn", 1)[1])}
 
 

@@ -17,7 +17,7 @@ RUN_FILES = {
     "confusion_matrix.png",
     "curves.png",
     "manifest.json",
-    "model.keras",
+    "head.keras",  # a frozen run's own part of its model; the extractor is shared (results/extractors/)
 }
 # Make every ImageNet download fail fast and the same way, online or not: no cache, an unreachable proxy.
 OFFLINE = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

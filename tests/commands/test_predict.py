@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ def test_one_image_as_json_and_as_a_table(saved_run, capsys):
     ("case", "message"),
     [
         ("no_run", "is not a folder"),
-        ("no_model", "has no model.keras"),
+        ("no_model", "has no model.keras or head.keras"),
         ("bad_image", "cannot read image"),
         ("no_input", "does not exist"),
         ("bad_format", "format=xml is unknown"),
@@ -114,10 +115,9 @@ def test_calibrated_predictions_apply_the_runs_validation_temperature(saved_run,
     np.testing.assert_allclose(found["true"], apply_temperature(found["false"], temperature), atol=1e-6)
     assert found["true"].argmax() == found["false"].argmax()
 
-    old = tmp_path / "old"  # a run made before calibration was recorded
-    old.mkdir()
-    for name in ("config.yaml", "model.keras"):
-        (old / name).symlink_to(run_dir / name)
+    results = run_dir.parents[3]  # a private copy of the results: the session's run stays untouched
+    shutil.copytree(results, tmp_path / "results")
+    old = tmp_path / "results" / run_dir.relative_to(results)  # as if made before calibration was recorded
     (old / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "calibration"}))
     code, _, err = predict_in_process([f"run={old}", f"input={image}", "calibrated=true"], capsys)
     assert code == 2 and "recorded no temperature" in err and "force=true" in err

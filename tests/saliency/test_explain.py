@@ -169,11 +169,11 @@ def test_cli_explains_a_finished_run(run_dir):
 
 def test_cli_refuses_a_run_without_a_model(run_dir, tmp_path, capsys):
     copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model.keras", "gradcam.png"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model.keras", "head.keras", "gradcam.png"))
     with pytest.raises(SystemExit) as exit_info:
         main([f"run={copy}"])
     assert exit_info.value.code == 2 and not (copy / "gradcam.png").exists()
-    error = f"error: run {copy} has no model.keras: re-run it with train.save_model=true"
+    error = f"error: run {copy} has no model.keras or head.keras: re-run it with train.save_model=true"
     assert capsys.readouterr().err.strip().splitlines() == [error]
 
 

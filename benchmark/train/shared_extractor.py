@@ -1,0 +1,52 @@
+"""The frozen extractor (preprocessing + backbone + pooling), saved once per backbone in a results folder.
+
+Every seed and head configuration of a frozen backbone runs the same extractor, so saving the whole
+model with each run stored one copy of the backbone per seed (80 MB each for VGG19). A frozen run saves
+its head (`head.keras`) and names this file; `cli.load_model` puts the two together again. The file is
+loaded, or built and saved, only when a run needs the network (features not cached yet, Grad-CAM, a
+first timing): a further seed with cached features never builds its backbone.
+"""
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+from filelock import FileLock
+
+from benchmark.files import atomic_path, digest
+
+log = logging.getLogger(__name__)
+
+
+def extractor_key(backbone: str, image_size: int, weights_id: str, data_fingerprint: str | None) -> str:
+    """What the extractor's weights depend on: the backbone, input size and weights, and for a random-init
+    backbone recalibrated on train images (`data_fingerprint`) the data; plus the Keras version."""
+    return digest(backbone, image_size, weights_id, data_fingerprint, keras.__version__, length=12)
+
+
+def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
+    """A function returning the extractor: read from `path`, or built once and saved there (atomic
+    rename, under a lock so two processes never build the same file twice)."""
+    found: list[keras.Model] = []
+
+    def extractor() -> keras.Model:
+        if not found:
+            found.append(load_or_build(path, build))
+        return found[0]
+
+    return extractor
+
+
+def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
+    import backbones  # noqa: F401  registers the Preprocess layer inside the file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        if path.exists():
+            return keras.models.load_model(path)
+        model = build()
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+        log.info("saved the frozen extractor %s (shared by every run of this backbone)", path)
+        return model
