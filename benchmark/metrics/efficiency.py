@@ -35,14 +35,18 @@ def timed_calls(model: keras.Model, batch: np.ndarray, warmup: int, repeats: int
     return times
 
 
-def speed(model: keras.Model, image_size: int, cfg: DictConfig) -> dict[str, float]:
-    """Median latency at batch 1 (ms/image) and throughput at `throughput_batch` (images/s)."""
+def speed(model: keras.Model, image_size: int, cfg: DictConfig, throughput_ips: float | None = None) -> dict:
+    """Median latency at batch 1 (ms/image) and throughput at `throughput_batch` (images/s); a throughput
+    already measured (a frozen run's feature extraction, same network and batch size) is not measured
+    again: each new batch shape costs the model a trace of its whole graph."""
     rng = np.random.default_rng(0)
     single = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    batch = rng.integers(0, 256, (cfg.throughput_batch, image_size, image_size, 3)).astype(np.float32)
     latency = statistics.median(timed_calls(model, single, cfg.warmup, cfg.latency_runs))
-    per_batch = statistics.median(timed_calls(model, batch, 1, cfg.throughput_batches))
-    return {"latency_ms": latency * 1000, "throughput_ips": cfg.throughput_batch / per_batch}
+    if throughput_ips is None:
+        batch = rng.integers(0, 256, (cfg.throughput_batch, image_size, image_size, 3)).astype(np.float32)
+        per_batch = statistics.median(timed_calls(model, batch, 1, cfg.throughput_batches))
+        throughput_ips = cfg.throughput_batch / per_batch
+    return {"latency_ms": latency * 1000, "throughput_ips": throughput_ips}
 
 
 def gpu_present() -> bool:
@@ -79,14 +83,20 @@ def peak_memory(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
 
 
 def cost_once(
-    model: Callable[[], keras.Model], image_size: int, cfg: DictConfig, key: tuple, cache_dir: Path | None
+    model: Callable[[], keras.Model],
+    image_size: int,
+    cfg: DictConfig,
+    key: tuple,
+    cache_dir: Path | None,
+    throughput_ips: float | None = None,
 ) -> dict:
     """Parameter counts and `speed`, measured once per key (architecture, training mode, input size,
     settings, machine) and read back after: the seeds of a backbone are the same network, so timing each
     of them again measures nothing new. `model` is called only on a miss (it may build the network)."""
     if cache_dir is None:
         built = model()
-        return parameter_counts(built) | speed(built, image_size, cfg) | {"efficiency_from_cache": False}
+        timings = speed(built, image_size, cfg, throughput_ips)
+        return parameter_counts(built) | timings | {"efficiency_from_cache": False}
     path = (
         cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
     )
@@ -94,7 +104,7 @@ def cost_once(
         if path.exists():
             return read_json(path) | {"efficiency_from_cache": True}
         built = model()
-        found = parameter_counts(built) | speed(built, image_size, cfg)
+        found = parameter_counts(built) | speed(built, image_size, cfg, throughput_ips)
         write_json(path, found)
     return found | {"efficiency_from_cache": False}
 
@@ -106,7 +116,9 @@ def measure(
     cfg: DictConfig,
     key: tuple = (),
     cache_dir: Path | None = None,
+    throughput_ips: float | None = None,
 ) -> dict:
     """Parameters, size on disk, latency and throughput of the assembled model; with `key` and
     `cache_dir` the counts and timings are shared by every model with the same key."""
-    return {"model_size_mb": size_mb} | cost_once(model, image_size, cfg, key, cache_dir if key else None)
+    found = cost_once(model, image_size, cfg, key, cache_dir if key else None, throughput_ips)
+    return {"model_size_mb": size_mb} | found

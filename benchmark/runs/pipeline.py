@@ -1,7 +1,9 @@
 """One benchmark run: identity -> dataset -> backbone -> strategy -> evaluate -> run directory."""
 
+import gc
 import logging
 import shutil
+import time
 import traceback
 from pathlib import Path
 
@@ -210,6 +212,8 @@ def train_and_evaluate(
         )
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
     seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head))  # same network, same cost
+    same_batch = cfg.efficiency.throughput_batch == cfg.train.batch_size  # extraction timed that batch size
+    measured = trained.timings.get("extraction_ips") if same_batch else None
     costs = saved | efficiency.measure(
         lambda: trained.model,
         run.image_size,
@@ -217,6 +221,7 @@ def train_and_evaluate(
         cfg.efficiency,
         seed_free,
         Path(cfg.cache_dir),
+        measured,
     )
     return {
         "backbone": run.spec.name,
@@ -247,6 +252,8 @@ def run(cfg: DictConfig) -> dict:
             log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
             return layout.read_metrics(identity.run_dir)
     keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
+    gc.collect()  # ... and the previous cell's backbone released, so one process does not grow
+    started = time.perf_counter()
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
@@ -257,7 +264,7 @@ def run(cfg: DictConfig) -> dict:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-    metrics |= memory
+    metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
     write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     layout.publish(stage, identity.run_dir)
     log.info(

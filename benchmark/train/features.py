@@ -21,13 +21,28 @@ from benchmark.files import cached_array, digest
 log = logging.getLogger(__name__)
 
 
-def extract(extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: str) -> np.ndarray:
-    """Pooled features of every image, batch by batch, with a progress bar."""
+def extract(
+    extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: str, steady: list | None = None
+) -> np.ndarray:
+    """Pooled features of every image, batch by batch, with a progress bar.
+
+    Every batch has the same shape (the last one padded with zeros, its padding dropped after): a
+    batch of another size would make TensorFlow trace the whole network again, which costs more than
+    the padding's forward pass for a deep backbone (seconds per trace on a CPU). `steady` collects
+    (images, seconds) of the full batches after the first (which pays for tracing): the backbone's
+    throughput at this batch size, measured on the run's own images.
+    """
     dim = extractor.output_shape[-1]
     features = np.empty((len(pixels), dim), dtype=np.float32)
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", leave=False):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)
-        features[start : start + len(batch)] = extractor.predict_on_batch(batch)
+        n = len(batch)
+        if n < batch_size:
+            batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), np.float32)])
+        started = time.perf_counter()
+        features[start : start + n] = extractor.predict_on_batch(batch)[:n]
+        if steady is not None and start > 0 and n == batch_size:
+            steady.append((n, time.perf_counter() - started))
     return features
 
 
@@ -40,6 +55,7 @@ def split_features(
     weights_id: str,
     cache_dir: Path,
     batch_size: int,
+    steady: list | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Cached features of one split and whether they came from the cache. `extractor` is called (and
     the network built) only when the entry must be computed; `name` and `size` key the entry."""
@@ -49,7 +65,7 @@ def split_features(
     def fill(out: np.ndarray) -> None:
         pixels = split_pixels(dataset, split, size, cache_dir)
         started = time.perf_counter()
-        out[:] = extract(extractor(), pixels, batch_size, f"features {split}")
+        out[:] = extract(extractor(), pixels, batch_size, f"features {split}", steady)
         log.info("features %s: %d images in %.1fs", split, len(pixels), time.perf_counter() - started)
 
     def shape() -> tuple[int, int]:

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
@@ -88,21 +89,14 @@ def train_frozen(
     split's features are not cached yet; the assembled model is put together only when asked for."""
     weights_id = features_weights_id(cfg, dataset, backbone)
     extractor, extractor_file = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
-    started = time.perf_counter()
+    started, steady = time.perf_counter(), []
+    name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
     cached = {
-        s: split_features(
-            extractor,
-            f"{spec.name}_features",
-            image_size,
-            dataset,
-            s,
-            weights_id,
-            Path(cfg.cache_dir),
-            cfg.train.batch_size,
-        )
+        s: split_features(extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady)
         for s in SPLITS
     }
     extraction_s = time.perf_counter() - started
+    images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
     features = {s: cached[s][0] for s in SPLITS}
     labels = {s: dataset.splits[s].labels for s in SPLITS}
     keras.utils.set_random_seed(cfg.seed)
@@ -123,6 +117,7 @@ def train_frozen(
     timings = {
         "feature_extraction_s": extraction_s,
         "features_from_cache": all(hit for _, hit in cached.values()),
+        "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches only
         "backbone_built": backbone.built,
         "training_s": training_s,
         "epochs_run": len(history),
