@@ -3,11 +3,11 @@
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import BenchmarkError
 from benchmark.figures.leaderboard import write_figures
-from benchmark.files import write_text
+from benchmark.files import digest, write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
 from benchmark.report.document import document, figure_links, gradcam_links
@@ -15,7 +15,7 @@ from benchmark.report.ensemble import build_ensembles
 from benchmark.report.load import Collection, Run, collect
 from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
 from benchmark.report.tables import leaderboard_frame, runs_frame
-from benchmark.runs.layout import runs_root
+from benchmark.runs.layout import ENSEMBLE, run_dirs, runs_root
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,38 @@ def common_settings(runs: list[Run]) -> Settings:
     return found.pop()
 
 
+def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
+    """What the leaderboard is made from: every run directory's result file (name, size, time; ensembles
+    left out, they are made from the rest), each row's Grad-CAM, the report's options and its code."""
+    found = []
+    for path in run_dirs(results_dir):
+        if path.parent.name == ENSEMBLE:
+            continue
+        for name in ("metrics.json", "failed.json", "predictions.csv", "gradcam.png"):
+            if (path / name).exists():
+                stat = (path / name).stat()
+                found.append((path.relative_to(results_dir).as_posix(), name, stat.st_size, stat.st_mtime_ns))
+    code = Path(__file__).resolve().parents[1]
+    sources = [
+        (p.relative_to(code).as_posix(), p.stat().st_mtime_ns)
+        for folder in ("report", "metrics", "figures")
+        for p in sorted((code / folder).glob("*.py"))
+    ]
+    return digest(found, OmegaConf.to_yaml(cfg), sources, length=16)
+
+
 def build_report(cfg: DictConfig) -> Path:
-    """Write leaderboard.csv, the figures and leaderboard.md (last, as it links the rest); its path."""
+    """Write leaderboard.csv, the figures and leaderboard.md (last, as it links the rest); its path.
+
+    Nothing is rebuilt when no run, option or report code changed since the last leaderboard: `make sweep`
+    on a complete sweep then ends in a second."""
     check_config(cfg)
     results_dir = Path(cfg.results_dir)
+    markdown_path, stamp = results_dir / "leaderboard.md", results_dir / ".leaderboard-inputs"
+    inputs = inputs_digest(results_dir, cfg)
+    if markdown_path.exists() and stamp.exists() and stamp.read_text() == inputs:
+        log.info("leaderboard up to date: no run, option or report code changed since it was written")
+        return markdown_path
     if cfg.ensemble_k:
         build_ensembles(results_dir, cfg.ensemble_k, strict=False)  # never lose the leaderboard over it
     collection = load(results_dir)
@@ -97,7 +125,7 @@ def build_report(cfg: DictConfig) -> Path:
         )
         for dataset, rows in ranked.items()
     }
-    markdown_path = results_dir / "leaderboard.md"
     write_text(markdown_path, document(collection, ranked, others, figures, cfg, settings))
+    write_text(stamp, inputs)
     log.info("wrote %s", markdown_path)
     return markdown_path

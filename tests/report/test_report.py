@@ -217,3 +217,17 @@ def test_a_configuration_best_on_test_but_not_on_validation_is_not_the_leaderboa
     assert configurations[1][5].startswith("1.000")  # its perfect test score is shown, and did not choose it
     rows = pd.read_csv(results / "leaderboard.csv")
     assert rows.loc[rows["config_hash"] == "10cc1e57", "chosen_on_validation"].tolist() == [False]
+
+
+def test_an_unchanged_results_folder_is_not_reported_again(swept, tmp_path):
+    results = copy_runs(swept, tmp_path)
+    path = build_report(report_config(results))
+    written = path.stat().st_mtime_ns
+    assert build_report(report_config(results)) == path and path.stat().st_mtime_ns == written
+    build_report(report_config(results, "primary_metric=accuracy"))  # another option: rebuilt
+    assert path.stat().st_mtime_ns != written and "ranked by: **accuracy**" in path.read_text()
+    written = path.stat().st_mtime_ns
+    run = next((results / "runs" / "synthetic" / "resnet50").glob("seed*"))
+    (run / "metrics.json").write_text((run / "metrics.json").read_text())  # a run re-written: rebuilt
+    build_report(report_config(results, "primary_metric=accuracy"))
+    assert path.stat().st_mtime_ns != written
