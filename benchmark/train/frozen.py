@@ -116,6 +116,7 @@ def train_frozen(
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
     timings = {
         "feature_extraction_s": extraction_s,
+        "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: never needed)
         "features_from_cache": all(hit for _, hit in cached.values()),
         "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches only
         "backbone_built": backbone.built,

@@ -8,6 +8,7 @@ first timing): a further seed with cached features never builds its backbone.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,14 +28,18 @@ def extractor_key(backbone: str, image_size: int, weights_id: str, data_fingerpr
 
 def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
     """A function returning the extractor: read from `path`, or built once and saved there (atomic
-    rename, under a lock so two processes never build the same file twice)."""
+    rename, under a lock so two processes never build the same file twice). Its `seconds` attribute
+    says how long getting it took (0 until asked for), so extraction can be timed without it."""
     found: list[keras.Model] = []
 
     def extractor() -> keras.Model:
         if not found:
+            started = time.perf_counter()
             found.append(load_or_build(path, build))
+            extractor.seconds = time.perf_counter() - started
         return found[0]
 
+    extractor.seconds = 0.0
     return extractor
 
 

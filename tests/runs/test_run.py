@@ -20,6 +20,7 @@ NOT_RESULTS = {  # timings, cache provenance and paths: they differ between equa
     "feature_extraction_s",
     "training_s",
     "run_s",
+    "extractor_ready_s",
     "extractor_path",  # absolute: where this results folder is
     "latency_ms",
     "throughput_ips",
