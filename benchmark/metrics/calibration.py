@@ -13,14 +13,17 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     return softmax(np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature, axis=-1)
 
 
+BOUNDS = (0.05, 20.0)  # searched range of T; a fit at an end says the validation predictions are degenerate
+
+
 def fit_temperature(y_val: np.ndarray, p_val: np.ndarray) -> float:
-    """The T minimising the validation negative log-likelihood (searched on log T in [0.05, 20])."""
+    """The T minimising the validation negative log-likelihood (searched on log T within BOUNDS)."""
     logits = np.log(np.clip(p_val, 1e-12, 1.0))
 
     def nll(log_t: float) -> float:
         return float(-log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y_val)), y_val].mean())
 
-    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
+    return float(np.exp(minimize_scalar(nll, bounds=tuple(np.log(BOUNDS)), method="bounded").x))
 
 
 def calibration_record(
@@ -30,7 +33,8 @@ def calibration_record(
     and log loss before and after applying it."""
     temperature = fit_temperature(y_val, p_val)
     scaled = apply_temperature(p_test, temperature)
-    record: dict = {"temperature": temperature, "fitted_on": "validation"}
+    at_bound = not BOUNDS[0] * 1.01 < temperature < BOUNDS[1] * 0.99  # e.g. no better than chance: T -> inf
+    record: dict = {"temperature": temperature, "fitted_on": "validation", "temperature_at_bound": at_bound}
     for name, formula in (
         ("ece", lambda y, p: scores.expected_calibration_error(y, p, ece_bins)),
         ("brier", scores.brier_score),

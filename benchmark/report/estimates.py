@@ -171,6 +171,9 @@ def estimate_row(
             [apply_temperature(p, t) for p, t in zip(probabilities, temperatures, strict=True)]
         )
         found.means["temperature"] = float(np.mean(temperatures))
+        found.means["temperature_at_bound"] = float(
+            any((run.metrics.get("calibration") or {}).get("temperature_at_bound") for run in runs)
+        )
         for key in CALIBRATED_KEYS:
             add(f"{key}_calibrated", *score(key, calibrated))
 

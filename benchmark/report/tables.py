@@ -13,7 +13,13 @@ from benchmark.report.paired import Comparison, p_text, significant
 from benchmark.report.rows import PER_CLASS_SHOWN, Row, class_mean, estimate, mean_of, training_time
 
 NOT_SCALAR = (
-    "classes", "per_class", "confusion_matrix", "split_sizes", "evaluation", "calibration", "operating_points"
+    "classes",
+    "per_class",
+    "confusion_matrix",
+    "split_sizes",
+    "evaluation",
+    "calibration",
+    "operating_points",
 )
 EXACT_MARK = "‡"
 
@@ -205,7 +211,12 @@ def calibration_table(rows: list[Row], digits: int) -> str:
     body = []
     for row in rows:
         means = row.estimates.means if row.estimates is not None else {}
-        line = [row.label, fmt(means.get("temperature", math.nan), 2)]
+        bound = (
+            " (a seed at the search bound: degenerate validation predictions)"
+            if means.get("temperature_at_bound")
+            else ""
+        )
+        line = [row.label, fmt(means.get("temperature", math.nan), 2) + bound]
         for key in CALIBRATED_KEYS:
             line += [
                 fmt_estimate(estimate(row, key), digits),

@@ -26,6 +26,7 @@ def test_scaling_fitted_on_validation_helps_on_test():
     y_test, p_test = overconfident(1000, 0.3, 2)
     record = calibration_record(y_val, p_val, y_test, p_test, ece_bins=15)
     assert record["temperature"] > 1 and record["fitted_on"] == "validation"
+    assert record["temperature_at_bound"] is False
     assert record["log_loss_after"] < record["log_loss_before"]
     assert record["ece_after"] < record["ece_before"] / 2 and record["brier_after"] < record["brier_before"]
     assert record["ece_before"] == pytest.approx(scores.expected_calibration_error(y_test, p_test, 15))
@@ -37,3 +38,11 @@ def test_temperature_one_changes_nothing_and_no_temperature_changes_the_class():
     for t in (0.3, 3.0):
         scaled = apply_temperature(p, t)
         assert np.allclose(scaled.sum(axis=1), 1) and np.array_equal(scaled.argmax(1), p.argmax(1))
+
+
+def test_a_model_no_better_than_chance_is_fitted_at_the_bound_and_says_so():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 300)
+    p = apply_temperature(rng.dirichlet(np.ones(3), 300), 0.2)  # confident and unrelated to the labels
+    record = calibration_record(y, p, y, p, ece_bins=10)
+    assert record["temperature"] == pytest.approx(20, rel=0.02) and record["temperature_at_bound"] is True
