@@ -19,7 +19,6 @@ from benchmark.figures import panels
 from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_figure
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
-from benchmark.report.estimates import NotComparable, aligned
 from benchmark.report.rows import Row, estimate, mean_of, pareto_front
 
 log = logging.getLogger(__name__)
@@ -140,12 +139,11 @@ def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settin
     fig, ax = plt.subplots(figsize=(6.5, 6))
     d = cfg.digits
     for row in rows:
-        try:
-            _, labels, _, probabilities = aligned(row.runs, row.classes)
-        except NotComparable as error:
-            log.warning("no ROC curve for %s: %s", row.label, error)
+        found = row.estimates
+        if found is None or found.test is None:
+            log.warning("no ROC curve for %s: %s", row.label, found.problem if found else "no predictions")
             continue
-        tpr = np.mean([macro_roc(labels, p, grid) for p in probabilities], axis=0)
+        tpr = np.mean([macro_roc(found.test.labels, p, grid) for p in found.probabilities], axis=0)
         auc = estimate(row, "macro_auroc")
         band = f" [{auc.low:.{d}f}, {auc.high:.{d}f}]" if np.isfinite(auc.low) else ""
         ax.plot(

@@ -9,9 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark.figures.canvas import empty_panel, panel_grid, plt, write_figure
 from benchmark.figures.run import confusion_heatmap
-from benchmark.metrics.calibration import apply_temperature
 from benchmark.metrics.evaluate import Settings
-from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.scores import expected_calibration_error
 from benchmark.report.estimates import temperature
 from benchmark.report.paired import pooled
@@ -72,16 +70,7 @@ def bin_accuracy(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tu
 def calibrated_pooled(row: Row) -> tuple[np.ndarray, np.ndarray] | None:
     """Every seed's test probabilities after its own validation-fitted temperature; None without one."""
     temperatures = [temperature(run) for run in row.runs]
-    if any(t is None for t in temperatures):
-        return None
-    labels = np.concatenate([labels_of(run.predictions, row.classes) for run in row.runs])
-    probabilities = np.concatenate(
-        [
-            apply_temperature(probabilities_of(run.predictions, row.classes), t)
-            for run, t in zip(row.runs, temperatures, strict=True)
-        ]
-    )
-    return labels, probabilities
+    return None if any(t is None for t in temperatures) else pooled(row, temperatures)
 
 
 def reliability_panel(ax: Axes, row: Row, settings: Settings) -> None:

@@ -82,43 +82,26 @@ def peak_memory(interval_s: float = 0.05) -> Iterator[dict[str, float | None]]:
         )
 
 
-def cost_once(
-    model: Callable[[], keras.Model],
-    image_size: int,
-    cfg: DictConfig,
-    key: tuple,
-    cache_dir: Path | None,
-    throughput_ips: float | None = None,
-) -> dict:
-    """Parameter counts and `speed`, measured once per key (architecture, training mode, input size,
-    settings, machine) and read back after: the seeds of a backbone are the same network, so timing each
-    of them again measures nothing new. `model` is called only on a miss (it may build the network)."""
-    if cache_dir is None:
-        built = model()
-        timings = speed(built, image_size, cfg, throughput_ips)
-        return parameter_counts(built) | timings | {"efficiency_from_cache": False}
-    path = (
-        cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
-    )
-    with FileLock(f"{path}.lock"):
-        if path.exists():
-            return read_json(path) | {"efficiency_from_cache": True}
-        built = model()
-        found = parameter_counts(built) | speed(built, image_size, cfg, throughput_ips)
-        write_json(path, found)
-    return found | {"efficiency_from_cache": False}
-
-
 def measure(
     model: Callable[[], keras.Model],
     image_size: int,
     size_mb: float | None,
     cfg: DictConfig,
-    key: tuple = (),
-    cache_dir: Path | None = None,
+    key: tuple,
+    cache_dir: Path,
     throughput_ips: float | None = None,
 ) -> dict:
-    """Parameters, size on disk, latency and throughput of the assembled model; with `key` and
-    `cache_dir` the counts and timings are shared by every model with the same key."""
-    found = cost_once(model, image_size, cfg, key, cache_dir if key else None, throughput_ips)
-    return {"model_size_mb": size_mb} | found
+    """Size on disk (`size_mb`), parameter counts and `speed`; the last two measured once per key
+    (architecture, training mode, input size, settings, machine) and read back after: the seeds of a
+    backbone are the same network, so timing each of them again measures nothing new. `model` is called
+    only on a miss (it may build the network)."""
+    path = (
+        cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
+    )
+    with FileLock(f"{path}.lock"):
+        if path.exists():
+            return {"model_size_mb": size_mb} | read_json(path) | {"efficiency_from_cache": True}
+        built = model()
+        found = parameter_counts(built) | speed(built, image_size, cfg, throughput_ips)
+        write_json(path, found)
+    return {"model_size_mb": size_mb} | found | {"efficiency_from_cache": False}

@@ -114,16 +114,25 @@ def expected_calibration_error(
     return np.abs(grouped_sums(weights, bins, n_bins, gap)).sum(axis=1) / weights.sum(axis=1)
 
 
-def rates_at_threshold(
+def counts_at_threshold(
     weights: np.ndarray, y_true: np.ndarray, scores: np.ndarray, positive_class: int, threshold: float
-) -> dict[str, np.ndarray]:
-    """Sensitivity, specificity, PPV and NPV per resample when `scores >= threshold` calls a case positive."""
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(successes, cases) per resample of sensitivity, specificity, PPV and NPV when `scores >= threshold`
+    calls a case positive: the rates, and the counts an exact interval needs."""
     truth = (y_true == positive_class).astype(int)
     called = (scores >= threshold).astype(int)
     tn, fp, fn, tp = grouped_sums(weights, truth * 2 + called, 4).T
     return {
-        "sensitivity": _ratio(tp, tp + fn, np.nan),
-        "specificity": _ratio(tn, tn + fp, np.nan),
-        "ppv": _ratio(tp, tp + fp, np.nan),
-        "npv": _ratio(tn, tn + fn, np.nan),
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
     }
+
+
+def rates_at_threshold(
+    weights: np.ndarray, y_true: np.ndarray, scores: np.ndarray, positive_class: int, threshold: float
+) -> dict[str, np.ndarray]:
+    """Sensitivity, specificity, PPV and NPV per resample when `scores >= threshold` calls a case positive."""
+    counts = counts_at_threshold(weights, y_true, scores, positive_class, threshold)
+    return {name: _ratio(successes, cases, np.nan) for name, (successes, cases) in counts.items()}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from benchmark.metrics.estimands import BOOTSTRAP
+from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
@@ -161,10 +161,8 @@ def small_test_warnings(rows: list[Row]) -> list[str]:
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
         classes = rows[0].classes
-        counts = np.bincount(tests[0].labels, minlength=len(classes))
-        small = [
-            f"{name} ({count})" for name, count in zip(classes, counts, strict=True) if count < MIN_CASES
-        ]
+        counts = dict(zip(classes, np.bincount(tests[0].labels, minlength=len(classes)), strict=True))
+        small = [f"{name} ({counts[name]})" for name in small_classes(tests[0].labels, classes, MIN_CASES)]
         if small:
             found.append(
                 f"{WARNING} **Few test cases:** {', '.join(small)} — fewer than {MIN_CASES} test cases; that "

@@ -61,6 +61,7 @@ class Estimates:
     and plain means that carry no interval (thresholds, temperatures)."""
 
     test: TestSet | None
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # (seeds, n, K), test.files order
     intervals: dict[str, Interval] = field(default_factory=dict)
     replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     means: dict[str, float] = field(default_factory=dict)
@@ -130,7 +131,7 @@ def estimate_row(
     test = shared.test_set(files, labels, groups)
     draws = seed_draws(len(runs), settings.n_bootstrap, seed_stream(settings, identity))
     ones = np.ones((1, len(labels)))
-    found = Estimates(test)
+    found = Estimates(test, probabilities)
 
     def add(name: str, per_seed_point: np.ndarray, per_seed: np.ndarray, counts: tuple | None = None) -> None:
         replicates = two_level_replicates(per_seed, draws)
@@ -185,36 +186,18 @@ def estimate_row(
             if any(t is None for t in thresholds):
                 continue
             found.means[f"threshold_{rule}_{name}"] = float(np.mean(thresholds))
+            all_weights = np.vstack([ones, test.weights])  # row 0: the test set itself
             per_seed = [
-                weighted.rates_at_threshold(np.vstack([ones, test.weights]), labels, p[:, k], k, t)
+                weighted.counts_at_threshold(all_weights, labels, p[:, k], k, t)
                 for p, t in zip(probabilities, thresholds, strict=True)
             ]
             for rate in RATES:
-                values = np.stack([seed[rate] for seed in per_seed])
-                add(
-                    f"{rate}_at_{rule}_{name}",
-                    values[:, 0],
-                    values[:, 1:],
-                    rate_counts(labels, probabilities, k, thresholds, rate),
-                )
+                successes = np.stack([seed[rate][0] for seed in per_seed])
+                cases = np.stack([seed[rate][1] for seed in per_seed])
+                values = np.divide(successes, cases, out=np.full(cases.shape, np.nan), where=cases > 0)
+                exact = (successes[:, 0].mean(), cases[:, 0].mean())  # the exact fallback's counts
+                add(f"{rate}_at_{rule}_{name}", values[:, 0], values[:, 1:], exact)
     return found
-
-
-def rate_counts(
-    labels: np.ndarray, probabilities: np.ndarray, k: int, thresholds: list[float], rate: str
-) -> tuple[float, float]:
-    """(successes, n) of a rate at each seed's threshold, averaged over seeds: the exact fallback's counts."""
-    found = []
-    for p, t in zip(probabilities, thresholds, strict=True):
-        truth, called = labels == k, p[:, k] >= t
-        pairs = {
-            "sensitivity": (called & truth, truth),
-            "specificity": (~called & ~truth, ~truth),
-            "ppv": (called & truth, called),
-            "npv": (~called & ~truth, ~called),
-        }[rate]
-        found.append((pairs[0].sum(), pairs[1].sum()))
-    return tuple(np.mean(found, axis=0))
 
 
 def no_interval(estimate: float) -> Interval:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from benchmark.metrics.bootstrap import percentile_interval
+from benchmark.metrics.calibration import apply_temperature
 from benchmark.metrics.delong import delong_ovr, holm
 from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.table import BY_KEY
@@ -58,11 +59,14 @@ def seed_averaged(row: Row) -> Predictions:
     return Predictions(np.asarray(files), labels, probabilities.mean(axis=0), tuple(row.classes))
 
 
-def pooled(row: Row) -> tuple[np.ndarray, np.ndarray]:
-    """Every seed's predictions stacked: the behaviour of a single model of this row, not an ensemble."""
+def pooled(row: Row, temperatures: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Every seed's predictions stacked: the behaviour of a single model of this row, not an ensemble;
+    with `temperatures` (one per seed) each seed's probabilities after its own temperature scaling."""
     labels = np.concatenate([labels_of(run.predictions, row.classes) for run in row.runs])
-    probabilities = np.concatenate([probabilities_of(run.predictions, row.classes) for run in row.runs])
-    return labels, probabilities
+    found = [probabilities_of(run.predictions, row.classes) for run in row.runs]
+    if temperatures is not None:
+        found = [apply_temperature(p, t) for p, t in zip(found, temperatures, strict=True)]
+    return labels, np.concatenate(found)
 
 
 def same_test_set(first: Row, second: Row) -> None:
@@ -97,11 +101,9 @@ def delong(first: Row, second: Row, level: float) -> list[Comparison]:
     """DeLong's test of the seed-mean AUROC: macro (binary: the positive class) and, for more than two
     classes, each class one-vs-rest."""
     same_test_set(first, second)
-    classes = first.classes
-    _, labels, _, a = aligned(first.runs, classes)
-    _, _, _, b = aligned(second.runs, classes)
+    classes, a, b = first.classes, first.estimates, second.estimates
     try:
-        found = delong_ovr(labels, a, b, level=level)
+        found = delong_ovr(a.test.labels, a.probabilities, b.probabilities, level=level)
     except ValueError as error:
         raise NotComparable(str(error)) from None
     results = [("macro-AUROC", found["macro"])]

@@ -12,7 +12,7 @@ from benchmark.metrics.estimands import Interval
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import PER_CLASS, metric
 from benchmark.report.estimates import Estimates, SharedResamples, estimate_row, no_interval
-from benchmark.report.load import Run, is_number, number
+from benchmark.report.load import Run, collect, is_number, number
 from benchmark.runs.layout import ENSEMBLE
 
 PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
@@ -200,8 +200,6 @@ def best_seed(row: Row) -> Run:
 
 def best_seed_runs(results_dir: Path) -> list[Path]:
     """The validation-best run directory of every row chosen on validation (ensembles have no model)."""
-    from benchmark.report.load import collect
-
     found = []
     for rows in group_rows(collect(results_dir).runs).values():
         chosen, _ = choose_on_validation(rows)

@@ -37,17 +37,18 @@ AUDIT_FIGURE_SIZE = 160  # side of each image in audit.png
 def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
     """model.keras; or, for a frozen run, head.keras and the name of the extractor file its backbone's
     runs share (made now if this results folder has none yet). Its record for metrics.json."""
-    if trained.extractor_file is None:
+    if trained.extractor is None:
         trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole
         return {"model_size_mb": (stage / "model.keras").stat().st_size / 1e6}
-    if not trained.extractor_file.exists():
-        trained.model  # noqa: B018  builds (or loads) the extractor, which saves it to its shared file
+    shared = trained.extractor.path
+    if not shared.exists():  # this results folder has none yet (features came from the cache): make it
+        trained.extractor()
     trained.head.save(stage / "head.keras")
-    sizes = [(stage / "head.keras").stat().st_size, trained.extractor_file.stat().st_size]
+    sizes = [(stage / "head.keras").stat().st_size, shared.stat().st_size]
     return {  # relative: the results folder may move; absolute: a run folder copied out of it still loads
         "model_size_mb": sum(sizes) / 1e6,
-        "extractor_file": trained.extractor_file.relative_to(Path(cfg.results_dir)).as_posix(),
-        "extractor_path": str(trained.extractor_file.resolve()),
+        "extractor_file": shared.relative_to(Path(cfg.results_dir)).as_posix(),
+        "extractor_path": str(shared.resolve()),
     }
 
 

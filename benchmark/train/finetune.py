@@ -29,7 +29,6 @@ from benchmark.train.shared import (
     bn_record,
     callbacks,
     class_weights,
-    features_weights_id,
     history_frame,
     one_hot,
     optimizer,
@@ -85,7 +84,7 @@ def train_finetune(
 ) -> Trained:
     """Phase 1: head only at train.lr; phase 2: top layers + head at train.finetune_lr."""
     recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
-    bn = bn_record(cfg, spec, backbone, features_weights_id(cfg, dataset, backbone))
+    bn = bn_record(cfg, spec, backbone, dataset)
     n_classes = len(dataset.class_names)
     keras.utils.set_random_seed(cfg.seed)
     pixels = {s: split_pixels(dataset, s, image_size, Path(cfg.cache_dir)) for s in SPLITS}

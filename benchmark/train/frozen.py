@@ -69,8 +69,8 @@ def frozen_extractor(
     backbone: LoadedBackbone,
     image_size: int,
     weights_id: str,
-) -> tuple[Callable[[], keras.Model], Path]:
-    """The extractor shared by every run of this backbone (`shared_extractor.py`) and its file."""
+) -> Callable[[], keras.Model]:
+    """The extractor shared by every run of this backbone (`shared_extractor.py`; `.path` is its file)."""
     recalibrated = weights_id != backbone.weights_id  # a random init whose BatchNorm saw train images
     key = extractor_key(spec.name, image_size, weights_id, dataset.fingerprint if recalibrated else None)
     path = extractor_path(Path(cfg.results_dir), spec.name, image_size, key)
@@ -79,7 +79,7 @@ def frozen_extractor(
         recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
         return pooled_extractor(backbone.model, spec, image_size)
 
-    return shared_extractor(path, build), path
+    return shared_extractor(path, build)
 
 
 def train_frozen(
@@ -88,7 +88,7 @@ def train_frozen(
     """Cache pooled features of every split and train the head on them. The network is built only if a
     split's features are not cached yet; the assembled model is put together only when asked for."""
     weights_id = features_weights_id(cfg, dataset, backbone)
-    extractor, extractor_file = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
+    extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
     cached = {
@@ -125,7 +125,7 @@ def train_frozen(
         "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
         "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
-        **bn_record(cfg, spec, backbone, weights_id),
+        **bn_record(cfg, spec, backbone, dataset),
         **fold_check,
     }
     return Trained(
@@ -135,5 +135,5 @@ def train_frozen(
         timings,
         val_probabilities,
         head=head,
-        extractor_file=extractor_file,
+        extractor=extractor,
     )

@@ -37,7 +37,7 @@ class Trained:
     timings: dict[str, float | bool | int]
     val_probabilities: np.ndarray | None = None  # for validation-side choices (calibration, thresholds)
     head: keras.Model | None = None  # frozen: the head alone, saved beside the shared extractor file
-    extractor_file: Path | None = None  # frozen: the extractor every run of this backbone shares
+    extractor: Callable[[], keras.Model] | None = None  # frozen: the shared extractor (`.path`, its file)
 
     @cached_property
     def model(self) -> keras.Model:
@@ -105,8 +105,12 @@ def features_weights_id(cfg: DictConfig, dataset: Dataset, backbone: LoadedBackb
     number of train images that set its BatchNorm statistics (known without building the network)."""
     if not (backbone.is_random and cfg.backbone.recalibrate_bn):
         return backbone.weights_id
-    rows = batchnorm.sample_rows(len(dataset.splits["train"]), cfg.backbone.bn_images)
-    return f"{backbone.weights_id}-bn{len(rows)}"
+    return f"{backbone.weights_id}-bn{bn_sample_size(cfg, dataset)}"
+
+
+def bn_sample_size(cfg: DictConfig, dataset: Dataset) -> int:
+    """How many train images set a random-init backbone's BatchNorm statistics."""
+    return len(batchnorm.sample_rows(len(dataset.splits["train"]), cfg.backbone.bn_images))
 
 
 def recalibrate_random_backbone(
@@ -123,10 +127,10 @@ def recalibrate_random_backbone(
     return n_layers
 
 
-def bn_record(cfg: DictConfig, spec: BackboneSpec, backbone: LoadedBackbone, weights_id: str) -> dict:
-    """What metrics.json says about the recalibration (the image count is part of the features' key)."""
+def bn_record(cfg: DictConfig, spec: BackboneSpec, backbone: LoadedBackbone, dataset: Dataset) -> dict:
+    """What metrics.json says about the recalibration (known without building the network)."""
     if not (backbone.is_random and cfg.backbone.recalibrate_bn):
         return {"bn_recalibrated": False}
-    return {"bn_recalibrated": spec.batchnorm, "bn_images": int(weights_id.rsplit("-bn", 1)[1])}
+    return {"bn_recalibrated": spec.batchnorm, "bn_images": bn_sample_size(cfg, dataset)}
 
 

@@ -28,8 +28,8 @@ def extractor_key(backbone: str, image_size: int, weights_id: str, data_fingerpr
 
 def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
     """A function returning the extractor: read from `path`, or built once and saved there (atomic
-    rename, under a lock so two processes never build the same file twice). Its `seconds` attribute
-    says how long getting it took (0 until asked for), so extraction can be timed without it."""
+    rename, under a lock so two processes never build the same file twice). Its `path` attribute is the
+    file; `seconds` says how long getting it took (0 until asked for), so extraction is timed without it."""
     found: list[keras.Model] = []
 
     def extractor() -> keras.Model:
@@ -39,7 +39,7 @@ def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[
             extractor.seconds = time.perf_counter() - started
         return found[0]
 
-    extractor.seconds = 0.0
+    extractor.path, extractor.seconds = path, 0.0
     return extractor
 
 
