@@ -12,6 +12,7 @@ SWEEP     ?= all_backbones
 ENSEMBLE  ?= 3
 ARGS      ?=
 TEST_JOBS ?= 2
+JOBS      ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint run sweep report bench clean
@@ -34,8 +35,9 @@ lint: ## ruff check (the lint half of make test)
 run: ## one run: make run ARGS="backbone=densenet121"
 	$(PY) -m benchmark $(ARGS)
 
-sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable; ends with the leaderboard of that results_dir
+sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, JOBS cells at once; ends with the leaderboard
 	$(PY) -m benchmark --multirun +sweep=$(SWEEP) dataset=$(DATASET) 'results_dir=$(RESULTS)' \
+	    $(if $(filter-out 1,$(JOBS)),hydra/launcher=workers hydra.launcher.n_jobs=$(JOBS)) \
 	    report.ensemble_k=$(ENSEMBLE) $(if $(DATA),'dataset.path=$(DATA)') \
 	    $(if $(BACKBONES),backbone=$(BACKBONES)) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 

@@ -29,10 +29,13 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
     """
+    from benchmark.runs import threads
     from benchmark.runs.pipeline import (  # heavy imports (TensorFlow) once the config is valid
         record_failure,
         run,
     )
+
+    threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
 
     if not in_sweep():
         return or_fail(lambda: float(run(cfg)["best_val_loss"]), debug=cfg.debug)

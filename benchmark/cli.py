@@ -7,6 +7,7 @@ BenchmarkError becomes one `error:` line on stderr and exit status 2, like `pyth
 
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +22,28 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 USER_ERRORS = (BenchmarkError, MissingMandatoryValue)
 
 
+# Hydra launchers that are plugins, and the pyproject extra that installs each.
+LAUNCHER_EXTRAS = {
+    "joblib": "cluster", "submitit_slurm": "cluster", "submitit_local": "cluster", "ray": "ray"
+}
+
+
+def missing_plugin(message: str) -> str | None:
+    """The install command for a launcher whose Hydra plugin is absent (its config cannot be found)."""
+    found = re.search(r"Could not (?:load|find) 'hydra/launcher/(\w+)'", message)
+    if not found or found.group(1) not in LAUNCHER_EXTRAS:
+        return None
+    name, extra = found.group(1), LAUNCHER_EXTRAS[found.group(1)]
+    return f"the Hydra launcher plugin '{name}' is not installed: pip install -e '.[{extra}]'"
+
+
 def one_line(error: BaseException) -> str:
     """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key
         return f"{key} is required: add {key}=<value> (e.g. dataset=folder dataset.path=/data/ct)"
+    if plugin := missing_plugin(str(error)):
+        return plugin
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     options = getattr(error, "options", None)
     message = " ".join(lines[: 1 if options else 2]) if lines else type(error).__name__

@@ -14,7 +14,7 @@ from benchmark.runs.layout import run_name, run_path
 
 # Settings that do not change what is trained or how it is scored: runs differing only here are the same.
 NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra",
-                              "explain", "efficiency", "report")
+                              "explain", "efficiency", "report", "runtime", "logger", "hparams_search")
 NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
 
 

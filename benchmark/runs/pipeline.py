@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import check_image_size
@@ -24,7 +25,8 @@ from benchmark.metrics.calibration import calibration_record
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
 from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
-from benchmark.runs import layout, provenance
+from benchmark.metrics.scores import macro_auroc
+from benchmark.runs import layout, provenance, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.saliency.explain import explain
 from benchmark.train import STRATEGIES, augment
@@ -161,6 +163,8 @@ def validate(cfg: DictConfig) -> RunIdentity:
     layout.check_writable(Path(cfg.results_dir))
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
+    if cfg.get("logger"):
+        tracking.check_installed()
     if cfg.train.mode == "frozen" and augment.is_active(cfg.augment):
         raise BenchmarkError(
             f"augment={cfg.augment.name} needs train=finetune: frozen mode trains on cached features, "
@@ -198,6 +202,7 @@ def train_and_evaluate(
     )
     if trained.val_probabilities is not None:  # choices made on validation, measured on test
         scores |= validation_choices(cfg, dataset, trained)
+        scores["val_macro_auroc"] = macro_auroc(dataset.splits["val"].labels, trained.val_probabilities)
     saved = write_outputs(stage, cfg, run, dataset, trained, scores)
     if cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
         scores |= explain(
@@ -212,7 +217,8 @@ def train_and_evaluate(
             stage / "gradcam.png",
         )
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
-    seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head))  # same network, same cost
+    threads = tf.config.threading.get_intra_op_parallelism_threads()  # 0: all cores (runs/threads.py)
+    seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head), threads)  # same cost
     same_batch = cfg.efficiency.throughput_batch == cfg.train.batch_size  # extraction timed that batch size
     measured = trained.timings.get("extraction_ips") if same_batch else None
     costs = saved | efficiency.measure(
@@ -236,6 +242,7 @@ def train_and_evaluate(
         "config_hash": run.config_hash,
         "dataset_fingerprint": dataset.fingerprint,
         "weights_id": backbone.weights_id,
+        "tf_threads": threads,
         **split_summary(dataset),
         **scores,
         **trained.timings,
@@ -268,6 +275,8 @@ def run(cfg: DictConfig) -> dict:
     metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
     write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     layout.publish(stage, identity.run_dir)
+    if cfg.get("logger"):
+        track(cfg, identity, metrics)
     log.info(
         "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
         identity.spec.name,
@@ -278,6 +287,14 @@ def run(cfg: DictConfig) -> dict:
         identity.run_dir,
     )
     return metrics
+
+
+def track(cfg: DictConfig, identity: RunIdentity, metrics: dict) -> None:
+    """Log the published run to the tracker; its failure is reported, the finished run stays as it is."""
+    try:
+        tracking.log_run(cfg, identity.dataset, identity.run_dir, metrics)
+    except Exception as error:  # a tracking server down must not turn a finished run into a failed cell
+        log.error("MLflow logging of %s failed (the run itself is complete): %s", identity.run_dir, error)
 
 
 def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:

@@ -1,15 +1,21 @@
 """A sweep's progress line: "cell 4/21 ... ETA", and which cells failed at the end (a Hydra callback)."""
 
+import contextlib
+import json
 import logging
 import math
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from benchmark.files import write_json
+from benchmark.runs.threads import local_jobs
 
 log = logging.getLogger(__name__)
 
@@ -44,39 +50,65 @@ def will_skip(config: DictConfig) -> bool:
         return False
 
 
+def parallel_jobs(config: DictConfig) -> int:
+    """How many cells the launcher runs at once (submitit's array_parallelism, joblib's n_jobs): the ETA."""
+    launcher = config.hydra.launcher
+    return int(launcher.get("array_parallelism") or local_jobs(launcher))
+
+
+def markers(config: DictConfig) -> Path:
+    """One small file per finished cell in the sweep's own folder: any process can add its own and count
+    all of them, whatever order the cells finish in (no shared file is ever rewritten)."""
+    return Path(config.hydra.sweep.dir) / ".progress"
+
+
+def finished_cells(folder: Path) -> list[dict]:
+    cells = []
+    for path in sorted(folder.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            cells.append(json.loads(path.read_text()))
+    return cells
+
+
 class SweepProgress(Callback):
-    """A Hydra callback; timings of resumed (skipped) cells are left out of the ETA."""
+    """A Hydra callback. Launchers run the job hooks in the cell's own process (a worker, a SLURM task),
+    so the counts come from the marker files, not from this object; resumed (skipped) cells are left out
+    of the ETA."""
 
     def __init__(self) -> None:
-        self.total, self.index, self.durations, self.failed = 0, 0, [], []
+        self.total = 0  # set in the launching process; launchers pickle it into every job
         self.started = 0.0
         self.skipping = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.total = count_cells(config)
-        log.info("sweep: %d cells", self.total)
+        log.info("sweep: %d cells, %d at a time", self.total, parallel_jobs(config))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.total:  # a single run, not a sweep
             return
-        self.index += 1
         self.started = time.monotonic()
         self.skipping = will_skip(config)
-        remaining = self.total - self.index + 1
-        eta = f", ETA {statistics.mean(self.durations) * remaining / 60:.1f} min" if self.durations else ""
+        done = finished_cells(markers(config))
+        seconds = [cell["seconds"] for cell in done if not cell["skipped"]]
+        remaining = self.total - len(done)
+        eta = (f", ETA {statistics.mean(seconds) * remaining / parallel_jobs(config) / 60:.1f} min"
+               if seconds else "")
         state = "already complete" if self.skipping else "running"
-        log.info("cell %d/%d: %s (%s%s)", self.index, self.total, cell_name(config), state, eta)
+        log.info("cell %d/%d: %s (%s; %d done%s)", config.hydra.job.num + 1, self.total, cell_name(config),
+                 state, len(done), eta)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not self.total:
             return
-        if job_return.status != JobStatus.COMPLETED or job_return.return_value is None:
-            # None: the job caught and recorded its own failure (see benchmark.__main__)
-            self.failed.append(cell_name(config))
-        elif not self.skipping:
-            self.durations.append(time.monotonic() - self.started)
+        # a return value of None: the job caught and recorded its own failure (see benchmark.__main__)
+        ok = job_return.status == JobStatus.COMPLETED and job_return.return_value is not None
+        cell = {"cell": cell_name(config), "ok": ok, "skipped": self.skipping,
+                "seconds": time.monotonic() - self.started}
+        write_json(markers(config) / f"{config.hydra.job.num}.json", cell)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        done = self.total - len(self.failed)
+        failed = [cell["cell"] for cell in finished_cells(markers(config)) if not cell["ok"]]
+        done = self.total - len(failed)
         log.info("sweep finished: %d/%d cells complete%s", done, self.total,
-                 f"; FAILED: {', '.join(self.failed)}" if self.failed else "")
+                 f"; FAILED: {', '.join(failed)}" if failed else "")
