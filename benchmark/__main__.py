@@ -36,6 +36,10 @@ def main(cfg: DictConfig) -> float | None:
     )
 
     threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
+    if cfg.get("hparams_search"):  # an Optuna study of this backbone, maximising a validation metric
+        from benchmark.runs.search import search
+
+        return or_fail(lambda: search(cfg, run), debug=cfg.debug)
 
     if not in_sweep():
         return or_fail(lambda: float(run(cfg)["best_val_loss"]), debug=cfg.debug)

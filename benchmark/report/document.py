@@ -12,6 +12,7 @@ from benchmark.metrics.table import metric
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first
 from benchmark.report.rows import Row, best_seed
+from benchmark.report.searches import search_summaries, searches_section
 from benchmark.report.tables import (
     EXACT_MARK,
     calibration_table,
@@ -322,6 +323,9 @@ def document(
         dataset_section(name, rows, others.get(name, {}), figures[name], cfg, settings)
         for name, rows in ranked.items()
     ]
+    results_dir = Path(cfg.results_dir)
+    if summaries := search_summaries(results_dir):
+        parts += ["## Hyperparameter searches", searches_section(summaries, results_dir, cfg.digits)]
     parts += ["## Failed runs", failed_section(collection.failed)]
     parts += ["## Skipped / incomplete run directories", skipped_section(collection.skipped)]
     return "\n\n".join(parts) + "\n"

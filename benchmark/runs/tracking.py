@@ -95,7 +95,7 @@ def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
         history = pd.read_csv(run_dir / "history.csv")
         now = int(time.time() * 1000)
         curves = [
-            mlflow.entities.Metric(column, float(value), now, step)
+            mlflow.entities.Metric(f"history/{column}", float(value), now, step)  # per epoch: history.csv
             for step, row in enumerate(history.to_dict("records"), start=1)
             for column, value in row.items()
             if column != "epoch" and isinstance(value, int | float) and math.isfinite(value)

@@ -1,0 +1,141 @@
+"""`hparams_search=<name>`: an Optuna study per (dataset, backbone, mode, search), on validation only.
+
+Optuna directly rather than Hydra's Optuna sweeper: the sweeper's newest release pins optuna < 3 and pulls
+a hydra-core release candidate, and that optuna's SQLite storage fails with SQLAlchemy 2 on Python 3.11.
+Each trial is an ordinary run (its own run directory, resumable, in the leaderboard's "All configurations");
+the study is a SQLite file under <results_dir>/search/, held by one process at a time. A process killed
+mid-trial leaves that trial RUNNING: the next start finishes it (same parameters, and its run directory
+is reused if the run itself had completed) before asking for new ones, so a resumed study of n trials
+has n trials, not n + the number of kills.
+"""
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from benchmark.errors import BenchmarkError
+from benchmark.files import write_json
+from benchmark.runs.identity import config_hash, resolve
+
+log = logging.getLogger(__name__)
+
+
+def study_name(cfg: DictConfig) -> str:
+    """Search, dataset, backbone, mode, seed and the hash of every setting the search does not vary (the
+    run's own config hash with the searched keys blanked): another base configuration is another study."""
+    run = resolve(cfg)
+    base = with_values(cfg, {item.key: None for item in cfg.hparams_search.space})
+    fixed = config_hash(base, run.image_size)
+    return f"{cfg.hparams_search.name}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}-{fixed}"
+
+
+def suggest(trial, space) -> dict:
+    """One value per searched key: categorical from `choices`, else a float in [low, high] (log scale
+    when `log`); Optuna returns the stored value for a trial that already has it (a resumed trial)."""
+    values = {}
+    for item in space:
+        if "choices" in item:
+            values[item.key] = trial.suggest_categorical(item.key, list(item.choices))
+        else:
+            values[item.key] = trial.suggest_float(item.key, item.low, item.high, log=bool(item.get("log")))
+    return values
+
+
+def with_values(cfg: DictConfig, values: dict) -> DictConfig:
+    trial_cfg = cfg.copy()
+    with open_dict(trial_cfg):
+        for key, value in values.items():
+            OmegaConf.update(trial_cfg, key, value, merge=False)
+    return trial_cfg
+
+
+def summary(study, metric: str) -> dict:
+    """What the report shows: every trial and the best finished one (the run directory of each)."""
+    trials = [
+        {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+         "run_dir": t.user_attrs.get("run_dir")}
+        for t in study.trials
+    ]
+    finished = [t for t in trials if t["state"] == "COMPLETE"]
+    return {
+        "study": study.study_name,
+        "metric": metric,
+        "direction": "maximize",
+        "n_trials": len(trials),
+        "n_complete": len(finished),
+        "best": max(finished, key=lambda t: t["value"]) if finished else None,
+        "trials": trials,
+    }
+
+
+def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
+    """Run (or resume) the study up to `n_trials` trials; `run` is the pipeline's run function. Returns
+    the best validation value."""
+    try:
+        import optuna
+    except ImportError:
+        raise BenchmarkError("hparams_search needs Optuna: pip install -e '.[search]'") from None
+    spec = cfg.hparams_search
+    name = study_name(cfg)
+    folder = Path(cfg.results_dir) / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f".{name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise BenchmarkError(
+            f"study {name} is being run by another process ({folder}): wait for it, or search another "
+            "backbone"
+        ) from None
+    with lock:
+        study = optuna.create_study(
+            study_name=name,
+            storage=f"sqlite:///{(folder / f'{name}.db').resolve()}",
+            direction="maximize",
+            load_if_exists=True,
+        )
+        # seeded by how far the study is: a resumed search does not replay the first run's suggestions
+        study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + len(study.trials))
+        interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+        for frozen in interrupted:  # we hold the lock: a RUNNING trial is one a killed process left
+            log.info("study %s: resuming interrupted trial %d", name, frozen.number)
+            evaluate(optuna.trial.Trial(study, frozen._trial_id), study, cfg, run)
+        while len(study.trials) < spec.n_trials:
+            evaluate(study.ask(), study, cfg, run)
+        result = summary(study, spec.metric)
+        write_json(folder / f"{name}.json", result)
+    if not result["best"]:
+        raise BenchmarkError(f"study {name}: no trial finished (see the failed runs in the log)")
+    best = result["best"]
+    log.info("study %s: best %s %.4f with %s (%s)", name, spec.metric, best["value"], best["params"],
+             best["run_dir"])
+    return float(best["value"])
+
+
+def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict]) -> None:
+    """One trial: its run (or the completed run of the same configuration), its validation value told."""
+    import optuna
+
+    values = suggest(trial, cfg.hparams_search.space)
+    trial_cfg = with_values(cfg, values)
+    trial.set_user_attr("run_dir", str(resolve(trial_cfg).run_dir))
+    log.info("study %s: trial %d of %d: %s", study.study_name, trial.number + 1, cfg.hparams_search.n_trials,
+             values)
+    try:
+        value = float(run(trial_cfg)[cfg.hparams_search.metric])
+    except BenchmarkError:
+        raise
+    except Exception as error:  # out of memory, a diverged run: the trial failed, the study goes on
+        log.error("study %s: trial %d failed: %s", study.study_name, trial.number, error)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    if math.isnan(value):  # e.g. a validation split without every class: no AUROC
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    study.tell(trial, value)
+    write_json(Path(cfg.results_dir) / "search" / f"{study.study_name}.json",
+               summary(study, cfg.hparams_search.metric))
