@@ -64,7 +64,7 @@ def markers(config: DictConfig) -> Path:
 
 def finished_cells(folder: Path) -> list[dict]:
     cells = []
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(folder.glob("*.json"), key=lambda path: int(path.stem)):  # in the sweep's order
         with contextlib.suppress(OSError, ValueError):
             cells.append(json.loads(path.read_text()))
     return cells
