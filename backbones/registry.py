@@ -5,55 +5,55 @@ torch: scale to [0, 1] then ImageNet mean/std). Mixing them up silently ruins tr
 record carries the model module's own function and nothing else in the code branches on a backbone name.
 """
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
 from types import ModuleType
-
-import keras
-from keras.applications import (
-    densenet,
-    inception_resnet_v2,
-    inception_v3,
-    mobilenet_v2,
-    resnet50,
-    vgg19,
-    xception,
-)
+from typing import TYPE_CHECKING, Any
 
 from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    import keras
 
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Per-backbone facts: constructor, preprocessing, input sizes, the Grad-CAM layer, BatchNorm."""
+    """Per-backbone facts: constructor, preprocessing, input sizes, the Grad-CAM layer, BatchNorm.
+
+    The keras.applications module is named, not imported: looking a backbone up (resume checks, the
+    sweep's progress line) must not cost TensorFlow's start-up; the module is imported on first use."""
 
     name: str
-    constructor: Callable[..., keras.Model]
-    module: ModuleType
+    module_name: str  # e.g. "keras.applications.mobilenet_v2"
+    constructor_name: str  # e.g. "MobileNetV2"
     default_size: int
     min_size: int
     last_conv_layer: str
     batchnorm: bool = True  # has BatchNorm layers (a random init needs their statistics recalibrated)
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(self.module_name)
+
+    @property
+    def constructor(self) -> Any:
+        return getattr(self.module, self.constructor_name)
 
     def preprocess_input(self, x):
         """The model module's own preprocess_input (numpy arrays or tensors)."""
         return self.module.preprocess_input(x)
 
 
+_APPS = "keras.applications."
 _SPECS = (
-    BackboneSpec("mobilenetv2", mobilenet_v2.MobileNetV2, mobilenet_v2, 224, 32, "out_relu"),
-    BackboneSpec("densenet121", densenet.DenseNet121, densenet, 224, 32, "relu"),
-    BackboneSpec("inceptionv3", inception_v3.InceptionV3, inception_v3, 299, 75, "mixed10"),
-    BackboneSpec("xception", xception.Xception, xception, 299, 71, "block14_sepconv2_act"),
-    BackboneSpec("vgg19", vgg19.VGG19, vgg19, 224, 32, "block5_conv4", batchnorm=False),
-    BackboneSpec("resnet50", resnet50.ResNet50, resnet50, 224, 32, "conv5_block3_out"),
+    BackboneSpec("mobilenetv2", _APPS + "mobilenet_v2", "MobileNetV2", 224, 32, "out_relu"),
+    BackboneSpec("densenet121", _APPS + "densenet", "DenseNet121", 224, 32, "relu"),
+    BackboneSpec("inceptionv3", _APPS + "inception_v3", "InceptionV3", 299, 75, "mixed10"),
+    BackboneSpec("xception", _APPS + "xception", "Xception", 299, 71, "block14_sepconv2_act"),
+    BackboneSpec("vgg19", _APPS + "vgg19", "VGG19", 224, 32, "block5_conv4", batchnorm=False),
+    BackboneSpec("resnet50", _APPS + "resnet50", "ResNet50", 224, 32, "conv5_block3_out"),
     BackboneSpec(
-        "inceptionresnetv2",
-        inception_resnet_v2.InceptionResNetV2,
-        inception_resnet_v2,
-        299,
-        75,
-        "conv_7b_ac",
+        "inceptionresnetv2", _APPS + "inception_resnet_v2", "InceptionResNetV2", 299, 75, "conv_7b_ac"
     ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}
@@ -83,7 +83,7 @@ def check_image_size(spec: BackboneSpec, image_size: int) -> None:
         )
 
 
-def build(spec: BackboneSpec, image_size: int, weights: str | None) -> keras.Model:
+def build(spec: BackboneSpec, image_size: int, weights: str | None) -> "keras.Model":
     """The convolutional base without its ImageNet classifier (include_top=False, no pooling).
 
     `weights` is passed to keras as is: "imagenet", None (random init) or a weights-file path.

@@ -18,14 +18,13 @@ import keras
 import numpy as np
 from omegaconf import DictConfig
 
+from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
 from backbones.registry import BackboneSpec, build
 from benchmark.errors import BenchmarkError
-from benchmark.files import file_sha256
 
 log = logging.getLogger(__name__)
 FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
-IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"
 DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads from
 
@@ -62,11 +61,6 @@ def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.M
 def kernels(layer: keras.layers.Layer) -> list[np.ndarray]:
     """A layer's randomly initialised weights (kernels, ndim >= 2): loading must change every one of them."""
     return [np.asarray(w) for w in layer.weights if len(w.shape) >= 2]
-
-
-def weights_id_of_file(path: Path) -> str | None:
-    """What caches and completed runs key a weights file on: its content, not its name."""
-    return f"file-{file_sha256(path)}" if path.is_file() else None
 
 
 def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:

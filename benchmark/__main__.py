@@ -20,6 +20,28 @@ def in_sweep() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def run_cell(cfg: DictConfig) -> float:
+    """The cell's best validation loss: read from its finished run directory (checked without importing
+    TensorFlow, so a complete sweep run again costs seconds), else trained now."""
+    from benchmark.runs.identity import resolve
+    from benchmark.runs.resume import completed
+
+    done, _ = completed(cfg, resolve(cfg))
+    if done is not None:
+        return float(done["best_val_loss"])
+    return float(pipeline_run(cfg)(cfg)["best_val_loss"])
+
+
+def pipeline_run(cfg: DictConfig):
+    """The pipeline's run function (importing TensorFlow), its thread pools sized to the launcher first:
+    they can be sized only before TensorFlow's first operation in the process."""
+    from benchmark.runs import threads
+    from benchmark.runs.pipeline import run
+
+    threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
+    return run
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Run one configuration; returns the best validation loss, for Hydra sweepers to minimise.
@@ -29,28 +51,22 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
     """
-    from benchmark.runs import threads
-    from benchmark.runs.pipeline import (  # heavy imports (TensorFlow) once the config is valid
-        record_failure,
-        run,
-    )
-
-    threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
     if cfg.get("hparams_search"):  # an Optuna study of this backbone, maximising a validation metric
         from benchmark.runs.search import search
 
-        return or_fail(lambda: search(cfg, run), debug=cfg.debug)
-
+        return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
     if not in_sweep():
-        return or_fail(lambda: float(run(cfg)["best_val_loss"]), debug=cfg.debug)
+        return or_fail(lambda: run_cell(cfg), debug=cfg.debug)
     if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
         with open_dict(cfg):
             cfg.explain.n_images = 0
     try:
-        return float(run(cfg)["best_val_loss"])
+        return run_cell(cfg)
     except Exception as error:
         if cfg.debug:
             raise
+        from benchmark.runs.pipeline import record_failure
+
         record_failure(cfg, error)
         log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
         return None

@@ -130,7 +130,7 @@ def load_model(run_dir: Path):
     file its backbone's runs share with its own head.keras (the Preprocess layer registered first)."""
     import keras
 
-    import backbones  # noqa: F401  registers the Preprocess layer inside the files
+    import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the files
     from benchmark.files import read_json
     from benchmark.runs.layout import results_dir_of
     from benchmark.train.head import assemble

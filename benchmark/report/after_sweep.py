@@ -36,7 +36,6 @@ def explain_best_seeds(config: DictConfig) -> None:
     backbone instead of one per cell: the maps of the seeds differ only in the head); an error is logged."""
     from benchmark.cli import CONF
     from benchmark.errors import BenchmarkError
-    from benchmark.explain import explain_run
     from benchmark.report.rows import best_seed_runs
 
     if config.explain.in_sweep != "best_seed" or not config.explain.n_images or not config.train.save_model:
@@ -46,6 +45,8 @@ def explain_best_seeds(config: DictConfig) -> None:
     for run_dir in best_seed_runs(Path(config.results_dir)):
         if (run_dir / "gradcam.png").exists():
             continue
+        from benchmark.explain import explain_run  # TensorFlow: only when a map is missing
+
         explain_cfg.run = str(run_dir)
         try:
             explain_run(explain_cfg)

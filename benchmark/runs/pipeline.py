@@ -12,8 +12,8 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import check_image_size
-from backbones.weights import IMAGENET_UNAVAILABLE, LoadedBackbone, load_backbone, weights_id_of_file
-from benchmark.data import Dataset, load_dataset
+from backbones.weights import LoadedBackbone, load_backbone
+from benchmark.data import Dataset
 from benchmark.data.groups import splits_frame
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
@@ -26,7 +26,7 @@ from benchmark.metrics.evaluate import Settings, classification_report, evaluate
 from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
-from benchmark.runs import layout, provenance, tracking
+from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.saliency.explain import explain
 from benchmark.train import STRATEGIES, augment
@@ -135,27 +135,6 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, started: str)
     }
 
 
-def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
-    """A complete run counts only if its data and weights file are still what it was trained on."""
-    previous = layout.read_metrics(run_dir)
-    now = dataset.fingerprint
-    if previous.get("dataset_fingerprint") not in (None, now):
-        log.warning(
-            "%s was trained on other data (fingerprint %s, now %s): running it again",
-            run_dir,
-            previous["dataset_fingerprint"],
-            now,
-        )
-        return False
-    if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
-        log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
-    weights = cfg.backbone.weights
-    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(Path(weights)):
-        log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
-        return False
-    return True
-
-
 def validate(cfg: DictConfig) -> RunIdentity:
     """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
     run = resolve(cfg)
@@ -253,19 +232,17 @@ def train_and_evaluate(
 def run(cfg: DictConfig) -> dict:
     """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
     identity = validate(cfg)
-    dataset = None  # loaded (and content-hashed) once: for the resume check, or after the weights below
-    if layout.is_complete(identity.run_dir) and not cfg.force:
-        dataset = load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
-        if still_valid(cfg, identity.run_dir, dataset):
-            log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
-            return layout.read_metrics(identity.run_dir)
+    # the dataset is loaded (and content-hashed) once: for the resume check, or after the weights below
+    done, dataset = resume.completed(cfg, identity)
+    if done is not None:
+        return done
     keras.backend.clear_session()  # a sweep runs many cells in one process: start each from a clean slate
     gc.collect()  # ... and the previous cell's backbone released, so one process does not grow
     started = time.perf_counter()
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
-        dataset = dataset or load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
+        dataset = dataset or resume.dataset_of(cfg)
         stage = layout.staging_directory(identity.run_dir)
         try:
             metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)

@@ -44,7 +44,7 @@ def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[
 
 
 def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
-    import backbones  # noqa: F401  registers the Preprocess layer inside the file
+    import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(f".{path.name}.lock")):

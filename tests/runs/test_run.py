@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import backbones  # noqa: F401  registers the Preprocess layer for loading model.keras
+import backbones.preprocess  # noqa: F401  registers the Preprocess layer for loading model.keras
 from backbones.registry import build, get
 from benchmark import cli
 from benchmark.data.images import decode_file

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.metrics import log_loss
 
-import backbones  # noqa: F401  registers the Preprocess layer for loading model.keras
+import backbones.preprocess  # noqa: F401  registers the Preprocess layer for loading model.keras
 from backbones.batchnorm import batchnorm_layers
 from backbones.registry import build, get
 from benchmark.errors import BenchmarkError

@@ -1,0 +1,64 @@
+"""Is this run already done? Answered without TensorFlow, so a complete sweep run again costs seconds.
+
+A run counts as done when its directory is complete and its data and weights file are still what it was
+trained on (otherwise it runs again, saying why).
+"""
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
+from benchmark.data import Dataset, load_dataset
+from benchmark.files import digest
+from benchmark.runs import layout
+from benchmark.runs.identity import RunIdentity
+
+log = logging.getLogger(__name__)
+
+
+def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
+    """A complete run counts only if its data and weights file are still what it was trained on."""
+    previous = layout.read_metrics(run_dir)
+    now = dataset.fingerprint
+    if previous.get("dataset_fingerprint") not in (None, now):
+        log.warning(
+            "%s was trained on other data (fingerprint %s, now %s): running it again",
+            run_dir,
+            previous["dataset_fingerprint"],
+            now,
+        )
+        return False
+    if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
+        log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
+    weights = cfg.backbone.weights
+    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(Path(weights)):
+        log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
+        return False
+    return True
+
+
+_LAST: dict[str, Dataset] = {}  # the dataset last loaded in this process, by its configuration
+
+
+def dataset_of(cfg: DictConfig) -> Dataset:
+    """The configured dataset, loaded once per process: the cells of a sweep share it, and hashing its
+    files again for each of 21 resume checks would be most of a complete sweep's time. One entry only, so
+    a sweep over datasets does not hold them all."""
+    key = digest(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.data_dir, cfg.cache_dir)
+    if key not in _LAST:
+        _LAST.clear()
+        _LAST[key] = load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
+    return _LAST[key]
+
+
+def completed(cfg: DictConfig, identity: RunIdentity) -> tuple[dict | None, Dataset | None]:
+    """(metrics.json of the finished run, or None; the dataset if it had to be loaded to check)."""
+    if cfg.force or not layout.is_complete(identity.run_dir):
+        return None, None
+    dataset = dataset_of(cfg)
+    if not still_valid(cfg, identity.run_dir, dataset):
+        return None, dataset
+    log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
+    return layout.read_metrics(identity.run_dir), dataset
