@@ -26,7 +26,7 @@ def run_cell(cfg: DictConfig) -> float:
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
 
-    done, _ = completed(cfg, resolve(cfg))
+    done, _ = completed(cfg, resolve(cfg), in_sweep=in_sweep())
     if done is not None:
         return float(done["best_val_loss"])
     return float(pipeline_run(cfg)(cfg)["best_val_loss"])

@@ -131,6 +131,7 @@ def load_model(run_dir: Path):
     import keras
 
     import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the files
+    import benchmark.train.probes  # noqa: F401  registers the kNN probe's vote layer
     from benchmark.files import read_json
     from benchmark.runs.layout import results_dir_of
     from benchmark.train.head import assemble

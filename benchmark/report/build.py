@@ -100,7 +100,7 @@ def build_report(cfg: DictConfig) -> Path:
     collection = load(results_dir)
     settings = common_settings(collection.runs)
     ranked: dict[str, list[Row]] = {}
-    others: dict[str, dict[tuple[str, str], list[Row]]] = {}
+    others: dict[str, dict[tuple[str, str, str], list[Row]]] = {}
     for dataset, rows in sorted(group_rows(collection.runs).items()):
         chosen, others[dataset] = choose_on_validation(with_estimates(rows, settings))
         ranked[dataset] = rank(chosen, cfg.primary_metric)

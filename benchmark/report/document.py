@@ -22,6 +22,7 @@ from benchmark.report.tables import (
     markdown_table,
     operating_points_table,
     per_class_table,
+    pivot_table,
 )
 
 WARNING = "> ⚠️"
@@ -259,10 +260,36 @@ def gradcam_links(rows: list[Row], results_dir: Path) -> str:
     return "\n\n".join(links)
 
 
+def regimes_and_sizes(rows: list[Row], cfg: DictConfig) -> list[str]:
+    """The MedMNIST+-style comparisons, when the runs hold more than one regime or input size."""
+    found = []
+    name = metric(cfg.primary_metric).name
+    by_regime = pivot_table(rows, lambda r: r.regime, lambda r: f"{r.image_size} px", cfg.primary_metric,
+                            cfg.digits)
+    if by_regime:
+        found += [
+            "### Regimes: kNN and linear probes, frozen head, fine-tuning",
+            f"Test {name} of each backbone under each regime (columns by training cost), from the rows "
+            "above: "
+            "does training a head, or fine-tuning, pay off over a probe of the frozen features?",
+            by_regime,
+        ]
+    by_size = pivot_table(rows, lambda r: f"{r.image_size} px", lambda r: r.regime, cfg.primary_metric,
+                          cfg.digits)
+    if by_size:
+        found += [
+            "### Input sizes",
+            f"Test {name} of each backbone at each input size; the cost of each size is in the table "
+            "above (latency, throughput, train time).",
+            by_size,
+        ]
+    return found
+
+
 def dataset_section(
     dataset: str,
     rows: list[Row],
-    others: dict[tuple[str, str], list[Row]],
+    others: dict[tuple[str, str, str], list[Row]],
     figures: str,
     cfg: DictConfig,
     settings: Settings,
@@ -272,6 +299,7 @@ def dataset_section(
         dataset_facts(rows),
         *small_test_warnings(rows),
         main_table(rows, cfg.primary_metric, cfg.digits),
+        *regimes_and_sizes(rows, cfg),
         "### #1 against every other row",
         comparisons(rows, cfg, settings),
         "### Per class",
@@ -311,7 +339,7 @@ def dataset_section(
 def document(
     collection: Collection,
     ranked: dict[str, list[Row]],
-    others: dict[str, dict[tuple[str, str], list[Row]]],
+    others: dict[str, dict[tuple[str, str, str], list[Row]]],
     figures: dict[str, str],
     cfg: DictConfig,
     settings: Settings,

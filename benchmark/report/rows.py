@@ -34,6 +34,15 @@ class Row:
         return str(self.runs[0].metrics["weights_used"])
 
     @property
+    def image_size(self) -> int:
+        return int(self.runs[0].metrics.get("image_size") or 0)
+
+    @property
+    def regime(self) -> str:
+        """How the backbone was used: frozen (head), finetune, linear or knn probe (train.mode)."""
+        return regime_of(self.runs[0])
+
+    @property
     def is_ensemble(self) -> bool:
         return self.backbone == ENSEMBLE
 
@@ -55,24 +64,34 @@ class Row:
         return " / ".join(sorted({str(run.metrics["weights_used"]) for run in self.runs}))
 
 
+def regime_of(run: Run) -> str:
+    return str(run.metrics.get("train_mode") or "frozen")
+
+
+def size_of(run: Run) -> str:
+    return f"{run.metrics.get('image_size')} px"
+
+
 def group_rows(runs: list[Run]) -> dict[str, list[Row]]:
     """Rows per dataset: one per (backbone, configuration, weights actually used), so a partly offline
     sweep never averages ImageNet and random-init seeds together. A backbone with several rows gets
-    what tells them apart (config hash, weights) in its label."""
+    what tells them apart (regime, then config hash within a regime, weights) in its label."""
     groups: dict[tuple[str, str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         m = run.metrics
         groups[(str(m["dataset"]), str(m["backbone"]), str(m["config_hash"]), str(m["weights_used"]))].append(
             run
         )
-    variants: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for dataset, backbone, config, weights in groups:
-        variants[(dataset, backbone)].append((config, weights))
+    variants: dict[tuple[str, str], list[tuple[str, str, str, str]]] = defaultdict(list)
+    for (dataset, backbone, config, weights), members in groups.items():
+        variants[(dataset, backbone)].append((config, weights, regime_of(members[0]), size_of(members[0])))
     rows: dict[str, list[Row]] = defaultdict(list)
     for (dataset, backbone, config, weights), members in sorted(groups.items()):
-        siblings = variants[(dataset, backbone)]
-        tell = [config] if len({c for c, _ in siblings}) > 1 else []
-        tell += [weights] if len({w for _, w in siblings}) > 1 else []
+        siblings, regime, size = variants[(dataset, backbone)], regime_of(members[0]), size_of(members[0])
+        tell = [regime] if len({r for _, _, r, _ in siblings}) > 1 else []
+        tell += [size] if len({z for _, _, _, z in siblings}) > 1 else []
+        tell += [config] if len({c for c, _, r, z in siblings if (r, z) == (regime, size)}) > 1 else []
+        tell += [weights] if len({w for _, w, _, _ in siblings}) > 1 else []
         label = f"{backbone} ({', '.join(tell)})" if tell else backbone
         if backbone == ENSEMBLE:
             label = f"ensemble top-{len(members[0].metrics.get('members') or [])}"
@@ -128,17 +147,18 @@ def validation_loss(row: Row) -> float:
     return mean_of(row, "best_val_loss")
 
 
-def choose_on_validation(rows: list[Row]) -> tuple[list[Row], dict[tuple[str, str], list[Row]]]:
-    """One row per backbone and weights: the configuration with the lowest mean validation loss.
+def choose_on_validation(rows: list[Row]) -> tuple[list[Row], dict[tuple[str, str, str], list[Row]]]:
+    """One row per backbone, regime, input size and weights: the configuration with the lowest mean
+    validation loss (regimes and sizes stay separate rows: which of them pays is the question asked).
 
     Ranking every configuration by its test score would pick the luckiest test score; the choice is made
     on validation, and the test set only measures the chosen one. Returns the chosen rows and, per
-    (backbone, weights) with more than one configuration, all of them ordered by validation loss.
+    (backbone, regime, weights) with more than one configuration, all of them ordered by validation loss.
     A configuration without a validation loss (older runs) is chosen only when none has one.
     """
-    families: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    families: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
     for row in rows:
-        families[(row.backbone, row.weights_used)].append(row)
+        families[(row.backbone, f"{row.regime}, {row.image_size} px", row.weights_used)].append(row)
     chosen, alternatives = [], {}
     for family, members in families.items():
         ordered = sorted(members, key=lambda r: (math.isnan(validation_loss(r)), validation_loss(r), r.label))

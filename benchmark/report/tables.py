@@ -2,6 +2,7 @@
 markdown tables of leaderboard.md."""
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -65,6 +66,8 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "rank": rank,
         "row": row.label,
         "backbone": row.backbone,
+        "regime": row.regime,
+        "image_size": row.image_size,
         "config_hash": row.config_hash,
         "weights_used": row.weights,
         "chosen_on_validation": chosen,
@@ -137,7 +140,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
     metrics = interval_columns(primary)
     names = [f"**{BY_KEY[m].name}**" if m == primary else BY_KEY[m].name for m in metrics]
     ece_name = "**ECE**" if primary == "ece" else "ECE"
-    header = ["rank", "backbone", "weights", *names, ece_name, "params (M)", "size (MB)"]
+    header = ["rank", "backbone", "regime", "weights", *names, ece_name, "params (M)", "size (MB)"]
     header += ["latency (ms/img)", "throughput (img/s)", "train time (s)", "epochs", "seeds"]
     body = []
     for position, row in enumerate(rows, start=1):
@@ -145,6 +148,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
             [
                 str(position),
                 row.label,
+                "—" if row.is_ensemble else row.regime,
                 row.weights,
                 *(fmt_estimate(estimate(row, m), digits) for m in metrics),
                 fmt(estimate(row, "ece").estimate, digits),
@@ -249,11 +253,14 @@ def operating_points_table(rows: list[Row], digits: int) -> str:
     return markdown_table(header, body) if body else ""
 
 
-def configurations_table(families: dict[tuple[str, str], list[Row]], primary: str, digits: int) -> str:
+def configurations_table(
+    families: dict[tuple[str, str, str], list[Row]], primary: str, digits: int
+) -> str:
     """Every configuration of a backbone, ordered by mean validation loss (what chose the leaderboard's
     row); the test metric is shown for information and was not used to choose."""
     header = [
         "backbone",
+        "regime, size",
         "weights",
         "configuration",
         "validation loss",
@@ -262,11 +269,12 @@ def configurations_table(families: dict[tuple[str, str], list[Row]], primary: st
         "seeds",
     ]
     body = []
-    for (backbone, weights), members in families.items():
+    for (backbone, regime, weights), members in families.items():
         for position, row in enumerate(members):
             body.append(
                 [
                     backbone,
+                    regime,
                     weights,
                     f"`{row.config_hash}`",
                     fmt(mean_of(row, "best_val_loss"), digits),
@@ -276,3 +284,28 @@ def configurations_table(families: dict[tuple[str, str], list[Row]], primary: st
                 ]
             )
     return markdown_table(header, body)
+
+
+def pivot_table(
+    rows: list[Row], across: Callable[[Row], str], down: Callable[[Row], str], primary: str, digits: int
+) -> str | None:
+    """Backbones (and `down`, the other setting) down, each value of `across` (regime, input size) in a
+    column: the primary metric with its interval, the rows' own numbers. None when every row has the
+    same `across` value (nothing to compare)."""
+    rows = [row for row in rows if not row.is_ensemble]
+    def cost(value: str) -> tuple[float, str]:  # sizes by pixels, regimes by training cost
+        pixels = value.removesuffix(" px")
+        if pixels.isdigit():
+            return float(pixels), value
+        return min(mean_of(row, "training_s") for row in rows if across(row) == value), value
+
+    values = sorted({across(row) for row in rows}, key=cost)
+    if len(values) < 2:
+        return None
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for row in rows:
+        cells.setdefault((row.backbone, down(row), row.weights), {})[across(row)] = fmt_estimate(
+            estimate(row, primary), digits)
+    body = [[backbone, other, weights, *(found.get(value, "—") for value in values)]
+            for (backbone, other, weights), found in sorted(cells.items())]
+    return markdown_table(["backbone", "setting", "weights", *values], body)

@@ -29,7 +29,7 @@ from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.saliency.explain import explain
-from benchmark.train import STRATEGIES, augment
+from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment
 from benchmark.train.shared import Trained
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,9 @@ def validate(cfg: DictConfig) -> RunIdentity:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
     if cfg.get("logger"):
         tracking.check_installed()
-    if cfg.train.mode == "frozen" and augment.is_active(cfg.augment):
+    if cfg.train.mode in ON_CACHED_FEATURES and augment.is_active(cfg.augment):
         raise BenchmarkError(
-            f"augment={cfg.augment.name} needs train=finetune: frozen mode trains on cached features, "
+            f"augment={cfg.augment.name} needs train=finetune: train={cfg.train.mode} uses cached features, "
             "which cannot be augmented (use augment=none, or train=finetune)"
         )
     return run
@@ -183,7 +183,9 @@ def train_and_evaluate(
         scores |= validation_choices(cfg, dataset, trained)
         scores["val_macro_auroc"] = macro_auroc(dataset.splits["val"].labels, trained.val_probabilities)
     saved = write_outputs(stage, cfg, run, dataset, trained, scores)
-    if cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
+    if cfg.explain.n_images and not trained.explainable:
+        scores["gradcam"] = f"not applicable to train={cfg.train.mode}"
+    elif cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
         scores |= explain(
             trained.model,
             split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir)),
@@ -242,7 +244,7 @@ def run(cfg: DictConfig) -> dict:
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
-        dataset = dataset or resume.dataset_of(cfg)
+        dataset = dataset or resume.dataset_of(cfg, reuse=False)
         stage = layout.staging_directory(identity.run_dir)
         try:
             metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)

@@ -44,7 +44,10 @@ def class_logits(after: list[keras.layers.Layer], x: tf.Tensor) -> tf.Tensor:
     for layer in hidden:
         x = layer(x, training=False)
     if not isinstance(last, keras.layers.Dense):
-        raise BenchmarkError(f"the classifier's last layer {last.name!r} is not a Dense layer")
+        raise BenchmarkError(
+            f"the classifier's last layer {last.name!r} is not a Dense layer: Grad-CAM needs a class score "
+            "to differentiate (a kNN probe has none)"
+        )
     return tf.matmul(x, last.kernel) + last.bias
 
 

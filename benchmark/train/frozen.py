@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -82,11 +83,21 @@ def frozen_extractor(
     return shared_extractor(path, build)
 
 
-def train_frozen(
+@dataclass
+class CachedFeatures:
+    """Pooled features and labels of every split, the shared extractor, and what getting them cost."""
+
+    features: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    extractor: Callable[[], keras.Model]  # the shared extractor (`.path`, its file; `.seconds`)
+    timings: dict
+
+
+def cached_features(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
-) -> Trained:
-    """Cache pooled features of every split and train the head on them. The network is built only if a
-    split's features are not cached yet; the assembled model is put together only when asked for."""
+) -> CachedFeatures:
+    """Every split's pooled features from the cache, computed now where missing (the network is built
+    only then). Shared by the frozen head and the probes (train/probes.py)."""
     weights_id = features_weights_id(cfg, dataset, backbone)
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
     started, steady = time.perf_counter(), []
@@ -97,8 +108,28 @@ def train_frozen(
     }
     extraction_s = time.perf_counter() - started
     images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
-    features = {s: cached[s][0] for s in SPLITS}
-    labels = {s: dataset.splits[s].labels for s in SPLITS}
+    return CachedFeatures(
+        {s: cached[s][0] for s in SPLITS},
+        {s: dataset.splits[s].labels for s in SPLITS},
+        extractor,
+        {
+            "feature_extraction_s": extraction_s,
+            "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: not needed)
+            "features_from_cache": all(hit for _, hit in cached.values()),
+            "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
+            "backbone_built": backbone.built,
+            **bn_record(cfg, spec, backbone, dataset),
+        },
+    )
+
+
+def train_frozen(
+    cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, backbone: LoadedBackbone, image_size: int
+) -> Trained:
+    """Cache pooled features of every split and train the head on them. The network is built only if a
+    split's features are not cached yet; the assembled model is put together only when asked for."""
+    found = cached_features(cfg, dataset, spec, backbone, image_size)
+    features, labels, extractor = found.features, found.labels, found.extractor
     keras.utils.set_random_seed(cfg.seed)
     layers = head_layers(len(dataset.class_names), cfg.head)
     standardize = standardizer(features["train"]) if cfg.head.standardize else None
@@ -115,17 +146,12 @@ def train_frozen(
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
     timings = {
-        "feature_extraction_s": extraction_s,
-        "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: never needed)
-        "features_from_cache": all(hit for _, hit in cached.values()),
-        "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches only
-        "backbone_built": backbone.built,
+        **found.timings,
         "training_s": training_s,
         "epochs_run": len(history),
         "best_epoch": best_epoch,
         "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
         "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
-        **bn_record(cfg, spec, backbone, dataset),
         **fold_check,
     }
     return Trained(

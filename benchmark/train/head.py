@@ -34,10 +34,15 @@ def standardizer(train_features: np.ndarray) -> keras.layers.Normalization:
     float32 resolution, and dividing by its std made the folded Dense layer cancel catastrophically
     (logits off by 0.8). Such features carry nothing a head can use.
     """
+    mean, std = scale_of(train_features)
+    return keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")
+
+
+def scale_of(train_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train-split mean and std per feature, (nearly) constant features given std 1 (see standardizer)."""
     mean, std = train_features.mean(axis=0), train_features.std(axis=0)
     floor = np.maximum(RELATIVE_STD_FLOOR * np.abs(mean), ABSOLUTE_STD_FLOOR)
-    std = np.where(std > floor, std, 1.0)
-    return keras.layers.Normalization(mean=mean, variance=std**2, name="standardize")
+    return mean, np.where(std > floor, std, 1.0)
 
 
 def check_fold(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
@@ -53,7 +58,11 @@ def fold_standardizer(standardize: keras.layers.Normalization, dense: keras.laye
     """Dense(W, b) after (x - m) / s equals Dense(W / s, b - (m / s) W) on raw x: merge them."""
     mean = keras.ops.convert_to_numpy(standardize.mean).reshape(-1)
     std = np.sqrt(keras.ops.convert_to_numpy(standardize.variance).reshape(-1))
-    std = np.maximum(std, keras.config.epsilon())  # what Normalization divides by
+    fold_scale(dense, mean, np.maximum(std, keras.config.epsilon()))  # what Normalization divides by
+
+
+def fold_scale(dense: keras.layers.Dense, mean: np.ndarray, std: np.ndarray) -> None:
+    """Make `dense`, trained on (x - mean) / std, take raw x: Dense(W / s, b - (m / s) W)."""
     kernel, bias = dense.get_weights()
     dense.set_weights([kernel / std[:, None], bias - (mean / std) @ kernel])
 

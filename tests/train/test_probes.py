@@ -1,0 +1,75 @@
+"""The kNN and linear probes: scikit-learn on the cached features, saved as a Keras head that reproduces
+scikit-learn's probabilities, their own rows in the leaderboard, and predict working on them."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from benchmark.train.head import FOLD_TOLERANCE, head_on_features, scale_of
+from benchmark.train.probes import logistic_head
+from tests.conftest import run_cli, tiny_overrides
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_regression_folds_into_one_dense_layer_exactly(n_classes: int):
+    rng = np.random.default_rng(n_classes)
+    x = rng.normal(50.0, 3.0, (90, 16)).astype(np.float32)  # far from zero, like pooled features
+    y = np.arange(90) % n_classes
+    x[:, 0] += 2.0 * y  # one informative feature
+    mean, std = scale_of(x)
+    model = LogisticRegression(C=1.0, max_iter=2000).fit((x - mean) / std, y)
+    head = head_on_features(16, [logistic_head(model, mean, std, n_classes)])
+    expected = model.predict_proba((x - mean) / std)
+    np.testing.assert_allclose(head.predict(x, verbose=0), expected, atol=FOLD_TOLERANCE)
+
+
+def test_a_class_missing_from_train_gets_probability_zero_in_both():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = np.arange(40) % 2  # classes 0 and 1 of three
+    mean, std = scale_of(x)
+    model = LogisticRegression(max_iter=500).fit((x - mean) / std, y)
+    probabilities = head_on_features(4, [logistic_head(model, mean, std, 3)]).predict(x, verbose=0)
+    assert probabilities[:, 2].max() == 0.0
+    np.testing.assert_allclose(probabilities[:, :2], model.predict_proba((x - mean) / std), atol=1e-5)
+
+
+def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tmp_path: Path):
+    sweep = run_cli(["--multirun", "train=knn,linear", "backbone=mobilenetv2", "seed=0",
+                     *tiny_overrides(tmp_path)], timeout=600)
+    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-3000:]
+    runs = {json.loads(p.read_text())["train_mode"]: p.parent
+            for p in (tmp_path / "results" / "runs").glob("*/*/*/metrics.json")}
+    assert set(runs) == {"knn", "linear"}
+    cached = []
+    for run_dir in runs.values():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["head_parity_max_difference"] <= FOLD_TOLERANCE
+        assert (run_dir / "head.keras").is_file() and not (run_dir / "model.keras").exists()
+        cached.append(metrics["features_from_cache"])
+    assert sorted(cached) == [False, True]  # the second regime read the first one's features
+    assert json.loads((runs["knn"] / "metrics.json").read_text())["knn_k"] == 11
+    assert len(pd.read_csv(runs["linear"] / "history.csv")) == 7  # one line per C of the grid
+
+    frame = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    chosen = frame[frame["chosen_on_validation"]]
+    assert sorted(chosen["regime"]) == ["knn", "linear"]  # separate rows, not one chosen over the other
+    markdown = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "### Regimes" in markdown and "| knn |" in markdown
+
+    data = next((tmp_path / "data").glob("synthetic-*"))
+    expected = pd.read_csv(runs["knn"] / "predictions.csv")
+    result = run_cli([f"run={runs['knn']}", f"input={data}", "format=csv"], module="benchmark.predict")
+    assert result.returncode == 0, result.stderr[-2000:]
+    got = pd.read_csv(io.StringIO(result.stdout))
+    got["file"] = got["file"].map(lambda f: str(Path(f).relative_to(data)))
+    merged = expected.merge(got, on="file", suffixes=("", "_new"))
+    assert len(merged) == len(expected)
+    columns = [c for c in expected.columns if c.startswith("prob_")]
+    np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
+                               atol=1e-4)
