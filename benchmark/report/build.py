@@ -72,8 +72,9 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
             if (path / name).exists():
                 stat = (path / name).stat()
                 found.append((path.relative_to(results_dir).as_posix(), name, stat.st_size, stat.st_mtime_ns))
-    for path in sorted((results_dir / "search").glob("*.json")):  # Optuna studies' summaries
-        found.append((path.name, path.stat().st_size, path.stat().st_mtime_ns))
+    external = sorted(results_dir.glob("runs/*/*/*/external/*/metrics.json"))  # benchmark.evaluate
+    for path in [*sorted((results_dir / "search").glob("*.json")), *external]:  # Optuna studies too
+        found.append((path.relative_to(results_dir).as_posix(), path.stat().st_size, path.stat().st_mtime_ns))
     code = Path(__file__).resolve().parents[1]
     sources = [
         (p.relative_to(code).as_posix(), p.stat().st_mtime_ns)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
+from benchmark.report.external import external_section
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first
 from benchmark.report.rows import Row, best_seed
@@ -352,6 +353,9 @@ def document(
         for name, rows in ranked.items()
     ]
     results_dir = Path(cfg.results_dir)
+    every_row = [row for rows in ranked.values() for row in rows]
+    if external := external_section(every_row, results_dir, cfg.primary_metric, cfg.digits):
+        parts += ["## External validation", external]
     if summaries := search_summaries(results_dir):
         parts += ["## Hyperparameter searches", searches_section(summaries, results_dir, cfg.digits)]
     parts += ["## Failed runs", failed_section(collection.failed)]

@@ -1,0 +1,58 @@
+"""The "External validation" table: each run scored on other data (`python -m benchmark.evaluate`)
+against its own test split, with the drop."""
+
+import json
+import math
+from pathlib import Path
+
+from benchmark.metrics.table import metric
+from benchmark.report.rows import Row
+
+
+def external_results(results_dir: Path, row: Row) -> list[tuple[dict, dict]]:
+    """(the run's metrics, one external site's metrics) for every external score of the row's runs."""
+    found = []
+    for run in row.runs:
+        for path in sorted((results_dir / run.rel / "external").glob("*/metrics.json")):
+            try:
+                found.append((run.metrics, json.loads(path.read_text())))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def with_interval(record: dict, key: str, digits: int) -> str:
+    value = record.get(key)
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "—"
+    low, high = record.get(f"{key}_ci_low"), record.get(f"{key}_ci_high")
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{value:.{digits}f}"
+
+
+def external_section(rows: list[Row], results_dir: Path, primary: str, digits: int) -> str | None:
+    """One line per (run, site): images, internal and external primary metric with the run's one-seed
+    intervals, and external minus internal. None when no run was scored elsewhere."""
+    lines = []
+    for row in rows:
+        for internal, external in external_results(results_dir, row):
+            drop = external.get(primary, math.nan) - internal.get(primary, math.nan)
+            synthetic = " (synthetic)" if external.get("synthetic_data") else ""
+            lines.append(
+                f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {external['n_test']} "
+                f"| {with_interval(internal, primary, digits)} | {with_interval(external, primary, digits)} "
+                f"| {drop:+.{digits}f} |"
+            )
+    if not lines:
+        return None
+    name = metric(primary).name
+    return "\n".join([
+        f"Each run's test {name} (internal) against its {name} on every image of another site's data, "
+        "same model, decoding and preprocessing (`python -m benchmark.evaluate`); intervals per run "
+        "(one seed, test-set sampling only).",
+        "",
+        f"| row | seed | site | images | internal {name} | external {name} | external − internal |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+    ])

@@ -1,0 +1,52 @@
+"""`python -m benchmark.evaluate`: a finished run scored on another site's data, and the report's table."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from tests.conftest import TINY_SYNTHETIC, run_cli
+
+
+def copied_run(saved_run, tmp_path: Path) -> Path:
+    """A private copy of the shared run's results folder (the command writes into the run)."""
+    run_dir, _ = saved_run
+    results = run_dir.parents[3]
+    shutil.copytree(results, tmp_path / "results")
+    return tmp_path / "results" / run_dir.relative_to(results)
+
+
+def test_a_run_scored_on_a_harder_second_site(saved_run, tmp_path: Path):
+    run_dir = copied_run(saved_run, tmp_path)
+    other = ["dataset=synthetic", *TINY_SYNTHETIC, "dataset.difficulty=0.9", "name=siteB"]
+    result = run_cli([f"run={run_dir}", *other], module="benchmark.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((run_dir / "external" / "siteB" / "metrics.json").read_text())
+    assert scores["n_test"] == 45 and scores["synthetic_data"]  # every image of the other data, all splits
+    assert scores["dataset_config"]["difficulty"] == 0.9
+    assert scores["accuracy_ci_low"] <= scores["accuracy"] <= scores["accuracy_ci_high"]
+    predictions = pd.read_csv(run_dir / "external" / "siteB" / "predictions.csv")
+    assert len(predictions) == 45
+    right = predictions["true_label"] == predictions["predicted_label"]
+    assert np.isclose(scores["accuracy"], right.mean())
+
+    report = run_cli([f"results_dir={tmp_path / 'results'}", "ensemble_k=0"], module="benchmark.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    markdown = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "## External validation" in markdown and "| siteB (synthetic) | 45 |" in markdown
+
+
+def test_classes_the_run_does_not_know_are_refused(saved_run, tmp_path: Path):
+    run_dir = copied_run(saved_run, tmp_path)
+    for klass in ("normal", "fracture"):
+        (tmp_path / "site" / klass).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(np.full((24, 24), 20 * i, np.uint8)).save(tmp_path / "site" / klass / f"{i}.png")
+    result = run_cli([f"run={run_dir}", "dataset=folder", f"dataset.path={tmp_path / 'site'}"],
+                     module="benchmark.evaluate")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: class(es) fracture of the other data")
+    assert not (run_dir / "external").exists()
