@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmark.metrics.table import metric
 from benchmark.report.rows import Row
+from benchmark.runs.model_card import with_interval
 
 
 def external_results(results_dir: Path, row: Row) -> list[tuple[dict, dict]]:
@@ -19,16 +20,6 @@ def external_results(results_dir: Path, row: Row) -> list[tuple[dict, dict]]:
             except (OSError, ValueError):
                 continue
     return found
-
-
-def with_interval(record: dict, key: str, digits: int) -> str:
-    value = record.get(key)
-    if not isinstance(value, int | float) or math.isnan(value):
-        return "—"
-    low, high = record.get(f"{key}_ci_low"), record.get(f"{key}_ci_high")
-    if isinstance(low, int | float) and isinstance(high, int | float):
-        return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
-    return f"{value:.{digits}f}"
 
 
 def external_section(rows: list[Row], results_dir: Path, primary: str, digits: int) -> str | None:

@@ -19,7 +19,7 @@ from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
-from benchmark.files import write_json, write_text
+from benchmark.files import read_json, write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.calibration import calibration_record
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
@@ -28,6 +28,7 @@ from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
+from benchmark.runs.model_card import model_card
 from benchmark.saliency.explain import explain
 from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment
 from benchmark.train.shared import Trained
@@ -252,6 +253,7 @@ def run(cfg: DictConfig) -> dict:
             shutil.rmtree(stage, ignore_errors=True)
             raise
     metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
+    write_text(stage / "MODEL_CARD.md", model_card(metrics, read_json(stage / "manifest.json")))
     write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
     layout.publish(stage, identity.run_dir)
     if cfg.get("logger"):

@@ -73,3 +73,15 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     columns = [c for c in expected.columns if c.startswith("prob_")]
     np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
                                atol=1e-4)
+
+
+def test_every_run_has_a_model_card_that_states_its_limits(tmp_path: Path):
+    from benchmark.runs.pipeline import run
+    from tests.conftest import compose_config
+
+    metrics = run(compose_config(tmp_path, "train=linear"))
+    (card_path,) = (tmp_path / "results" / "runs").glob("*/*/*/MODEL_CARD.md")
+    card = card_path.read_text()
+    assert "Research only" in card and "`linear`" in card
+    assert f"| accuracy | {metrics['accuracy']:.3f}" in card
+    assert "synthetic" in card and "not ImageNet-pretrained" in card and "by image, not by patient" in card

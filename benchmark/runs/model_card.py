@@ -1,0 +1,112 @@
+"""MODEL_CARD.md of a run: what a reader needs before trusting the model, in the spirit of the CLAIM
+and TRIPOD+AI checklists. Written from the run's own metrics.json and manifest.json, nothing else, so
+the card cannot say more than the run measured."""
+
+import math
+
+from backbones.registry import get
+
+HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+            ("macro_f1", "macro-F1"), ("macro_auroc", "macro-AUROC"))
+
+
+def number(value: object, digits: int = 3) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
+    """`value [low, high]` of a one-run metric (metrics.json's `<key>_ci_low/high`), `—` when missing."""
+    low, high = number(metrics.get(f"{key}_ci_low"), digits), number(metrics.get(f"{key}_ci_high"), digits)
+    interval = f" [{low}, {high}]" if "—" not in (low, high) else " (no CI)"
+    return number(metrics.get(key), digits) + interval
+
+
+def limits(metrics: dict, manifest: dict) -> list[str]:
+    """What the numbers cannot tell, stated plainly."""
+    found = []
+    if metrics.get("synthetic_data"):
+        found.append("The data is the project's synthetic CT-like images: the numbers say nothing about "
+                     "clinical performance.")
+    if str(metrics.get("weights_used", "")).startswith("random"):
+        found.append(f"The backbone was not ImageNet-pretrained ({metrics['weights_used']}).")
+    if metrics.get("split_by") == "image":
+        found.append("Splits were made by image, not by patient: images of one patient may sit in train "
+                     "and test, which inflates test metrics.")
+    if (metrics.get("n_test") or 0) < 100:
+        found.append(f"The test split has {metrics.get('n_test')} images: intervals are wide.")
+    duplicates = sum((metrics.get("cross_split_duplicates") or {}).values())
+    if duplicates:
+        found.append(f"{duplicates} near-duplicate image pair(s) cross the splits (audit.csv).")
+    if (metrics.get("calibration") or {}).get("temperature_at_bound"):
+        found.append("Temperature scaling hit its search bound: validation predictions carry little signal.")
+    found.append("No external validation is part of this run (`python -m benchmark.evaluate` adds one).")
+    return found
+
+
+def model_card(metrics: dict, manifest: dict) -> str:
+    dataset = manifest.get("dataset", {})
+    calibration = metrics.get("calibration") or {}
+    spec = get(str(metrics["backbone"]))
+    counts = dataset.get("class_counts") or {}
+    count_lines = [
+        f"| {split} | " + " | ".join(str(counts[split].get(c, 0)) for c in metrics["classes"]) + " |"
+        for split in counts
+    ]
+    lines = [
+        f"# Model card: {metrics['backbone']} on {metrics['dataset']} (seed {metrics['seed']})",
+        "",
+        "## Intended use",
+        "Research only: benchmarking transfer learning. Not a medical device; not for diagnosis, triage or "
+        "any decision about a patient.",
+        "",
+        "## Data",
+        f"- source: `{metrics['dataset']}`" + (" (synthetic)" if metrics.get("synthetic_data") else "")
+        + f", fingerprint `{metrics.get('dataset_fingerprint')}`",
+        f"- classes: {', '.join(metrics['classes'])}",
+        f"- split by: {metrics.get('split_by')}"
+        + (f" (groups per split: {metrics.get('split_groups')})" if metrics.get("split_groups") else ""),
+        f"- unreadable files skipped: {metrics.get('skipped_images', 0)}",
+        "",
+        "| split | " + " | ".join(metrics["classes"]) + " |",
+        "|---|" + "---|" * len(metrics["classes"]),
+        *count_lines,
+        "",
+        "## Model",
+        f"- backbone: {metrics['backbone']} (keras.applications), input {metrics['image_size']} px, "
+        f"preprocessing `{spec.module_name}.preprocess_input` inside the saved model",
+        f"- weights: {metrics.get('weights_used')}",
+        f"- training regime: `{metrics.get('train_mode')}`; step {metrics.get('best_epoch')} of "
+        f"{metrics.get('epochs_run')} in history.csv (epoch, or probe setting) chosen on validation loss "
+        f"({number(metrics.get('best_val_loss'))})",
+        "",
+        "## Test metrics",
+        f"{metrics.get('n_test')} test images; 95% intervals from the bootstrap over the test set "
+        f"({metrics.get('bootstrap_unit')}-level). The test split chose nothing.",
+        "",
+        "| metric | value [95% CI] |",
+        "|---|---|",
+        *(f"| {name} | {with_interval(metrics, key)} |" for key, name in HEADLINE),
+        f"| ECE | {number(metrics.get('ece'))} |",
+        "",
+        "## Calibration",
+        f"Temperature {number(calibration.get('temperature'), 2)} fitted on validation: test ECE "
+        f"{number(calibration.get('ece_before'))} → {number(calibration.get('ece_after'))}, Brier "
+        f"{number(calibration.get('brier_before'))} → {number(calibration.get('brier_after'))}.",
+        "",
+        "## Operating points",
+        "Thresholds chosen on validation, rates on test (operating_points in metrics.json).",
+        "",
+        "| class | rule | threshold | sensitivity | specificity |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rules in (metrics.get("operating_points") or {}).items():
+        if not isinstance(rules, dict):
+            continue
+        for rule, found in rules.items():
+            test = found.get("test", {})
+            lines.append(f"| {name} | {rule} | {number(found.get('threshold'))} | "
+                         f"{number(test.get('sensitivity'))} | {number(test.get('specificity'))} |")
+    lines += ["", "## Known limits", *(f"- {limit}" for limit in limits(metrics, manifest)), ""]
+    return "\n".join(lines)
