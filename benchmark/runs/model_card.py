@@ -105,6 +105,9 @@ def model_card(metrics: dict, manifest: dict) -> str:
         if not isinstance(rules, dict):
             continue
         for rule, found in rules.items():
+            if not isinstance(found, dict):  # a rule that could not be applied says why
+                lines.append(f"| {name} | {rule} | {found} | — | — |")
+                continue
             test = found.get("test", {})
             lines.append(f"| {name} | {rule} | {number(found.get('threshold'))} | "
                          f"{number(test.get('sensitivity'))} | {number(test.get('specificity'))} |")

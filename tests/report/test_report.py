@@ -65,7 +65,7 @@ def test_cli_writes_leaderboard_csv_and_figures(reported):
     assert "⚠️ **Not transfer learning from ImageNet.**" in markdown and "(random)" in markdown
     ranked = table_rows(markdown, "rank")
     assert [r[0] for r in ranked] == ["1", "2"] and {r[1] for r in ranked} == set(BACKBONES)
-    assert all(CI_CELL.match(cell) for r in ranked for cell in (r[3], r[5], r[6])), ranked
+    assert all(CI_CELL.match(cell) for r in ranked for cell in (r[4], r[6], r[7])), ranked
     per_class = table_rows(markdown, "backbone")
     assert {(r[0], r[1]) for r in per_class} == {(b, c) for b in BACKBONES for c in CLASSES}
     compared = table_rows(markdown, "#1 vs")
@@ -213,8 +213,8 @@ def test_a_configuration_best_on_test_but_not_on_validation_is_not_the_leaderboa
     assert f"mobilenetv2 ({chosen_hash})" in ranked and "mobilenetv2 (10cc1e57)" not in ranked
     listed = section(markdown, "synthetic").split("### All configurations", 1)[1]
     configurations = table_rows(listed, "backbone")
-    assert [(r[2], r[4]) for r in configurations] == [(f"`{chosen_hash}`", "✓"), ("`10cc1e57`", "")]
-    assert configurations[1][5].startswith("1.000")  # its perfect test score is shown, and did not choose it
+    assert [(r[3], r[5]) for r in configurations] == [(f"`{chosen_hash}`", "✓"), ("`10cc1e57`", "")]
+    assert configurations[1][6].startswith("1.000")  # its perfect test score is shown, and did not choose it
     rows = pd.read_csv(results / "leaderboard.csv")
     assert rows.loc[rows["config_hash"] == "10cc1e57", "chosen_on_validation"].tolist() == [False]
 
