@@ -34,6 +34,7 @@ from benchmark.train.shared import (
     one_hot,
     optimizer,
     recalibrate_random_backbone,
+    training_record,
 )
 from benchmark.train.shared_extractor import extractor_key, shared_extractor
 
@@ -145,15 +146,7 @@ def train_frozen(
         folded = head.predict(features["val"], batch_size=batch, verbose=0)
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
     test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
-    timings = {
-        **found.timings,
-        "training_s": training_s,
-        "epochs_run": len(history),
-        "best_epoch": best_epoch,
-        "best_val_loss": float(history["val_loss"].iloc[best_epoch - 1]),
-        "best_val_accuracy": float(history["val_accuracy"].iloc[best_epoch - 1]),
-        **fold_check,
-    }
+    timings = {**found.timings, **training_record(history, best_epoch, training_s), **fold_check}
     return Trained(
         lambda: assemble(extractor(), layers),
         history,

@@ -23,7 +23,7 @@ from backbones.weights import LoadedBackbone
 from benchmark.data import Dataset
 from benchmark.train.frozen import cached_features
 from benchmark.train.head import assemble, check_fold, fold_scale, head_on_features, scale_of
-from benchmark.train.shared import Trained
+from benchmark.train.shared import Trained, training_record
 
 
 def scores_row(step: int, model, x: dict, y: dict, classes: np.ndarray, phase: str) -> dict:
@@ -39,11 +39,7 @@ def scores_row(step: int, model, x: dict, y: dict, classes: np.ndarray, phase: s
 def timings_of(history: pd.DataFrame, best: int, fit_s: float, parity: dict, features: dict) -> dict:
     return {
         **features,
-        "training_s": fit_s,
-        "epochs_run": len(history),
-        "best_epoch": best,
-        "best_val_loss": float(history["val_loss"].iloc[best - 1]),
-        "best_val_accuracy": float(history["val_accuracy"].iloc[best - 1]),
+        **training_record(history, best, fit_s),
         **{key.replace("fold", "head_parity"): value for key, value in parity.items()},
     }
 
