@@ -87,13 +87,9 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     return folder
 
 
-def work(cfg: DictConfig, overrides: list[str]) -> Path:
-    return score(cfg, overrides)
-
-
 if __name__ == "__main__":
     argv = sys.argv[1:]
     is_data = [arg.split("=", 1)[0].lstrip("+").split(".")[0] == "dataset" for arg in argv]
     own = [arg for arg, data in zip(argv, is_data, strict=True) if not data]
     data = [arg for arg, data in zip(argv, is_data, strict=True) if data]
-    cli.main("evaluate", lambda cfg: work(cfg, data), own)
+    cli.main("evaluate", lambda cfg: score(cfg, data), own)

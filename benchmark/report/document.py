@@ -12,7 +12,7 @@ from benchmark.metrics.table import metric
 from benchmark.report.external import external_section
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first
-from benchmark.report.rows import Row, best_seed
+from benchmark.report.rows import Row, best_seed, mean_of
 from benchmark.report.searches import search_summaries, searches_section
 from benchmark.report.tables import (
     EXACT_MARK,
@@ -265,8 +265,14 @@ def regimes_and_sizes(rows: list[Row], cfg: DictConfig) -> list[str]:
     """The MedMNIST+-style comparisons, when the runs hold more than one regime or input size."""
     found = []
     name = metric(cfg.primary_metric).name
-    by_regime = pivot_table(rows, lambda r: r.regime, lambda r: f"{r.image_size} px", cfg.primary_metric,
-                            cfg.digits)
+
+    def training_cost(row: Row) -> float:
+        return mean_of(row, "training_s")
+
+    def size(row: Row) -> str:
+        return f"{row.image_size} px"
+
+    by_regime = pivot_table(rows, lambda r: r.regime, training_cost, size, cfg.primary_metric, cfg.digits)
     if by_regime:
         found += [
             "### Regimes: kNN and linear probes, frozen head, fine-tuning",
@@ -275,7 +281,7 @@ def regimes_and_sizes(rows: list[Row], cfg: DictConfig) -> list[str]:
             "does training a head, or fine-tuning, pay off over a probe of the frozen features?",
             by_regime,
         ]
-    by_size = pivot_table(rows, lambda r: f"{r.image_size} px", lambda r: r.regime, cfg.primary_metric,
+    by_size = pivot_table(rows, size, lambda r: r.image_size, lambda r: r.regime, cfg.primary_metric,
                           cfg.digits)
     if by_size:
         found += [

@@ -287,21 +287,23 @@ def configurations_table(
 
 
 def pivot_table(
-    rows: list[Row], across: Callable[[Row], str], down: Callable[[Row], str], primary: str, digits: int
+    rows: list[Row],
+    across: Callable[[Row], str],
+    order: Callable[[Row], float],
+    down: Callable[[Row], str],
+    primary: str,
+    digits: int,
 ) -> str | None:
     """Backbones (and `down`, the other setting) down, each value of `across` (regime, input size) in a
-    column: the primary metric with its interval, the rows' own numbers. None when every row has the
-    same `across` value (nothing to compare)."""
+    column, columns by `order` (the smallest of their rows'): the primary metric with its interval, the
+    rows' own numbers. None when every row has the same `across` value (nothing to compare)."""
     rows = [row for row in rows if not row.is_ensemble]
-    def cost(value: str) -> tuple[float, str]:  # sizes by pixels, regimes by training cost
-        pixels = value.removesuffix(" px")
-        if pixels.isdigit():
-            return float(pixels), value
-        return min(mean_of(row, "training_s") for row in rows if across(row) == value), value
-
-    values = sorted({across(row) for row in rows}, key=cost)
-    if len(values) < 2:
+    first: dict[str, float] = {}
+    for row in rows:
+        first[across(row)] = min(first.get(across(row), math.inf), order(row))
+    if len(first) < 2:
         return None
+    values = sorted(first, key=lambda value: (first[value], value))
     cells: dict[tuple[str, str, str], dict[str, str]] = {}
     for row in rows:
         cells.setdefault((row.backbone, down(row), row.weights), {})[across(row)] = fmt_estimate(

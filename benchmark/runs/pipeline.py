@@ -245,7 +245,7 @@ def run(cfg: DictConfig) -> dict:
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
-        dataset = dataset or resume.dataset_of(cfg, reuse=False)
+        dataset = dataset or resume.load(cfg)
         stage = layout.staging_directory(identity.run_dir)
         try:
             metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)

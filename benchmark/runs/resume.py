@@ -42,17 +42,19 @@ def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
 _LAST: dict[str, Dataset] = {}  # the dataset last loaded in this process, by its configuration
 
 
-def dataset_of(cfg: DictConfig, reuse: bool) -> Dataset:
-    """The configured dataset. `reuse`: loaded once per process, for the resume checks of a sweep's cells
-    (loading it again for each of 21 checks was most of a complete sweep's time; a file changed while
-    that sweep runs is noticed by the next one). One entry only, so a sweep over datasets holds one."""
+def dataset_of(cfg: DictConfig) -> Dataset:
+    """The configured dataset, loaded once per process for the resume checks of a sweep's cells (loading
+    it again for each of 21 checks was most of a complete sweep's time; a file changed while that sweep
+    runs is noticed by the next one). One entry only, so a sweep over datasets holds one."""
     key = digest(OmegaConf.to_container(cfg.dataset, resolve=True), cfg.data_dir, cfg.cache_dir)
-    if not reuse:
-        return load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
     if key not in _LAST:
         _LAST.clear()
-        _LAST[key] = load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
+        _LAST[key] = load(cfg)
     return _LAST[key]
+
+
+def load(cfg: DictConfig) -> Dataset:
+    return load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
 
 
 def completed(
@@ -61,7 +63,7 @@ def completed(
     """(metrics.json of the finished run, or None; the dataset if it had to be loaded to check)."""
     if cfg.force or not layout.is_complete(identity.run_dir):
         return None, None
-    dataset = dataset_of(cfg, reuse=in_sweep)
+    dataset = dataset_of(cfg) if in_sweep else load(cfg)
     if not still_valid(cfg, identity.run_dir, dataset):
         return None, dataset
     log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)

@@ -45,13 +45,14 @@ def scale_of(train_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > floor, std, 1.0)
 
 
-def check_fold(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
-    """The folded head must predict what the standardised one did (checked on validation features)."""
+def check_fold(before: np.ndarray, after: np.ndarray, key: str = "fold_max_difference") -> dict[str, float]:
+    """The folded (saved) head must predict what the model it replaces did (checked on validation
+    features); `key` names the record in metrics.json."""
     difference = float(np.max(np.abs(before - after))) if before.size else 0.0
     if difference > FOLD_TOLERANCE:
-        log.warning("folding the standardisation changed validation probabilities by up to %.2g (> %g)",
-                    difference, FOLD_TOLERANCE)
-    return {"fold_max_difference": difference}
+        log.warning("the saved head changed validation probabilities by up to %.2g (> %g): %s",
+                    difference, FOLD_TOLERANCE, key)
+    return {key: difference}
 
 
 def fold_standardizer(standardize: keras.layers.Normalization, dense: keras.layers.Dense) -> None:

@@ -25,6 +25,8 @@ from benchmark.train.frozen import cached_features
 from benchmark.train.head import assemble, check_fold, fold_scale, head_on_features, scale_of
 from benchmark.train.shared import Trained, training_record
 
+PARITY = "head_parity_max_difference"  # the saved Keras head against scikit-learn, on validation
+
 
 def scores_row(step: int, model, x: dict, y: dict, classes: np.ndarray, phase: str) -> dict:
     """One history.csv line for a probe: train and validation loss and accuracy of one setting."""
@@ -40,7 +42,7 @@ def timings_of(history: pd.DataFrame, best: int, fit_s: float, parity: dict, fea
     return {
         **features,
         **training_record(history, best, fit_s),
-        **{key.replace("fold", "head_parity"): value for key, value in parity.items()},
+        **parity,
     }
 
 
@@ -87,7 +89,7 @@ def train_linear(
     dense = logistic_head(chosen, mean, std, n_classes)
     head = head_on_features(x["train"].shape[1], [dense])
     val_probabilities = class_probabilities(chosen, x["val"], n_classes)
-    parity = check_fold(val_probabilities, head.predict(found.features["val"], verbose=0))
+    parity = check_fold(val_probabilities, head.predict(found.features["val"], verbose=0), PARITY)
     return Trained(
         lambda: assemble(found.extractor(), [dense]),
         history,
@@ -151,7 +153,7 @@ def train_knn(
     head = head_on_features(x["train"].shape[1], [vote])
     one_hot = np.eye(n_classes, dtype=np.float32)[found.labels["train"]]
     vote.set_weights([x["train"].astype(np.float32), one_hot])
-    parity = check_fold(probabilities["val"], head.predict(found.features["val"], verbose=0))
+    parity = check_fold(probabilities["val"], head.predict(found.features["val"], verbose=0), PARITY)
     eps = 1e-7  # a class with no neighbour gets probability 0: clipped for the log loss only
     clipped = np.clip(probabilities["val"], eps, 1)
     val_loss = log_loss(found.labels["val"], clipped, labels=np.arange(n_classes))
