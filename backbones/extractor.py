@@ -14,7 +14,7 @@ def pooled_extractor(backbone: keras.Model, spec: BackboneSpec, image_size: int)
     """
     backbone.trainable = False
     inputs = keras.Input(shape=(image_size, image_size, 3), name="pixels")
-    x = Preprocess(spec.name, name="preprocess")(inputs)
+    x = Preprocess(spec.name, spec.preprocess, name="preprocess")(inputs)
     x = backbone(x, training=False)
     outputs = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_features")

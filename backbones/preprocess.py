@@ -12,14 +12,15 @@ from keras import ops
 class Preprocess(keras.layers.Layer):
     """Raw RGB pixels in [0, 255] -> the input the named backbone was trained on."""
 
-    def __init__(self, backbone: str, **kwargs):
+    def __init__(self, backbone: str, mode: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
+        self.mode = mode  # backbone.preprocess: None = the backbone's own preprocess_input
 
     def call(self, inputs):
-        from backbones.registry import get  # late import: the registry imports keras.applications
+        from backbones.registry import get, with_preprocess  # late: the registry imports keras.applications
 
-        return get(self.backbone).preprocess_input(ops.cast(inputs, "float32"))
+        return with_preprocess(get(self.backbone), self.mode).preprocess_input(ops.cast(inputs, "float32"))
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "backbone": self.backbone}
+        return {**super().get_config(), "backbone": self.backbone, "mode": self.mode}

@@ -6,7 +6,7 @@ record carries the model module's own function and nothing else in the code bran
 """
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,9 @@ class BackboneSpec:
     default_size: int
     min_size: int
     last_conv_layer: str
+    native_preprocess: str  # the mode of the module's own preprocess_input (PREPROCESS_MODES)
     batchnorm: bool = True  # has BatchNorm layers (a random init needs their statistics recalibrated)
+    preprocess: str | None = None  # backbone.preprocess: another mode, for weights trained with it
 
     @property
     def module(self) -> ModuleType:
@@ -40,20 +42,59 @@ class BackboneSpec:
         return getattr(self.module, self.constructor_name)
 
     def preprocess_input(self, x):
-        """The model module's own preprocess_input (numpy arrays or tensors)."""
-        return self.module.preprocess_input(x)
+        """The model module's own preprocess_input, or the override's (numpy arrays or tensors)."""
+        if self.preprocess is None:
+            return self.module.preprocess_input(x)
+        return preprocess_with(self.preprocess, x)
+
+    @property
+    def preprocess_label(self) -> str:
+        """What results and model cards say about the preprocessing."""
+        if self.preprocess is None:
+            return f"{self.native_preprocess} ({self.module_name}.preprocess_input)"
+        own = f"{self.name}'s own is {self.native_preprocess}"
+        return f"{self.preprocess} (backbone.preprocess override; {own})"
+
+
+# RGB pixels in [0, 255] -> network input. caffe: BGR minus the ImageNet mean; tf: [-1, 1]; torch: [0, 1]
+# minus the ImageNet mean over its std; unit: [0, 1]; caffe_255: caffe then /255, which is what
+# RadImageNet's published training script feeds its weights (ImageDataGenerator applies
+# imagenet_utils.preprocess_input before rescale=1/255).
+PREPROCESS_MODES = ("caffe", "tf", "torch", "unit", "caffe_255")
+
+
+def preprocess_with(mode: str, x):
+    from keras.applications import imagenet_utils
+
+    if mode == "unit":
+        return x / 255.0
+    if mode == "caffe_255":
+        return imagenet_utils.preprocess_input(x, mode="caffe") / 255.0
+    return imagenet_utils.preprocess_input(x, mode=mode)
+
+
+def with_preprocess(spec: BackboneSpec, mode: str | None) -> BackboneSpec:
+    """The spec with `backbone.preprocess` applied (null: the backbone's own); unknown modes refused."""
+    if mode is None or mode == spec.native_preprocess:
+        return spec
+    if mode not in PREPROCESS_MODES:
+        raise BenchmarkError(
+            f"backbone.preprocess={mode!r} is unknown: use one of {', '.join(PREPROCESS_MODES)}, "
+            "or null for the backbone's own"
+        )
+    return replace(spec, preprocess=mode)
 
 
 _APPS = "keras.applications."
 _SPECS = (
-    BackboneSpec("mobilenetv2", _APPS + "mobilenet_v2", "MobileNetV2", 224, 32, "out_relu"),
-    BackboneSpec("densenet121", _APPS + "densenet", "DenseNet121", 224, 32, "relu"),
-    BackboneSpec("inceptionv3", _APPS + "inception_v3", "InceptionV3", 299, 75, "mixed10"),
-    BackboneSpec("xception", _APPS + "xception", "Xception", 299, 71, "block14_sepconv2_act"),
-    BackboneSpec("vgg19", _APPS + "vgg19", "VGG19", 224, 32, "block5_conv4", batchnorm=False),
-    BackboneSpec("resnet50", _APPS + "resnet50", "ResNet50", 224, 32, "conv5_block3_out"),
+    BackboneSpec("mobilenetv2", _APPS + "mobilenet_v2", "MobileNetV2", 224, 32, "out_relu", "tf"),
+    BackboneSpec("densenet121", _APPS + "densenet", "DenseNet121", 224, 32, "relu", "torch"),
+    BackboneSpec("inceptionv3", _APPS + "inception_v3", "InceptionV3", 299, 75, "mixed10", "tf"),
+    BackboneSpec("xception", _APPS + "xception", "Xception", 299, 71, "block14_sepconv2_act", "tf"),
+    BackboneSpec("vgg19", _APPS + "vgg19", "VGG19", 224, 32, "block5_conv4", "caffe", batchnorm=False),
+    BackboneSpec("resnet50", _APPS + "resnet50", "ResNet50", 224, 32, "conv5_block3_out", "caffe"),
     BackboneSpec(
-        "inceptionresnetv2", _APPS + "inception_resnet_v2", "InceptionResNetV2", 299, 75, "conv_7b_ac"
+        "inceptionresnetv2", _APPS + "inception_resnet_v2", "InceptionResNetV2", 299, 75, "conv_7b_ac", "tf"
     ),
 )
 _REGISTRY = {spec.name: spec for spec in _SPECS}

@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
+from backbones.keras2_h5 import assign_by_name, is_keras2_h5
 from backbones.registry import BackboneSpec, build
 from benchmark.errors import BenchmarkError
 
@@ -64,10 +65,40 @@ def kernels(layer: keras.layers.Layer) -> list[np.ndarray]:
 
 
 def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:
+    """A Keras 3 `.weights.h5` file, or a Keras 2 HDF5 file (RadImageNet's), checked to fill every layer."""
     if not path.is_file():
         raise BenchmarkError(
-            f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 file"
+            f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "
+            "file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"
         )
+    model = (load_keras2_file if is_keras2_h5(path) else load_keras3_file)(spec, image_size, path)
+    weights_id = weights_id_of_file(path)
+    return LoadedBackbone(ready(model), f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
+
+
+def load_keras2_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.Model:
+    """By layer name (keras2_h5); refused unless every weight of every layer gets a value of its shape."""
+    model = build(spec, image_size, None)
+    problems, unused = assign_by_name(model, path)
+    if problems:
+        examples = ", ".join(problems[:4]) + (", ..." if len(problems) > 4 else "")
+        raise BenchmarkError(
+            f"backbone.weights={path} does not cover {spec.name}: {len(problems)} of its layers or weights "
+            f"are missing or misshapen ({examples}): use a no-top {spec.name} file (include_top=False)"
+        )
+    if unused:
+        log.info(
+            "%s: %d weighted layers not part of %s without its top were ignored (%s)",
+            path.name,
+            len(unused),
+            spec.name,
+            ", ".join(unused[:4]),
+        )
+    return model
+
+
+def load_keras3_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.Model:
+    """By structure (Keras's own loader); refused when any layer kept its initial kernels."""
     keras.utils.set_random_seed(VERIFY_SEED)
     model = build(spec, image_size, None)
     initial = {layer.name: [np.array(k) for k in kernels(layer)] for layer in model.layers if kernels(layer)}
@@ -91,8 +122,7 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
             f"layers kept their initial weights ({examples}): the file is incomplete or from another "
             "architecture; save it again from the whole backbone"
         )
-    weights_id = weights_id_of_file(path)
-    return LoadedBackbone(ready(model), f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
+    return model
 
 
 def keras_cached(spec: BackboneSpec) -> bool:

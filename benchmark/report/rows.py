@@ -61,7 +61,11 @@ class Row:
 
     @property
     def weights(self) -> str:
-        return " / ".join(sorted({str(run.metrics["weights_used"]) for run in self.runs}))
+        """The weights' source as the tables show it (imagenet / file name + hash / random), with a
+        preprocessing that is not the backbone's own (a configuration, so it is the same for every seed)."""
+        used = " / ".join(sorted({str(run.metrics["weights_used"]) for run in self.runs}))
+        override = self.runs[0].metrics.get("preprocess_override")
+        return f"{used}, preprocess {override}" if override else used
 
 
 def regime_of(run: Run) -> str:

@@ -269,13 +269,13 @@ def configurations_table(
         "seeds",
     ]
     body = []
-    for (backbone, regime, weights), members in families.items():
+    for (backbone, regime, _), members in families.items():
         for position, row in enumerate(members):
             body.append(
                 [
                     backbone,
                     regime,
-                    weights,
+                    row.weights,  # the family's weights, with this configuration's preprocessing
                     f"`{row.config_hash}`",
                     fmt(mean_of(row, "best_val_loss"), digits),
                     "✓" if position == 0 else "",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from backbones.registry import BackboneSpec, get
+from backbones.registry import BackboneSpec, get, with_preprocess
 from benchmark.data import dataset_name
 from benchmark.errors import BenchmarkError
 from benchmark.files import digest
@@ -16,6 +16,9 @@ from benchmark.runs.layout import run_name, run_path
 NOT_PART_OF_THE_EXPERIMENT = ("results_dir", "cache_dir", "data_dir", "seed", "force", "debug", "hydra",
                               "explain", "efficiency", "report", "runtime", "logger", "hparams_search")
 NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
+# Options added after runs existed, whose null default keeps the earlier behaviour: hashed only when set,
+# so completed runs keep their directory and are not repeated.
+HASHED_ONLY_WHEN_SET = (("backbone", "preprocess"),)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ def config_hash(cfg: DictConfig, image_size: int) -> str:
     resolved = OmegaConf.to_container(experiment, resolve=True)
     for key in NOT_PART_OF_TRAINING:
         resolved["train"].pop(key, None)
+    for group, key in HASHED_ONLY_WHEN_SET:
+        if resolved[group].get(key) is None:
+            resolved[group].pop(key, None)
     resolved["image_size"] = image_size
     if resolved["dataset"].get("path"):
         resolved["dataset"]["path"] = str(Path(resolved["dataset"]["path"]).expanduser().resolve())
@@ -44,7 +50,7 @@ def config_hash(cfg: DictConfig, image_size: int) -> str:
 def resolve(cfg: DictConfig) -> RunIdentity:
     """The run's identity; an unknown backbone stops here (the input size is checked by the pipeline, so a
     sweep cell at a size its backbone cannot take is still filed under its own directory as failed)."""
-    spec = get(cfg.backbone.name)
+    spec = with_preprocess(get(cfg.backbone.name), cfg.backbone.get("preprocess"))
     image_size = cfg.image_size or spec.default_size
     if isinstance(image_size, bool) or not isinstance(image_size, int):
         raise BenchmarkError(

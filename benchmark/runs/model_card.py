@@ -75,7 +75,8 @@ def model_card(metrics: dict, manifest: dict) -> str:
         "",
         "## Model",
         f"- backbone: {metrics['backbone']} (keras.applications), input {metrics['image_size']} px, "
-        f"preprocessing `{spec.module_name}.preprocess_input` inside the saved model",
+        f"preprocessing {metrics.get('preprocess') or spec.module_name + '.preprocess_input'} inside the "
+        "saved model",
         f"- weights: {metrics.get('weights_used')}",
         f"- training regime: `{metrics.get('train_mode')}`; step {metrics.get('best_epoch')} of "
         f"{metrics.get('epochs_run')} in history.csv (epoch, or probe setting) chosen on validation loss "

@@ -218,6 +218,8 @@ def train_and_evaluate(
         "classes": classes,
         "synthetic_data": dataset.synthetic,
         "weights_used": backbone.weights_used,
+        "preprocess": run.spec.preprocess_label,
+        "preprocess_override": run.spec.preprocess,  # null: the backbone's own preprocess_input
         "train_mode": cfg.train.mode,
         "seed": run.seed,
         "image_size": run.image_size,

@@ -33,7 +33,9 @@ def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
     if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
         log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
     weights = cfg.backbone.weights
-    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(Path(weights)):
+    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(
+        Path(weights).expanduser()
+    ):
         log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
         return False
     return True

@@ -102,11 +102,15 @@ def history_frame(history: keras.callbacks.History, first_epoch: int = 1) -> pd.
 
 
 def features_weights_id(cfg: DictConfig, dataset: Dataset, backbone: LoadedBackbone) -> str:
-    """What frozen features are keyed on: the weights, and for a recalibrated random-init backbone the
-    number of train images that set its BatchNorm statistics (known without building the network)."""
-    if not (backbone.is_random and cfg.backbone.recalibrate_bn):
-        return backbone.weights_id
-    return f"{backbone.weights_id}-bn{bn_sample_size(cfg, dataset)}"
+    """What frozen features are keyed on: the weights, a preprocessing override, and for a recalibrated
+    random-init backbone the number of train images that set its BatchNorm statistics (known without
+    building the network)."""
+    key = backbone.weights_id
+    if cfg.backbone.get("preprocess"):
+        key += f"-pp{cfg.backbone.preprocess}"
+    if backbone.is_random and cfg.backbone.recalibrate_bn:
+        key += f"-bn{bn_sample_size(cfg, dataset)}"
+    return key
 
 
 def bn_sample_size(cfg: DictConfig, dataset: Dataset) -> int:

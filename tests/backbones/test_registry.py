@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 import backbones
 from backbones import Preprocess
-from backbones.registry import build, check_image_size, get, names
+from backbones.registry import PREPROCESS_MODES, build, check_image_size, get, names, with_preprocess
 from benchmark.errors import BenchmarkError
 from tests.conftest import CONF
 
@@ -75,3 +75,32 @@ def test_image_size_below_minimum_fails_clearly():
 def test_preprocess_layer_round_trips_through_serialisation():
     layer = backbones.Preprocess("resnet50")
     assert keras.layers.deserialize(keras.layers.serialize(layer)).backbone == "resnet50"
+
+
+@pytest.mark.parametrize("name", names())
+def test_each_backbones_native_mode_names_its_own_preprocessing(name):
+    """`native_preprocess` (what results print) is the mode the module's preprocess_input really uses."""
+    from keras.applications import imagenet_utils
+
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
+    own = get(name).preprocess_input(pixels.copy())
+    matching = [
+        m
+        for m in ("caffe", "tf", "torch")
+        if np.allclose(imagenet_utils.preprocess_input(pixels.copy(), mode=m), own, atol=1e-5)
+    ]
+    assert matching == [get(name).native_preprocess]
+
+
+def test_a_preprocess_override_is_applied_in_the_layer_and_saved_with_it():
+    spec = with_preprocess(get("resnet50"), "unit")
+    assert spec.preprocess == "unit" and "override" in spec.preprocess_label
+    assert with_preprocess(get("resnet50"), "caffe") is get("resnet50")  # its own mode is no override
+    pixels = np.full((1, 4, 4, 3), 255.0, np.float32)
+    layer = keras.layers.deserialize(keras.layers.serialize(Preprocess("resnet50", "caffe_255")))
+    caffe = get("resnet50").preprocess_input(pixels.copy())
+    np.testing.assert_allclose(np.asarray(layer(pixels)), caffe / 255.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(Preprocess("resnet50", "unit")(pixels)), 1.0)
+    assert set(PREPROCESS_MODES) >= {"caffe", "tf", "torch", "unit"}
+    with pytest.raises(BenchmarkError, match="backbone.preprocess='bgr' is unknown: use one of caffe"):
+        with_preprocess(get("resnet50"), "bgr")

@@ -70,3 +70,60 @@ def test_a_backbone_in_keras_cache_is_recognised(tmp_path, monkeypatch):
     assert not keras_cached(get("mobilenetv2"))
     (tmp_path / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5").touch()
     assert keras_cached(get("mobilenetv2")) and not keras_cached(get("inceptionresnetv2"))
+
+
+def keras2_h5(model: keras.Model, path: Path, nested: bool = False, drop: str | None = None) -> Path:
+    """`model` as Keras 2 wrote a whole no-top model (`model.save("x.h5")`): a `model_weights` group,
+    weight names like `conv2d_5/kernel:0`, and auto-named layers numbered from zero as in a fresh Keras 2
+    session. nested=True: the backbone inside a wrapper model, saved as one group (as `Sequential([base,
+    GlobalAveragePooling2D()])` is). `drop`: a layer left out."""
+    import h5py
+
+    from backbones.keras2_h5 import canonical_names
+
+    fresh = {}  # canonical rank -> the name a fresh Keras 2 session gives it
+    for name, canonical in canonical_names([layer.name for layer in model.layers]).items():
+        kind, _, rank = canonical.partition("#")
+        fresh[name] = (kind if rank == "0" else f"{kind}_{rank}") if rank else name
+    layers = [layer for layer in model.layers if layer.name != drop]
+    with h5py.File(path, "w") as f:
+        f.attrs["keras_version"], f.attrs["backend"] = b"2.9.0", b"tensorflow"
+        f.attrs["model_config"] = b'{"class_name": "Functional"}'
+        weights = f.create_group("model_weights")
+        groups = [(model.name, layers)] if nested else [(fresh[layer.name], [layer]) for layer in layers]
+        weights.attrs["layer_names"] = [name.encode() for name, _ in groups]
+        for group_name, members in groups:
+            group = weights.create_group(group_name)
+            names = []
+            for layer in members:
+                for weight in layer.trainable_weights + layer.non_trainable_weights:
+                    names.append(f"{fresh[layer.name]}/{weight.name}:0")
+                    group.create_dataset(names[-1], data=np.asarray(weight))
+            group.attrs["weight_names"] = [name.encode() for name in names]
+    return path
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_keras2_no_top_model_file_loads_by_layer_name(tmp_path: Path, nested: bool):
+    """InceptionV3 names its layers itself (conv2d_17); built second in this process they are numbered
+    from conv2d_94 on, unlike the file's. The loaded backbone computes exactly what the saved one did."""
+    keras.utils.set_random_seed(7)
+    saved = build(get("inceptionv3"), 75, None)
+    for weight in saved.weights:  # away from any initial value, BatchNorm statistics included
+        weight.assign(np.asarray(weight) + np.random.default_rng(0).normal(0, 0.01, weight.shape))
+    path = keras2_h5(saved, tmp_path / "RadImageNet-InceptionV3_notop.h5", nested=nested)
+    loaded = from_file(get("inceptionv3"), 75, path)
+    assert loaded.model.layers[1].name != saved.layers[1].name  # the names really differ in this process
+    pixels = np.random.default_rng(1).normal(size=(2, 75, 75, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded.model(pixels), saved(pixels), atol=1e-5)
+    assert loaded.weights_used.startswith("file:RadImageNet-InceptionV3_notop.h5 (sha256 ")
+
+
+def test_a_keras2_file_missing_a_layer_or_of_another_architecture_is_refused(tmp_path: Path):
+    saved = build(get("resnet50"), 32, None)
+    path = keras2_h5(saved, tmp_path / "partial.h5", drop="conv3_block2_2_conv")
+    refused = r"does not cover resnet50: 1 of its layers .*\(conv3_block2_2_conv \(missing\)\)"
+    with pytest.raises(BenchmarkError, match=refused):
+        from_file(get("resnet50"), 32, path)
+    with pytest.raises(BenchmarkError, match="does not cover densenet121"):
+        from_file(get("densenet121"), 32, keras2_h5(saved, tmp_path / "resnet.h5"))

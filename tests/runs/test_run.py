@@ -105,6 +105,27 @@ def test_weights_file_saved_by_the_test_is_loaded(tiny_cfg, tmp_path):
         run(tiny_cfg(f"backbone.weights={path}", "backbone=resnet50"))
 
 
+def test_a_keras2_weights_file_with_its_own_preprocessing_is_recorded_and_labelled(tiny_cfg, tmp_path):
+    """RadImageNet's case end to end: a Keras 2 no-top .h5 plus backbone.preprocess; the run, its model
+    card and the leaderboard's weights column say which file and which preprocessing."""
+    from benchmark.report.build import build_report
+    from tests.backbones.test_weights import keras2_h5
+    from tests.report.test_report import report_config
+
+    keras.utils.set_random_seed(5)
+    path = keras2_h5(build(get("mobilenetv2"), 32, None), tmp_path / "domain_notop.h5")
+    metrics = run(tiny_cfg(f"backbone.weights={path}", "backbone.preprocess=unit"))
+    assert metrics["weights_used"].startswith("file:domain_notop.h5 (sha256 ")
+    assert metrics["preprocess_override"] == "unit"
+    assert metrics["preprocess"].startswith("unit (backbone.preprocess override")
+    card = (run_dir_of(metrics, tiny_cfg()) / "MODEL_CARD.md").read_text()
+    assert "preprocessing unit (backbone.preprocess override; mobilenetv2's own is tf)" in card
+    own = run(tiny_cfg(f"backbone.weights={path}"))
+    assert own["config_hash"] != metrics["config_hash"] and own["preprocess_override"] is None
+    leaderboard = build_report(report_config(tmp_path / "results")).read_text()
+    assert f"{metrics['weights_used']}, preprocess unit" in leaderboard
+
+
 def test_missing_weights_file_is_a_user_error(tiny_cfg, tmp_path):
     with pytest.raises(BenchmarkError, match="does not exist"):
         run(tiny_cfg(f"backbone.weights={tmp_path / 'nope.weights.h5'}"))
