@@ -17,25 +17,18 @@ from sklearn.metrics import roc_curve
 
 from benchmark.figures import panels
 from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_figure
+from benchmark.figures.settings import SETTING_FIGURES
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
-from benchmark.report.rows import Row, estimate, mean_of, pareto_front
+from benchmark.report.rows import Row, error_bars, estimate, mean_of, pareto_front
 
 log = logging.getLogger(__name__)
-
-
-def intervals(rows: list[Row], metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """The rows' values (the table's: mean over seeds) and the 2 x n lengths of their asymmetric error
-    bars (the table's intervals); NaN where a row has no interval."""
-    found = [estimate(row, metric) for row in rows]
-    means = np.array([e.estimate for e in found])
-    return means, np.array([[e.estimate - e.low for e in found], [e.high - e.estimate for e in found]])
 
 
 def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
     """The primary metric per row, ranked top to bottom, with its confidence interval."""
     primary = metric(cfg.primary_metric)
-    means, errors = intervals(rows, primary.key)
+    means, errors = error_bars(rows, primary.key)
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)))
     palette = colours([row.label for row in rows])
     positions = np.arange(len(rows))
@@ -75,7 +68,7 @@ def accuracy_vs_latency(
         write_figure(fig, path, cfg.figures.dpi)
         return
     latency = np.array([mean_of(row, "latency_ms") for row in rows])
-    accuracy, errors = intervals(rows, "accuracy")
+    accuracy, errors = error_bars(rows, "accuracy")
     front = pareto_front(latency, accuracy)
     finite = latency[np.isfinite(latency)]
     log_x = bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 10
@@ -182,7 +175,9 @@ def write_figures(
 ) -> dict[str, tuple[Path, str]]:
     """Every figure of one dataset; returns name -> (path, caption) for the links in leaderboard.md."""
     written = {}
-    for name, (draw, caption) in FIGURES.items():
+    settings_compared = {name: (draw, caption) for name, (applies, draw, caption) in SETTING_FIGURES.items()
+                         if applies(rows)}
+    for name, (draw, caption) in (FIGURES | settings_compared).items():
         path = folder / f"{file_prefix(dataset)}_{name}.png"
         draw(rows, dataset, cfg, settings, path)
         log.info("wrote %s", path)

@@ -125,6 +125,14 @@ def mean_of(row: Row, key: str) -> float:
     return nan_mean(values(row, key))
 
 
+def error_bars(rows: list[Row], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' values (the table's: mean over seeds) and the 2 x n lengths of their asymmetric error
+    bars (the table's intervals); NaN where a row has no interval."""
+    found = [estimate(row, key) for row in rows]
+    means = np.array([e.estimate for e in found])
+    return means, np.array([[e.estimate - e.low for e in found], [e.high - e.estimate for e in found]])
+
+
 def estimate(row: Row, key: str) -> Interval:
     """The row's value of column `key` with its interval; without one (a metric the bootstrap does not
     cover, or seeds tested on different images) the mean over seeds and no interval."""

@@ -61,6 +61,9 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     assert sorted(chosen["regime"]) == ["knn", "linear"]  # separate rows, not one chosen over the other
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "### Regimes" in markdown and "| knn |" in markdown
+    figures = tmp_path / "results" / "figures"
+    assert "](figures/synthetic_regimes.png)" in markdown and is_png(figures / "synthetic_regimes.png")
+    assert not (figures / "synthetic_input_sizes.png").exists()  # one size: nothing to compare
 
     data = next((tmp_path / "data").glob("synthetic-*"))
     expected = pd.read_csv(runs["knn"] / "predictions.csv")
@@ -73,6 +76,24 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     columns = [c for c in expected.columns if c.startswith("prob_")]
     np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
                                atol=1e-4)
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_a_size_sweep_gives_one_row_per_size_and_a_metric_and_cost_figure(tmp_path: Path):
+    sweep = run_cli(["--multirun", "train=knn", "backbone=mobilenetv2", "seed=0", *tiny_overrides(tmp_path),
+                     "image_size=32,48"], timeout=600)
+    assert sweep.returncode == 0, (sweep.stdout + sweep.stderr)[-3000:]
+    frame = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    assert sorted(frame[frame["chosen_on_validation"]]["image_size"]) == [32, 48]
+    markdown = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "### Input sizes" in markdown and "| 32 px | 48 px |" in markdown
+    figures = tmp_path / "results" / "figures"
+    assert "](figures/synthetic_input_sizes.png)" in markdown
+    assert is_png(figures / "synthetic_input_sizes.png")
+    assert not (figures / "synthetic_regimes.png").exists()
 
 
 def test_every_run_has_a_model_card_that_states_its_limits(tmp_path: Path):
