@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import cli
 from benchmark.data import SPLITS, Dataset, dataset_name, load_dataset
 from benchmark.data.pixels import split_pixels
+from benchmark.data.splits import TEST_ONLY
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
@@ -37,6 +38,8 @@ def external_dataset(run_cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for key in DECODING:
         if key in run_cfg.dataset and not any(o.startswith(f"dataset.{key}=") for o in overrides):
             dataset[key] = run_cfg.dataset[key]
+    if "split" in dataset and not any(o.startswith("dataset.split=") for o in overrides):
+        dataset.split = list(TEST_ONLY)  # every image scored, however few a class has (no stratified split)
     return dataset
 
 
@@ -67,6 +70,11 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     model = cli.load_model(run_dir)
     probabilities = model.predict(pixels.astype(np.float32), batch_size=cfg.batch_size, verbose=0)
     classes = list(metrics["classes"])
+    absent = [c for i, c in enumerate(classes) if not (labels == i).any()]
+    if absent:
+        log.warning("no images of class(es) %s at %s: macro averages over classes (macro-AUROC, macro-F1) "
+                    "are undefined there; accuracy and the per-class metrics of the others are in "
+                    "metrics.json", ", ".join(absent), cfg.name or dataset_name(dataset_cfg))
     scores = evaluate(labels, probabilities, classes, Settings.from_config(run_cfg.evaluate), groups=groups)
     name = cfg.name or dataset_name(dataset_cfg)
     folder = run_dir / "external" / str(name)
@@ -77,6 +85,7 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
         "synthetic_data": other.synthetic,
         "split_by": other.group_name or "image",
         "dataset_config": OmegaConf.to_container(dataset_cfg, resolve=True),
+        "absent_classes": absent,
         **scores,
     })
     write_text(folder / "predictions.csv",

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from benchmark.data.dataset import Split
 from benchmark.data.groups import assign_groups
 from benchmark.data.images import IMAGE_SUFFIXES
-from benchmark.data.splits import group_split_off, grouped_three_way, split_off, stratified_three_way
+from benchmark.data.splits import group_split_off, split_off, three_way
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,7 @@ def load_class_folders(
     listings = {"": found}
     keep_usable(listings, root, usable)
     everything = as_split(found, class_names, group_map(listings, cfg, root, class_level=0))
-    if everything.groups is None:
-        indices = stratified_three_way(everything.labels, cfg.split, cfg.split_seed)
-    else:
-        indices = grouped_three_way(everything.labels, everything.groups, cfg.split, cfg.split_seed)
+    indices = three_way(everything.labels, everything.groups, cfg.split, cfg.split_seed)
     return class_names, {name: everything.subset(idx) for name, idx in indices.items()}
 
 

@@ -16,6 +16,26 @@ from benchmark.errors import BenchmarkError
 log = logging.getLogger(__name__)
 
 
+TEST_ONLY = (0.0, 0.0, 1.0)  # dataset.split of data that is only scored (external validation): all test
+
+
+def is_test_only(fractions: Sequence[float]) -> bool:
+    return len(fractions) == 3 and tuple(float(f) for f in fractions) == TEST_ONLY
+
+
+def three_way(
+    labels: np.ndarray, groups: Sequence[str] | None, fractions: Sequence[float], seed: int
+) -> dict[str, np.ndarray]:
+    """The train/val/test indices: whole groups per split when there are groups; everything in test for
+    data that is only scored, however few images a class has."""
+    if is_test_only(fractions):
+        empty = np.array([], dtype=int)
+        return {"train": empty, "val": empty, "test": np.arange(len(labels))}
+    if groups is None:
+        return stratified_three_way(labels, fractions, seed)
+    return grouped_three_way(labels, groups, fractions, seed)
+
+
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise BenchmarkError(

@@ -16,6 +16,7 @@ from backbones.weights import LoadedBackbone, load_backbone
 from benchmark.data import Dataset
 from benchmark.data.groups import splits_frame
 from benchmark.data.pixels import split_pixels
+from benchmark.data.splits import is_test_only
 from benchmark.errors import BenchmarkError
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
@@ -145,6 +146,12 @@ def validate(cfg: DictConfig) -> RunIdentity:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
     if cfg.get("logger"):
         tracking.check_installed()
+    if is_test_only(cfg.dataset.get("split") or []):
+        raise BenchmarkError(
+            "dataset.split=[0,0,1] puts every image in test, which only scoring can use: give train/val "
+            "fractions (e.g. dataset.split=[0.7,0.1,0.2]), or score a finished run on this data with "
+            "python -m benchmark.evaluate"
+        )
     if cfg.train.mode in ON_CACHED_FEATURES and augment.is_active(cfg.augment):
         raise BenchmarkError(
             f"augment={cfg.augment.name} needs train=finetune: train={cfg.train.mode} uses cached features, "

@@ -82,6 +82,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda t: ["dataset.split=[0.5,0.2,0.2]"], "must be three positive train/val/test fractions"),
     "negative split fraction": (
         lambda t: ["dataset.split=[1.2,-0.4,0.2]"], "must be three positive train/val/test fractions"),
+    "a scoring-only split for training": (
+        lambda t: ["dataset.split=[0,0,1]"], "which only scoring can use: give train/val fractions"),
     "image_size below the backbone's minimum": (lambda t: ["image_size=16"], "below mobilenetv2's minimum"),
     "image_size not an integer": (lambda t: ["image_size=12.5"], "is not a whole number of pixels"),
     "a truncated .npz": (

@@ -39,6 +39,23 @@ def test_a_run_scored_on_a_harder_second_site(saved_run, tmp_path: Path):
     assert "## External validation" in markdown and "| siteB (synthetic) | 45 |" in markdown
 
 
+def test_a_small_site_without_one_class_is_scored_on_every_image(saved_run, tmp_path: Path):
+    """Three images per class are too few for a stratified split, which external scoring does not need;
+    a class the site lacks is recorded, and its macro averages are undefined, not silently re-defined."""
+    run_dir = copied_run(saved_run, tmp_path)
+    for klass in ("normal", "tumor"):
+        (tmp_path / "site" / klass).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((24, 24), 40 * i, np.uint8)).save(tmp_path / "site" / klass / f"{i}.png")
+    result = run_cli([f"run={run_dir}", "dataset=folder", f"dataset.path={tmp_path / 'site'}", "name=small"],
+                     module="benchmark.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((run_dir / "external" / "small" / "metrics.json").read_text())
+    assert scores["n_test"] == 6 and scores["absent_classes"] == ["pneumonia"]
+    assert np.isnan(scores["macro_auroc"]) and 0 <= scores["accuracy"] <= 1
+    assert "no images of class(es) pneumonia at small" in result.stderr
+
+
 def test_classes_the_run_does_not_know_are_refused(saved_run, tmp_path: Path):
     run_dir = copied_run(saved_run, tmp_path)
     for klass in ("normal", "fracture"):
