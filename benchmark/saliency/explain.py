@@ -14,7 +14,7 @@ import numpy as np
 from backbones.registry import get
 from benchmark.errors import BenchmarkError
 from benchmark.figures.gradcam import Overlay, caption, overlay_figure
-from benchmark.saliency.gradcam import gradcam, randomization_check
+from benchmark.saliency.gradcam import gradcam, gradient_function, randomization_check
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def explain(
     layer = get(backbone).last_conv_layer
     images = np.asarray(pixels[rows], np.float32)
     started = time.perf_counter()
-    maps = gradcam(model, images, y_pred[rows], layer)
-    spearman = randomization_check(model, images, y_pred[rows], layer, seed)
+    gradients = gradient_function(model, layer)
+    maps = gradcam(model, images, y_pred[rows], layer, gradients)
+    spearman = randomization_check(model, images, y_pred[rows], layer, seed, maps, gradients)
     captions = [
         caption(class_names[y_true[i]], class_names[y_pred[i]], probabilities[i, y_pred[i]]) for i in rows
     ]
