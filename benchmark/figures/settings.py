@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from omegaconf import DictConfig
 
 from benchmark.figures.canvas import colours, plt, write_figure
@@ -32,6 +32,13 @@ def several_sizes(rows: list[Row]) -> bool:
     return varies(rows, lambda row: row.image_size)
 
 
+def weights_shown(rows: list[Row]) -> Callable[[Row], str]:
+    """A row's weights for a label, or nothing when every row has the same (the table says which)."""
+    if len({row.weights for row in rows}) == 1:
+        return lambda row: ""
+    return lambda row: f", {row.weights}"
+
+
 def regime_order(rows: list[Row]) -> list[str]:
     """Regimes by training cost (the cheapest first), as the Regimes table orders its columns."""
     cost: dict[str, float] = {}
@@ -46,8 +53,9 @@ def regime_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setti
     primary = metric(cfg.primary_metric)
     regimes = regime_order(rows)
     groups: dict[str, dict[str, Row]] = defaultdict(dict)
+    weights = weights_shown(rows)
     for row in rows:
-        groups[f"{row.backbone}, {row.image_size} px, {row.weights}"][row.regime] = row
+        groups[f"{row.backbone}, {row.image_size} px{weights(row)}"][row.regime] = row
     names = sorted(groups)
     palette = colours(regimes)
     fig, ax = plt.subplots(figsize=(9, 1.5 + 0.45 * len(names) * len(regimes)))
@@ -65,7 +73,8 @@ def regime_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setti
         ax.set_xlim(0, 1.02)
     direction = "higher" if primary.higher_is_better else "lower"
     ax.set_xlabel(f"test {primary.name} ({direction} is better), mean over seeds")
-    ax.set_title(f"{dataset}: {primary.name} per training regime, {settings.ci_level:.0%} CI")
+    ax.set_title(f"{dataset}: {primary.name} per training regime, {settings.ci_level:.0%} CI\n"
+                 f"weights: {rows[0].weights if not weights(rows[0]) else 'as labelled'}")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(title="regime (cheapest first)", loc="best", fontsize="small")
     write_figure(fig, path, cfg.figures.dpi)
@@ -78,21 +87,22 @@ def size_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setting
     rows = single_models(rows)
     primary = metric(cfg.primary_metric)
     series: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    weights = weights_shown(rows)
     for row in rows:
-        series[(row.backbone, row.regime, row.weights)].append(row)
+        series[(row.backbone, row.regime, weights(row))].append(row)
     backbones = sorted({row.backbone for row in rows})
     palette = colours(backbones)
     regimes = regime_order(rows)
     sizes = sorted({row.image_size for row in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
-    for k, ((backbone, regime, weights), members) in enumerate(sorted(series.items())):
+    for k, ((backbone, regime, weights_label), members) in enumerate(sorted(series.items())):
         members.sort(key=lambda row: row.image_size)
         nudge = 2 ** (0.02 * (k - (len(series) - 1) / 2))  # a few per cent along the log axis
         x = np.array([row.image_size for row in members], float) * nudge
         means, errors = error_bars(members, primary.key)
         marker = MARKERS[regimes.index(regime) % len(MARKERS)]
         left.errorbar(x, means, yerr=np.where(np.isfinite(errors), errors, 0), fmt=marker + "-", capsize=3,
-                      color=palette[backbone], label=f"{backbone}, {regime}, {weights}")
+                      color=palette[backbone], label=f"{backbone}, {regime}{weights_label}")
     for backbone in backbones:
         cost = {size: np.nanmean([1000.0 / mean_of(row, "throughput_ips") for row in rows
                                   if row.backbone == backbone and row.image_size == size] or [np.nan])
@@ -111,13 +121,15 @@ def size_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setting
     spread = [c for line in right.get_lines() for c in line.get_ydata()]
     if spread and max(spread) > 10 * min(spread):  # orders of magnitude apart (VGG19 vs MobileNetV2)
         right.set_yscale("log")
+        right.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         right.yaxis.set_major_formatter(ScalarFormatter())
         right.yaxis.set_minor_formatter(NullFormatter())
-    right.set(ylabel="ms per image (forward pass at the throughput batch)",
+    right.set(ylabel="ms per image (forward pass, batched)",
               title="extraction cost vs input size")
-    left.legend(fontsize="small", loc="best")
+    left.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0, -0.14), ncol=2)  # below the lines
     right.legend(fontsize="small", loc="best")
-    fig.suptitle(f"{dataset}: input sizes")
+    common = f" (weights: {rows[0].weights})" if not weights(rows[0]) else ""
+    fig.suptitle(f"{dataset}: input sizes{common}")
     write_figure(fig, path, cfg.figures.dpi)
 
 
