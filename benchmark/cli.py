@@ -110,8 +110,11 @@ def parse(name: str, argv: list[str]) -> DictConfig:
     return cfg
 
 
-def require_model_run(run: str) -> Path:
+def require_model_run(run: str | None) -> Path:
     """A complete run directory that saved its model, or a user error saying which part is missing."""
+    if not run:  # `run=` given empty (e.g. a shell variable that was not set)
+        raise BenchmarkError("run= is empty: pass a run directory, "
+                             "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
     run_dir = Path(run).expanduser()
     if not run_dir.is_dir():
         raise BenchmarkError(f"run {run_dir} is not a folder: pass a run directory, "

@@ -182,6 +182,7 @@ def test_cli_refuses_a_run_without_a_model(run_dir, tmp_path, capsys):
     [
         ([], "run is required"),
         (["run=/no/such/run"], "run /no/such/run is not a folder"),
+        (["run="], "run= is empty: pass a run directory"),
         (["run=.", "n_image=3"], "n_image is not an option of benchmark.explain: use run, n_images, seed"),
         (["run=."], "is not a complete run (no metrics.json)"),
     ],
