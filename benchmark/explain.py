@@ -38,7 +38,7 @@ def explain_run(cfg: DictConfig) -> dict:
     from benchmark.figures.gradcam import Overlay
     from benchmark.saliency.explain import explain
 
-    run_dir = cli.require_model_run(str(cfg.run))
+    run_dir = cli.require_model_run(cfg.run)
     metrics = read_json(run_dir / "metrics.json")
     pixels, y_true, probabilities = load_test_split(run_dir, OmegaConf.load(run_dir / "config.yaml"), metrics)
     model = cli.load_model(run_dir)

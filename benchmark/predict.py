@@ -65,7 +65,7 @@ def predict(cfg: DictConfig) -> pd.DataFrame:
     if cfg.format not in FORMATS:
         raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
     files = input_files(Path(cfg.input))
-    model, metrics, image_size, options = load_run(str(cfg.run))
+    model, metrics, image_size, options = load_run(cfg.run)
     temperature = temperature_of(metrics, str(cfg.run)) if cfg.calibrated else None
     pixels = np.stack([decode_file(f, image_size, options) for f in files]).astype(np.float32)
     probabilities = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
