@@ -9,9 +9,13 @@ import pytest
 from tests.conftest import run_cli
 
 
-@pytest.mark.parametrize(("format_", "file"), [("tflite", "model.tflite"), ("onnx", "model.onnx")])
+@pytest.mark.parametrize(
+    ("format_", "file"),
+    [("savedmodel", "model/saved_model.pb"), ("tflite", "model.tflite"), ("onnx", "model.onnx")],
+)
 def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tmp_path: Path, format_, file):
-    """TFLite by TensorFlow's interpreter, ONNX (tf2onnx) by ONNX Runtime: each run by its own runtime."""
+    """SavedModel by TensorFlow, TFLite by its interpreter, ONNX (tf2onnx) by ONNX Runtime: each file run by
+    its own runtime."""
     run_dir, _ = saved_run
     results = run_dir.parents[3]
     shutil.copytree(results, tmp_path / "results")
