@@ -56,7 +56,7 @@ def onnx(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
         import tf2onnx  # noqa: F401  Keras's ONNX exporter with the TensorFlow backend
     except ImportError:
         raise BenchmarkError(
-            "format=onnx needs tf2onnx and onnxruntime: pip install -e '.[export]'"
+            "format=onnx needs tf2onnx and onnxruntime (medbench dependencies): pip install -e ."
         ) from None
     model.export(str(folder / "model.onnx"), format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])

@@ -23,14 +23,17 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
     return {"params_total": int(model.count_params()), "params_trainable": trainable}
 
 
-def timed_calls(model: keras.Model, batch: np.ndarray, warmup: int, repeats: int) -> list[float]:
-    """Seconds per call after `warmup` untimed calls (tracing and allocation happen there)."""
+def timed_calls(
+    forward: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, warmup: int, repeats: int
+) -> list[float]:
+    """Seconds per call of `forward` (a model's predict_on_batch, an engine's session) after `warmup`
+    untimed calls (tracing and allocation happen there)."""
     for _ in range(warmup):
-        model.predict_on_batch(batch)
+        forward(batch)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        model.predict_on_batch(batch)
+        forward(batch)
         times.append(time.perf_counter() - started)
     return times
 
@@ -41,10 +44,10 @@ def speed(model: keras.Model, image_size: int, cfg: DictConfig, throughput_ips: 
     again: each new batch shape costs the model a trace of its whole graph."""
     rng = np.random.default_rng(0)
     single = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    latency = statistics.median(timed_calls(model, single, cfg.warmup, cfg.latency_runs))
+    latency = statistics.median(timed_calls(model.predict_on_batch, single, cfg.warmup, cfg.latency_runs))
     if throughput_ips is None:
         batch = rng.integers(0, 256, (cfg.throughput_batch, image_size, image_size, 3)).astype(np.float32)
-        per_batch = statistics.median(timed_calls(model, batch, 1, cfg.throughput_batches))
+        per_batch = statistics.median(timed_calls(model.predict_on_batch, batch, 1, cfg.throughput_batches))
         throughput_ips = cfg.throughput_batch / per_batch
     return {"latency_ms": latency * 1000, "throughput_ips": throughput_ips}
 

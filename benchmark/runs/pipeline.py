@@ -31,7 +31,7 @@ from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
 from benchmark.saliency.explain import explain
-from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment
+from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment, engines
 from benchmark.train.shared import Trained
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ def validate(cfg: DictConfig) -> RunIdentity:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
     if cfg.get("logger"):
         tracking.check_installed()
+    engines.choose(cfg.runtime.engine, 0, 1, False)  # an unknown or uninstalled engine, before any work
     if is_test_only(cfg.dataset.get("split") or []):
         raise BenchmarkError(
             "dataset.split=[0,0,1] puts every image in test, which only scoring can use: give train/val "
@@ -209,7 +210,8 @@ def train_and_evaluate(
     threads = tf.config.threading.get_intra_op_parallelism_threads()  # 0: all cores (runs/threads.py)
     seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head), threads)  # same cost
     same_batch = cfg.efficiency.throughput_batch == cfg.train.batch_size  # extraction timed that batch size
-    measured = trained.timings.get("extraction_ips") if same_batch else None
+    by_keras = trained.timings.get("extraction_engine", "tf") == "tf"  # the Keras model's cost is reported
+    measured = trained.timings.get("extraction_ips") if same_batch and by_keras else None
     costs = saved | efficiency.measure(
         lambda: trained.model,
         run.image_size,

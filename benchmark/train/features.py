@@ -16,13 +16,19 @@ from tqdm import tqdm
 
 from benchmark.data import Dataset
 from benchmark.data.pixels import split_pixels
-from benchmark.files import cached_array, digest
+from benchmark.files import cached_array, digest, read_json, write_json
+from benchmark.train.engines import Engine, Forward
 
 log = logging.getLogger(__name__)
 
 
 def extract(
-    extractor: keras.Model, pixels: np.ndarray, batch_size: int, desc: str, steady: list | None = None
+    extractor: keras.Model,
+    pixels: np.ndarray,
+    batch_size: int,
+    desc: str,
+    steady: list | None = None,
+    forward: Forward | None = None,
 ) -> np.ndarray:
     """Pooled features of every image, batch by batch, with a progress bar.
 
@@ -30,8 +36,10 @@ def extract(
     batch of another size would make TensorFlow trace the whole network again, which costs more than
     the padding's forward pass for a deep backbone (seconds per trace on a CPU). `steady` collects
     (images, seconds) of the full batches after the first (which pays for tracing): the backbone's
-    throughput at this batch size, measured on the run's own images.
+    throughput at this batch size, measured on the run's own images. `forward` runs the batches
+    (another engine, engines.py); Keras's predict_on_batch by default.
     """
+    forward = forward or extractor.predict_on_batch
     dim = extractor.output_shape[-1]
     features = np.empty((len(pixels), dim), dtype=np.float32)
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", leave=False):
@@ -40,7 +48,7 @@ def extract(
         if n < batch_size:
             batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), np.float32)])
         started = time.perf_counter()
-        features[start : start + n] = extractor.predict_on_batch(batch)[:n]
+        features[start : start + n] = forward(batch)[:n]
         if steady is not None and start > 0 and n == batch_size:
             steady.append((n, time.perf_counter() - started))
     return features
@@ -56,20 +64,31 @@ def split_features(
     cache_dir: Path,
     batch_size: int,
     steady: list | None = None,
-) -> tuple[np.ndarray, bool]:
-    """Cached features of one split and whether they came from the cache. `extractor` is called (and
-    the network built) only when the entry must be computed; `name` and `size` key the entry."""
+    engine: Callable[[], Engine] | None = None,
+) -> tuple[np.ndarray, bool, dict]:
+    """Cached features of one split, whether they came from the cache, and the engine that computed them.
+
+    `extractor` (and `engine`, the forward pass: TensorFlow when None) is called, and the network built,
+    only when the entry must be computed; `name` and `size` key the entry. The engine is not part of the
+    key: every engine's features are checked equal to Keras's (engines.py); a record beside the array
+    says which one computed them."""
     key = digest(dataset.fingerprint, split, name, weights_id, size, keras.__version__, tf.__version__)
     path = cache_dir / "features" / f"{dataset.name}-{split}-{name}-{size}px-{key}.npy"
 
     def fill(out: np.ndarray) -> None:
         pixels = split_pixels(dataset, split, size, cache_dir)
+        found = engine() if engine else None
+        forward, record = (found.forward, found.record) if found else (None, {"engine": "tf"})
         started = time.perf_counter()
-        out[:] = extract(extractor(), pixels, batch_size, f"features {split}", steady)
-        log.info("features %s: %d images in %.1fs", split, len(pixels), time.perf_counter() - started)
+        out[:] = extract(extractor(), pixels, batch_size, f"features {split}", steady, forward)
+        log.info("features %s: %d images in %.1fs (%s)", split, len(pixels), time.perf_counter() - started,
+                 record["engine"])
+        write_json(record_path, record)
 
     def shape() -> tuple[int, int]:
         return (len(dataset.splits[split]), extractor().output_shape[-1])
 
+    record_path = path.with_suffix(".engine.json")
     features, was_cached = cached_array(path, shape, "float32", fill)
-    return np.asarray(features), was_cached
+    record = read_json(record_path) if record_path.exists() else {"engine": "tf"}  # older caches: TF
+    return np.asarray(features), was_cached, record

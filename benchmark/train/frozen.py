@@ -15,6 +15,7 @@ from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
+from benchmark.train import engines
 from benchmark.train.features import split_features
 from benchmark.train.head import (
     assemble,
@@ -84,6 +85,41 @@ def frozen_extractor(
     return shared_extractor(path, build)
 
 
+def extraction_engine(
+    cfg: DictConfig, dataset: Dataset, extractor: Callable[[], keras.Model], image_size: int
+) -> Callable[[], engines.Engine]:
+    """The forward pass for features not cached yet, made once on first use (`runtime.engine`; `auto`
+    weighs the images to extract against the export's cost, runtime.onnx_min_workload)."""
+    made: list[engines.Engine] = []
+
+    def get() -> engines.Engine:
+        if not made:
+            import tensorflow as tf
+
+            onnx_file = extractor.path.with_suffix(".onnx")
+            n_images = sum(len(dataset.splits[s]) for s in SPLITS)
+            work = engines.workload(n_images, image_size)
+            gpu = bool(tf.config.list_physical_devices("GPU"))
+            name = engines.choose(
+                cfg.runtime.engine, work, cfg.runtime.onnx_min_workload, onnx_file.exists(), gpu
+            )
+            threads = tf.config.threading.get_intra_op_parallelism_threads()
+            made.append(engines.engine(name, extractor(), extractor.path, image_size, threads))
+        return made[0]
+
+    return get
+
+
+def engine_record(record: dict) -> dict:
+    """Which engine computed the features, what its export cost here (0: reused), its measured parity."""
+    return {
+        "extraction_engine": record["engine"],
+        "engine_version": record.get("version"),  # ONNX Runtime or OpenVINO (TF: the manifest)
+        "engine_export_s": record.get("export_s"),
+        "engine_parity_max_rel": record.get("parity_max_rel"),
+    }
+
+
 @dataclass
 class CachedFeatures:
     """Pooled features and labels of every split, the shared extractor, and what getting them cost."""
@@ -101,10 +137,13 @@ def cached_features(
     only then). Shared by the frozen head and the probes (train/probes.py)."""
     weights_id = features_weights_id(cfg, dataset, backbone)
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
+    engine = extraction_engine(cfg, dataset, extractor, image_size)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
     cached = {
-        s: split_features(extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady)
+        s: split_features(
+            extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady, engine
+        )
         for s in SPLITS
     }
     extraction_s = time.perf_counter() - started
@@ -116,7 +155,8 @@ def cached_features(
         {
             "feature_extraction_s": extraction_s,
             "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: not needed)
-            "features_from_cache": all(hit for _, hit in cached.values()),
+            "features_from_cache": all(hit for _, hit, _ in cached.values()),
+            **engine_record(cached["train"][2]),
             "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
             "backbone_built": backbone.built,
             **bn_record(cfg, spec, backbone, dataset),

@@ -1,0 +1,154 @@
+"""The engine that runs the frozen extractor's forward pass: TensorFlow, ONNX Runtime or OpenVINO.
+
+Extraction is the whole cost of a frozen run on a CPU, and ONNX Runtime runs the same exported network
+faster than TensorFlow for most backbones (README, "Extraction engines": measured per backbone). Exporting
+costs once per extractor (4-57 s on 2 cores), so the ONNX file is kept beside the shared extractor
+(`results/extractors/<…>.onnx`) and reused by every later run of it. OpenVINO reads that ONNX file too;
+it is compiled in fp32 because its CPU default may be bf16, which changes the features. Every
+non-TensorFlow engine is checked on its first batch against Keras: features further apart than
+PARITY_TOLERANCE (relative) are refused, never cached.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+from importlib.util import find_spec
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from benchmark.errors import BenchmarkError
+from benchmark.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("tf", "onnxruntime", "openvino", "auto")
+PARITY_TOLERANCE = 1e-4  # max |engine - Keras| over max |Keras| on the first batch; measured ≤ 2e-6
+ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime", "tf2onnx"), "openvino": ("openvino", "tf2onnx")}
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Engine:
+    """The forward pass in use and what it cost: `record` goes into the run's metrics."""
+
+    name: str
+    forward: Forward
+    record: dict
+
+
+def installed(engine: str) -> bool:
+    return all(find_spec(package) for package in ENGINE_PACKAGES.get(engine, ()))
+
+
+def choose(engine: str, workload: float, min_workload: float, onnx_cached: bool, gpu: bool = False) -> str:
+    """The engine to use. `auto`: TensorFlow on a GPU (our ONNX Runtime runs on the CPU); else ONNX Runtime
+    when its file is already exported, or when the images to extract (`workload`, in 128-px image
+    equivalents) repay the export (`min_workload`, measured by `make bench`); else TensorFlow."""
+    if engine not in ENGINES:
+        raise BenchmarkError(f"runtime.engine={engine} is unknown: use one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        if not installed(engine):
+            raise BenchmarkError(
+                f"runtime.engine={engine} needs {' and '.join(ENGINE_PACKAGES[engine])}: "
+                "pip install -e '.[engines]' (or runtime.engine=tf)"
+            )
+        return engine
+    if not gpu and installed("onnxruntime") and (onnx_cached or workload >= min_workload):
+        return "onnxruntime"
+    return "tf"
+
+
+def workload(n_images: int, image_size: int) -> float:
+    """Images to extract in 128-px equivalents: a forward pass costs about the number of pixels."""
+    return n_images * (image_size / 128) ** 2
+
+
+def export_onnx(model, path: Path, image_size: int) -> float:
+    """The extractor as ONNX at `path` (kept: later runs reuse it); seconds spent exporting (0: found).
+
+    tf2onnx straight from a tf.function of the model: Keras's `model.export(format="onnx")` wraps the
+    same converter in a SavedModel archive (measured: 35 s vs 20 s for ResNet50). tf2onnx copies the
+    whole graph, weights included, before each of its optimisers so it can undo a failing one; with
+    TF2ONNX_CATCH_ERRORS=FALSE a failing optimiser fails the export instead (then runtime.engine=tf),
+    and the parity check stands behind the result either way.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        if path.exists():
+            return 0.0
+        import tensorflow as tf
+        import tf2onnx
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx  # the numpy-2 patch Keras's own export applies
+
+        started = time.perf_counter()
+        patch_tf2onnx()
+        os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
+        signature = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="pixels")]
+        function = tf.function(lambda pixels: model(pixels, training=False), input_signature=signature)
+        with atomic_path(path) as tmp:
+            tf2onnx.convert.from_function(function, input_signature=signature, output_path=str(tmp))
+        seconds = time.perf_counter() - started
+        log.info("exported the extractor to ONNX in %.1fs: %s", seconds, path)
+        return seconds
+
+
+def onnxruntime_forward(path: Path, threads: int) -> Forward:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (every core), like TensorFlow's
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
+
+
+def openvino_forward(path: Path, threads: int) -> Forward:
+    import openvino
+
+    config = {"INFERENCE_PRECISION_HINT": "f32"}  # not bf16: it moves features (cosine down to 0.85)
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = openvino.Core().compile_model(str(path), "CPU", config)
+    request = compiled.create_infer_request()
+    return lambda batch: request.infer({0: batch})[0].copy()
+
+
+RUNTIMES = {"onnxruntime": onnxruntime_forward, "openvino": openvino_forward}
+
+
+def parity_checked(name: str, forward: Forward, keras_forward: Forward, record: dict) -> Forward:
+    """`forward`, whose first batch is compared with Keras's; a difference above the tolerance stops
+    the extraction (nothing is cached) with a one-line error naming the fix."""
+
+    def checked(batch: np.ndarray) -> np.ndarray:
+        if "parity_max_rel" in record:
+            return forward(batch)
+        got, expected = forward(batch), keras_forward(batch)
+        scale = float(np.max(np.abs(expected))) or 1.0
+        record["parity_max_rel"] = float(np.max(np.abs(got - expected))) / scale
+        if record["parity_max_rel"] > PARITY_TOLERANCE:
+            raise BenchmarkError(
+                f"runtime.engine={name}: features differ from Keras's by {record['parity_max_rel']:.2g} "
+                f"(relative) on the first batch, above {PARITY_TOLERANCE:g}: nothing cached; "
+                "use runtime.engine=tf"
+            )
+        return got
+
+    return checked
+
+
+def engine(name: str, model, extractor_file: Path, image_size: int, threads: int) -> Engine:
+    """The forward pass of `model` (the Keras extractor saved at `extractor_file`) under engine `name`."""
+    if name == "tf":
+        return Engine("tf", model.predict_on_batch, {"engine": "tf"})
+    path = extractor_file.with_suffix(".onnx")
+    record = {"engine": name, "version": version(name), "onnx_file": path.name,
+              "export_s": export_onnx(model, path, image_size)}
+    forward = RUNTIMES[name](path, threads)
+    return Engine(name, parity_checked(name, forward, model.predict_on_batch, record), record)
