@@ -165,6 +165,7 @@ def naive_vs_cached(cfg: DictConfig) -> dict:
 
     from backbones.extractor import pooled_extractor
     from backbones.registry import build, get
+    from benchmark.train.features import extract
     from benchmark.train.head import assemble, head_layers, head_on_features
 
     spec, size, epochs = get(cfg.cache_backbone), cfg.image_size, cfg.naive_epochs
@@ -181,7 +182,7 @@ def naive_vs_cached(cfg: DictConfig) -> dict:
     keras.utils.set_random_seed(0)
     extractor = pooled_extractor(build(spec, size, None), spec, size)
     started = time.perf_counter()
-    features = extractor.predict(x, batch_size=32, verbose=0)
+    features = extract(extractor, x, 32, "features")  # the frozen mode's own extraction (fixed batch shape)
     head = head_on_features(features.shape[1], head_layers(3, head_cfg))
     head.compile("adam", "categorical_crossentropy")
     head.fit(features, y, batch_size=32, epochs=epochs, verbose=0)
