@@ -8,6 +8,9 @@ training images (never val or test) gives the meaningful "random features" basel
 
 import keras
 import numpy as np
+import tensorflow as tf
+
+from backbones.one_shot import one_shot
 
 
 def batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
@@ -23,14 +26,15 @@ def recalibrate(backbone: keras.Model, preprocessed: np.ndarray) -> int:
     """Set every BatchNorm's moving mean/variance to the statistics of one batch; returns the layer count.
 
     With momentum 0, one forward pass in training mode makes each layer's moving statistics exactly
-    its batch statistics, computed on inputs normalised the same way by the layers before it.
+    its batch statistics, computed on inputs normalised the same way by the layers before it. The pass
+    runs as an unoptimised graph (one_shot.py: eager Keras held +2 GB for DenseNet121).
     """
     layers = batchnorm_layers(backbone)
     momenta = [layer.momentum for layer in layers]
     try:
         for layer in layers:
             layer.momentum = 0.0
-        backbone(preprocessed, training=True)
+        one_shot(lambda x: backbone(x, training=True))(tf.constant(preprocessed, tf.float32))
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum

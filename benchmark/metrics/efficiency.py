@@ -14,6 +14,7 @@ import tensorflow as tf
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
+from backbones.extractor import Forward, batch_free_forward
 from benchmark.files import digest, read_json, write_json
 from benchmark.runs.provenance import machine
 
@@ -26,7 +27,7 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
 def timed_calls(
     forward: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, warmup: int, repeats: int
 ) -> list[float]:
-    """Seconds per call of `forward` (a model's predict_on_batch, an engine's session) after `warmup`
+    """Seconds per call of `forward` (a model's graph, an engine's session) after `warmup`
     untimed calls (tracing and allocation happen there)."""
     for _ in range(warmup):
         forward(batch)
@@ -38,16 +39,24 @@ def timed_calls(
     return times
 
 
-def speed(model: keras.Model, image_size: int, cfg: DictConfig, throughput_ips: float | None = None) -> dict:
-    """Median latency at batch 1 (ms/image) and throughput at `throughput_batch` (images/s); a throughput
-    already measured (a frozen run's feature extraction, same network and batch size) is not measured
-    again: each new batch shape costs the model a trace of its whole graph."""
+def speed(
+    model: keras.Model,
+    image_size: int,
+    cfg: DictConfig,
+    throughput_ips: float | None = None,
+    forward: Forward | None = None,
+) -> dict:
+    """Median latency at batch 1 (ms/image) and throughput at `throughput_batch` (images/s) of `forward`
+    (pixels -> probabilities), by default the model's graph with a free batch dimension, traced once
+    for both batch sizes. A throughput already measured (a frozen run's feature extraction, same
+    network and batch size) is not measured again."""
+    forward = forward or batch_free_forward(model)
     rng = np.random.default_rng(0)
     single = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    latency = statistics.median(timed_calls(model.predict_on_batch, single, cfg.warmup, cfg.latency_runs))
+    latency = statistics.median(timed_calls(forward, single, cfg.warmup, cfg.latency_runs))
     if throughput_ips is None:
         batch = rng.integers(0, 256, (cfg.throughput_batch, image_size, image_size, 3)).astype(np.float32)
-        per_batch = statistics.median(timed_calls(model.predict_on_batch, batch, 1, cfg.throughput_batches))
+        per_batch = statistics.median(timed_calls(forward, batch, 1, cfg.throughput_batches))
         throughput_ips = cfg.throughput_batch / per_batch
     return {"latency_ms": latency * 1000, "throughput_ips": throughput_ips}
 
@@ -93,11 +102,12 @@ def measure(
     key: tuple,
     cache_dir: Path,
     throughput_ips: float | None = None,
+    forward: Callable[[], Forward] | None = None,
 ) -> dict:
     """Size on disk (`size_mb`), parameter counts and `speed`; the last two measured once per key
     (architecture, training mode, input size, settings, machine) and read back after: the seeds of a
     backbone are the same network, so timing each of them again measures nothing new. `model` is called
-    only on a miss (it may build the network)."""
+    only on a miss (it may build the network), and `forward` too (the pass to time; default: the model's)."""
     path = (
         cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
     )
@@ -105,6 +115,7 @@ def measure(
         if path.exists():
             return {"model_size_mb": size_mb} | read_json(path) | {"efficiency_from_cache": True}
         built = model()
-        found = parameter_counts(built) | speed(built, image_size, cfg, throughput_ips)
+        timed = forward() if forward else None
+        found = parameter_counts(built) | speed(built, image_size, cfg, throughput_ips, timed)
         write_json(path, found)
     return {"model_size_mb": size_mb} | found | {"efficiency_from_cache": False}

@@ -220,6 +220,7 @@ def train_and_evaluate(
         seed_free,
         Path(cfg.cache_dir),
         measured,
+        trained.forward,
     )
     return {
         "backbone": run.spec.name,

@@ -12,7 +12,6 @@ PARITY_TOLERANCE (relative) are refused, never cached.
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from importlib.util import find_spec
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from backbones.extractor import Forward, batch_free_forward, batch_free_graph
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_path
 
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 ENGINES = ("tf", "onnxruntime", "openvino", "auto")
 PARITY_TOLERANCE = 1e-4  # max |engine - Keras| over max |Keras| on the first batch; measured ≤ 2e-6
 ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime", "tf2onnx"), "openvino": ("openvino", "tf2onnx")}
-
-Forward = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -82,17 +80,17 @@ def export_onnx(model, path: Path, image_size: int) -> float:
     with FileLock(path.with_name(f".{path.name}.lock")):
         if path.exists():
             return 0.0
-        import tensorflow as tf
         import tf2onnx
         from keras.src.export.tf2onnx_lib import patch_tf2onnx  # the numpy-2 patch Keras's own export applies
 
         started = time.perf_counter()
         patch_tf2onnx()
         os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
-        signature = [tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="pixels")]
-        function = tf.function(lambda pixels: model(pixels, training=False), input_signature=signature)
+        function = batch_free_graph(model)  # the graph TensorFlow's extraction runs (already traced)
         with atomic_path(path) as tmp:
-            tf2onnx.convert.from_function(function, input_signature=signature, output_path=str(tmp))
+            tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, output_path=str(tmp)
+            )
         seconds = time.perf_counter() - started
         log.info("exported the extractor to ONNX in %.1fs: %s", seconds, path)
         return seconds
@@ -145,10 +143,11 @@ def parity_checked(name: str, forward: Forward, keras_forward: Forward, record: 
 
 def engine(name: str, model, extractor_file: Path, image_size: int, threads: int) -> Engine:
     """The forward pass of `model` (the Keras extractor saved at `extractor_file`) under engine `name`."""
+    keras_forward = batch_free_forward(model)
     if name == "tf":
-        return Engine("tf", model.predict_on_batch, {"engine": "tf"})
+        return Engine("tf", keras_forward, {"engine": "tf"})
     path = extractor_file.with_suffix(".onnx")
     record = {"engine": name, "version": version(name), "onnx_file": path.name,
               "export_s": export_onnx(model, path, image_size)}
     forward = RUNTIMES[name](path, threads)
-    return Engine(name, parity_checked(name, forward, model.predict_on_batch, record), record)
+    return Engine(name, parity_checked(name, forward, keras_forward, record), record)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from sklearn.utils.class_weight import compute_class_weight
 
 from backbones import batchnorm
+from backbones.extractor import Forward, batch_free_forward
 from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import Dataset
@@ -44,6 +45,15 @@ class Trained:
     def model(self) -> keras.Model:
         """The assembled model; a frozen run with cached features builds (or loads) it only here."""
         return self.assemble()
+
+    def forward(self) -> Forward:
+        """pixels -> probabilities as the run computes them, for timing: a frozen run's extractor graph
+        (the one its extraction traced, so batch 1 costs no new trace) then its head's graph; otherwise
+        the assembled model's graph."""
+        if self.extractor is None or self.head is None:
+            return batch_free_forward(self.model)
+        backbone, head = batch_free_forward(self.extractor()), batch_free_forward(self.head)
+        return lambda pixels: head(backbone(pixels))
 
 
 class EpochLog(keras.callbacks.Callback):
