@@ -17,14 +17,8 @@ from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
 from benchmark.train import engines
 from benchmark.train.features import split_features
-from benchmark.train.head import (
-    assemble,
-    check_fold,
-    fold_standardizer,
-    head_layers,
-    head_on_features,
-    standardizer,
-)
+from benchmark.train.head import assemble, check_fold, fold_standardizer
+from benchmark.train.kept_heads import seeded_head
 from benchmark.train.shared import (
     Trained,
     bn_record,
@@ -33,7 +27,6 @@ from benchmark.train.shared import (
     features_weights_id,
     history_frame,
     one_hot,
-    optimizer,
     recalibrate_random_backbone,
     training_record,
 )
@@ -43,13 +36,7 @@ from benchmark.train.shared_extractor import extractor_key, shared_extractor
 def fit_head(
     model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
 ) -> tuple[pd.DataFrame, int]:
-    """The head on cached features; the history and the epoch whose weights were restored."""
-    model.compile(
-        optimizer=optimizer(cfg, cfg.lr),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-        run_eagerly=cfg.run_eagerly,
-    )
+    """The compiled head on cached features; the history and the epoch whose weights were restored."""
     found, stop = callbacks(cfg, cfg.lr)
     history = model.fit(
         x["train"],
@@ -171,28 +158,25 @@ def train_frozen(
     split's features are not cached yet; the assembled model is put together only when asked for."""
     found = cached_features(cfg, dataset, spec, backbone, image_size)
     features, labels, extractor = found.features, found.labels, found.extractor
-    keras.utils.set_random_seed(cfg.seed)
-    layers = head_layers(len(dataset.class_names), cfg.head)
-    standardize = standardizer(features["train"]) if cfg.head.standardize else None
-    head = head_on_features(features["train"].shape[1], [standardize, *layers] if standardize else layers)
+    head = seeded_head(features["train"], len(dataset.class_names), cfg)  # compiled (kept_heads.py)
     started = time.perf_counter()
-    history, best_epoch = fit_head(head, features, labels, len(dataset.class_names), cfg.train)
+    history, best_epoch = fit_head(head.training, features, labels, len(dataset.class_names), cfg.train)
     training_s = time.perf_counter() - started
     batch = cfg.train.batch_size
-    val_probabilities, fold_check = head.predict(features["val"], batch_size=batch, verbose=0), {}
-    if standardize is not None:  # fold, then check the folded head on the same validation features
-        fold_standardizer(standardize, layers[0])
-        head = head_on_features(features["train"].shape[1], layers)
-        folded = head.predict(features["val"], batch_size=batch, verbose=0)
+    val_probabilities, fold_check = head.training.predict(features["val"], batch_size=batch, verbose=0), {}
+    if head.standardize is not None:  # fold, then check the folded head on the same validation features
+        fold_standardizer(head.standardize, head.layers[0])
+        folded = head.saved.predict(features["val"], batch_size=batch, verbose=0)
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
-    test_probabilities = head.predict(features["test"], batch_size=cfg.train.batch_size, verbose=0)
+    test_probabilities = head.saved.predict(features["test"], batch_size=batch, verbose=0)
     timings = {**found.timings, **training_record(history, best_epoch, training_s), **fold_check}
+    layers = head.layers
     return Trained(
         lambda: assemble(extractor(), layers),
         history,
         test_probabilities,
         timings,
         val_probabilities,
-        head=head,
+        head=head.saved,
         extractor=extractor,
     )

@@ -1,0 +1,53 @@
+"""A head kept by the process and re-seeded trains exactly as a new head of that seed would."""
+
+import numpy as np
+from omegaconf import open_dict
+
+from benchmark.train import kept_heads
+from benchmark.train.frozen import fit_head
+from benchmark.train.kept_heads import seeded_head
+from tests.conftest import compose_config
+
+
+def features_and_labels(seed: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(seed)
+    x = {s: (3.0 + rng.normal(size=(n, 24))).astype(np.float32) for s, n in (("train", 60), ("val", 20))}
+    return x, {s: rng.integers(0, 3, len(x[s])) for s in x}
+
+
+def trained(head, x: dict, y: dict, cfg) -> tuple[np.ndarray, np.ndarray]:
+    history, _ = fit_head(head.training, x, y, 3, cfg.train)
+    return history[["loss", "val_loss"]].to_numpy(), head.training.predict(x["val"], verbose=0)
+
+
+def test_a_kept_head_reseeded_matches_a_new_head_of_that_seed(tmp_path):
+    cfg = compose_config(tmp_path, "seed=0")
+    x, y = features_and_labels(0)
+    kept_heads._kept.clear()
+    first = seeded_head(x["train"], 3, cfg)
+    trained(first, x, y, cfg)  # seed 0 moves weights, optimizer state and the dropout's seed state
+    with open_dict(cfg):
+        cfg.seed = 1
+    again = seeded_head(x["train"], 3, cfg)
+    assert again is first, "the same features and settings reuse the compiled head"
+    reused = trained(again, x, y, cfg)
+
+    kept_heads._kept.clear()
+    new = seeded_head(x["train"], 3, cfg)
+    assert new is not first
+    fresh = trained(new, x, y, cfg)
+    np.testing.assert_array_equal(reused[0], fresh[0])  # every epoch's train and validation loss
+    np.testing.assert_array_equal(reused[1], fresh[1])
+    assert not np.allclose(fresh[1], fresh[1].mean(axis=0)), "the test needs predictions that differ"
+
+
+def test_other_features_or_settings_get_their_own_head(tmp_path):
+    cfg = compose_config(tmp_path)
+    x, _ = features_and_labels(0)
+    other, _ = features_and_labels(1)
+    kept_heads._kept.clear()
+    head = seeded_head(x["train"], 3, cfg)
+    assert seeded_head(other["train"], 3, cfg) is not head  # the standardiser's constants differ
+    with open_dict(cfg):
+        cfg.train.lr = cfg.train.lr / 10
+    assert seeded_head(x["train"], 3, cfg) is not head
