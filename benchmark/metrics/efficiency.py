@@ -24,9 +24,7 @@ def parameter_counts(model: keras.Model) -> dict[str, int]:
     return {"params_total": int(model.count_params()), "params_trainable": trainable}
 
 
-def timed_calls(
-    forward: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, warmup: int, repeats: int
-) -> list[float]:
+def timed_calls(forward: Forward, batch: np.ndarray, warmup: int, repeats: int) -> list[float]:
     """Seconds per call of `forward` (a model's graph, an engine's session) after `warmup`
     untimed calls (tracing and allocation happen there)."""
     for _ in range(warmup):
