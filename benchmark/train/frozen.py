@@ -17,8 +17,8 @@ from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
 from benchmark.train import engines
 from benchmark.train.features import split_features
-from benchmark.train.head import assemble, check_fold, fold_standardizer
-from benchmark.train.kept_heads import seeded_head
+from benchmark.train.head import check_fold, fold_standardizer
+from benchmark.train.kept_heads import assembled, seeded_head
 from benchmark.train.shared import (
     Trained,
     bn_record,
@@ -170,9 +170,8 @@ def train_frozen(
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
     test_probabilities = head.saved.predict(features["test"], batch_size=batch, verbose=0)
     timings = {**found.timings, **training_record(history, best_epoch, training_s), **fold_check}
-    layers = head.layers
     return Trained(
-        lambda: assemble(extractor(), layers),
+        lambda: assembled(extractor(), head),
         history,
         test_probabilities,
         timings,

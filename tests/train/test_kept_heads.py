@@ -1,11 +1,15 @@
 """A head kept by the process and re-seeded trains exactly as a new head of that seed would."""
 
+import gc
+import weakref
+
+import keras
 import numpy as np
 from omegaconf import open_dict
 
 from benchmark.train import kept_heads
 from benchmark.train.frozen import fit_head
-from benchmark.train.kept_heads import seeded_head
+from benchmark.train.kept_heads import assembled, seeded_head
 from tests.conftest import compose_config
 
 
@@ -51,3 +55,24 @@ def test_other_features_or_settings_get_their_own_head(tmp_path):
     with open_dict(cfg):
         cfg.train.lr = cfg.train.lr / 10
     assert seeded_head(x["train"], 3, cfg) is not head
+
+
+def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_path):
+    cfg = compose_config(tmp_path)
+    x, y = features_and_labels(0)
+    kept_heads._kept.clear()
+    head = seeded_head(x["train"], 3, cfg)
+    trained(head, x, y, cfg)
+    pixels = keras.Input(shape=(24,), name="pixels")
+    extractor = keras.Model(pixels, keras.layers.Identity()(pixels))  # stands in for backbone + pooling
+    model = assembled(extractor, head)
+    np.testing.assert_allclose(model.predict(x["val"], verbose=0), head.saved.predict(x["val"], verbose=0))
+    with open_dict(cfg):
+        cfg.seed = 1
+    before = model.predict(x["val"], verbose=0)
+    assert seeded_head(x["train"], 3, cfg) is head  # re-seeded in place ...
+    np.testing.assert_array_equal(model.predict(x["val"], verbose=0), before)  # ... this model keeps its own
+    released = weakref.ref(extractor)
+    del model, extractor
+    gc.collect()
+    assert released() is None, "the kept head must not hold the network it was assembled with"
