@@ -30,6 +30,8 @@ def recalibrate(backbone: keras.Model, preprocessed: np.ndarray) -> int:
     runs as an unoptimised graph (one_shot.py: eager Keras held +2 GB for DenseNet121).
     """
     layers = batchnorm_layers(backbone)
+    if not layers:  # VGG19: the pass would set nothing (it cost 1.9 s of tracing and forward at 128 px)
+        return 0
     momenta = [layer.momentum for layer in layers]
     try:
         for layer in layers:
