@@ -137,6 +137,19 @@ def test_the_check_is_not_applicable_when_the_maps_have_no_spatial_information(t
     assert scores["gradcam_randomization"].startswith("not applicable")
 
 
+def test_the_overlay_is_the_image_and_the_coloured_map_mixed_by_alpha():
+    from matplotlib import colormaps
+
+    from benchmark.figures.gradcam import Overlay, blend
+
+    images = np.stack([np.full((2, 2, 3), 255.0), np.zeros((2, 2, 3))]).astype(np.float32)
+    maps = np.array([np.ones((2, 2)), [[0.0, 1.0], [0.5, 0.25]]], np.float32)
+    mixed = blend(images, maps, Overlay(alpha=0.4, colormap="viridis"))
+    assert mixed.shape == (2, 2, 2, 3) and mixed.min() >= 0.0 and mixed.max() <= 1.0
+    np.testing.assert_allclose(mixed[0, 0, 0], 0.6 + 0.4 * np.array(colormaps["viridis"](1.0)[:3]), atol=1e-6)
+    np.testing.assert_allclose(mixed[1, 1, 0], 0.4 * np.array(colormaps["viridis"](0.5)[:3]), atol=1e-6)
+
+
 def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tmp_path):
     y_true = np.array([0, 1, 2, 0, 1, 2])
     probabilities = np.eye(3)[[0, 1, 0, 2, 1, 1]] * 0.6 + 0.1  # 3 correct, 3 wrong
