@@ -58,8 +58,8 @@ def main(cfg: DictConfig) -> float | None:
     if not in_sweep():
         return or_fail(lambda: run_cell(cfg), debug=cfg.debug)
     if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
-        with open_dict(cfg):
-            cfg.explain.n_images = 0
+        with open_dict(cfg):  # a cell with its frozen backbone in memory keeps what those maps need
+            cfg.explain.after_sweep_images, cfg.explain.n_images = cfg.explain.n_images, 0
     try:
         return run_cell(cfg)
     except Exception as error:

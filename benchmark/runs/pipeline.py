@@ -30,6 +30,7 @@ from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
 from benchmark.saliency.explain import explain
+from benchmark.saliency.pool import keep_pool, pool_path
 from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment, engines
 from benchmark.train.shared import Trained
 
@@ -160,6 +161,23 @@ def validate(cfg: DictConfig) -> RunIdentity:
     return run
 
 
+def keep_gradcam_pool(cfg: DictConfig, run: RunIdentity, dataset: Dataset, trained: Trained) -> None:
+    """A frozen cell with its extractor in memory keeps the activations the Grad-CAM of any seed of this
+    backbone needs after the sweep (saliency/pool.py), so those maps never rebuild the network."""
+    extractor = trained.extractor
+    if extractor is None or not extractor.in_memory():
+        return
+    test = dataset.splits["test"]
+    n_images, seed = int(cfg.explain.after_sweep_images), int(cfg.explain.seed)
+    path = pool_path(Path(cfg.cache_dir), extractor.path, test.ids, run.spec.last_conv_layer, n_images, seed)
+    if path.is_file():
+        return
+    pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
+    started = time.perf_counter()
+    if keep_pool(extractor(), run.spec.last_conv_layer, pixels, test.labels, n_images, seed, path):
+        log.info("grad-cam pool of %s kept in %.1fs: %s", run.spec.name, time.perf_counter() - started, path)
+
+
 def validation_choices(cfg: DictConfig, dataset: Dataset, trained: Trained) -> dict:
     """Temperature scaling and operating points: fitted on the validation split, measured on test."""
     val, test = dataset.splits["val"], dataset.splits["test"]
@@ -205,6 +223,8 @@ def train_and_evaluate(
             cfg.explain.seed,
             stage / "gradcam.png",
         )
+    elif cfg.explain.get("after_sweep_images") and trained.explainable:
+        keep_gradcam_pool(cfg, run, dataset, trained)
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
     threads = tf.config.threading.get_intra_op_parallelism_threads()  # 0: all cores (runs/threads.py)
     seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head), threads)  # same cost

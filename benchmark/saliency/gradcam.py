@@ -102,16 +102,21 @@ def gradcam(
 ) -> np.ndarray:
     """(n, s, s, 3) float32 raw pixels -> (n, s, s) maps in [0, 1] for the given classes.
 
-    Selvaraju et al.: ReLU of the layer's channels weighted by their spatially pooled gradients,
-    upsampled bilinearly to the input size and divided by each map's peak (an all-zero map stays zero).
+    Selvaraju et al.: ReLU of the layer's channels weighted by their spatially pooled gradients
+    (`weighted_maps`).
     `gradients`: the model's gradient_function, when the caller computes maps more than once.
     """
     if len(pixels) != len(class_indices):
         raise ValueError(f"{len(pixels)} images but {len(class_indices)} class indices")
     activations, gradients = (gradients or gradient_function(model, layer_name))(pixels, class_indices)
-    channel_weights = gradients.mean(axis=(1, 2))
+    return weighted_maps(activations, gradients.mean(axis=(1, 2)), pixels.shape[1:3])
+
+
+def weighted_maps(activations: np.ndarray, channel_weights: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, h, w, c) activations and (n, c) channel weights -> (n, *size) maps in [0, 1]: the ReLU of the
+    weighted channels, upsampled bilinearly and divided by each map's peak (an all-zero map stays zero)."""
     maps = np.maximum(np.einsum("nhwc,nc->nhw", activations, channel_weights), 0.0)
-    maps = tf.image.resize(maps[..., None], pixels.shape[1:3], method="bilinear").numpy()[..., 0]
+    maps = tf.image.resize(maps[..., None], size, method="bilinear").numpy()[..., 0]
     peaks = maps.max(axis=(1, 2), keepdims=True)
     return np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0).astype(np.float32)
 
@@ -156,6 +161,11 @@ def mean_spearman(first: np.ndarray, second: np.ndarray) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def has_spatial_information(maps: np.ndarray) -> bool:
+    """Some map is not constant (a 1x1 last feature map at a small input size gives none)."""
+    return any(np.ptp(m) > 0 for m in maps)
+
+
 def randomization_check(
     model: keras.Model,
     pixels: np.ndarray,
@@ -175,7 +185,7 @@ def randomization_check(
     gradients = gradients or gradient_function(model, layer_name)
     if trained is None:
         trained = gradcam(model, pixels, class_indices, layer_name, gradients)
-    if not any(np.ptp(m) > 0 for m in trained):
+    if not has_spatial_information(trained):
         return None
     with redrawn_backbone(model, layer_name, seed) as redrawn:  # the same variables, new values
         randomized = gradcam(redrawn, pixels, class_indices, layer_name, gradients)

@@ -29,7 +29,8 @@ def extractor_key(backbone: str, image_size: int, weights_id: str, data_fingerpr
 def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
     """A function returning the extractor: read from `path`, or built once and saved there (atomic
     rename, under a lock so two processes never build the same file twice). Its `path` attribute is the
-    file; `seconds` says how long getting it took (0 until asked for), so extraction is timed without it."""
+    file; `seconds` says how long getting it took (0 until asked for), so extraction is timed without it;
+    `in_memory()` whether this process has it already."""
     found: list[keras.Model] = []
 
     def extractor() -> keras.Model:
@@ -40,6 +41,7 @@ def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[
         return found[0]
 
     extractor.path, extractor.seconds = path, 0.0
+    extractor.in_memory = lambda: bool(found)  # this process has the network now (nothing is loaded)
     return extractor
 
 

@@ -155,7 +155,10 @@ def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tm
     probabilities = np.eye(3)[[0, 1, 0, 2, 1, 1]] * 0.6 + 0.1  # 3 correct, 3 wrong
     args = (mobilenet, images.astype(np.uint8), y_true, probabilities, ["a", "b", "c"], "mobilenetv2")
     scores = explain(*args, 4, 0, tmp_path / "gradcam.png")
-    assert scores.keys() == {"gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization"}
+    assert scores.keys() == {
+        "gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization", "gradcam_method"
+    }
+    assert scores["gradcam_method"] == "gradient of the class score through the model"
     assert scores["gradcam_images"] == 4 and -1.0 <= scores["gradcam_randomization_spearman"] <= 1.0
     assert (tmp_path / "gradcam.png").read_bytes().startswith(PNG)
     assert explain(*args, 0, 0, tmp_path / "none.png") == {} and not (tmp_path / "none.png").exists()
@@ -175,7 +178,7 @@ def test_cli_explains_a_finished_run(run_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "gradcam.png").read_bytes().startswith(PNG)
     after = json.loads((run_dir / "metrics.json").read_text())
-    added = ("gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization")
+    added = ("gradcam_images", "gradcam_randomization_spearman", "gradcam_randomization", "gradcam_method")
     assert after == {**before, **{k: after[k] for k in added}}
     assert after["gradcam_images"] == 4
 

@@ -1,0 +1,131 @@
+"""Grad-CAM of a frozen run without rebuilding its backbone.
+
+After a sweep, Grad-CAM of each row's best seed reloaded the saved extractor and traced its gradient graph:
+38 s of a 251-s default sweep, about 70 % of it Keras rebuilding and tracing the seven networks. Every seed
+of a frozen backbone shares that network; only the head differs. And where the Grad-CAM layer is followed
+by nothing but pooling (every registry backbone: its last layer, or VGG19's block5_conv4 and block5_pool),
+the spatial mean of d y^c / d A — all that Grad-CAM uses of the gradient — is (d y^c / d f) / (h w), f the
+pooled features: pooling routes each window's gradient to its inputs without changing its sum. So the
+maps need only the layer's activations A, kept here for a pool of test images while the extractor is in
+memory anyway (the run that extracts the features), and the head's gradient at f. A test checks the maps
+and the randomisation test against the gradient path (`gradcam.py`).
+
+The pool: PANEL_CHOICE x n_images test images drawn by `seed`, classes in turn, so the panels can still be
+about half right and half wrong for whichever seed is shown; the randomisation test runs on the first
+n_images of them, the same images for every seed and backbone.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from backbones.one_shot import one_shot
+from benchmark.files import atomic_path, digest
+from benchmark.saliency.gradcam import class_logits, final_dense, nested_base, redrawn_backbone
+
+PANEL_CHOICE = 4  # pooled test images per panel to choose from
+POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D)
+
+
+def pooling_only_after(model: keras.Model, layer_name: str) -> bool:
+    """True when, inside the model's backbone, only pooling layers follow `layer_name` (the condition
+    under which the head's gradient gives Grad-CAM's channel weights)."""
+    base = nested_base(model, layer_name)
+    at = base.layers.index(base.get_layer(layer_name))
+    outer = model.layers[model.layers.index(base) + 1 :]
+    return all(isinstance(layer, POOLING) for layer in [*base.layers[at + 1 :], *outer])
+
+
+def candidate_rows(labels: np.ndarray, n_images: int, seed: int) -> np.ndarray:
+    """PANEL_CHOICE * n_images test rows (all, if fewer): each class's rows shuffled by `seed`, taken
+    one class after another, so every class is in the pool."""
+    rng = np.random.default_rng([seed, len(labels)])
+    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    rows: list[int] = []
+    while len(rows) < min(PANEL_CHOICE * n_images, len(labels)):
+        for queue in queues:
+            if queue and len(rows) < PANEL_CHOICE * n_images:
+                rows.append(int(queue.pop(0)))
+    return np.asarray(rows, np.int64)
+
+
+def pool_path(cache_dir: Path, extractor_file: Path, test_ids: list[str], layer: str, n_images: int,
+              seed: int) -> Path:
+    """Keyed by the extractor (backbone, input size, weights, its BatchNorm data) and what was pooled."""
+    key = digest(list(test_ids), layer, n_images, seed, PANEL_CHOICE)
+    return Path(cache_dir) / "gradcam" / f"{Path(extractor_file).stem}-{key}.npz"
+
+
+def activations_probe(extractor: keras.Model, layer_name: str):
+    """pixels -> (the layer's activations, the extractor's pooled features), one unoptimised graph
+    (one_shot.py) for the trained and the re-drawn backbone alike."""
+    base = nested_base(extractor, layer_name)
+    at = extractor.layers.index(base)
+    before = [layer for layer in extractor.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
+    after = extractor.layers[at + 1 :]
+    probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])
+
+    def traced(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        for layer in before:
+            x = layer(x)
+        activations, x = probe(x, training=False)
+        for layer in after:
+            x = layer(x)
+        return activations, x
+
+    graph = one_shot(traced)
+
+    def run(pixels: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """In chunks of one size, so the graph is traced once."""
+        pieces = [graph(tf.constant(pixels[i : i + chunk], tf.float32)) for i in range(0, len(pixels), chunk)]
+        return tuple(np.concatenate([piece[k].numpy() for piece in pieces])[: len(pixels)] for k in (0, 1))
+
+    return run
+
+
+def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, labels: np.ndarray,
+              n_images: int, seed: int, path: Path) -> Path | None:
+    """Write the pool for this extractor to `path` (None: the layer is not followed by pooling alone,
+    so Grad-CAM keeps the gradient path). `pixels`, `labels`: the whole test split."""
+    if not pooling_only_after(extractor, layer_name):
+        return None
+    rows = candidate_rows(labels, n_images, seed)
+    chunk = min(n_images, len(rows))
+    images = np.asarray(pixels[rows], np.float32)
+    padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % chunk, axis=0)])
+    probe = activations_probe(extractor, layer_name)
+    activations, features = probe(padded, chunk)
+    with redrawn_backbone(extractor, layer_name, seed):  # restored on exit: the extractor is shared
+        redrawn_activations, redrawn_features = probe(padded[:chunk], chunk)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            rows=rows,
+            activations=activations[: len(rows)],
+            features=features[: len(rows)],
+            redrawn_activations=redrawn_activations,
+            redrawn_features=redrawn_features,
+        )
+    return path
+
+
+def read_pool(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as stored:
+        return {name: stored[name] for name in stored.files}
+
+
+def head_weights(head: keras.Model, features: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """(n, channels) d y^c / d f at each image's pooled features, c its class: Grad-CAM's channel weights
+    up to the factor 1 / (h w), which the maps' normalisation removes."""
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    final_dense(layers)
+    x = tf.constant(np.asarray(features, np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        scores = tf.gather(class_logits(layers, x), np.asarray(classes, np.int32)[:, None], batch_dims=1)
+        total = tf.reduce_sum(scores)
+    return tape.gradient(total, x).numpy()
