@@ -3,6 +3,7 @@
 Writes <run>/gradcam.png and adds gradcam_images and gradcam_randomization_spearman to its metrics.json.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,19 @@ from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
 
 
-def load_test_split(
-    run_dir: Path, run_cfg: DictConfig, metrics: dict
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """The run's test pixels, true labels, probabilities and image ids, checked to be in predictions.csv's
-    order."""
+@dataclass(frozen=True)
+class TestSplit:
+    """A finished run's test images, in predictions.csv's order, and what it predicted for them."""
+
+    pixels: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    ids: list[str]
+    data_fingerprint: str
+
+
+def load_test_split(run_dir: Path, run_cfg: DictConfig, metrics: dict) -> TestSplit:
+    """The run's test split, checked to be in predictions.csv's order."""
     from benchmark.data import load_dataset
     from benchmark.data.pixels import split_pixels
     from benchmark.metrics.predictions import labels_of, probabilities_of, read_predictions
@@ -32,20 +41,20 @@ def load_test_split(
             "the data changed since the run; re-run it with force=true"
         )
     pixels = split_pixels(dataset, "test", int(metrics["image_size"]), Path(run_cfg.cache_dir))
-    labels, probabilities = labels_of(predictions, classes), probabilities_of(predictions, classes)
-    return pixels, labels, probabilities.astype(np.float32), ids
+    probabilities = probabilities_of(predictions, classes).astype(np.float32)
+    return TestSplit(pixels, labels_of(predictions, classes), probabilities, ids, dataset.fingerprint)
 
 
-def gradcam_pool(run_dir: Path, run_cfg: DictConfig, metrics: dict, test_ids: list[str], cfg: DictConfig):
+def gradcam_pool(run_dir: Path, run_cfg: DictConfig, metrics: dict, test: TestSplit, cfg: DictConfig):
     """The frozen backbone's pooled activations for these settings, if its sweep kept them; else None."""
     from backbones.registry import get
     from benchmark.saliency.pool import pool_path, read_pool
 
     if not metrics.get("extractor_file") or not (run_dir / "head.keras").is_file():
         return None
-    layer = get(metrics["backbone"]).last_conv_layer
-    extractor = Path(metrics["extractor_file"])
-    return read_pool(pool_path(Path(run_cfg.cache_dir), extractor, test_ids, layer, cfg.n_images, cfg.seed))
+    layer, extractor = get(metrics["backbone"]).last_conv_layer, Path(metrics["extractor_file"])
+    data = (test.data_fingerprint, test.ids)
+    return read_pool(pool_path(Path(run_cfg.cache_dir), extractor, *data, layer, cfg.n_images, cfg.seed))
 
 
 def explain_run(cfg: DictConfig) -> dict:
@@ -59,15 +68,14 @@ def explain_run(cfg: DictConfig) -> dict:
     run_dir = cli.require_model_run(cfg.run)
     metrics = read_json(run_dir / "metrics.json")
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
-    pixels, y_true, probabilities, test_ids = load_test_split(run_dir, run_cfg, metrics)
-    shown = (list(metrics["classes"]), metrics["backbone"], cfg.n_images, cfg.seed, run_dir / "gradcam.png")
-    pool = gradcam_pool(run_dir, run_cfg, metrics, test_ids, cfg)
+    test = load_test_split(run_dir, run_cfg, metrics)
+    shown = (test.pixels, test.labels, test.probabilities, list(metrics["classes"]), metrics["backbone"])
+    drawn = (cfg.n_images, cfg.seed, run_dir / "gradcam.png", Overlay(**cfg.figure))
+    pool = gradcam_pool(run_dir, run_cfg, metrics, test, cfg)
     if pool is not None:
-        head = keras.models.load_model(run_dir / "head.keras")
-        scores = explain_pooled(pool, head, pixels, y_true, probabilities, *shown, Overlay(**cfg.figure))
+        scores = explain_pooled(pool, keras.models.load_model(run_dir / "head.keras"), *shown, *drawn)
     else:
-        model = cli.load_model(run_dir)
-        scores = explain(model, pixels, y_true, probabilities, *shown, Overlay(**cfg.figure))
+        scores = explain(cli.load_model(run_dir), *shown, *drawn)
     if scores:
         write_json(run_dir / "metrics.json", {**read_json(run_dir / "metrics.json"), **scores})
     return scores

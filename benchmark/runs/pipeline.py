@@ -167,14 +167,15 @@ def keep_gradcam_pool(cfg: DictConfig, run: RunIdentity, dataset: Dataset, train
     extractor = trained.extractor
     if extractor is None or not extractor.in_memory():
         return
-    test = dataset.splits["test"]
+    test, layer = dataset.splits["test"], run.spec.last_conv_layer
     n_images, seed = int(cfg.explain.after_sweep_images), int(cfg.explain.seed)
-    path = pool_path(Path(cfg.cache_dir), extractor.path, test.ids, run.spec.last_conv_layer, n_images, seed)
+    cache_dir = Path(cfg.cache_dir)
+    path = pool_path(cache_dir, extractor.path, dataset.fingerprint, test.ids, layer, n_images, seed)
     if path.is_file():
         return
-    pixels = split_pixels(dataset, "test", run.image_size, Path(cfg.cache_dir))
+    pixels = split_pixels(dataset, "test", run.image_size, cache_dir)
     started = time.perf_counter()
-    if keep_pool(extractor(), run.spec.last_conv_layer, pixels, test.labels, n_images, seed, path):
+    if keep_pool(extractor(), layer, pixels, test.labels, n_images, seed, path):
         log.info("grad-cam pool of %s kept in %.1fs: %s", run.spec.name, time.perf_counter() - started, path)
 
 

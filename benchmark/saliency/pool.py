@@ -51,10 +51,13 @@ def candidate_rows(labels: np.ndarray, n_images: int, seed: int) -> np.ndarray:
     return np.asarray(rows, np.int64)
 
 
-def pool_path(cache_dir: Path, extractor_file: Path, test_ids: list[str], layer: str, n_images: int,
-              seed: int) -> Path:
-    """Keyed by the extractor (backbone, input size, weights, its BatchNorm data) and what was pooled."""
-    key = digest(list(test_ids), layer, n_images, seed, PANEL_CHOICE)
+def pool_path(
+    cache_dir: Path, extractor_file: Path, data_fingerprint: str, test_ids: list[str], layer: str,
+    n_images: int, seed: int,
+) -> Path:
+    """Keyed by the extractor's file name (backbone, input size, weights, the data its BatchNorm saw), the
+    data's content and test split, and what was pooled."""
+    key = digest(data_fingerprint, list(test_ids), layer, n_images, seed, PANEL_CHOICE)
     return Path(cache_dir) / "gradcam" / f"{Path(extractor_file).stem}-{key}.npz"
 
 
