@@ -63,7 +63,8 @@ def explain_run(cfg: DictConfig) -> dict:
     import keras
 
     from benchmark.figures.gradcam import Overlay
-    from benchmark.saliency.explain import explain, explain_pooled
+    from benchmark.saliency.explain import explain
+    from benchmark.saliency.pool import Pooled
 
     run_dir = cli.require_model_run(cfg.run)
     metrics = read_json(run_dir / "metrics.json")
@@ -72,10 +73,11 @@ def explain_run(cfg: DictConfig) -> dict:
     shown = (test.pixels, test.labels, test.probabilities, list(metrics["classes"]), metrics["backbone"])
     drawn = (cfg.n_images, cfg.seed, run_dir / "gradcam.png", Overlay(**cfg.figure))
     pool = gradcam_pool(run_dir, run_cfg, metrics, test, cfg)
-    if pool is not None:
-        scores = explain_pooled(pool, keras.models.load_model(run_dir / "head.keras"), *shown, *drawn)
+    if pool is not None:  # the head alone: the backbone's part of the maps was kept
+        explained = Pooled(pool, keras.models.load_model(run_dir / "head.keras"))
     else:
-        scores = explain(cli.load_model(run_dir), *shown, *drawn)
+        explained = cli.load_model(run_dir)
+    scores = explain(explained, *shown, *drawn)
     if scores:
         write_json(run_dir / "metrics.json", {**read_json(run_dir / "metrics.json"), **scores})
     return scores

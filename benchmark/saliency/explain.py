@@ -6,7 +6,6 @@ many wrong predictions as correct ones.
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -23,7 +22,7 @@ from benchmark.saliency.gradcam import (
     randomization_check,
     weighted_maps,
 )
-from benchmark.saliency.pool import head_weights
+from benchmark.saliency.pool import Pooled, head_weights
 
 log = logging.getLogger(__name__)
 METHODS = {  # how the maps were computed (metrics.json's gradcam_method): the same maps either way
@@ -49,13 +48,8 @@ def choose_images(y_true: np.ndarray, y_pred: np.ndarray, n: int, seed: int) -> 
     return np.concatenate(picks).astype(np.int64)
 
 
-def check_count(n_images: object) -> None:
-    if isinstance(n_images, bool) or not isinstance(n_images, int | np.integer) or n_images < 0:
-        raise BenchmarkError(f"n_images={n_images!r} is not a count: use an integer >= 0 (0 = no Grad-CAM)")
-
-
 def explain(
-    model: keras.Model,
+    explained: keras.Model | Pooled,
     pixels: np.ndarray,
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -68,99 +62,43 @@ def explain(
 ) -> dict:
     """Write the Grad-CAM overlays of n test images to `out_path`; the keys for metrics.json.
 
-    `pixels` are the raw (n, s, s, 3) test images in predictions order; n_images == 0 writes nothing.
+    `explained`: the model (gradient path), or a frozen run's kept activations and head (saliency/pool.py:
+    the panels are chosen among the kept test images). `pixels` are the raw (n, s, s, 3) test images in
+    predictions order; n_images == 0 writes nothing.
     """
-    check_count(n_images)
+    if isinstance(n_images, bool) or not isinstance(n_images, int | np.integer) or n_images < 0:
+        raise BenchmarkError(f"n_images={n_images!r} is not a count: use an integer >= 0 (0 = no Grad-CAM)")
     y_true, probabilities = np.asarray(y_true), np.asarray(probabilities)
     y_pred = probabilities.argmax(axis=1)
-    rows = choose_images(y_true, y_pred, n_images, seed)
+    layer, started = get(backbone).last_conv_layer, time.perf_counter()
+    pooled = isinstance(explained, Pooled)  # the panels then come from the kept test images
+    kept = explained.arrays["rows"] if pooled else np.arange(len(y_true))
+    in_kept = choose_images(y_true[kept], y_pred[kept], n_images, seed)
+    rows = kept[in_kept]
     if len(rows) == 0:
         return {}
-    layer = get(backbone).last_conv_layer
-    images = np.asarray(pixels[rows], np.float32)
-    started = time.perf_counter()
-    gradients = gradient_function(model, layer)
-    maps = gradcam(model, images, y_pred[rows], layer, gradients)
-    spearman = randomization_check(model, images, y_pred[rows], layer, seed, maps, gradients)
-    figure = Panels(images, maps, rows, y_true, probabilities, class_names, backbone, layer)
-    return draw(figure, spearman, "these images", out_path, overlay, started, "gradient")
-
-
-def explain_pooled(
-    pool: dict[str, np.ndarray],
-    head: keras.Model,
-    pixels: np.ndarray,
-    y_true: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: list[str],
-    backbone: str,
-    n_images: int,
-    seed: int,
-    out_path: Path,
-    overlay: Overlay | None = None,
-) -> dict:
-    """`explain` for a frozen run from its backbone's pooled activations (saliency/pool.py) and its head:
-    the panels chosen among the pooled test images, the randomisation test on the pool's check images."""
-    check_count(n_images)
-    y_true, probabilities = np.asarray(y_true), np.asarray(probabilities)
-    y_pred = probabilities.argmax(axis=1)
-    in_pool = choose_images(y_true[pool["rows"]], y_pred[pool["rows"]], n_images, seed)
-    if len(in_pool) == 0:
-        return {}
-    started, size = time.perf_counter(), pixels.shape[1:3]
-    rows = pool["rows"][in_pool]
-    weights = head_weights(head, pool["features"][in_pool], y_pred[rows])
-    maps = weighted_maps(pool["activations"][in_pool], weights, size)
-    checked = pool["rows"][: len(pool["redrawn_features"])]
-    first = slice(0, len(checked))
-    trained_weights = head_weights(head, pool["features"][first], y_pred[checked])
-    trained = weighted_maps(pool["activations"][first], trained_weights, size)
-    redrawn_weights = head_weights(head, pool["redrawn_features"], y_pred[checked])
-    redrawn = weighted_maps(pool["redrawn_activations"], redrawn_weights, size)
-    spearman = mean_spearman(trained, redrawn) if has_spatial_information(trained) else None
-    images = np.asarray(pixels[rows], np.float32)
-    layer = get(backbone).last_conv_layer
-    figure = Panels(images, maps, rows, y_true, probabilities, class_names, backbone, layer)
-    return draw(figure, spearman, f"{len(checked)} fixed test images", out_path, overlay, started, "pooled")
-
-
-@dataclass(frozen=True)
-class Panels:
-    """What the figure shows: the chosen test rows, their images and maps."""
-
-    images: np.ndarray
-    maps: np.ndarray
-    rows: np.ndarray
-    y_true: np.ndarray
-    probabilities: np.ndarray
-    class_names: list[str]
-    backbone: str
-    layer: str
-
-
-def draw(
-    panels: Panels, spearman: float | None, checked: str, out_path: Path, overlay: Overlay | None,
-    started: float, method: str,
-) -> dict:
-    """The figure with the randomisation test in its title; the keys for metrics.json."""
-    y_pred = panels.probabilities.argmax(axis=1)
-    rows, names = panels.rows, panels.class_names
+    if pooled:
+        maps, spearman, checked = pooled_maps(explained, in_kept, y_pred, pixels.shape[1:3])
+    else:
+        maps, spearman = gradient_maps(explained, pixels[rows], y_pred[rows], layer, seed)
+        checked = "these images"
     captions = [
-        caption(names[panels.y_true[i]], names[y_pred[i]], panels.probabilities[i, y_pred[i]]) for i in rows
+        caption(class_names[y_true[i]], class_names[y_pred[i]], probabilities[i, y_pred[i]]) for i in rows
     ]
     check = (
         f"randomisation test on {checked}: Spearman \u03c1 = {spearman:.2f} between the maps of this model "
         "and of one with re-drawn backbone weights (low = maps depend on the learned weights)"
         if spearman is not None
         else "randomisation test: not applicable — the maps carry no spatial information "
-        f"(layer {panels.layer!r} is too small at this input size)"
+        f"(layer {layer!r} is too small at this input size)"
     )
-    suptitle = f"Grad-CAM: {panels.backbone}, layer {panels.layer!r}\n{check}"
-    correct = panels.y_true[rows] == y_pred[rows]
-    overlay_figure(panels.images, panels.maps, captions, correct, suptitle, out_path, overlay or Overlay())
+    suptitle = f"Grad-CAM: {backbone}, layer {layer!r}\n{check}"
+    correct = y_true[rows] == y_pred[rows]
+    images = np.asarray(pixels[rows], np.float32)
+    overlay_figure(images, maps, captions, correct, suptitle, out_path, overlay or Overlay())
     log.info(
         "grad-cam (%s): %d images, randomisation check %s, %.1fs -> %s",
-        method,
+        "pooled" if pooled else "gradient",
         len(rows),
         "not applicable" if spearman is None else f"Spearman {spearman:.3f}",
         time.perf_counter() - started,
@@ -172,5 +110,34 @@ def draw(
         "gradcam_randomization": "not applicable (maps without spatial information)"
         if spearman is None
         else "computed",
-        "gradcam_method": METHODS[method],
+        "gradcam_method": METHODS["pooled" if pooled else "gradient"],
     }
+
+
+def gradient_maps(
+    model: keras.Model, images: np.ndarray, classes: np.ndarray, layer: str, seed: int
+) -> tuple[np.ndarray, float | None]:
+    """The maps, and the randomisation test's correlation on the same images, through the model's
+    gradient (one traced graph for both)."""
+    images = np.asarray(images, np.float32)
+    gradients = gradient_function(model, layer)
+    maps = gradcam(model, images, classes, layer, gradients)
+    return maps, randomization_check(model, images, classes, layer, seed, maps, gradients)
+
+
+def pooled_maps(
+    pooled: Pooled, in_pool: np.ndarray, y_pred: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, float | None, str]:
+    """The maps of the kept images `in_pool`, and the randomisation test's correlation on the kept check
+    images; what that test was measured on."""
+    kept = pooled.arrays
+
+    def maps_of(activations: np.ndarray, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return weighted_maps(activations, head_weights(pooled.head, features, y_pred[rows]), size)
+
+    maps = maps_of(kept["activations"][in_pool], kept["features"][in_pool], kept["rows"][in_pool])
+    checked = kept["rows"][: len(kept["redrawn_features"])]
+    trained = maps_of(kept["activations"][: len(checked)], kept["features"][: len(checked)], checked)
+    redrawn = maps_of(kept["redrawn_activations"], kept["redrawn_features"], checked)
+    spearman = mean_spearman(trained, redrawn) if has_spatial_information(trained) else None
+    return maps, spearman, f"{len(checked)} fixed test images"

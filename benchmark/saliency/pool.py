@@ -15,6 +15,7 @@ about half right and half wrong for whichever seed is shown; the randomisation t
 n_images of them, the same images for every seed and backbone.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -27,6 +28,14 @@ from benchmark.saliency.gradcam import class_logits, final_dense, nested_base, r
 
 PANEL_CHOICE = 4  # pooled test images per panel to choose from
 POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A frozen run's Grad-CAM from kept activations: the backbone's pool (`read_pool`) and the run's head."""
+
+    arrays: dict[str, np.ndarray]
+    head: keras.Model
 
 
 def pooling_only_after(model: keras.Model, layer_name: str) -> bool:
@@ -42,13 +51,9 @@ def candidate_rows(labels: np.ndarray, n_images: int, seed: int) -> np.ndarray:
     """PANEL_CHOICE * n_images test rows (all, if fewer): each class's rows shuffled by `seed`, taken
     one class after another, so every class is in the pool."""
     rng = np.random.default_rng([seed, len(labels)])
-    queues = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
-    rows: list[int] = []
-    while len(rows) < min(PANEL_CHOICE * n_images, len(labels)):
-        for queue in queues:
-            if queue and len(rows) < PANEL_CHOICE * n_images:
-                rows.append(int(queue.pop(0)))
-    return np.asarray(rows, np.int64)
+    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    in_turn = [int(queue[i]) for i in range(max(map(len, queues))) for queue in queues if i < len(queue)]
+    return np.asarray(in_turn[: PANEL_CHOICE * n_images], np.int64)
 
 
 def pool_path(
@@ -81,8 +86,9 @@ def activations_probe(extractor: keras.Model, layer_name: str):
     graph = one_shot(traced)
 
     def run(pixels: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """In chunks of one size, so the graph is traced once."""
-        pieces = [graph(tf.constant(pixels[i : i + chunk], tf.float32)) for i in range(0, len(pixels), chunk)]
+        """In chunks of one size (the last one padded with its last image), so the graph is traced once."""
+        padded = np.concatenate([pixels, np.repeat(pixels[-1:], -len(pixels) % chunk, axis=0)])
+        pieces = [graph(tf.constant(padded[i : i + chunk], tf.float32)) for i in range(0, len(padded), chunk)]
         return tuple(np.concatenate([piece[k].numpy() for piece in pieces])[: len(pixels)] for k in (0, 1))
 
     return run
@@ -97,17 +103,16 @@ def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, label
     rows = candidate_rows(labels, n_images, seed)
     chunk = min(n_images, len(rows))
     images = np.asarray(pixels[rows], np.float32)
-    padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % chunk, axis=0)])
     probe = activations_probe(extractor, layer_name)
-    activations, features = probe(padded, chunk)
+    activations, features = probe(images, chunk)
     with redrawn_backbone(extractor, layer_name, seed):  # restored on exit: the extractor is shared
-        redrawn_activations, redrawn_features = probe(padded[:chunk], chunk)
+        redrawn_activations, redrawn_features = probe(images[:chunk], chunk)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
             rows=rows,
-            activations=activations[: len(rows)],
-            features=features[: len(rows)],
+            activations=activations,
+            features=features,
             redrawn_activations=redrawn_activations,
             redrawn_features=redrawn_features,
         )
