@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
 from backbones.keras2_h5 import assign_by_name, is_keras2_h5
 from backbones.registry import BackboneSpec, build
+from backbones.seeding import seed_run
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def ready(model: keras.Model) -> Callable[[], keras.Model]:
 
 def build_random(spec: BackboneSpec, image_size: int, init_seed: int) -> keras.Model:
     """Random init from a fixed seed, so every run seed shares the same frozen features."""
-    keras.utils.set_random_seed(init_seed)
+    seed_run(init_seed)
     return build(spec, image_size, None)
 
 
@@ -99,7 +100,7 @@ def load_keras2_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.M
 
 def load_keras3_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.Model:
     """By structure (Keras's own loader); refused when any layer kept its initial kernels."""
-    keras.utils.set_random_seed(VERIFY_SEED)
+    seed_run(VERIFY_SEED)
     model = build(spec, image_size, None)
     initial = {layer.name: [np.array(k) for k in kernels(layer)] for layer in model.layers if kernels(layer)}
     try:

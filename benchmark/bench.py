@@ -23,14 +23,14 @@ log = logging.getLogger("benchmark.bench")
 
 def backbone_speed(name: str, cfg: DictConfig) -> dict:
     """Frozen feature extraction (images/s) and batch-1 latency of a random-init backbone + pooling."""
-    import keras
 
     from backbones.extractor import batch_free_forward, pooled_extractor
     from backbones.registry import build, get
+    from backbones.seeding import seed_run
     from benchmark.metrics.efficiency import timed_calls
 
     spec = get(name)
-    keras.utils.set_random_seed(0)
+    seed_run(0)
     extractor = pooled_extractor(build(spec, cfg.image_size, None), spec, cfg.image_size)
     images = np.random.default_rng(0).integers(0, 256, (cfg.n_images, cfg.image_size, cfg.image_size, 3))
     batch = images[: cfg.batch_size].astype(np.float32)
@@ -166,27 +166,29 @@ def naive_vs_cached(cfg: DictConfig) -> dict:
 
     from backbones.extractor import pooled_extractor
     from backbones.registry import build, get
+    from backbones.seeding import seed_run
     from benchmark.train.features import extract
-    from benchmark.train.head import assemble, head_layers, head_on_features
+    from benchmark.train.head import assemble, feature_batches, head_layers, head_on_features, steps_per_epoch
 
     spec, size, epochs = get(cfg.cache_backbone), cfg.image_size, cfg.naive_epochs
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (cfg.naive_images, size, size, 3)).astype(np.float32)
     y = keras.utils.to_categorical(rng.integers(0, 3, len(x)), 3)
     head_cfg = DictConfig({"units": 256, "dropout": 0.5})
-    keras.utils.set_random_seed(0)
+    seed_run(0)
     naive = assemble(pooled_extractor(build(spec, size, None), spec, size), head_layers(3, head_cfg))
     naive.compile("adam", "categorical_crossentropy")
     started = time.perf_counter()
     naive.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
     naive_s = time.perf_counter() - started
-    keras.utils.set_random_seed(0)
+    seed_run(0)
     extractor = pooled_extractor(build(spec, size, None), spec, size)
     started = time.perf_counter()
     features = extract(extractor, x, 32, "features")  # the frozen mode's own extraction
     head = head_on_features(features.shape[1], head_layers(3, head_cfg))
-    head.compile("adam", "categorical_crossentropy")
-    head.fit(features, y, batch_size=32, epochs=epochs, verbose=0)
+    head.compile("adam", "categorical_crossentropy", steps_per_execution=steps_per_epoch(len(x), 32))
+    batches = feature_batches(features, y, 32, seed=0, epochs=epochs)  # as train/frozen.py trains it
+    head.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x), 32), verbose=0)
     cached_s = time.perf_counter() - started
     return {
         "backbone": spec.name,

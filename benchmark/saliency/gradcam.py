@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import spearmanr
 
+from backbones.extractor import nested_model_with
 from backbones.one_shot import one_shot
 from benchmark.errors import BenchmarkError
 
@@ -29,9 +30,9 @@ REDRAW_STREAM = 0x5EED_CA11
 
 def nested_base(model: keras.Model, layer_name: str) -> keras.Model:
     """The layer of `model` that is itself a model and contains `layer_name`: the backbone."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model) and any(inner.name == layer_name for inner in layer.layers):
-            return layer
+    base = nested_model_with(model, layer_name)
+    if base is not None:
+        return base
     raise BenchmarkError(
         f"model {model.name!r} has no nested backbone with a layer {layer_name!r}: "
         "Grad-CAM needs a classifier assembled by benchmark.head (pixels -> backbone -> head)"

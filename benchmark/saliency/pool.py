@@ -7,8 +7,9 @@ by nothing but pooling (every registry backbone: its last layer, or VGG19's bloc
 the spatial mean of d y^c / d A — all that Grad-CAM uses of the gradient — is (d y^c / d f) / (h w), f the
 pooled features: pooling routes each window's gradient to its inputs without changing its sum. So the
 maps need only the layer's activations A, kept here for a pool of test images while the extractor is in
-memory anyway (the run that extracts the features), and the head's gradient at f. A test checks the maps
-and the randomisation test against the gradient path (`gradcam.py`).
+memory anyway (the run that extracts the features; its inference graph returns A beside the features, so
+no second graph is traced), and the head's gradient at f. A test checks the maps and the randomisation
+test against the gradient path (`gradcam.py`).
 
 The pool: PANEL_CHOICE x n_images test images drawn by `seed`, classes in turn, so the panels can still be
 about half right and half wrong for whichever seed is shown; the randomisation test runs on the first
@@ -22,11 +23,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from backbones.one_shot import one_shot
+from backbones.extractor import batch_free_graph
 from benchmark.files import atomic_path, digest
 from benchmark.saliency.gradcam import class_logits, final_dense, nested_base, redrawn_backbone
 
 PANEL_CHOICE = 4  # pooled test images per panel to choose from
+CHUNK = 32  # images per call when pooling: bounds the activations held at once
 POOLING = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.GlobalAveragePooling2D)
 
 
@@ -66,32 +68,13 @@ def pool_path(
     return Path(cache_dir) / "gradcam" / f"{Path(extractor_file).stem}-{key}.npz"
 
 
-def activations_probe(extractor: keras.Model, layer_name: str):
-    """pixels -> (the layer's activations, the extractor's pooled features), one unoptimised graph
-    (one_shot.py) for the trained and the re-drawn backbone alike."""
-    base = nested_base(extractor, layer_name)
-    at = extractor.layers.index(base)
-    before = [layer for layer in extractor.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
-    after = extractor.layers[at + 1 :]
-    probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])
-
-    def traced(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        for layer in before:
-            x = layer(x)
-        activations, x = probe(x, training=False)
-        for layer in after:
-            x = layer(x)
-        return activations, x
-
-    graph = one_shot(traced)
-
-    def run(pixels: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """In chunks of one size (the last one padded with its last image), so the graph is traced once."""
-        padded = np.concatenate([pixels, np.repeat(pixels[-1:], -len(pixels) % chunk, axis=0)])
-        pieces = [graph(tf.constant(padded[i : i + chunk], tf.float32)) for i in range(0, len(padded), chunk)]
-        return tuple(np.concatenate([piece[k].numpy() for piece in pieces])[: len(pixels)] for k in (0, 1))
-
-    return run
+def activations(extractor: keras.Model, layer_name: str, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the layer's activations, the pooled features) of `pixels`, CHUNK images per call, through the
+    extractor's own inference graph: the one that extracted the features when the frozen run asked for
+    this side output first (train/frozen.py), else a new one."""
+    graph = batch_free_graph(extractor, side_output=layer_name)
+    pieces = [graph(tf.constant(pixels[i : i + CHUNK], tf.float32)) for i in range(0, len(pixels), CHUNK)]
+    return tuple(np.concatenate([piece[k].numpy() for piece in pieces]) for k in (1, 0))
 
 
 def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, labels: np.ndarray,
@@ -101,17 +84,15 @@ def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, label
     if not pooling_only_after(extractor, layer_name):
         return None
     rows = candidate_rows(labels, n_images, seed)
-    chunk = min(n_images, len(rows))
     images = np.asarray(pixels[rows], np.float32)
-    probe = activations_probe(extractor, layer_name)
-    activations, features = probe(images, chunk)
+    kept, features = activations(extractor, layer_name, images)
     with redrawn_backbone(extractor, layer_name, seed):  # restored on exit: the extractor is shared
-        redrawn_activations, redrawn_features = probe(images[:chunk], chunk)
+        redrawn_activations, redrawn_features = activations(extractor, layer_name, images[:n_images])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(
             handle,
             rows=rows,
-            activations=activations,
+            activations=kept,
             features=features,
             redrawn_activations=redrawn_activations,
             redrawn_features=redrawn_features,

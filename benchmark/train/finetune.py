@@ -86,7 +86,7 @@ def train_finetune(
     recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
     bn = bn_record(cfg, spec, backbone, dataset)
     n_classes = len(dataset.class_names)
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(cfg.seed)  # TensorFlow's global seed too: the stream shuffles with tf.data
     pixels = {s: split_pixels(dataset, s, image_size, Path(cfg.cache_dir)) for s in SPLITS}
     labels = {s: one_hot(dataset.splits[s].labels, n_classes) for s in SPLITS}
     augment = augmenter(cfg.augment, cfg.seed)

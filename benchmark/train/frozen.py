@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from backbones.extractor import pooled_extractor
+from backbones.extractor import batch_free_graph, pooled_extractor
 from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
 from benchmark.train import engines
 from benchmark.train.features import split_features
-from benchmark.train.head import check_fold, fold_standardizer
+from benchmark.train.head import check_fold, feature_batches, fold_standardizer, steps_per_epoch
 from benchmark.train.kept_heads import assembled, seeded_head
 from benchmark.train.shared import (
     Trained,
@@ -34,17 +34,17 @@ from benchmark.train.shared_extractor import extractor_key, shared_extractor
 
 
 def fit_head(
-    model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig
+    model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig, seed: int
 ) -> tuple[pd.DataFrame, int]:
-    """The compiled head on cached features; the history and the epoch whose weights were restored."""
+    """The compiled head on cached features (shuffled by `seed`); the history and the epoch whose
+    weights were restored."""
     found, stop = callbacks(cfg, cfg.lr)
+    targets = one_hot(y["train"], n_classes)
     history = model.fit(
-        x["train"],
-        one_hot(y["train"], n_classes),
-        validation_data=(x["val"], one_hot(y["val"], n_classes)),
+        feature_batches(x["train"], targets, cfg.batch_size, seed, cfg.max_epochs),
+        validation_data=feature_batches(x["val"], one_hot(y["val"], n_classes), cfg.batch_size),
         epochs=cfg.max_epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
+        steps_per_epoch=steps_per_epoch(len(targets), cfg.batch_size),
         verbose=0,
         callbacks=found,
         class_weight=class_weights(cfg, y["train"], n_classes),
@@ -69,7 +69,11 @@ def frozen_extractor(
         recalibrate_random_backbone(cfg, dataset, spec, backbone, image_size)
         return pooled_extractor(backbone.model, spec, image_size)
 
-    return shared_extractor(path, build)
+    def prepare(model: keras.Model) -> None:
+        if cfg.explain.get("after_sweep_images"):  # this cell keeps Grad-CAM's pool (runs/pipeline.py):
+            batch_free_graph(model, side_output=spec.last_conv_layer)  # from the extraction's own graph
+
+    return shared_extractor(path, build, prepare)
 
 
 def extraction_engine(
@@ -160,7 +164,9 @@ def train_frozen(
     features, labels, extractor = found.features, found.labels, found.extractor
     head = seeded_head(features["train"], len(dataset.class_names), cfg)  # compiled (kept_heads.py)
     started = time.perf_counter()
-    history, best_epoch = fit_head(head.training, features, labels, len(dataset.class_names), cfg.train)
+    history, best_epoch = fit_head(
+        head.training, features, labels, len(dataset.class_names), cfg.train, cfg.seed
+    )
     training_s = time.perf_counter() - started
     batch = cfg.train.batch_size
     val_probabilities, fold_check = head.training.predict(features["val"], batch_size=batch, verbose=0), {}

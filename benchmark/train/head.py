@@ -7,9 +7,11 @@ the first Dense layer afterwards: an exact reparametrisation, so the saved head 
 """
 
 import logging
+import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
@@ -84,3 +86,32 @@ def head_on_features(feature_dim: int, layers: list[keras.layers.Layer]) -> kera
 def assemble(extractor: keras.Model, layers: list[keras.layers.Layer]) -> keras.Model:
     """Pixels -> class probabilities: the same layer objects, so it is the same model as the cached path."""
     return keras.Model(extractor.inputs, stack(extractor.outputs[0], layers), name="classifier")
+
+
+def feature_batches(
+    features: np.ndarray, targets: np.ndarray, batch_size: int, seed: int | None = None, epochs: int = 1
+) -> tf.data.Dataset:
+    """Cached features and one-hot targets in batches: as they are, or with `seed` `epochs` epochs in a
+    new order each, for fit(..., steps_per_epoch=...), which keeps one iterator for all of them.
+
+    Handing Keras numpy arrays made it rebuild an index-shuffle-and-gather pipeline and a new iterator
+    every epoch; with one Python call per step that was most of a head's fit (`steps_per_epoch`). The
+    orders come from NumPy and `seed` alone: tf.data's own shuffle also depends on TensorFlow's global
+    seed, which any code in the process may set (backbones/seeding.py leaves it alone)."""
+    if seed is None:
+        return tf.data.Dataset.from_tensor_slices((features, targets)).batch(batch_size)
+    rng = np.random.default_rng(seed)
+    orders = np.stack([rng.permutation(len(features)) for _ in range(epochs)])
+    x, y = tf.constant(features), tf.constant(targets)
+    return (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        .map(lambda rows: (tf.gather(x, rows), tf.gather(y, rows)))
+    )
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """The head runs a whole epoch per call into TensorFlow (`steps_per_execution`), the same steps in
+    the same order as one call per step: 10 epochs on 420 x 1280 features took 1.25-1.5 s with numpy
+    arrays and a call per step, 0.46 s with `feature_batches` and a call per epoch."""
+    return max(1, math.ceil(n_train / batch_size))

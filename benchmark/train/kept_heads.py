@@ -16,8 +16,9 @@ import keras
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from backbones.seeding import seed_run
 from benchmark.files import digest
-from benchmark.train.head import assemble, head_layers, head_on_features, standardizer
+from benchmark.train.head import assemble, head_layers, head_on_features, standardizer, steps_per_epoch
 from benchmark.train.shared import optimizer
 
 KEPT_HEADS = 8  # a default sweep alternates between 7 backbones' heads; older ones are released
@@ -46,12 +47,13 @@ def build_head(train_features: np.ndarray, n_classes: int, cfg: DictConfig) -> H
     return Head(training, head_on_features(dim, layers) if standardize else training, layers, standardize)
 
 
-def compile_head(model: keras.Model, cfg: DictConfig) -> None:
+def compile_head(model: keras.Model, cfg: DictConfig, n_train: int) -> None:
     model.compile(
         optimizer=optimizer(cfg, cfg.lr),
         loss="categorical_crossentropy",
         metrics=["accuracy"],
         run_eagerly=cfg.run_eagerly,
+        steps_per_execution=steps_per_epoch(n_train, cfg.batch_size),
     )
 
 
@@ -59,14 +61,14 @@ def seeded_head(train_features: np.ndarray, n_classes: int, cfg: DictConfig) -> 
     """A compiled head initialised exactly as a new one under `cfg.seed`; the process's kept head for
     these features and settings when it has one (the standardiser's statistics are constants of its
     traced graphs, so the train features' content is part of the key)."""
-    keras.utils.set_random_seed(cfg.seed)
+    seed_run(cfg.seed)
     fresh = build_head(train_features, n_classes, cfg)
     settings = OmegaConf.to_container(cfg.head), OmegaConf.to_container(cfg.train)
     content = hashlib.sha256(np.ascontiguousarray(train_features).tobytes()).hexdigest()
     key = digest(content, n_classes, *settings)
     kept = _kept.get(key)
     if kept is None:
-        compile_head(fresh.training, cfg.train)
+        compile_head(fresh.training, cfg.train, len(train_features))
         _kept[key] = fresh
         while len(_kept) > KEPT_HEADS:
             _kept.popitem(last=False)

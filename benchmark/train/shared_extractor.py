@@ -26,17 +26,21 @@ def extractor_key(backbone: str, image_size: int, weights_id: str, data_fingerpr
     return digest(backbone, image_size, weights_id, data_fingerprint, keras.__version__, length=12)
 
 
-def shared_extractor(path: Path, build: Callable[[], keras.Model]) -> Callable[[], keras.Model]:
+def shared_extractor(
+    path: Path, build: Callable[[], keras.Model], prepare: Callable[[keras.Model], None] | None = None
+) -> Callable[[], keras.Model]:
     """A function returning the extractor: read from `path`, or built once and saved there (atomic
-    rename, under a lock so two processes never build the same file twice). Its `path` attribute is the
-    file; `seconds` says how long getting it took (0 until asked for), so extraction is timed without it;
-    `in_memory()` whether this process has it already."""
+    rename, under a lock so two processes never build the same file twice), then given to `prepare`. Its
+    `path` attribute is the file; `seconds` says how long getting it took (0 until asked for), so
+    extraction is timed without it; `in_memory()` whether this process has it already."""
     found: list[keras.Model] = []
 
     def extractor() -> keras.Model:
         if not found:
             started = time.perf_counter()
             found.append(load_or_build(path, build))
+            if prepare:
+                prepare(found[0])
             extractor.seconds = time.perf_counter() - started
         return found[0]
 

@@ -4,6 +4,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 
 from benchmark.errors import BenchmarkError
@@ -25,7 +26,9 @@ def test_onnxruntime_and_openvino_compute_kerass_features_from_one_kept_export(t
     assert reference["extraction_engine"] == "tf"
     expected = feature_files(tmp_path / "tf_cache")
     for seed, engine in enumerate(["onnxruntime", "openvino"]):
-        cfg = tiny_cfg(f"runtime.engine={engine}", f"seed={seed}", "force=true")
+        # as a sweep cell: the extractor's graph returns Grad-CAM's activations too (a second output)
+        sweep_cell = "+explain.after_sweep_images=2"
+        cfg = tiny_cfg(f"runtime.engine={engine}", f"seed={seed}", "force=true", sweep_cell)
         shutil.rmtree(Path(cfg.cache_dir) / "features", ignore_errors=True)
         metrics = run(cfg)
         assert metrics["extraction_engine"] == engine
@@ -34,6 +37,7 @@ def test_onnxruntime_and_openvino_compute_kerass_features_from_one_kept_export(t
         assert (metrics["engine_export_s"] > 0) == (engine == "onnxruntime")
         onnx_files = list((Path(cfg.results_dir) / "extractors").glob("*.onnx"))
         assert len(onnx_files) == 1 and onnx_files[0].with_suffix(".keras").exists()
+        assert len(onnxruntime.InferenceSession(onnx_files[0]).get_outputs()) == 2  # features, activations
         got = feature_files(Path(cfg.cache_dir))
         assert set(got) == {"train", "val", "test"}
         for split in got:

@@ -2,9 +2,17 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 from omegaconf import OmegaConf
 
-from benchmark.train.head import check_fold, fold_standardizer, head_layers, head_on_features, standardizer
+from benchmark.train.head import (
+    check_fold,
+    feature_batches,
+    fold_standardizer,
+    head_layers,
+    head_on_features,
+    standardizer,
+)
 
 
 def test_folding_the_standardizer_into_dense_changes_nothing():
@@ -41,3 +49,22 @@ def test_a_nearly_constant_large_feature_does_not_break_the_fold():
     fold_standardizer(standardize, layers[0])
     after = head_on_features(6, layers).predict(features, verbose=0)
     assert check_fold(before, after)["fold_max_difference"] < 1e-4
+
+
+def test_each_epoch_is_a_new_order_of_every_row_drawn_from_the_seed_alone():
+    features = np.arange(10, dtype=np.float32)[:, None]
+    targets = keras.utils.to_categorical(np.arange(10) % 3, 3)
+
+    def epochs(seed: int) -> list[list[int]]:
+        rows = [int(v) for x, y in feature_batches(features, targets, 4, seed, epochs=3) for v in x[:, 0]]
+        return [rows[i : i + 10] for i in range(0, 30, 10)]
+
+    first, global_seed = epochs(1), tf.compat.v1.get_seed(None)[0]
+    assert all(sorted(epoch) == list(range(10)) for epoch in first) and first[0] != first[1]
+    tf.random.set_seed(123)  # TensorFlow's global seed, which other code may set, changes nothing
+    try:
+        assert epochs(1) == first and epochs(2) != first
+    finally:
+        tf.random.set_seed(global_seed)
+    plain = [int(v) for x, _ in feature_batches(features, targets, 4) for v in x[:, 0]]
+    assert plain == list(range(10))  # validation: in order, once

@@ -20,7 +20,7 @@ def features_and_labels(seed: int) -> tuple[dict, dict]:
 
 
 def trained(head, x: dict, y: dict, cfg) -> tuple[np.ndarray, np.ndarray]:
-    history, _ = fit_head(head.training, x, y, 3, cfg.train)
+    history, _ = fit_head(head.training, x, y, 3, cfg.train, cfg.seed)
     return history[["loss", "val_loss"]].to_numpy(), head.training.predict(x["val"], verbose=0)
 
 
