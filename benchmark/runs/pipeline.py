@@ -6,7 +6,6 @@ import time
 import traceback
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +28,7 @@ from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
+from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
 from benchmark.saliency.pool import keep_pool, pool_path
 from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment, engines
@@ -272,8 +272,8 @@ def run(cfg: DictConfig) -> dict:
     if done is not None:
         return done
     # A sweep runs many cells in one process: start each from a clean slate, the previous cell's backbone
-    # released (clear_session ends with gc.collect(); a second collection cost 0.22 s a cell for nothing).
-    keras.backend.clear_session(free_memory=True)
+    # released (one garbage collection: a second one cost 0.22 s a cell for nothing).
+    clean_slate()
     started = time.perf_counter()
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
