@@ -188,7 +188,7 @@ def naive_vs_cached(cfg: DictConfig) -> dict:
     head = head_on_features(features.shape[1], head_layers(3, head_cfg))
     head.compile("adam", "categorical_crossentropy", steps_per_execution=steps_per_epoch(len(x), 32))
     batches = feature_batches(features, y, 32, seed=0, epochs=epochs)  # as train/frozen.py trains it
-    head.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x), 32), verbose=0)
+    head.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x), 32), shuffle=False, verbose=0)
     cached_s = time.perf_counter() - started
     return {
         "backbone": spec.name,

@@ -45,6 +45,7 @@ def fit_head(
         validation_data=feature_batches(x["val"], one_hot(y["val"], n_classes), cfg.batch_size),
         epochs=cfg.max_epochs,
         steps_per_epoch=steps_per_epoch(len(targets), cfg.batch_size),
+        shuffle=False,  # the batches come in their epoch's order
         verbose=0,
         callbacks=found,
         class_weight=class_weights(cfg, y["train"], n_classes),
