@@ -17,7 +17,13 @@ from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
 from benchmark.train import engines
 from benchmark.train.features import split_features
-from benchmark.train.head import check_fold, feature_batches, fold_standardizer, steps_per_epoch
+from benchmark.train.head import (
+    check_fold,
+    feature_batches,
+    fold_standardizer,
+    head_probabilities,
+    steps_per_epoch,
+)
 from benchmark.train.kept_heads import assembled, seeded_head
 from benchmark.train.shared import (
     Trained,
@@ -169,13 +175,12 @@ def train_frozen(
         head.training, features, labels, len(dataset.class_names), cfg.train, cfg.seed
     )
     training_s = time.perf_counter() - started
-    batch = cfg.train.batch_size
-    val_probabilities, fold_check = head.training.predict(features["val"], batch_size=batch, verbose=0), {}
+    val_probabilities, fold_check = head_probabilities(head.training, features["val"]), {}
     if head.standardize is not None:  # fold, then check the folded head on the same validation features
         fold_standardizer(head.standardize, head.layers[0])
-        folded = head.saved.predict(features["val"], batch_size=batch, verbose=0)
+        folded = head_probabilities(head.saved, features["val"])
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
-    test_probabilities = head.saved.predict(features["test"], batch_size=batch, verbose=0)
+    test_probabilities = head_probabilities(head.saved, features["test"])
     timings = {**found.timings, **training_record(history, best_epoch, training_s), **fold_check}
     return Trained(
         lambda: assembled(extractor(), head),

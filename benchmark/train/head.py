@@ -115,3 +115,11 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     the same order as one call per step: 10 epochs on 420 x 1280 features took 1.25-1.5 s with numpy
     arrays and a call per step, 0.46 s with `feature_batches` and a call per epoch."""
     return max(1, math.ceil(n_train / batch_size))
+
+
+def head_probabilities(head: keras.Model, features: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """A head's class probabilities on features, `rows` at a time in eager calls: Keras's predict traced
+    a function for each new head and built a batch pipeline for every call (a frozen run's three calls on
+    a new head: 0.31 s vs 0.02 s), for the same numbers."""
+    pieces = [head(features[i : i + rows], training=False) for i in range(0, len(features), rows)]
+    return np.concatenate([keras.ops.convert_to_numpy(piece) for piece in pieces])

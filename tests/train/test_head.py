@@ -5,12 +5,14 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import OmegaConf
 
+from backbones.seeding import seed_run
 from benchmark.train.head import (
     check_fold,
     feature_batches,
     fold_standardizer,
     head_layers,
     head_on_features,
+    head_probabilities,
     standardizer,
 )
 
@@ -68,3 +70,13 @@ def test_each_epoch_is_a_new_order_of_every_row_drawn_from_the_seed_alone():
         tf.random.set_seed(global_seed)
     plain = [int(v) for x, _ in feature_batches(features, targets, 4) for v in x[:, 0]]
     assert plain == list(range(10))  # validation: in order, once
+
+
+def test_head_probabilities_are_what_predict_gives_in_inference_mode():
+    seed_run(0)
+    head = head_on_features(6, head_layers(3, OmegaConf.create({"units": 8, "dropout": 0.5})))
+    features = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+    expected = head.predict(features, batch_size=4, verbose=0)
+    np.testing.assert_allclose(head_probabilities(head, features), expected, atol=1e-6)
+    in_chunks = head_probabilities(head, features, rows=3)
+    np.testing.assert_allclose(in_chunks, head_probabilities(head, features), atol=1e-6)
