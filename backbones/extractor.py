@@ -2,6 +2,7 @@
 and the one inference graph per model that extraction, export and latency share."""
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -36,24 +37,39 @@ def nested_model_with(model: keras.Model, layer_name: str) -> keras.Model | None
     return None
 
 
-def with_activations(
-    model: keras.Model, layer_name: str
-) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """x -> (model(x), the activations of `layer_name` inside the model's nested backbone): the same
-    layers, called with the backbone opened at that layer (inference mode, as the extractor calls it)."""
+class Opened(NamedTuple):
+    """A model taken apart at a layer inside its nested backbone: the layers before the backbone, the
+    backbone as a probe returning (that layer's activations, its own output), and the layers after it."""
+
+    before: list[keras.layers.Layer]
+    probe: keras.Model
+    after: list[keras.layers.Layer]
+
+
+def opened_at(model: keras.Model, layer_name: str) -> Opened:
+    """`model` opened at `layer_name`, for everything that needs a layer inside the backbone (the side
+    output below, Grad-CAM's gradients)."""
     base = nested_model_with(model, layer_name)
     if base is None:
         raise ValueError(f"model {model.name!r} has no nested backbone with a layer {layer_name!r}")
     at = model.layers.index(base)
     before = [layer for layer in model.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
-    after = model.layers[at + 1 :]
     probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])
+    return Opened(before, probe, model.layers[at + 1 :])
+
+
+def with_activations(
+    model: keras.Model, layer_name: str
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """x -> (model(x), the activations of `layer_name` inside the model's nested backbone): the same
+    layers, called with the backbone opened at that layer (inference mode, as the extractor calls it)."""
+    opened = opened_at(model, layer_name)
 
     def call(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        for layer in before:
+        for layer in opened.before:
             x = layer(x)
-        activations, x = probe(x, training=False)
-        for layer in after:
+        activations, x = opened.probe(x, training=False)
+        for layer in opened.after:
             x = layer(x)
         return x, activations
 

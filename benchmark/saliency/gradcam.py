@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import spearmanr
 
-from backbones.extractor import nested_model_with
+from backbones.extractor import nested_model_with, opened_at
 from backbones.one_shot import one_shot
 from benchmark.errors import BenchmarkError
 
@@ -66,11 +66,8 @@ def gradient_function(model: keras.Model, layer_name: str) -> Gradients:
     own class c; the backbone is taken apart once for all the maps of a model (the randomisation check
     re-draws its variables in place, so both calls run the same graph). An unoptimised graph
     (backbones/one_shot.py): eager Keras held every activation of the backbone until the call returned."""
-    base = nested_base(model, layer_name)
-    at = model.layers.index(base)
-    before = [layer for layer in model.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
-    after = model.layers[at + 1 :]
-    probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])
+    nested_base(model, layer_name)  # fails now, in one line, for a model without that backbone layer
+    before, probe, after = opened_at(model, layer_name)
     final_dense(after)  # fails now, in one line, for a head without a class score
 
     def traced(x: tf.Tensor, classes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
