@@ -1,0 +1,39 @@
+"""`make bench`'s arithmetic: operations per image counted on a real Keras graph, and the efficiency table
+built from measured throughputs (the timings themselves are measured by `make bench`, never asserted)."""
+
+import keras
+import pytest
+
+from benchmark.bench import efficiency_rows, float_ops_per_image
+
+
+def test_float_ops_of_a_convolution_are_two_per_multiply_add():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(inputs)
+    model = keras.Model(inputs, keras.layers.Flatten()(outputs))
+    multiply_adds = 8 * 8 * (3 * 3 * 3) * 4  # output positions x kernel taps x input channels x filters
+    assert float_ops_per_image(model) == 2 * multiply_adds
+
+
+def test_efficiency_rows_compare_the_sweep_with_raw_forwards_and_the_flop_ceiling():
+    speeds = [{"backbone": "b", "gflop_per_image": 2.0, "extraction_ips": 50.0, "onnxruntime_ips": 80.0}]
+    sweep = {
+        "n_images": 600,
+        "extraction_s": {"b": 15.0},  # 40 img/s end to end
+        "steady_ips": {"b": 48.0},  # its full batches ran at 48 img/s ...
+        "engine": {"b": "tf"},  # ... on TensorFlow, whose raw forward is 50 img/s
+    }
+    (row,) = efficiency_rows(speeds, sweep, peak_flops=200e9)
+    assert row["ceiling_ips"] == pytest.approx(100.0)  # 200 GFLOP/s over 2 GFLOP per image
+    assert row["fastest_ips"] == 80.0 and row["fraction_of_ceiling"] == pytest.approx(0.8)
+    assert row["end_to_end_ips"] == pytest.approx(40.0)
+    assert row["pipeline_efficiency"] == pytest.approx(0.5)  # against the fastest engine, ONNX Runtime
+    assert row["steady_over_same_engine"] == pytest.approx(0.96)  # against TensorFlow, the engine used
+    assert row["one_off_s"] == pytest.approx(15.0 - 600 / 48)
+
+
+def test_a_backbone_the_sweep_did_not_extract_has_no_sweep_figures():
+    speeds = [{"backbone": "b", "gflop_per_image": 1.0, "extraction_ips": 10.0}]
+    sweep = {"n_images": 600, "extraction_s": {}, "steady_ips": {}, "engine": {}}
+    (row,) = efficiency_rows(speeds, sweep, peak_flops=100e9)
+    assert row["pipeline_efficiency"] is None and row["one_off_s"] is None and row["ceiling_ips"] == 100.0
