@@ -185,6 +185,9 @@ def default_sweep(cfg: DictConfig) -> dict:
             for m in runs
             if m.get("seed") == 0
         },
+        "ready_s": {  # building, recalibrating and saving the network: once per backbone, seed 0's cell
+            m["backbone"]: m.get("extractor_ready_s", 0.0) for m in runs if m.get("seed") == 0
+        },
         "steady_ips": {  # the same extraction's full batches after the first: the engine kept busy?
             m["backbone"]: m.get("extraction_ips") for m in runs if m.get("seed") == 0
         },
@@ -249,7 +252,8 @@ def efficiency_rows(speeds: list[dict], sweep: dict, peak_flops: float) -> list[
     """Per backbone: the FLOP ceiling (images/s at the machine's measured fp32 peak), the fastest engine's
     share of it, and how the sweep's extraction compares with raw forward passes: end to end (what the
     target judges), its steady batches against the same engine (does the pipeline keep the engine
-    busy?), and the seconds the steady rate does not explain (tracing, first call, export)."""
+    busy?), the seconds the steady rate does not explain (tracing, first call, export), and the seconds
+    the network took to be ready before (build, BatchNorm recalibration, save)."""
     rows = []
     for s in speeds:
         name, n = s["backbone"], sweep["n_images"]
@@ -266,6 +270,7 @@ def efficiency_rows(speeds: list[dict], sweep: dict, peak_flops: float) -> list[
             "pipeline_efficiency": n / extraction / fastest_ips(s) if extraction else None,
             "steady_over_same_engine": steady / same_engine if steady and same_engine else None,
             "one_off_s": extraction - n / steady if extraction and steady else None,
+            "ready_s": sweep["ready_s"].get(name),
         })
     return rows
 
@@ -314,6 +319,22 @@ def targets(
 
 def number(value: float | None, spec: str = ".1f") -> str:
     return "—" if value is None else format(value, spec)
+
+
+def sweep_split(sweep: dict, efficiency: list[dict]) -> str:
+    """The cold sweep's wall time in four parts that add up to it, from its own cells' records."""
+    rows = [row for row in efficiency if row["one_off_s"] is not None]
+    forward = sum(sweep["n_images"] / row["end_to_end_ips"] - row["one_off_s"] for row in rows)
+    one_off = sum(row["one_off_s"] for row in rows)
+    ready = sum(row["ready_s"] or 0.0 for row in rows)
+    rest = sweep["cold"]["wall_s"] - forward - one_off - ready
+    return (
+        f"Where the cold sweep's {sweep['cold']['wall_s']:.0f} s went: forward passes at the speed of the "
+        f"extraction's steady batches {forward:.0f} s, their one-off seconds {one_off:.0f} s, networks "
+        f"made ready (build, BatchNorm recalibration, save) {ready:.0f} s, everything else {rest:.0f} s "
+        "(head training, evaluation and figures of every cell, Grad-CAM and the report after the last "
+        "cell, start-up, data generation, Hydra)."
+    )
 
 
 def setting(cfg: DictConfig) -> dict:
@@ -375,18 +396,20 @@ def markdown(
         "the extraction's seconds its steady rate does not explain (tracing, first call, any export).",
         "",
         "| backbone | GFLOP/image | FLOP ceiling (img/s) | fastest engine raw (img/s) | fraction of ceiling "
-        "| end to end in the sweep (img/s) | pipeline efficiency | steady / same engine raw | one-off (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| end to end in the sweep (img/s) | pipeline efficiency | steady / same engine raw | one-off (s) "
+        "| network ready before (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in efficiency:
         lines.append(
             f"| {row['backbone']} | {row['gflop_per_image']:.2f} | {row['ceiling_ips']:.1f} "
             f"| {row['fastest_ips']:.1f} | {row['fraction_of_ceiling']:.2f} "
             f"| {number(row['end_to_end_ips'])} | {number(row['pipeline_efficiency'], '.2f')} "
-            f"| {number(row['steady_over_same_engine'], '.2f')} | {number(row['one_off_s'])} |"
+            f"| {number(row['steady_over_same_engine'], '.2f')} | {number(row['one_off_s'])} "
+            f"| {number(row['ready_s'])} |"
         )
+    lines += ["", sweep_split(sweep, efficiency), ""]
     lines += [
-        "",
         f"The sweep extracted with: {', '.join(sweep['engines'])} (runtime.engine=auto). "
         f"Default sweep from empty caches: {sweep['cold']['wall_s']:.0f} s, peak memory "
         f"{sweep['cold']['peak_memory_gb']:.2f} GB, results {sweep['results_gb']:.2f} GB; "

@@ -4,7 +4,7 @@ built from measured throughputs (the timings themselves are measured by `make be
 import keras
 import pytest
 
-from benchmark.bench import efficiency_rows, float_ops_per_image
+from benchmark.bench import efficiency_rows, float_ops_per_image, sweep_split
 
 
 def test_float_ops_of_a_convolution_are_two_per_multiply_add():
@@ -22,6 +22,7 @@ def test_efficiency_rows_compare_the_sweep_with_raw_forwards_and_the_flop_ceilin
         "extraction_s": {"b": 15.0},  # 40 img/s end to end
         "steady_ips": {"b": 48.0},  # its full batches ran at 48 img/s ...
         "engine": {"b": "tf"},  # ... on TensorFlow, whose raw forward is 50 img/s
+        "ready_s": {"b": 4.0},
     }
     (row,) = efficiency_rows(speeds, sweep, peak_flops=200e9)
     assert row["ceiling_ips"] == pytest.approx(100.0)  # 200 GFLOP/s over 2 GFLOP per image
@@ -30,10 +31,18 @@ def test_efficiency_rows_compare_the_sweep_with_raw_forwards_and_the_flop_ceilin
     assert row["pipeline_efficiency"] == pytest.approx(0.5)  # against the fastest engine, ONNX Runtime
     assert row["steady_over_same_engine"] == pytest.approx(0.96)  # against TensorFlow, the engine used
     assert row["one_off_s"] == pytest.approx(15.0 - 600 / 48)
+    assert row["ready_s"] == 4.0
+
+
+def test_the_sweep_split_adds_up_to_its_wall_time():
+    row = {"end_to_end_ips": 40.0, "one_off_s": 3.0, "ready_s": 4.0}  # 600 images: 15 s extraction
+    text = sweep_split({"n_images": 600, "cold": {"wall_s": 30.0}}, [row])
+    assert "steady batches 12 s, their one-off seconds 3 s" in text  # 15 s = 12 s steady + 3 s one-off
+    assert "(build, BatchNorm recalibration, save) 4 s, everything else 11 s" in text
 
 
 def test_a_backbone_the_sweep_did_not_extract_has_no_sweep_figures():
     speeds = [{"backbone": "b", "gflop_per_image": 1.0, "extraction_ips": 10.0}]
-    sweep = {"n_images": 600, "extraction_s": {}, "steady_ips": {}, "engine": {}}
+    sweep = {"n_images": 600, "extraction_s": {}, "steady_ips": {}, "engine": {}, "ready_s": {}}
     (row,) = efficiency_rows(speeds, sweep, peak_flops=100e9)
     assert row["pipeline_efficiency"] is None and row["one_off_s"] is None and row["ceiling_ips"] == 100.0
