@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from backbones.preprocess import Preprocess
 from backbones.registry import BackboneSpec
+from benchmark.errors import BenchmarkError
 
 Forward = Callable[[np.ndarray], np.ndarray]  # a batch of pixels (or features) -> outputs, numpy
 FORWARD_ATTRIBUTE = "_batch_free_graph"  # where a model keeps (its graph, side output); dies with it
@@ -29,12 +30,16 @@ def pooled_extractor(backbone: keras.Model, spec: BackboneSpec, image_size: int)
     return keras.Model(inputs, outputs, name=f"{spec.name}_features")
 
 
-def nested_model_with(model: keras.Model, layer_name: str) -> keras.Model | None:
-    """The layer of `model` that is itself a model and contains `layer_name` (the backbone), if any."""
+def nested_base(model: keras.Model, layer_name: str) -> keras.Model:
+    """The layer of `model` that is itself a model and contains `layer_name`: the backbone; a one-line
+    error for a model not assembled as pixels -> backbone -> head (Grad-CAM, the side output below)."""
     for layer in model.layers:
         if isinstance(layer, keras.Model) and any(inner.name == layer_name for inner in layer.layers):
             return layer
-    return None
+    raise BenchmarkError(
+        f"model {model.name!r} has no nested backbone with a layer {layer_name!r}: "
+        "Grad-CAM needs a classifier assembled by benchmark.head (pixels -> backbone -> head)"
+    )
 
 
 class Opened(NamedTuple):
@@ -49,9 +54,7 @@ class Opened(NamedTuple):
 def opened_at(model: keras.Model, layer_name: str) -> Opened:
     """`model` opened at `layer_name`, for everything that needs a layer inside the backbone (the side
     output below, Grad-CAM's gradients)."""
-    base = nested_model_with(model, layer_name)
-    if base is None:
-        raise ValueError(f"model {model.name!r} has no nested backbone with a layer {layer_name!r}")
+    base = nested_base(model, layer_name)
     at = model.layers.index(base)
     before = [layer for layer in model.layers[:at] if not isinstance(layer, keras.layers.InputLayer)]
     probe = keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output])

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from scipy.stats import spearmanr
 
-from backbones.extractor import nested_model_with, opened_at
+from backbones.extractor import nested_base, opened_at
 from backbones.one_shot import one_shot
 from benchmark.errors import BenchmarkError
 
@@ -26,17 +26,6 @@ from benchmark.errors import BenchmarkError
 # keras.utils.set_random_seed(init_seed)) would be re-drawn identically whenever seed == init_seed, and
 # the test would compare the model with itself.
 REDRAW_STREAM = 0x5EED_CA11
-
-
-def nested_base(model: keras.Model, layer_name: str) -> keras.Model:
-    """The layer of `model` that is itself a model and contains `layer_name`: the backbone."""
-    base = nested_model_with(model, layer_name)
-    if base is not None:
-        return base
-    raise BenchmarkError(
-        f"model {model.name!r} has no nested backbone with a layer {layer_name!r}: "
-        "Grad-CAM needs a classifier assembled by benchmark.head (pixels -> backbone -> head)"
-    )
 
 
 def final_dense(after: list[keras.layers.Layer]) -> keras.layers.Dense:
@@ -66,8 +55,7 @@ def gradient_function(model: keras.Model, layer_name: str) -> Gradients:
     own class c; the backbone is taken apart once for all the maps of a model (the randomisation check
     re-draws its variables in place, so both calls run the same graph). An unoptimised graph
     (backbones/one_shot.py): eager Keras held every activation of the backbone until the call returned."""
-    nested_base(model, layer_name)  # fails now, in one line, for a model without that backbone layer
-    before, probe, after = opened_at(model, layer_name)
+    before, probe, after = opened_at(model, layer_name)  # a one-line error without that backbone layer
     final_dense(after)  # fails now, in one line, for a head without a class score
 
     def traced(x: tf.Tensor, classes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

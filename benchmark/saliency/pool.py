@@ -23,9 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from backbones.extractor import batch_free_graph
+from backbones.extractor import batch_free_graph, nested_base
 from benchmark.files import atomic_path, digest
-from benchmark.saliency.gradcam import class_logits, final_dense, nested_base, redrawn_backbone
+from benchmark.saliency.gradcam import class_logits, final_dense, redrawn_backbone
 
 PANEL_CHOICE = 4  # pooled test images per panel to choose from
 CHUNK = 32  # images per call when pooling: bounds the activations held at once
