@@ -200,34 +200,39 @@ def default_sweep(cfg: DictConfig) -> dict:
 
 def naive_vs_cached(cfg: DictConfig) -> dict:
     """The papers' way (full model, frozen base, features recomputed every epoch) vs the cached frozen
-    mode (features once, then the head), same images, same epochs, side by side."""
+    mode (features once, then the head compiled and fed as train/frozen.py does), same images, same
+    epochs, the project's default head and frozen-training settings, side by side."""
     import keras
+    from omegaconf import OmegaConf
 
     from backbones.extractor import pooled_extractor
     from backbones.registry import build, get
     from backbones.seeding import seed_run
     from benchmark.train.features import extract
     from benchmark.train.head import assemble, feature_batches, head_layers, head_on_features, steps_per_epoch
+    from benchmark.train.kept_heads import compile_head
 
     spec, size, epochs = get(cfg.cache_backbone), cfg.image_size, cfg.naive_epochs
+    head_cfg = OmegaConf.load(cli.CONF / "config.yaml").head
+    train = OmegaConf.load(cli.CONF / "train" / "frozen.yaml")
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (cfg.naive_images, size, size, 3)).astype(np.float32)
     y = keras.utils.to_categorical(rng.integers(0, 3, len(x)), 3)
-    head_cfg = DictConfig({"units": 256, "dropout": 0.5})
     seed_run(0)
     naive = assemble(pooled_extractor(build(spec, size, None), spec, size), head_layers(3, head_cfg))
     naive.compile("adam", "categorical_crossentropy")
     started = time.perf_counter()
-    naive.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    naive.fit(x, y, batch_size=train.batch_size, epochs=epochs, verbose=0)
     naive_s = time.perf_counter() - started
     seed_run(0)
     extractor = pooled_extractor(build(spec, size, None), spec, size)
     started = time.perf_counter()
-    features = extract(extractor, x, 32, "features")  # the frozen mode's own extraction
+    features = extract(extractor, x, train.batch_size, "features")  # the frozen mode's own extraction
     head = head_on_features(features.shape[1], head_layers(3, head_cfg))
-    head.compile("adam", "categorical_crossentropy", steps_per_execution=steps_per_epoch(len(x), 32))
-    batches = feature_batches(features, y, 32, seed=0, epochs=epochs)  # as train/frozen.py trains it
-    head.fit(batches, epochs=epochs, steps_per_epoch=steps_per_epoch(len(x), 32), shuffle=False, verbose=0)
+    compile_head(head, train, len(x))
+    batches = feature_batches(features, y, train.batch_size, seed=0, epochs=epochs)
+    steps = steps_per_epoch(len(x), train.batch_size)
+    head.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
     cached_s = time.perf_counter() - started
     return {
         "backbone": spec.name,
