@@ -37,8 +37,10 @@ def pipeline_run(cfg: DictConfig):
     they can be sized only before TensorFlow's first operation in the process."""
     from benchmark.runs import threads
     from benchmark.runs.pipeline import run
+    from benchmark.runs.slate import freeze_imports
 
     threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
+    freeze_imports()
     return run
 
 

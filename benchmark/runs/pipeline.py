@@ -175,7 +175,7 @@ def keep_gradcam_pool(cfg: DictConfig, run: RunIdentity, dataset: Dataset, train
         return
     pixels = split_pixels(dataset, "test", run.image_size, cache_dir)
     started = time.perf_counter()
-    if keep_pool(extractor(), layer, pixels, test.labels, n_images, seed, path):
+    if keep_pool(extractor(), layer, pixels, test.labels, n_images, seed, path, trained.gradcam_kept):
         log.info("grad-cam pool of %s kept in %.1fs: %s", run.spec.name, time.perf_counter() - started, path)
 
 

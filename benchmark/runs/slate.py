@@ -7,6 +7,7 @@ cleared to release a cell's network: TensorFlow drops a function's cached kernel
 garbage collected (EagerContext::RemoveFunction), which the collection below does for the cell's models.
 """
 
+import functools
 import gc
 import threading
 
@@ -21,3 +22,13 @@ def clean_slate() -> None:
     global_state.GLOBAL_SETTINGS_TRACKER = threading.local()
     tf.compat.v1.reset_default_graph()
     gc.collect()
+
+
+@functools.cache  # once per process: a second freeze would keep the cells' objects forever
+def freeze_imports() -> None:
+    """Move what importing TensorFlow and Keras left alive (about 416,000 objects, never freed) out of the
+    garbage collector's reach (gc.freeze), so that no collection walks them again: a full collection cost
+    0.2-0.26 s with them, each cell's clean slate makes one, and Keras's tracing triggers more
+    (a default sweep: 33 full collections, 12.5 s; frozen, 6.5 s)."""
+    gc.collect()
+    gc.freeze()

@@ -2,7 +2,7 @@
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import keras
@@ -15,6 +15,7 @@ from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.runs.layout import extractor_path
+from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward
 from benchmark.train import engines
 from benchmark.train.features import split_features
 from benchmark.train.head import (
@@ -83,6 +84,27 @@ def frozen_extractor(
     return shared_extractor(path, build, prepare)
 
 
+def keeping_gradcam_pool(
+    cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, extractor: Callable[[], keras.Model],
+    engine: Callable[[], engines.Engine], kept: Kept,
+) -> Callable[[], engines.Engine]:
+    """The test split's engine: TensorFlow's forward then also keeps the activations of the images a
+    sweep cell pools for Grad-CAM (saliency/pool.py `keeping_forward`); other engines have no side output
+    (the pool then passes its images forward itself)."""
+    if not cfg.explain.get("after_sweep_images"):
+        return engine
+    n_images, seed = int(cfg.explain.after_sweep_images), int(cfg.explain.seed)
+    rows = candidate_rows(dataset.splits["test"].labels, n_images, seed)
+
+    def get() -> engines.Engine:
+        found = engine()
+        if found.name != "tf":
+            return found
+        return replace(found, forward=keeping_forward(extractor(), spec.last_conv_layer, rows, kept))
+
+    return get
+
+
 def extraction_engine(
     cfg: DictConfig, dataset: Dataset, extractor: Callable[[], keras.Model], image_size: int
 ) -> Callable[[], engines.Engine]:
@@ -126,6 +148,7 @@ class CachedFeatures:
     labels: dict[str, np.ndarray]
     extractor: Callable[[], keras.Model]  # the shared extractor (`.path`, its file; `.seconds`)
     timings: dict
+    gradcam_kept: Kept  # what a sweep cell's Grad-CAM pool needs, kept by the test split's extraction
 
 
 def cached_features(
@@ -135,12 +158,14 @@ def cached_features(
     only then). Shared by the frozen head and the probes (train/probes.py)."""
     weights_id = features_weights_id(cfg, dataset, backbone)
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
-    engine = extraction_engine(cfg, dataset, extractor, image_size)
+    engine, kept = extraction_engine(cfg, dataset, extractor, image_size), {}
+    split_engines = {s: engine for s in SPLITS}
+    split_engines["test"] = keeping_gradcam_pool(cfg, dataset, spec, extractor, engine, kept)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
     cached = {
         s: split_features(
-            extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady, engine
+            extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady, split_engines[s]
         )
         for s in SPLITS
     }
@@ -159,6 +184,7 @@ def cached_features(
             "backbone_built": backbone.built,
             **bn_record(cfg, spec, backbone, dataset),
         },
+        kept,
     )
 
 
@@ -190,4 +216,5 @@ def train_frozen(
         val_probabilities,
         head=head.saved,
         extractor=extractor,
+        gradcam_kept=found.gradcam_kept,
     )

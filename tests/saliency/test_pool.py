@@ -24,12 +24,15 @@ from benchmark.saliency.gradcam import (
 )
 from benchmark.saliency.pool import (
     PANEL_CHOICE,
+    activations,
     candidate_rows,
     head_weights,
     keep_pool,
+    keeping_forward,
     pooling_only_after,
     read_pool,
 )
+from benchmark.train.features import extract
 from benchmark.train.head import assemble, head_layers, head_on_features
 from tests.conftest import compose_config
 
@@ -80,6 +83,25 @@ def test_pooled_maps_and_randomisation_test_equal_the_gradient_path(name, tmp_pa
     )
     expected_rho = randomization_check(model, images[rows[:2]], classes[:2], layer, 7)
     assert mean_spearman(got[:2], redrawn) == pytest.approx(expected_rho, abs=1e-3)
+
+
+def test_the_pool_kept_by_the_test_extraction_equals_a_second_forward_pass(tmp_path):
+    images, labels = disc_images(7), np.array([0, 1, 2, 0, 1, 2, 0])
+    extractor, _, _ = frozen_classifier("mobilenetv2", images)
+    layer, kept = get("mobilenetv2").last_conv_layer, {}
+    rows = candidate_rows(labels, 1, 3)  # 4 of the 7 rows, spread over the batches of 3 below
+    features = extract(extractor, images, 3, "test", forward=keeping_forward(extractor, layer, rows, kept))
+    assert sorted(kept) == sorted(rows.tolist())
+    expected_layer, expected_features = activations(extractor, layer, images[rows])
+    kept_layer, kept_features = (np.stack([kept[int(r)][k] for r in rows]) for k in (0, 1))
+    np.testing.assert_array_equal(kept_features, features[rows])
+    np.testing.assert_allclose(kept_layer, expected_layer, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(features[rows], expected_features, rtol=1e-4, atol=1e-5)
+    from_extraction = read_pool(keep_pool(extractor, layer, images, labels, 1, 3, tmp_path / "a.npz", kept))
+    passed_again = read_pool(keep_pool(extractor, layer, images, labels, 1, 3, tmp_path / "b.npz"))
+    assert from_extraction.keys() == passed_again.keys()
+    for name in from_extraction:
+        np.testing.assert_allclose(from_extraction[name], passed_again[name], rtol=1e-4, atol=1e-5)
 
 
 def test_a_layer_followed_by_more_than_pooling_keeps_no_pool(tmp_path):
