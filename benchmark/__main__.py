@@ -14,6 +14,7 @@ from omegaconf import DictConfig, open_dict  # noqa: E402
 from benchmark.cli import one_line, or_fail, run_hydra  # noqa: E402
 
 log = logging.getLogger("benchmark")
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 def in_sweep() -> bool:
@@ -59,6 +60,10 @@ def main(cfg: DictConfig) -> float | None:
         return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
     if not in_sweep():
         return or_fail(lambda: run_cell(cfg), debug=cfg.debug)
+    if HydraConfig.get().launcher._target_ == BASIC_LAUNCHER:  # every cell in this process: its figures
+        from benchmark.figures import background  # drawn by a worker meanwhile (after_sweep.py waits)
+
+        background.start()
     if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
         with open_dict(cfg):  # a cell with its frozen backbone in memory keeps what those maps need
             cfg.explain.after_sweep_images, cfg.explain.n_images = cfg.explain.n_images, 0

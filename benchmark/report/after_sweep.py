@@ -56,6 +56,9 @@ def explain_best_seeds(config: DictConfig) -> None:
 
 class SweepLeaderboard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from benchmark.figures import background
+
+        background.stop()  # the runs still waiting for their figures are published first
         explain_best_seeds(config)
         if config.report.after_sweep:
             build_leaderboard(config)

@@ -4,6 +4,8 @@ import logging
 import shutil
 import time
 import traceback
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 
 import tensorflow as tf
@@ -16,8 +18,10 @@ from benchmark.data.groups import splits_frame
 from benchmark.data.pixels import split_pixels
 from benchmark.data.splits import is_test_only
 from benchmark.errors import BenchmarkError
+from benchmark.figures import background
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
+from benchmark.figures.background import draw
 from benchmark.files import read_json, write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.calibration import calibration_record
@@ -57,9 +61,11 @@ def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
 
 
 def write_outputs(
-    stage: Path, cfg: DictConfig, run: RunIdentity, dataset: Dataset, trained: Trained, scores: dict
+    stage: Path, cfg: DictConfig, run: RunIdentity, dataset: Dataset, trained: Trained, scores: dict,
+    figures: list[Future],
 ) -> dict:
-    """Everything but metrics.json and manifest.json; returns what metrics.json says about the saved model."""
+    """Everything but metrics.json and manifest.json; returns what metrics.json says about the saved model.
+    The run's figures are drawn by `background.draw` (`figures`: done, or being drawn by a sweep's worker)."""
     title = f"{run.spec.name} on {run.dataset} (seed {run.seed})"
     classes = list(dataset.class_names)
     test = dataset.splits["test"]
@@ -80,11 +86,13 @@ def write_outputs(
         stage / "classification_report.txt",
         classification_report(test.labels, trained.test_probabilities, classes),
     )
-    run_figures.confusion_matrix_figure(
-        scores["confusion_matrix"], classes, title, stage / "confusion_matrix.png"
-    )
-    run_figures.curves_figure(trained.history, title, stage / "curves.png", trained.timings["best_epoch"])
-    run_figures.coverage_figure(scores["coverage_curve"], title, stage / "coverage.png")
+    figures += [
+        draw(run_figures.confusion_matrix_figure, scores["confusion_matrix"], classes, title,
+             stage / "confusion_matrix.png"),
+        draw(run_figures.curves_figure, trained.history, title, stage / "curves.png",
+             trained.timings["best_epoch"]),
+        draw(run_figures.coverage_figure, scores["coverage_curve"], title, stage / "coverage.png"),
+    ]
     return save_model(stage, cfg, trained) if cfg.train.save_model else {"model_size_mb": None}
 
 
@@ -192,7 +200,8 @@ def validation_choices(cfg: DictConfig, dataset: Dataset, trained: Trained) -> d
 
 
 def train_and_evaluate(
-    cfg: DictConfig, run: RunIdentity, backbone: LoadedBackbone, dataset: Dataset, stage: Path
+    cfg: DictConfig, run: RunIdentity, backbone: LoadedBackbone, dataset: Dataset, stage: Path,
+    figures: list[Future],
 ) -> dict:
     """Training, test metrics, Grad-CAM and efficiency; every file of the run but metrics.json."""
     started = provenance.now()
@@ -209,7 +218,7 @@ def train_and_evaluate(
     if trained.val_probabilities is not None:  # choices made on validation, measured on test
         scores |= validation_choices(cfg, dataset, trained)
         scores["val_macro_auroc"] = macro_auroc(dataset.splits["val"].labels, trained.val_probabilities)
-    saved = write_outputs(stage, cfg, run, dataset, trained, scores)
+    saved = write_outputs(stage, cfg, run, dataset, trained, scores, figures)
     if cfg.explain.n_images and not trained.explainable:
         scores["gradcam"] = f"not applicable to train={cfg.train.mode}"
     elif cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
@@ -279,16 +288,36 @@ def run(cfg: DictConfig) -> dict:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
         dataset = dataset or resume.load(cfg)
-        stage = layout.staging_directory(identity.run_dir)
+        stage, figures = layout.staging_directory(identity.run_dir), []
         try:
-            metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage)
+            metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage, figures)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
     metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
-    write_text(stage / "MODEL_CARD.md", model_card(metrics, read_json(stage / "manifest.json")))
-    write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
-    layout.publish(stage, identity.run_dir)
+    background.then(figures, partial(publish_run, cfg, identity, stage, metrics))
+    return metrics
+
+
+def publish_run(
+    cfg: DictConfig, identity: RunIdentity, stage: Path, metrics: dict, figures: list[Future]
+) -> None:
+    """Complete the staged run once its figures are drawn (in a sweep, on the figure worker's result
+    thread while the next cell trains): model card, metrics.json last, then the folder moved into place.
+    A figure the worker failed to draw fails the cell as any error would."""
+    try:
+        for figure in figures:
+            figure.result()  # raises the worker's error
+        write_text(stage / "MODEL_CARD.md", model_card(metrics, read_json(stage / "manifest.json")))
+        write_json(stage / "metrics.json", metrics)  # last: its presence marks the run complete
+        layout.publish(stage, identity.run_dir)
+    except Exception as error:
+        shutil.rmtree(stage, ignore_errors=True)
+        if not background.drawing():  # finished within its own run: the caller reports the error
+            raise
+        record_failure(cfg, error)  # finished beside a later cell: this cell failed, the sweep goes on
+        log.error("cell %s seed=%s FAILED: %s", identity.spec.name, identity.seed, error)
+        return
     if cfg.get("logger"):
         track(cfg, identity, metrics)
     log.info(
@@ -300,7 +329,6 @@ def run(cfg: DictConfig) -> dict:
         metrics["macro_auroc"],
         identity.run_dir,
     )
-    return metrics
 
 
 def track(cfg: DictConfig, identity: RunIdentity, metrics: dict) -> None:

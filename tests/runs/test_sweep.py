@@ -17,6 +17,9 @@ def test_every_cell_runs_and_a_failing_backbone_does_not_stop_the_others(tiny_sw
     tmp, log = tiny_sweep.root, tiny_sweep.log
     done = metrics_files(tmp / "results")
     assert sorted(p.parent.parent.name for p in done) == ["mobilenetv2"] * 2 + ["resnet50"] * 2
+    for run_dir in (p.parent for p in done):  # drawn by the sweep's figure worker before publishing
+        assert all((run_dir / f"{name}.png").is_file() for name in ("confusion_matrix", "curves", "coverage"))
+    assert not list((tmp / "results" / "runs").glob("*/*/.*")), "a staging folder outlived the sweep"
     failed = sorted((tmp / "results" / "runs" / "synthetic" / "inceptionv3").glob("*/failed.json"))
     assert len(failed) == 2
     record = json.loads(failed[0].read_text())

@@ -1,0 +1,58 @@
+"""A sweep's figure worker: a real spawned process draws the figures, and a run is published only once
+its figures are written; a figure it fails to draw fails that cell and publishes nothing."""
+
+import json
+import threading
+from functools import partial
+
+import pytest
+
+from benchmark.figures import background
+from benchmark.figures import run as run_figures
+from benchmark.runs import layout
+from benchmark.runs.identity import resolve
+from benchmark.runs.pipeline import publish_run
+from tests.conftest import compose_config
+
+CURVE = [[0.5, 0.9], [1.0, 0.8]]
+
+
+def test_the_worker_draws_and_the_run_is_finished_once_after_its_last_figure(tmp_path):
+    seen, finished = [], threading.Event()
+
+    def finish(figures):
+        seen.append((sorted(p.name for p in tmp_path.glob("*.png")), [f.exception() for f in figures]))
+        finished.set()
+
+    background.start()
+    try:
+        assert background.drawing()
+        names = ["a.png", "b.png", "c.png"]
+        figures = [background.draw(run_figures.coverage_figure, CURVE, "t", tmp_path / n) for n in names]
+        background.then(figures, finish)
+        assert finished.wait(180)
+    finally:
+        background.stop()
+    assert not background.drawing()
+    assert seen == [(names, [None, None, None])]  # once, with every figure already on disk
+
+
+def test_without_a_worker_figures_are_drawn_at_once_and_errors_raise_there(tmp_path):
+    drawn = background.draw(run_figures.coverage_figure, CURVE, "t", tmp_path / "now.png")
+    assert drawn.done() and (tmp_path / "now.png").is_file()
+    with pytest.raises(TypeError):  # a figure that cannot be drawn raises in the run that draws it
+        background.draw(run_figures.coverage_figure, "not a curve", "t", tmp_path / "bad.png")
+
+
+def test_a_figure_the_worker_cannot_draw_fails_its_cell_and_publishes_nothing(tmp_path):
+    cfg = compose_config(tmp_path)
+    identity = resolve(cfg)
+    stage = layout.staging_directory(identity.run_dir)
+    background.start()
+    try:
+        figures = [background.draw(run_figures.coverage_figure, "not a curve", "t", stage / "coverage.png")]
+        background.then(figures, partial(publish_run, cfg, identity, stage, {}))
+    finally:
+        background.stop()
+    assert not stage.exists() and not layout.is_complete(identity.run_dir)
+    assert json.loads((identity.run_dir / "failed.json").read_text())["error_type"] == "TypeError"
