@@ -21,15 +21,20 @@ def in_sweep() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run_cell(cfg: DictConfig) -> float:
+def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     """The cell's best validation loss: read from its finished run directory (checked without importing
-    TensorFlow, so a complete sweep run again costs seconds), else trained now."""
+    TensorFlow, so a complete sweep run again costs seconds), else trained now. `figure_worker`: the
+    run's figures are drawn by the sweep's worker process, started by the first cell that trains."""
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
 
     done, _ = completed(cfg, resolve(cfg), in_sweep=in_sweep())
     if done is not None:
         return float(done["best_val_loss"])
+    if figure_worker:
+        from benchmark.figures import background
+
+        background.start()  # it imports the plotting libraries while this process imports TensorFlow
     return float(pipeline_run(cfg)(cfg)["best_val_loss"])
 
 
@@ -60,15 +65,11 @@ def main(cfg: DictConfig) -> float | None:
         return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
     if not in_sweep():
         return or_fail(lambda: run_cell(cfg), debug=cfg.debug)
-    if HydraConfig.get().launcher._target_ == BASIC_LAUNCHER:  # every cell in this process: its figures
-        from benchmark.figures import background  # drawn by a worker meanwhile (after_sweep.py waits)
-
-        background.start()
     if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
         with open_dict(cfg):  # a cell with its frozen backbone in memory keeps what those maps need
             cfg.explain.after_sweep_images, cfg.explain.n_images = cfg.explain.n_images, 0
-    try:
-        return run_cell(cfg)
+    try:  # every cell in this process (Hydra's basic launcher): a worker draws the figures meanwhile
+        return run_cell(cfg, figure_worker=HydraConfig.get().launcher._target_ == BASIC_LAUNCHER)
     except Exception as error:
         if cfg.debug:
             raise
