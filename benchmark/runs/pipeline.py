@@ -21,7 +21,6 @@ from benchmark.errors import BenchmarkError
 from benchmark.figures import background
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
-from benchmark.figures.background import draw
 from benchmark.files import read_json, write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.calibration import calibration_record
@@ -87,11 +86,15 @@ def write_outputs(
         classification_report(test.labels, trained.test_probabilities, classes),
     )
     figures += [
-        draw(run_figures.confusion_matrix_figure, scores["confusion_matrix"], classes, title,
-             stage / "confusion_matrix.png"),
-        draw(run_figures.curves_figure, trained.history, title, stage / "curves.png",
-             trained.timings["best_epoch"]),
-        draw(run_figures.coverage_figure, scores["coverage_curve"], title, stage / "coverage.png"),
+        background.draw(
+            run_figures.confusion_matrix_figure, scores["confusion_matrix"], classes, title,
+            stage / "confusion_matrix.png",
+        ),
+        background.draw(
+            run_figures.curves_figure, trained.history, title, stage / "curves.png",
+            trained.timings["best_epoch"],
+        ),
+        background.draw(run_figures.coverage_figure, scores["coverage_curve"], title, stage / "coverage.png"),
     ]
     return save_model(stage, cfg, trained) if cfg.train.save_model else {"model_size_mb": None}
 
