@@ -81,7 +81,8 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
         for folder in ("report", "metrics", "figures")
         for p in sorted((code / folder).glob("*.py"))
     ]
-    return digest(found, OmegaConf.to_yaml(cfg), sources, length=16)
+    options = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # the sweep's callback
+    return digest(found, OmegaConf.to_yaml(options), sources, length=16)  # loads it with Hydra's own node
 
 
 def build_report(cfg: DictConfig) -> Path:
