@@ -172,6 +172,8 @@ def default_sweep(cfg: DictConfig) -> dict:
     )
     runs = [read_json(p) for p in (work / "results" / "runs").glob("*/*/*/metrics.json")]
     further = [m["run_s"] for m in runs if m.get("features_from_cache") and m.get("seed") not in (0, 99)]
+    cold_cells = {m["backbone"]: m for m in runs if m.get("seed") == 0}  # each backbone's first cell
+    engine = {name: m.get("extraction_engine", "tf") for name, m in cold_cells.items()}
     return {
         "cold": cold,
         "complete": complete,
@@ -181,19 +183,18 @@ def default_sweep(cfg: DictConfig) -> dict:
         "further_seed_cell_median_s": statistics.median(further) if further else None,
         "results_gb": folder_gb(work / "results"),
         "extraction_s": {  # decode, preprocess, forward and cache write; building the network left out
-            m["backbone"]: m["feature_extraction_s"] - m.get("extractor_ready_s", 0.0)
-            for m in runs
-            if m.get("seed") == 0
+            name: m["feature_extraction_s"] - m.get("extractor_ready_s", 0.0)
+            for name, m in cold_cells.items()
         },
-        "ready_s": {  # building, recalibrating and saving the network: once per backbone, seed 0's cell
-            m["backbone"]: m.get("extractor_ready_s", 0.0) for m in runs if m.get("seed") == 0
+        "ready_s": {  # building, recalibrating and saving the network: once per backbone
+            name: m.get("extractor_ready_s", 0.0) for name, m in cold_cells.items()
         },
         "steady_ips": {  # the same extraction's full batches after the first: the engine kept busy?
-            m["backbone"]: m.get("extraction_ips") for m in runs if m.get("seed") == 0
+            name: m.get("extraction_ips") for name, m in cold_cells.items()
         },
-        "engine": {m["backbone"]: m.get("extraction_engine", "tf") for m in runs if m.get("seed") == 0},
+        "engine": engine,
         "n_images": sum((runs[0].get("split_sizes") or {}).values()) if runs else 0,
-        "engines": sorted({m.get("extraction_engine", "tf") for m in runs if m.get("seed") == 0}),
+        "engines": sorted(set(engine.values())),
         "runs": runs,
     }
 
