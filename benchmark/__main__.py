@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the log
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` instead of Hydra's exit(1)
@@ -39,14 +40,19 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
 
 
 def pipeline_run(cfg: DictConfig):
-    """The pipeline's run function (importing TensorFlow), its thread pools sized to the launcher first:
-    they can be sized only before TensorFlow's first operation in the process."""
+    """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset),
+    its thread pools sized to the launcher first: they can be sized only before TensorFlow's first
+    operation in the process."""
+    from benchmark.data import ahead
+
+    preparing = ahead.start(cfg) if "tensorflow" not in sys.modules else None  # a process's first run
     from benchmark.runs import threads
     from benchmark.runs.pipeline import run
     from benchmark.runs.slate import freeze_imports
 
     threads.configure(threads.threads_for(cfg.runtime.threads, HydraConfig.get().launcher))
     freeze_imports()
+    ahead.wait(preparing)
     return run
 
 
