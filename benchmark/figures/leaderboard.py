@@ -7,6 +7,7 @@ the runs recorded (CI level, ECE bins), never re-stated by the report.
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
-from benchmark.figures import panels
+from benchmark.figures import background, panels
 from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_figure
 from benchmark.figures.settings import SETTING_FIGURES
 from benchmark.metrics.evaluate import Settings
@@ -170,16 +171,27 @@ def file_prefix(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
 
 
-def write_figures(
+def draw_figures(
     rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, folder: Path
-) -> dict[str, tuple[Path, str]]:
-    """Every figure of one dataset; returns name -> (path, caption) for the links in leaderboard.md."""
-    written = {}
+) -> dict[str, tuple[Path, str, Future]]:
+    """Every figure of one dataset, each sent to `background.draw` (a sweep's worker draws them while this
+    process goes on; else drawn now): name -> (path, caption, its drawing), for `figures_written`."""
+    drawing = {}
     settings_compared = {name: (draw, caption) for name, (applies, draw, caption) in SETTING_FIGURES.items()
                          if applies(rows)}
     for name, (draw, caption) in (FIGURES | settings_compared).items():
         path = folder / f"{file_prefix(dataset)}_{name}.png"
-        draw(rows, dataset, cfg, settings, path)
+        drawn = background.draw(draw, rows, dataset, cfg, settings, path)
+        drawing[name] = (path, f"{dataset}: {caption}", drawn)
+    return drawing
+
+
+def figures_written(drawing: dict[str, tuple[Path, str, Future]]) -> dict[str, tuple[Path, str]]:
+    """Wait for `draw_figures`' figures (a figure's error is raised here); name -> (path, caption) for
+    the links in leaderboard.md."""
+    written = {}
+    for name, (path, caption, drawn) in drawing.items():
+        drawn.result()
         log.info("wrote %s", path)
-        written[name] = (path, f"{dataset}: {caption}")
+        written[name] = (path, caption)
     return written

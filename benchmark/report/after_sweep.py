@@ -6,6 +6,8 @@ launched the sweep, whichever launcher ran the cells.
 """
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 
-def build_leaderboard(config: DictConfig) -> None:
+def build_leaderboard(config: DictConfig, meanwhile: Callable[[], None] | None = None) -> None:
     """conf/report.yaml with the sweep's results_dir and `report.ensemble_k`; a report error is logged,
-    never raised (the runs are complete either way, and `make report` can be run again)."""
+    never raised (the runs are complete either way, and `make report` can be run again). `meanwhile`:
+    the missing Grad-CAM maps, made while the sweep's worker draws the leaderboard's figures."""
     from benchmark.cli import CONF
     from benchmark.errors import BenchmarkError
     from benchmark.report.build import build_report
@@ -26,27 +29,33 @@ def build_leaderboard(config: DictConfig) -> None:
     report_cfg.results_dir = str(Path(config.results_dir))
     report_cfg.ensemble_k = config.report.ensemble_k
     try:
-        log.info("leaderboard: %s", build_report(report_cfg))
+        log.info("leaderboard: %s", build_report(report_cfg, meanwhile))
     except BenchmarkError as error:
         log.error("no leaderboard: %s", error)
+        if meanwhile is not None:
+            meanwhile()  # the report stopped before the maps' turn (build_report raises only before it)
 
 
-def explain_best_seeds(config: DictConfig) -> None:
-    """Grad-CAM for the validation-best seed of every row the leaderboard shows (one set of panels per
-    backbone instead of one per cell: the maps of the seeds differ only in the head); an error is logged."""
-    from benchmark.cli import CONF
-    from benchmark.errors import BenchmarkError
+def missing_maps(config: DictConfig) -> list[Path]:
+    """The validation-best seed of every row the leaderboard shows, where its Grad-CAM panels are missing
+    (one set per backbone instead of one per cell: the maps of the seeds differ only in the head)."""
     from benchmark.report.rows import best_seed_runs
 
     if config.explain.in_sweep != "best_seed" or not config.explain.n_images or not config.train.save_model:
-        return
+        return []
+    return [run_dir for run_dir in best_seed_runs(Path(config.results_dir))
+            if not (run_dir / "gradcam.png").exists()]
+
+
+def explain_runs(config: DictConfig, run_dirs: list[Path]) -> None:
+    """Grad-CAM panels for these runs with the sweep's `explain` settings; an error is logged."""
+    from benchmark.cli import CONF
+    from benchmark.errors import BenchmarkError
+    from benchmark.explain import explain_run  # TensorFlow: only when a map is missing
+
     explain_cfg = OmegaConf.load(CONF / "explain.yaml")
     explain_cfg.n_images, explain_cfg.seed = config.explain.n_images, config.explain.seed
-    for run_dir in best_seed_runs(Path(config.results_dir)):
-        if (run_dir / "gradcam.png").exists():
-            continue
-        from benchmark.explain import explain_run  # TensorFlow: only when a map is missing
-
+    for run_dir in run_dirs:
         explain_cfg.run = str(run_dir)
         try:
             explain_run(explain_cfg)
@@ -58,7 +67,11 @@ class SweepLeaderboard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from benchmark.figures import background
 
-        background.stop()  # the runs still waiting for their figures are published first
-        explain_best_seeds(config)
+        background.settle()  # the runs still waiting for their figures are published first
+        missing = missing_maps(config)
+        make_maps = partial(explain_runs, config, missing) if missing else None
         if config.report.after_sweep:
-            build_leaderboard(config)
+            build_leaderboard(config, make_maps)
+        elif make_maps is not None:
+            make_maps()
+        background.stop()

@@ -1,12 +1,13 @@
 """Run directories in, leaderboard.md + leaderboard.csv + figures/ out: the report's whole flow."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import BenchmarkError
-from benchmark.figures.leaderboard import write_figures
+from benchmark.figures.leaderboard import draw_figures, figures_written
 from benchmark.files import digest, write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
@@ -85,16 +86,19 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
     return digest(found, OmegaConf.to_yaml(options), sources, length=16)  # loads it with Hydra's own node
 
 
-def build_report(cfg: DictConfig) -> Path:
+def build_report(cfg: DictConfig, meanwhile: Callable[[], None] | None = None) -> Path:
     """Write leaderboard.csv, the figures and leaderboard.md (last, as it links the rest); its path.
 
     Nothing is rebuilt when no run, option or report code changed since the last leaderboard: `make sweep`
-    on a complete sweep then ends in a second."""
+    on a complete sweep then ends in a second. `meanwhile` makes more of the inputs (a sweep's missing
+    Grad-CAM maps, which the page links) while the figures are drawn by the sweep's worker; the
+    leaderboard is then rebuilt. Its own errors (BenchmarkError) are all raised before `meanwhile` runs,
+    so a caller that catches one still has the maps to make."""
     check_config(cfg)
     results_dir = Path(cfg.results_dir)
     markdown_path, stamp = results_dir / "leaderboard.md", results_dir / ".leaderboard-inputs"
     inputs = inputs_digest(results_dir, cfg)
-    if markdown_path.exists() and stamp.exists() and stamp.read_text() == inputs:
+    if meanwhile is None and markdown_path.exists() and stamp.exists() and stamp.read_text() == inputs:
         log.info("leaderboard up to date: no run, option or report code changed since it was written")
         return markdown_path
     if cfg.ensemble_k:
@@ -116,13 +120,18 @@ def build_report(cfg: DictConfig) -> Path:
         runs_frame({d: rows + not_chosen[d] for d, rows in ranked.items()}).to_csv(index=False),
     )
     log.info("wrote %s and runs.csv", csv_path)
+    drawing = {
+        dataset: draw_figures(rows, dataset, cfg, settings, results_dir / "figures")
+        for dataset, rows in ranked.items()
+    }
+    if meanwhile is not None:
+        meanwhile()
+        inputs = inputs_digest(results_dir, cfg)  # with the maps it made
     figures = {
         dataset: "\n\n".join(
             block
             for block in (
-                figure_links(
-                    write_figures(rows, dataset, cfg, settings, results_dir / "figures"), results_dir
-                ),
+                figure_links(figures_written(drawing[dataset]), results_dir),
                 gradcam_links(rows, results_dir),
             )
             if block

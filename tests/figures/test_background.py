@@ -56,3 +56,23 @@ def test_a_figure_the_worker_cannot_draw_fails_its_cell_and_publishes_nothing(tm
         background.stop()
     assert not stage.exists() and not layout.is_complete(identity.run_dir)
     assert json.loads((identity.run_dir / "failed.json").read_text())["error_type"] == "TypeError"
+
+
+def test_settle_waits_for_every_run_to_be_published_and_keeps_the_worker(tmp_path):
+    published = []
+
+    def finish(figures):
+        threading.Event().wait(0.5)  # publishing takes a while: settle must wait for all of it
+        published.append([f.exception() for f in figures])
+
+    background.start()
+    try:
+        for name in ("a", "b"):
+            drawn = background.draw(run_figures.coverage_figure, CURVE, "t", tmp_path / f"{name}.png")
+            background.then([drawn], finish)
+        background.settle()
+        assert published == [[None], [None]] and background.drawing()
+        later = background.draw(run_figures.coverage_figure, CURVE, "t", tmp_path / "later.png")
+        assert later.result(180) is None and (tmp_path / "later.png").is_file()
+    finally:
+        background.stop()
