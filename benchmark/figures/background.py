@@ -6,8 +6,8 @@ default sweep, while TensorFlow's process holds the GIL and one of two cores idl
 spawned once per sweep (a fork would copy TensorFlow's threads), draws them instead, and each run is
 published as soon as its figures are written (`then`), so a run directory is still complete or absent.
 After the last cell it draws the leaderboard's figures (4.4 s) while this process makes the missing
-Grad-CAM maps (4.6 s): the sweep's end took 10.3-11.7 s, now 6.8-8.7 s (three of each, alternating). Without a worker (`start` not
-called: a single run, `make report`, tests) `draw` draws at once, as before.
+Grad-CAM maps (4.6 s): the sweep's end took 10.3-11.7 s, now 6.8-8.7 s (three of each, alternating).
+Without a worker (`start` not called: a single run, `make report`, tests) `draw` draws at once.
 """
 
 import atexit
@@ -81,7 +81,7 @@ def settle() -> None:
 
 def stop() -> None:
     """Wait until every figure is drawn and its run published, and end the worker (the sweep's end,
-    before its report)."""
+    after its report)."""
     while _worker:
         _worker[0].shutdown(wait=True)  # still `drawing()` meanwhile: the callbacks record their errors
         _worker.pop()
