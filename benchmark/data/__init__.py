@@ -156,6 +156,17 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
     )
 
 
+def synthetic_parameters(cfg: DictConfig) -> dict:
+    """The synthetic dataset's settings as `synthetic.generate` and `synthetic.dataset_dir` take them."""
+    return {
+        "n_per_class": cfg.n_per_class,
+        "size": cfg.size,
+        "seed": cfg.seed,
+        "difficulty": cfg.difficulty,
+        "slices_per_patient": int(cfg.get("slices_per_patient") or 1),
+    }
+
+
 def load_dataset(cfg: DictConfig, data_dir: Path, cache_dir: Path | None = None) -> Dataset:
     """Build the Dataset the `dataset` config group describes (generating the synthetic one once).
 
@@ -164,10 +175,7 @@ def load_dataset(cfg: DictConfig, data_dir: Path, cache_dir: Path | None = None)
     name = dataset_name(cfg)
     if cfg.loader == "synthetic":
         try:
-            root = synthetic.generate(
-                data_dir, cfg.n_per_class, cfg.size, cfg.seed, cfg.difficulty,
-                slices_per_patient=int(cfg.get("slices_per_patient") or 1),
-            )
+            root = synthetic.generate(data_dir, **synthetic_parameters(cfg))
         except ValueError as error:
             raise BenchmarkError(f"synthetic dataset: {error} (see conf/dataset/synthetic.yaml)") from None
         dataset = from_folder(root, cfg, name, True, cache_dir)

@@ -31,7 +31,7 @@ def weights_cannot_stop_the_run(backbone: DictConfig) -> bool:
 def worth_preparing(cfg: DictConfig) -> bool:
     """A synthetic tree not written yet, or a user's folder (its files may be new to the scan cache);
     a MedMNIST .npz is read in the run itself and caches nothing."""
-    from benchmark.data import synthetic
+    from benchmark.data import synthetic, synthetic_parameters
 
     dataset = cfg.dataset
     if not weights_cannot_stop_the_run(cfg.backbone):
@@ -41,10 +41,7 @@ def worth_preparing(cfg: DictConfig) -> bool:
     if dataset.loader != "synthetic":
         return False
     try:
-        root = synthetic.dataset_dir(
-            Path(cfg.data_dir), dataset.n_per_class, dataset.size, dataset.seed, dataset.difficulty,
-            int(dataset.get("slices_per_patient") or 1),
-        )
+        root = synthetic.dataset_dir(Path(cfg.data_dir), **synthetic_parameters(dataset))
     except (ValueError, TypeError):  # the run's own load names the bad value
         return False
     return not root.is_dir()
