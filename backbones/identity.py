@@ -1,7 +1,10 @@
-"""How a weights source is named in results and keyed in caches: light (no TensorFlow), so a resume
-check can compare a finished run's weights with the configured ones before anything heavy is imported."""
+"""How a weights source is named in results and keyed in caches, and whether loading it can stop a run:
+light (no TensorFlow), so a resume check can compare a finished run's weights with the configured ones,
+and a process's first run can start work beside TensorFlow's import, before anything heavy is imported."""
 
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 from benchmark.files import file_sha256
 
@@ -11,3 +14,11 @@ IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"  # weights_used of a run 
 def weights_id_of_file(path: Path) -> str | None:
     """What caches and completed runs key a weights file on: its content, not its name."""
     return f"file-{file_sha256(path)}" if path.is_file() else None
+
+
+def weights_cannot_stop_the_run(backbone: DictConfig) -> bool:
+    """Random init, or ImageNet with the random fallback (weights.py's `load_backbone` then always gives a
+    network). A weights file that does not fit, or ImageNet unavailable with `weights_fallback=error`,
+    stops the run before its data is touched, and such a run must leave nothing written."""
+    weights = backbone.weights
+    return weights is None or (str(weights) == "imagenet" and backbone.weights_fallback == "random")

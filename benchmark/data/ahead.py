@@ -17,20 +17,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from backbones.identity import weights_cannot_stop_the_run
+
 log = logging.getLogger(__name__)
-
-
-def weights_cannot_stop_the_run(backbone: DictConfig) -> bool:
-    """Random init, or ImageNet with the random fallback. A weights file that does not fit, or ImageNet
-    unavailable with `weights_fallback=error`, stops the run before the data is touched, and such a run
-    must leave nothing written, not even a dataset."""
-    weights = backbone.weights
-    return weights is None or (str(weights) == "imagenet" and backbone.weights_fallback == "random")
 
 
 def worth_preparing(cfg: DictConfig) -> bool:
     """A synthetic tree not written yet, or a user's folder (its files may be new to the scan cache);
-    a MedMNIST .npz is read in the run itself and caches nothing."""
+    a MedMNIST .npz is read in the run itself and caches nothing. Never when the weights may stop the run
+    first: it must then leave nothing written, not even a dataset."""
     from benchmark.data import synthetic, synthetic_parameters
 
     dataset = cfg.dataset
