@@ -84,7 +84,7 @@ def frozen_extractor(
     return shared_extractor(path, build, prepare)
 
 
-def keeping_gradcam_pool(
+def test_engine_keeping_pool(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, extractor: Callable[[], keras.Model],
     engine: Callable[[], engines.Engine], kept: Kept,
 ) -> Callable[[], engines.Engine]:
@@ -160,7 +160,7 @@ def cached_features(
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
     engine, kept = extraction_engine(cfg, dataset, extractor, image_size), {}
     split_engines = {s: engine for s in SPLITS}
-    split_engines["test"] = keeping_gradcam_pool(cfg, dataset, spec, extractor, engine, kept)
+    split_engines["test"] = test_engine_keeping_pool(cfg, dataset, spec, extractor, engine, kept)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
     cached = {
