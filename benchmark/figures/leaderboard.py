@@ -171,27 +171,34 @@ def file_prefix(dataset: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset)
 
 
+def draw_each(
+    figures: list[tuple[Callable, Path]], rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings
+) -> None:
+    for draw, path in figures:
+        draw(rows, dataset, cfg, settings, path)
+
+
 def draw_figures(
     rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, folder: Path
-) -> dict[str, tuple[Path, str, Future]]:
-    """Every figure of one dataset, each sent to `background.draw` (a sweep's worker draws them while this
-    process goes on; else drawn now): name -> (path, caption, its drawing), for `figures_written`."""
-    drawing = {}
+) -> tuple[dict[str, tuple[Path, str]], Future]:
+    """Every figure of one dataset, sent to `background.draw` at once (a sweep's worker draws them while
+    this process goes on, the rows pickled once, 4 MB for a default sweep; else drawn now): name -> (path,
+    caption) for the links in leaderboard.md, and the drawing, for `figures_written`."""
     settings_compared = {name: (draw, caption) for name, (applies, draw, caption) in SETTING_FIGURES.items()
                          if applies(rows)}
-    for name, (draw, caption) in (FIGURES | settings_compared).items():
-        path = folder / f"{file_prefix(dataset)}_{name}.png"
-        drawn = background.draw(draw, rows, dataset, cfg, settings, path)
-        drawing[name] = (path, f"{dataset}: {caption}", drawn)
-    return drawing
+    figures = {
+        name: (draw, folder / f"{file_prefix(dataset)}_{name}.png", f"{dataset}: {caption}")
+        for name, (draw, caption) in (FIGURES | settings_compared).items()
+    }
+    each = [(draw, path) for draw, path, _ in figures.values()]
+    drawn = background.draw(draw_each, each, rows, dataset, cfg, settings)
+    return {name: (path, caption) for name, (_, path, caption) in figures.items()}, drawn
 
 
-def figures_written(drawing: dict[str, tuple[Path, str, Future]]) -> dict[str, tuple[Path, str]]:
-    """Wait for `draw_figures`' figures (a figure's error is raised here); name -> (path, caption) for
-    the links in leaderboard.md."""
-    written = {}
-    for name, (path, caption, drawn) in drawing.items():
-        drawn.result()
+def figures_written(drawing: tuple[dict[str, tuple[Path, str]], Future]) -> dict[str, tuple[Path, str]]:
+    """Wait for `draw_figures`' figures (a figure's error is raised here); name -> (path, caption)."""
+    written, drawn = drawing
+    drawn.result()
+    for path, _ in written.values():
         log.info("wrote %s", path)
-        written[name] = (path, caption)
     return written
