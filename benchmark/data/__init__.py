@@ -18,9 +18,9 @@ from omegaconf import DictConfig
 from benchmark.data import synthetic
 from benchmark.data.audit import audit, audit_record
 from benchmark.data.dataset import SPLITS, Dataset, Split
-from benchmark.data.folder import load_folder
+from benchmark.data.folder import check_root, load_folder
 from benchmark.data.images import DecodeOptions, decode_array, decode_file
-from benchmark.data.medmnist import class_names_for, load_npz
+from benchmark.data.medmnist import check_file, class_names_for, load_npz
 from benchmark.data.scan import ScanRecord, scan_arrays, scan_files
 from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256
@@ -32,13 +32,18 @@ BAD_IMAGE_ACTIONS = ("skip", "error")
 DECODER_VERSION = 2  # bump when decoding changes what pixels an image gives, so caches are rebuilt
 
 
+def user_path(cfg: DictConfig) -> Path:
+    """The folder or .npz a user's dataset config points at."""
+    return Path(str(cfg.path)).expanduser()
+
+
 def dataset_name(cfg: DictConfig) -> str:
     """The name runs are filed under: `dataset.name`, else the folder or file name, else the loader."""
     if cfg.get("name"):
         return str(cfg.name)
     if cfg.loader == "synthetic":
         return "synthetic"
-    path = Path(str(cfg.path)).expanduser().resolve()
+    path = user_path(cfg).resolve()
     name = path.stem if path.suffix == ".npz" else path.name
     if not name:
         raise BenchmarkError(
@@ -167,6 +172,15 @@ def synthetic_parameters(cfg: DictConfig) -> dict:
     }
 
 
+def check_path(cfg: DictConfig) -> None:
+    """A user's dataset.path that is not there, named before the run imports TensorFlow and probes its
+    weights: a typo then stops at once, without the ImageNet warning first. The loaders check it too."""
+    if cfg.loader == "folder":
+        check_root(user_path(cfg))
+    elif cfg.loader == "medmnist":
+        check_file(user_path(cfg))
+
+
 def load_dataset(cfg: DictConfig, data_dir: Path, cache_dir: Path | None = None) -> Dataset:
     """Build the Dataset the `dataset` config group describes (generating the synthetic one once).
 
@@ -180,9 +194,9 @@ def load_dataset(cfg: DictConfig, data_dir: Path, cache_dir: Path | None = None)
             raise BenchmarkError(f"synthetic dataset: {error} (see conf/dataset/synthetic.yaml)") from None
         dataset = from_folder(root, cfg, name, True, cache_dir)
     elif cfg.loader == "folder":
-        dataset = from_folder(Path(str(cfg.path)).expanduser(), cfg, name, False, cache_dir)
+        dataset = from_folder(user_path(cfg), cfg, name, False, cache_dir)
     elif cfg.loader == "medmnist":
-        dataset = from_npz(Path(str(cfg.path)).expanduser(), cfg, name)
+        dataset = from_npz(user_path(cfg), cfg, name)
     else:
         raise BenchmarkError(f"dataset.loader={cfg.loader!r} is unknown: use one of {', '.join(LOADERS)}")
     log.info(

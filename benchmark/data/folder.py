@@ -159,6 +159,11 @@ def load_class_folders(
     return class_names, {name: everything.subset(idx) for name, idx in indices.items()}
 
 
+def check_root(root: Path) -> None:
+    if not root.is_dir():
+        raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
+
+
 def load_folder(
     root: Path, cfg: DictConfig, usable: Usable | None = None
 ) -> tuple[list[str], dict[str, Split]]:
@@ -168,8 +173,7 @@ def load_folder(
     group or split is decided and returns the ids to keep (the caller drops unreadable files with it).
     Splits carry `groups` when a group key (dataset.groups / group_pattern / group_depth) is set.
     """
-    if not root.is_dir():
-        raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
+    check_root(root)
     if (root / "train").is_dir() and (root / "test").is_dir():
         log.info("dataset %s: train/ and test/ folders found, using them as the split", root)
         return load_presplit(root, cfg, usable)

@@ -11,10 +11,14 @@ from benchmark.errors import BenchmarkError
 _KEYS = ("images", "labels")
 
 
-def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Split]]:
-    """Images per split and the official splits; multi-label files (e.g. ChestMNIST) are refused."""
+def check_file(path: Path) -> None:
     if not path.is_file():
         raise BenchmarkError(f"dataset.path={path} is not a file: point it at a MedMNIST .npz")
+
+
+def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Split]]:
+    """Images per split and the official splits; multi-label files (e.g. ChestMNIST) are refused."""
+    check_file(path)
     try:
         archive = np.load(path)
         if not isinstance(archive, np.lib.npyio.NpzFile):

@@ -83,6 +83,19 @@ def test_offline_imagenet_with_fallback_error_fails_before_any_work(tmp_path: Pa
     assert not (tmp_path / "data").exists() and not (tmp_path / "results" / "runs").exists()
 
 
+def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: Path):
+    """Offline, the ImageNet probe would print its warning block first: the path error comes alone."""
+    mistyped = tmp_path / "ct"
+    result = run_cli(
+        [f"results_dir={tmp_path}", f"data_dir={tmp_path}", "dataset=folder", f"dataset.path={mistyped}"],
+        env={**OFFLINE, "KERAS_HOME": str(tmp_path / "keras_home")},
+    )
+    assert result.returncode == 2
+    assert f"error: dataset.path={mistyped} is not a folder" in result.stderr
+    said = result.stdout + result.stderr
+    assert "UNAVAILABLE" not in said and "preparing the dataset" not in said
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -23,13 +23,14 @@ def test_the_run_loads_what_the_spawned_process_prepared(tiny_cfg, tmp_path: Pat
 
 
 def test_a_dataset_that_fails_is_left_to_the_run_to_report(tiny_cfg, tmp_path: Path, capfd):
-    cfg = tiny_cfg("dataset=folder", f"dataset.path={tmp_path / 'missing'}", synthetic=False)
+    (tmp_path / "empty").mkdir()
+    cfg = tiny_cfg("dataset=folder", f"dataset.path={tmp_path / 'empty'}", synthetic=False)
     assert ahead.worth_preparing(cfg)  # a user's folder: its files may be new to the scan cache
     process = ahead.start(cfg)
     ahead.wait(process)
     assert process.exitcode == 1
     assert "Traceback" not in capfd.readouterr().err  # silent: the run's own load says it in one line
-    with pytest.raises(BenchmarkError, match="is not a folder"):
+    with pytest.raises(BenchmarkError, match="0 class folder"):
         load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
 
 
@@ -46,3 +47,9 @@ def test_nothing_is_spawned_for_a_written_tree_or_an_npz(tiny_cfg, tmp_path: Pat
     assert ahead.start(cfg) is None
     npz = tiny_cfg("dataset=medmnist", f"dataset.path={tmp_path / 'x.npz'}", synthetic=False)
     assert ahead.start(npz) is None
+
+
+def test_nothing_is_spawned_for_a_folder_that_does_not_exist(tiny_cfg, tmp_path: Path):
+    """A mistyped dataset.path is reported by the run's own load, with no preparation to wait for first."""
+    missing = tiny_cfg("dataset=folder", f"dataset.path={tmp_path / 'missing'}", synthetic=False)
+    assert ahead.start(missing) is None

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from benchmark.data import load_dataset
+from benchmark.data import check_path, load_dataset
 from benchmark.errors import BenchmarkError
 
 FOLDER = {"loader": "folder", "name": None, "split": [0.7, 0.1, 0.2], "val_fraction": 0.2, "split_seed": 0}
@@ -107,6 +107,16 @@ def test_bad_folders_fail_with_a_clear_message(tmp_path: Path, layout, message):
     root = tmp_path / "nowhere" if layout == "missing" else tmp_path
     with pytest.raises(BenchmarkError, match=message):
         load_dataset(folder_cfg(root), tmp_path)
+
+
+def test_a_missing_path_is_named_by_the_early_check_as_by_the_loaders(tmp_path: Path):
+    write_images(tmp_path / "a", 2, 0)
+    check_path(folder_cfg(tmp_path))  # there: nothing to say
+    check_path(OmegaConf.create({"loader": "synthetic"}))  # no path of the user's
+    with pytest.raises(BenchmarkError, match="is not a folder"):
+        check_path(folder_cfg(tmp_path / "nowhere"))
+    with pytest.raises(BenchmarkError, match="is not a file: point it at a MedMNIST .npz"):
+        check_path(OmegaConf.create({"loader": "medmnist", "path": str(tmp_path / "organ.npz")}))
 
 
 def write_npz(path: Path, n_classes: int = 3, channels: int | None = None) -> None:
