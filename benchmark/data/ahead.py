@@ -23,16 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def worth_preparing(cfg: DictConfig) -> bool:
-    """A synthetic tree not written yet, or a user's existing folder (its files may be new to the scan cache);
+    """A synthetic tree not written yet, or a user's folder (its files may be new to the scan cache);
     a MedMNIST .npz is read in the run itself and caches nothing. Never when the weights may stop the run
     first: it must then leave nothing written, not even a dataset."""
-    from benchmark.data import synthetic, synthetic_parameters, user_path
+    from benchmark.data import synthetic, synthetic_parameters
 
     dataset = cfg.dataset
     if not weights_cannot_stop_the_run(cfg.backbone):
         return False
-    if dataset.loader == "folder":  # no folder there: nothing to prepare; the run's load names it
-        return user_path(dataset).is_dir()
+    if dataset.loader == "folder":  # one that is not there stopped the run before (data.check_path)
+        return True
     if dataset.loader != "synthetic":
         return False
     try:

@@ -47,9 +47,3 @@ def test_nothing_is_spawned_for_a_written_tree_or_an_npz(tiny_cfg, tmp_path: Pat
     assert ahead.start(cfg) is None
     npz = tiny_cfg("dataset=medmnist", f"dataset.path={tmp_path / 'x.npz'}", synthetic=False)
     assert ahead.start(npz) is None
-
-
-def test_nothing_is_spawned_for_a_folder_that_does_not_exist(tiny_cfg, tmp_path: Path):
-    """A mistyped dataset.path is reported by the run's own load, with no preparation to wait for first."""
-    missing = tiny_cfg("dataset=folder", f"dataset.path={tmp_path / 'missing'}", synthetic=False)
-    assert ahead.start(missing) is None
