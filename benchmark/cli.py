@@ -39,6 +39,13 @@ def missing_plugin(message: str) -> str | None:
 
 def one_line(error: BaseException) -> str:
     """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
+    from hydra.errors import OverrideParseException
+
+    if isinstance(error, OverrideParseException):  # Hydra's own message points at a column, not the fix
+        return (
+            f"cannot read the override {error.override}: quote a value holding ~, brackets, commas or "
+            "spaces, e.g. \"dataset.path='~/data/organamnist.npz'\" (Hydra's override grammar)"
+        )
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key
         return f"{key} is required: add {key}=<value> (e.g. dataset=folder dataset.path=/data/ct)"

@@ -105,6 +105,7 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
         (["backbone.name=resnet18"], "unknown backbone 'resnet18'"),
         (["backbone=resnet18"], "choose one of: densenet121, inceptionresnetv2"),
         (["dataset.pth=/data"], "Could not override 'dataset.pth'"),
+        (["dataset=medmnist", "dataset.path=~/organamnist.npz"], "quote a value holding ~"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, message):
