@@ -43,8 +43,8 @@ def one_line(error: BaseException) -> str:
 
     if isinstance(error, OverrideParseException):  # Hydra's own message points at a column, not the fix
         return (
-            f"cannot read the override {error.override}: quote a value holding ~, brackets, commas or "
-            "spaces, e.g. \"dataset.path='~/data/organamnist.npz'\" (Hydra's override grammar)"
+            f"cannot read the override {error.override}: quote a value holding ~, brackets or commas, "
+            "e.g. \"dataset.path='~/data/organamnist.npz'\" (Hydra's override grammar)"
         )
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key
