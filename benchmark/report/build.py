@@ -7,7 +7,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import BenchmarkError
-from benchmark.figures.leaderboard import draw_figures, figures_written
 from benchmark.files import digest, write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
@@ -101,6 +100,8 @@ def build_report(cfg: DictConfig, meanwhile: Callable[[], None] | None = None) -
     if meanwhile is None and markdown_path.exists() and stamp.exists() and stamp.read_text() == inputs:
         log.info("leaderboard up to date: no run, option or report code changed since it was written")
         return markdown_path
+    from benchmark.figures.leaderboard import draw_figures, figures_written  # plotting: only to rebuild
+
     if cfg.ensemble_k:
         build_ensembles(results_dir, cfg.ensemble_k, strict=False)  # never lose the leaderboard over it
     collection = load(results_dir)
