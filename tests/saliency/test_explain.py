@@ -148,6 +148,8 @@ def test_the_overlay_is_the_image_and_the_coloured_map_mixed_by_alpha():
     assert mixed.shape == (2, 2, 2, 3) and mixed.min() >= 0.0 and mixed.max() <= 1.0
     np.testing.assert_allclose(mixed[0, 0, 0], 0.6 + 0.4 * np.array(colormaps["viridis"](1.0)[:3]), atol=1e-6)
     np.testing.assert_allclose(mixed[1, 1, 0], 0.4 * np.array(colormaps["viridis"](0.5)[:3]), atol=1e-6)
+    white = blend(images[:1], maps[:1], Overlay(alpha=0.4, colormap="gray"))  # 0.6 in float32 + 0.4 > 1
+    assert white.max() <= 1.0  # or matplotlib warns that it clips the panel
 
 
 def test_explain_writes_the_figure_and_returns_the_metrics(mobilenet, images, tmp_path):
