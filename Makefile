@@ -26,11 +26,11 @@ install: ## create .venv and install the project with its dev extras
 	$(PY) -m pip install --quiet -e '.[dev]'
 
 test: ## run the test suite (ruff, then pytest on TEST_JOBS worker processes)
-	$(VENV)/bin/ruff check benchmark backbones tests
+	$(VENV)/bin/ruff check benchmark backbones hydra_plugins tests
 	$(PY) -m pytest -n $(TEST_JOBS)
 
 lint: ## ruff check (the lint half of make test)
-	$(VENV)/bin/ruff check benchmark backbones tests
+	$(VENV)/bin/ruff check benchmark backbones hydra_plugins tests
 
 run: ## one run: make run ARGS="backbone=densenet121"
 	$(PY) -m benchmark $(ARGS)

@@ -1,0 +1,1 @@
+"""medbench's Hydra sweeper (conf/hydra/sweeper/compose_once.yaml); Hydra finds plugins in this package."""
