@@ -29,8 +29,8 @@ class ValidatedConfigs(ConfigLoader):
         return {"loader": self.loader, "validated": {}}
 
     def validate(self, master_config: DictConfig, sweep_overrides: list[str]) -> None:
-        key = tuple(sweep_overrides)
-        self.validated[key] = self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        composed = self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        self.validated[tuple(sweep_overrides)] = composed
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         validated = self.validated.pop(tuple(sweep_overrides), None)  # handed out once: the launcher edits it
