@@ -40,16 +40,35 @@ from benchmark.train.shared import (
 from benchmark.train.shared_extractor import extractor_key, shared_extractor
 
 
+class EagerValidation(keras.callbacks.Callback):
+    """val_loss and val_accuracy after each epoch from one eager call of the head on the validation
+    features, written into the epoch's logs before early stopping reads them (first in the list).
+    Keras's `validation_data` traced an evaluate function in every new process for the same numbers: a
+    further seed as its own process trained its head in 2.02 s instead of 2.43 s (medians of five
+    alternating runs, the same logged losses)."""
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
+        super().__init__()
+        self.features, self.targets = features, targets
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        probabilities = head_probabilities(self.model, self.features)
+        losses = keras.losses.categorical_crossentropy(self.targets, probabilities)
+        logs["val_loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(losses)))
+        logs["val_accuracy"] = float(np.mean(probabilities.argmax(1) == self.targets.argmax(1)))
+
+
 def fit_head(
     model: keras.Model, x: dict, y: dict, n_classes: int, cfg: DictConfig, seed: int
 ) -> tuple[pd.DataFrame, int]:
     """The compiled head on cached features (shuffled by `seed`); the history and the epoch whose
     weights were restored."""
     found, stop = callbacks(cfg, cfg.lr)
+    found.insert(0, EagerValidation(x["val"], one_hot(y["val"], n_classes)))
     targets = one_hot(y["train"], n_classes)
     history = model.fit(
         feature_batches(x["train"], targets, cfg.batch_size, seed, cfg.max_epochs),
-        validation_data=feature_batches(x["val"], one_hot(y["val"], n_classes), cfg.batch_size),
         epochs=cfg.max_epochs,
         steps_per_epoch=steps_per_epoch(len(targets), cfg.batch_size),
         shuffle=False,  # the batches come in their epoch's order

@@ -80,3 +80,21 @@ def test_head_probabilities_are_what_predict_gives_in_inference_mode():
     np.testing.assert_allclose(head_probabilities(head, features), expected, atol=1e-6)
     in_chunks = head_probabilities(head, features, rows=3)
     np.testing.assert_allclose(in_chunks, head_probabilities(head, features), atol=1e-6)
+
+
+def test_the_eager_validation_logs_what_kerass_evaluate_computes():
+    """Early stopping reads val_loss from EagerValidation: it must be Keras's own validation loss."""
+    from benchmark.train.frozen import EagerValidation
+
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(size=(96, 12)).astype(np.float32), rng.normal(size=(37, 12)).astype(np.float32)
+    train_y, val_y = (keras.utils.to_categorical(rng.integers(0, 3, n), 3) for n in (96, 37))
+    seed_run(0)
+    head = head_on_features(12, head_layers(3, OmegaConf.create({"units": 8, "dropout": 0.5})))
+    head.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy", metrics=["accuracy"])
+    history = head.fit(train, train_y, epochs=2, batch_size=16, verbose=0,
+                       callbacks=[EagerValidation(val, val_y)])
+    loss, accuracy = head.evaluate(val, val_y, batch_size=16, verbose=0)  # after the last epoch
+    np.testing.assert_allclose(history.history["val_loss"][-1], loss, rtol=1e-5)
+    assert abs(history.history["val_accuracy"][-1] - accuracy) < 1e-6  # Keras keeps it in float32
+    assert history.history["val_loss"][0] != history.history["val_loss"][1]  # each epoch's own weights
