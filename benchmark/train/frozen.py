@@ -14,6 +14,7 @@ from backbones.extractor import batch_free_graph, pooled_extractor
 from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
+from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward
 from benchmark.train import engines
@@ -47,16 +48,17 @@ class EagerValidation(keras.callbacks.Callback):
     further seed as its own process trained its head in 2.02 s instead of 2.43 s (medians of five
     alternating runs, the same logged losses)."""
 
-    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
+    def __init__(self, features: np.ndarray, labels: np.ndarray) -> None:
         super().__init__()
-        self.features, self.targets = features, targets
+        self.features, self.labels = features, labels
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         probabilities = head_probabilities(self.model, self.features)
-        losses = keras.losses.categorical_crossentropy(self.targets, probabilities)
-        logs["val_loss"] = float(keras.ops.convert_to_numpy(keras.ops.mean(losses)))
-        logs["val_accuracy"] = float(np.mean(probabilities.argmax(1) == self.targets.argmax(1)))
+        # Keras's own loss (its clipping), not sklearn's log loss: the number early stopping always read
+        losses = keras.losses.sparse_categorical_crossentropy(self.labels, probabilities)
+        logs["val_loss"] = float(np.mean(keras.ops.convert_to_numpy(losses)))
+        logs["val_accuracy"] = accuracy(self.labels, probabilities)
 
 
 def fit_head(
@@ -65,7 +67,7 @@ def fit_head(
     """The compiled head on cached features (shuffled by `seed`); the history and the epoch whose
     weights were restored."""
     found, stop = callbacks(cfg, cfg.lr)
-    found.insert(0, EagerValidation(x["val"], one_hot(y["val"], n_classes)))
+    found.insert(0, EagerValidation(x["val"], y["val"]))
     targets = one_hot(y["train"], n_classes)
     history = model.fit(
         feature_batches(x["train"], targets, cfg.batch_size, seed, cfg.max_epochs),

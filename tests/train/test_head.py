@@ -88,12 +88,13 @@ def test_the_eager_validation_logs_what_kerass_evaluate_computes():
 
     rng = np.random.default_rng(1)
     train, val = rng.normal(size=(96, 12)).astype(np.float32), rng.normal(size=(37, 12)).astype(np.float32)
-    train_y, val_y = (keras.utils.to_categorical(rng.integers(0, 3, n), 3) for n in (96, 37))
+    train_labels, val_labels = rng.integers(0, 3, 96), rng.integers(0, 3, 37)
+    train_y, val_y = keras.utils.to_categorical(train_labels, 3), keras.utils.to_categorical(val_labels, 3)
     seed_run(0)
     head = head_on_features(12, head_layers(3, OmegaConf.create({"units": 8, "dropout": 0.5})))
     head.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy", metrics=["accuracy"])
     history = head.fit(train, train_y, epochs=2, batch_size=16, verbose=0,
-                       callbacks=[EagerValidation(val, val_y)])
+                       callbacks=[EagerValidation(val, val_labels)])
     loss, accuracy = head.evaluate(val, val_y, batch_size=16, verbose=0)  # after the last epoch
     np.testing.assert_allclose(history.history["val_loss"][-1], loss, rtol=1e-5)
     assert abs(history.history["val_accuracy"][-1] - accuracy) < 1e-6  # Keras keeps it in float32
