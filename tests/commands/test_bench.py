@@ -1,10 +1,13 @@
 """`make bench`'s arithmetic: operations per image counted on a real Keras graph, and the efficiency table
 built from measured throughputs (the timings themselves are measured by `make bench`, never asserted)."""
 
+import subprocess
+import sys
+
 import keras
 import pytest
 
-from benchmark.bench import efficiency_rows, float_ops_per_image, sweep_split
+from benchmark.bench import bench_split, efficiency_rows, float_ops_per_image, sweep_split
 
 
 def test_float_ops_of_a_convolution_are_two_per_multiply_add():
@@ -46,3 +49,16 @@ def test_a_backbone_the_sweep_did_not_extract_has_no_sweep_figures():
     sweep = {"n_images": 600, "extraction_s": {}, "steady_ips": {}, "engine": {}, "ready_s": {}}
     (row,) = efficiency_rows(speeds, sweep, peak_flops=100e9)
     assert row["pipeline_efficiency"] is None and row["one_off_s"] is None and row["ceiling_ips"] == 100.0
+
+
+def test_the_bench_split_adds_up_to_its_own_time():
+    text = bench_split({"fp32 peak": 5.0, "naive vs cached": 70.0}, total_s=90.0)
+    assert text.startswith("This bench took 90 s (1.5 min): fp32 peak 5 s, naive vs cached 70 s")
+    assert text.endswith("start-up and the rest 15 s.")
+
+
+def test_the_bench_counts_its_time_from_its_process_start():
+    """The seconds before the bench's own code runs (the interpreter, the imports) are counted too."""
+    code = "import time; time.sleep(1.5); from benchmark.bench import seconds_since_start as s; print(s())"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 1.5 <= float(found.stdout) < 60
