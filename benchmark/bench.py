@@ -70,7 +70,7 @@ def backbone_speed(name: str, cfg: DictConfig) -> dict:
     batches = max(1, cfg.n_images // cfg.batch_size)
     forward = batch_free_forward(extractor)  # the graph the frozen mode's extraction runs
     per_batch = statistics.median(timed_calls(forward, batch, 1, batches))
-    latency = statistics.median(timed_calls(forward, batch[:1], 3, cfg.latency_runs))
+    latency = statistics.median(timed_calls(forward, batch[:1], 1, cfg.latency_runs, cfg.latency_budget_s))
     found = {
         "backbone": name,
         "extraction_ips": cfg.batch_size / per_batch,
