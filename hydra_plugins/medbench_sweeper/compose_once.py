@@ -9,15 +9,49 @@ Hydra's basic sweeper, 10.8 s with this one (medians of six runs in turn, a 2-co
 Launchers that run cells elsewhere (joblib, SLURM, Ray) get the loader without them and compose as before.
 A kept configuration is ~160 KB until its cell launches; Hydra keeps every launched cell's in its job
 return anyway (`max_batch_size` bounds both for a very large grid).
+
+Each composition also read and parsed the same YAML files again (Hydra caches them for one composition
+only): `KeptConfigFiles` keeps them for the sweep and gives each composition its own copy, since Hydra
+merges the files' nodes without copying and then edits them. The 21 cells of a default sweep: 4.6-5.3 s
+-> 3.3-3.7 s, the configurations equal.
 """
 
+import copy
 from dataclasses import replace
 from typing import Any
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.config_repository import CachingConfigRepository, IConfigRepository
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_loader import ConfigLoader
+from hydra.plugins.config_source import ConfigResult
 from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig
+
+
+class KeptConfigFiles(CachingConfigRepository):
+    """Hydra's cache of the config files one composition reads, kept for all of them: each file is read and
+    parsed once per search path, and every composition gets a copy of it to merge and edit."""
+
+    def __init__(self, delegate: IConfigRepository, kept: dict | None = None) -> None:
+        self.delegate = delegate
+        self.cache = {} if kept is None else kept
+
+    def __deepcopy__(self, memo: dict) -> "KeptConfigFiles":  # Hydra copies the repository per composition
+        return KeptConfigFiles(copy.deepcopy(self.delegate, memo), self.cache)
+
+    def __getstate__(self) -> dict:  # a launcher's worker reads its own files
+        return {"delegate": self.delegate, "cache": {}}
+
+    def load_config(self, config_path: str) -> ConfigResult | None:
+        key = (tuple((source.provider, source.path) for source in self.get_sources()), config_path)
+        if key not in self.cache:
+            self.cache[key] = self.delegate.load_config(config_path=config_path)
+        kept = self.cache[key]
+        if kept is None:
+            return None
+        return replace(kept, config=copy.deepcopy(kept.config), header=dict(kept.header),
+                       defaults_list=copy.deepcopy(kept.defaults_list))
 
 
 class ValidatedConfigs(ConfigLoader):
@@ -25,6 +59,8 @@ class ValidatedConfigs(ConfigLoader):
 
     def __init__(self, loader: ConfigLoader) -> None:
         self.loader = loader
+        if isinstance(loader, ConfigLoaderImpl) and not isinstance(loader.repository, KeptConfigFiles):
+            loader.repository = KeptConfigFiles(loader.repository)  # what every composition reads through
         self.validated: dict[tuple[str, ...], DictConfig] = {}
 
     def __getstate__(self) -> dict:  # a launcher's worker composes its own cells: send the loader only
