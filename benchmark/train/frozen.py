@@ -22,8 +22,9 @@ from benchmark.train.features import split_features
 from benchmark.train.head import (
     check_fold,
     feature_batches,
-    fold_standardizer,
+    fold_scale,
     head_probabilities,
+    scale_of,
     steps_per_epoch,
 )
 from benchmark.train.kept_heads import assembled, seeded_head
@@ -216,18 +217,19 @@ def train_frozen(
     split's features are not cached yet; the assembled model is put together only when asked for."""
     found = cached_features(cfg, dataset, spec, backbone, image_size)
     features, labels, extractor = found.features, found.labels, found.extractor
-    head = seeded_head(features["train"], len(dataset.class_names), cfg)  # compiled (kept_heads.py)
+    n_classes, (n_train, width) = len(dataset.class_names), features["train"].shape
+    scale = scale_of(features["train"]) if cfg.head.standardize else None
+    seen = {s: (features[s] - scale[0]) / scale[1] for s in ("train", "val")} if scale else features
+    head = seeded_head(width, n_train, n_classes, cfg)  # compiled (kept_heads.py)
     started = time.perf_counter()
-    history, best_epoch = fit_head(
-        head.training, features, labels, len(dataset.class_names), cfg.train, cfg.seed
-    )
+    history, best_epoch = fit_head(head.model, seen, labels, n_classes, cfg.train, cfg.seed)
     training_s = time.perf_counter() - started
-    val_probabilities, fold_check = head_probabilities(head.training, features["val"]), {}
-    if head.standardize is not None:  # fold, then check the folded head on the same validation features
-        fold_standardizer(head.standardize, head.layers[0])
-        folded = head_probabilities(head.saved, features["val"])
+    val_probabilities, fold_check = head_probabilities(head.model, seen["val"]), {}
+    if scale is not None:  # fold, then check the folded head on the same validation features
+        fold_scale(head.layers[0], *scale)
+        folded = head_probabilities(head.model, features["val"])
         fold_check, val_probabilities = check_fold(val_probabilities, folded), folded
-    test_probabilities = head_probabilities(head.saved, features["test"])
+    test_probabilities = head_probabilities(head.model, features["test"])
     timings = {**found.timings, **training_record(history, best_epoch, training_s), **fold_check}
     return Trained(
         lambda: assembled(extractor(), head),
@@ -235,7 +237,7 @@ def train_frozen(
         test_probabilities,
         timings,
         val_probabilities,
-        head=head.saved,
+        head=head.model,
         extractor=extractor,
         gradcam_kept=found.gradcam_kept,
     )

@@ -1,4 +1,5 @@
-"""A head kept by the process and re-seeded trains exactly as a new head of that seed would."""
+"""A head kept by the process and re-seeded trains exactly as a new head of that seed would, on the
+features of the same backbone or of another one of the same width."""
 
 import gc
 import weakref
@@ -20,57 +21,63 @@ def features_and_labels(seed: int) -> tuple[dict, dict]:
 
 
 def trained(head, x: dict, y: dict, cfg) -> tuple[np.ndarray, np.ndarray]:
-    history, _ = fit_head(head.training, x, y, 3, cfg.train, cfg.seed)
-    return history[["loss", "val_loss"]].to_numpy(), head.training.predict(x["val"], verbose=0)
+    history, _ = fit_head(head.model, x, y, 3, cfg.train, cfg.seed)
+    return history[["loss", "val_loss"]].to_numpy(), head.model.predict(x["val"], verbose=0)
+
+
+def head_for(x: dict, cfg):
+    return seeded_head(x["train"].shape[1], len(x["train"]), 3, cfg)
 
 
 def test_a_kept_head_reseeded_matches_a_new_head_of_that_seed(tmp_path):
-    cfg = compose_config(tmp_path, "seed=0")
-    x, y = features_and_labels(0)
-    kept_heads._kept.clear()
-    first = seeded_head(x["train"], 3, cfg)
-    trained(first, x, y, cfg)  # seed 0 moves weights, optimizer state and the dropout's seed state
-    with open_dict(cfg):
-        cfg.seed = 1
-    again = seeded_head(x["train"], 3, cfg)
-    assert again is first, "the same features and settings reuse the compiled head"
-    reused = trained(again, x, y, cfg)
-
-    kept_heads._kept.clear()
-    new = seeded_head(x["train"], 3, cfg)
-    assert new is not first
-    fresh = trained(new, x, y, cfg)
-    np.testing.assert_array_equal(reused[0], fresh[0])  # every epoch's train and validation loss
-    np.testing.assert_array_equal(reused[1], fresh[1])
-    assert not np.allclose(fresh[1], fresh[1].mean(axis=0)), "the test needs predictions that differ"
-
-
-def test_other_features_or_settings_get_their_own_head(tmp_path):
     cfg = compose_config(tmp_path)
-    x, _ = features_and_labels(0)
-    other, _ = features_and_labels(1)
+    x, y = features_and_labels(0)
+    for features, labels in ((x, y), features_and_labels(1)):  # a further seed; another backbone, same width
+        kept_heads._kept.clear()
+        with open_dict(cfg):
+            cfg.seed = 0
+        first = head_for(x, cfg)
+        trained(first, x, y, cfg)  # seed 0 moves weights, optimizer state and the dropout's seed state
+        with open_dict(cfg):
+            cfg.seed = 1
+        again = head_for(features, cfg)
+        assert again is first, "the same width and settings reuse the compiled head"
+        reused = trained(again, features, labels, cfg)
+
+        kept_heads._kept.clear()
+        fresh = trained(head_for(features, cfg), features, labels, cfg)
+        np.testing.assert_array_equal(reused[0], fresh[0])  # every epoch's train and validation loss
+        np.testing.assert_array_equal(reused[1], fresh[1])
+        assert not np.allclose(fresh[1], fresh[1].mean(axis=0)), "the test needs predictions that differ"
+
+
+def test_another_width_or_other_settings_get_their_own_head(tmp_path):
+    cfg = compose_config(tmp_path)
     kept_heads._kept.clear()
-    head = seeded_head(x["train"], 3, cfg)
-    assert seeded_head(other["train"], 3, cfg) is not head  # the standardiser's constants differ
+    head = seeded_head(24, 60, 3, cfg)
+    assert seeded_head(24, 60, 3, cfg) is head
+    assert seeded_head(32, 60, 3, cfg) is not head  # another width
+    assert seeded_head(24, 90, 3, cfg) is not head  # other steps compiled into one call
+    assert seeded_head(24, 60, 4, cfg) is not head
     with open_dict(cfg):
         cfg.train.lr = cfg.train.lr / 10
-    assert seeded_head(x["train"], 3, cfg) is not head
+    assert seeded_head(24, 60, 3, cfg) is not head
 
 
 def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_path):
     cfg = compose_config(tmp_path)
     x, y = features_and_labels(0)
     kept_heads._kept.clear()
-    head = seeded_head(x["train"], 3, cfg)
+    head = head_for(x, cfg)
     trained(head, x, y, cfg)
     pixels = keras.Input(shape=(24,), name="pixels")
     extractor = keras.Model(pixels, keras.layers.Identity()(pixels))  # stands in for backbone + pooling
     model = assembled(extractor, head)
-    np.testing.assert_allclose(model.predict(x["val"], verbose=0), head.saved.predict(x["val"], verbose=0))
+    np.testing.assert_allclose(model.predict(x["val"], verbose=0), head.model.predict(x["val"], verbose=0))
     with open_dict(cfg):
         cfg.seed = 1
     before = model.predict(x["val"], verbose=0)
-    assert seeded_head(x["train"], 3, cfg) is head  # re-seeded in place ...
+    assert head_for(x, cfg) is head  # re-seeded in place ...
     np.testing.assert_array_equal(model.predict(x["val"], verbose=0), before)  # ... this model keeps its own
     released = weakref.ref(extractor)
     del model, extractor
