@@ -237,7 +237,7 @@ def train_frozen(
         test_probabilities,
         timings,
         val_probabilities,
-        head=head.model,
+        head=head.saved,
         extractor=extractor,
         gradcam_kept=found.gradcam_kept,
     )

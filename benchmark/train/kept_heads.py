@@ -27,9 +27,12 @@ KEPT_HEADS = 8  # a default sweep alternates between the heads of 5 feature widt
 
 @dataclass
 class Head:
-    """The head (`model`: features -> probabilities) and its layers, for the assembled model's copies."""
+    """The head (`model`: features -> probabilities, compiled and trained), `saved`: a second model over
+    the same layers, never compiled, which is what head.keras holds (the optimizer's state tripled the
+    file: 6.3 MB instead of 2.1 MB for 2048 features), and its layers, for the assembled model's copies."""
 
     model: keras.Model
+    saved: keras.Model
     layers: list[keras.layers.Layer]
 
 
@@ -39,7 +42,7 @@ _kept: OrderedDict[str, Head] = OrderedDict()
 def build_head(feature_dim: int, n_classes: int, cfg: DictConfig) -> Head:
     """A new head under the current random seed: building it draws the initial weights, tracing nothing."""
     layers = head_layers(n_classes, cfg.head)
-    return Head(head_on_features(feature_dim, layers), layers)
+    return Head(head_on_features(feature_dim, layers), head_on_features(feature_dim, layers), layers)
 
 
 def compile_head(model: keras.Model, cfg: DictConfig, n_train: int) -> None:

@@ -58,6 +58,7 @@ def test_assembled_model_equals_the_cached_feature_path(saved_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert not (run_dir / "model.keras").exists() and (run_dir / "head.keras").is_file()
     assert metrics["extractor_file"].startswith("extractors/mobilenetv2-32px-")
+    assert getattr(keras.models.load_model(run_dir / "head.keras"), "optimizer", None) is None  # no Adam
     model = cli.load_model(run_dir)
     predictions = pd.read_csv(run_dir / "predictions.csv")
     pixels = np.stack([decode_file(data_root / f, metrics["image_size"]) for f in predictions["file"]])

@@ -83,3 +83,16 @@ def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_pa
     del model, extractor
     gc.collect()
     assert released() is None, "the kept head must not hold the network it was assembled with"
+
+
+def test_the_saved_head_is_the_trained_one_without_its_optimizer(tmp_path):
+    cfg = compose_config(tmp_path)
+    x, y = features_and_labels(0)
+    kept_heads._kept.clear()
+    head = head_for(x, cfg)
+    trained(head, x, y, cfg)
+    head.saved.save(tmp_path / "head.keras")
+    loaded = keras.models.load_model(tmp_path / "head.keras")
+    assert getattr(loaded, "optimizer", None) is None  # Adam's moments would triple head.keras
+    expected = head.model.predict(x["val"], verbose=0)
+    np.testing.assert_array_equal(loaded.predict(x["val"], verbose=0), expected)
