@@ -64,12 +64,18 @@ def test_another_width_or_other_settings_get_their_own_head(tmp_path):
     assert seeded_head(24, 60, 3, cfg) is not head
 
 
-def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_path):
+def trained_head(tmp_path) -> tuple:
+    """(config, features, a new head trained on them under seed 0)."""
     cfg = compose_config(tmp_path)
     x, y = features_and_labels(0)
     kept_heads._kept.clear()
     head = head_for(x, cfg)
     trained(head, x, y, cfg)
+    return cfg, x, head
+
+
+def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_path):
+    cfg, x, head = trained_head(tmp_path)
     pixels = keras.Input(shape=(24,), name="pixels")
     extractor = keras.Model(pixels, keras.layers.Identity()(pixels))  # stands in for backbone + pooling
     model = assembled(extractor, head)
@@ -86,11 +92,7 @@ def test_the_assembled_model_copies_the_head_and_leaves_the_kept_one_free(tmp_pa
 
 
 def test_the_saved_head_is_the_trained_one_without_its_optimizer(tmp_path):
-    cfg = compose_config(tmp_path)
-    x, y = features_and_labels(0)
-    kept_heads._kept.clear()
-    head = head_for(x, cfg)
-    trained(head, x, y, cfg)
+    _, x, head = trained_head(tmp_path)
     head.saved.save(tmp_path / "head.keras")
     loaded = keras.models.load_model(tmp_path / "head.keras")
     assert getattr(loaded, "optimizer", None) is None  # Adam's moments would triple head.keras
