@@ -60,7 +60,7 @@ def speed(
     forward = forward or batch_free_forward(model)
     rng = np.random.default_rng(0)
     single = rng.integers(0, 256, (1, image_size, image_size, 3)).astype(np.float32)
-    calls = timed_calls(forward, single, cfg.warmup, cfg.latency_runs, cfg.get("latency_budget_s"))
+    calls = timed_calls(forward, single, cfg.warmup, cfg.latency_runs, cfg.latency_budget_s)
     if throughput_ips is None:
         batch = rng.integers(0, 256, (cfg.throughput_batch, image_size, image_size, 3)).astype(np.float32)
         per_batch = statistics.median(timed_calls(forward, batch, 1, cfg.throughput_batches))
