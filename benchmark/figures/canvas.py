@@ -1,4 +1,4 @@
-"""Shared figure plumbing: the atomic PNG writer, one colour per row, panel grids, label placement."""
+"""Shared figure plumbing: the atomic PNG writers, one colour per row, panel grids, label placement."""
 
 import math
 from pathlib import Path
@@ -7,7 +7,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from PIL import Image
 
 from benchmark.files import atomic_path
 
@@ -15,6 +17,8 @@ __all__ = ["plt"]  # figure modules take pyplot from here, after the package cho
 MAX_WIDTH_INCHES = 22  # wider figures shrink to illegible text when GitHub fits them to the page
 CORRECT, WRONG = "#1b7a2e", "#c0262d"  # captions of right and wrong predictions
 DPI = 120
+ROOM_INCHES = 1.0  # blank canvas round the axes for a drawn-once figure's labels, cropped off again
+PAD_INCHES = 0.1  # blank left round a cropped figure's content (as matplotlib's bbox_inches="tight")
 
 
 def write_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
@@ -25,6 +29,59 @@ def write_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def write_cropped(fig: Figure, path: Path, dpi: int = DPI) -> Path:
+    """`write_figure` for figures of lines, text and shaded cells, laid out by matplotlib's defaults:
+    drawn once on a canvas with room round the axes, then cropped to the drawn pixels. A tight layout
+    and a tight bounding box each lay the figure out again: a run's three figures took 1.11-1.15 s that
+    way, 0.76 s this way (five sets after a first, twice each). Not for photographs, whose white
+    edges would be cropped as blank. Content that reaches the canvas's edge (labels longer than the
+    room) is written the slower way, which never clips."""
+    try:
+        make_room(fig, ROOM_INCHES)
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())
+        box = content_box(pixels, np.round(np.multiply(to_rgba(fig.get_facecolor()), 255)))
+        with atomic_path(path) as tmp:
+            if box is None:
+                fig.tight_layout()
+                fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+            else:
+                pad = round(PAD_INCHES * dpi)
+                (top, bottom), (left, right) = box
+                cropped = pixels[max(top - pad, 0) : bottom + pad, max(left - pad, 0) : right + pad]
+                Image.fromarray(cropped).save(tmp, format="png", dpi=(dpi, dpi))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def make_room(fig: Figure, inches: float) -> None:
+    """Grow the figure by `inches` on every side; its axes and texts keep their size and places."""
+    width, height = fig.get_size_inches()
+    wide, high = width + 2 * inches, height + 2 * inches
+    for ax in fig.axes:
+        x, y, w, h = ax.get_position(original=True).bounds
+        ax.set_position(((x * width + inches) / wide, (y * height + inches) / high, w * width / wide,
+                         h * height / high))
+    for text in fig.texts:  # the suptitle
+        x, y = text.get_position()
+        text.set_position(((x * width + inches) / wide, (y * height + inches) / high))
+    fig.set_size_inches(wide, high)
+
+
+def content_box(pixels: np.ndarray, background: np.ndarray) -> tuple[tuple[int, int], ...] | None:
+    """Rows and columns (start, stop) of what differs from the background; None when it reaches an edge
+    of the canvas (then something may have been cut) or nothing was drawn."""
+    drawn = np.any(pixels != background.astype(pixels.dtype), axis=-1)
+    rows, columns = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
+    if not len(rows) or rows[0] == 0 or columns[0] == 0:
+        return None
+    if rows[-1] == drawn.shape[0] - 1 or columns[-1] == drawn.shape[1] - 1:
+        return None
+    return (int(rows[0]), int(rows[-1]) + 1), (int(columns[0]), int(columns[-1]) + 1)
 
 
 def colours(labels: list[str]) -> dict[str, tuple]:

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 from seaborn.utils import relative_luminance
 
-from benchmark.figures.canvas import plt, write_figure
+from benchmark.figures.canvas import plt, write_cropped
 
 DARK_LUMINANCE = 0.408  # cells at or below it get white text (seaborn's threshold, W3C luminance)
+SLANTED_NAMES = 10  # class names longer than this (characters) are slanted under the matrix: upright,
+                    # "COVID-19 viral pneumonia" ran into "bacterial pneumonia" beside it
 
 
 def confusion_matrix_figure(
@@ -19,8 +21,7 @@ def confusion_matrix_figure(
     fig, ax = plt.subplots(figsize=(size + 1, size))
     confusion_heatmap(ax, np.asarray(confusion), class_names, colorbar=True)
     ax.set(title=title)
-    fig.tight_layout()
-    write_figure(fig, path)
+    write_cropped(fig, path)
 
 
 def confusion_heatmap(
@@ -38,7 +39,9 @@ def confusion_heatmap(
         ax.text(column, row, f"{counts[row, column]:.3g}\n{share:.0%}", ha="center", va="center",
                 fontsize=fontsize, color="white" if dark else "0.15")
     ticks = np.arange(len(class_names))
-    ax.set_xticks(ticks, class_names)
+    slanted = max(map(len, class_names), default=0) > SLANTED_NAMES
+    ax.set_xticks(ticks, class_names, rotation=30 if slanted else 0, ha="right" if slanted else "center",
+                  rotation_mode="anchor")
     ax.set_yticks(ticks, class_names)
     ax.set(xlabel="predicted", ylabel="true")
     ax.spines[:].set_visible(False)
@@ -62,8 +65,7 @@ def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    write_figure(fig, path)
+    write_cropped(fig, path)
 
 
 def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
@@ -76,5 +78,4 @@ def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
            title=f"{title}\nrefer the most uncertain (entropy) to a radiologist", xlim=(5, 105))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    fig.tight_layout()
-    write_figure(fig, path)
+    write_cropped(fig, path)

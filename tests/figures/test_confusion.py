@@ -29,3 +29,14 @@ def test_a_grid_of_heatmaps_is_not_drawn_while_it_is_built():
     fig.canvas.draw()
     assert len(draws) == 1  # the counter does see a draw
     plt.close(fig)
+
+
+def test_long_class_names_are_slanted_under_the_matrix_and_short_ones_stay_upright():
+    fig, (upright, slanted) = plt.subplots(1, 2)
+    counts = np.array([[3, 1], [0, 4]])
+    confusion_heatmap(upright, counts, ["normal", "pneumonia"], colorbar=False)
+    confusion_heatmap(slanted, counts, ["normal", "COVID-19 viral pneumonia"], colorbar=False)
+    assert {label.get_rotation() for label in upright.get_xticklabels()} == {0}
+    assert {label.get_rotation() for label in slanted.get_xticklabels()} == {30}
+    assert {label.get_rotation() for label in slanted.get_yticklabels()} == {0}
+    plt.close(fig)
