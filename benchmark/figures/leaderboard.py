@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
 from benchmark.figures import background, panels
-from benchmark.figures.canvas import colours, empty_panel, plt, stacked_offsets, write_cropped
+from benchmark.figures.canvas import colours, empty_panel, plt, separate_labels, write_cropped
 from benchmark.figures.settings import SETTING_FIGURES
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
@@ -73,7 +73,7 @@ def accuracy_vs_latency(
     front = pareto_front(latency, accuracy)
     finite = latency[np.isfinite(latency)]
     log_x = bool(finite.size) and finite.min() > 0 and finite.max() / finite.min() > 10
-    offsets = stacked_offsets(np.log(latency) if log_x else latency, accuracy)
+    labels = []
     for i, row in enumerate(rows):
         bar = errors[:, [i]] if np.isfinite(errors[:, i]).all() else None
         edge = "black" if front[i] else "none"
@@ -81,8 +81,9 @@ def accuracy_vs_latency(
             latency[i], accuracy[i], yerr=bar, fmt="o", ms=8, color=palette[row.label], mec=edge, capsize=3
         )
         point = (latency[i], accuracy[i])
-        label = ax.annotate(row.label, point, xytext=(7, offsets[i]), textcoords="offset points")
+        label = ax.annotate(row.label, point, xytext=(7, 5), textcoords="offset points")
         label.set_path_effects([patheffects.withStroke(linewidth=3, foreground="white")])  # legible over bars
+        labels.append(label)
     order = np.argsort(latency[front])
     label = "Pareto front (outlined: no other row is both faster and more accurate)"
     ax.step(
@@ -106,6 +107,7 @@ def accuracy_vs_latency(
     ax.margins(x=0.15, y=0.15)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    separate_labels(ax, labels)
     write_cropped(fig, path, cfg.figures.dpi)
 
 
