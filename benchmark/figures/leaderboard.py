@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import roc_curve
 
 from benchmark.figures import background, panels
-from benchmark.figures.canvas import colours, empty_panel, plt, separate_labels, write_cropped
+from benchmark.figures.canvas import colours, empty_panel, plt, separate_labels, write_figure
 from benchmark.figures.settings import SETTING_FIGURES
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
@@ -50,7 +50,7 @@ def bar_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings
         "(two-level bootstrap: test images and seeds resampled)"
     )
     ax.grid(axis="x", alpha=0.3)
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def accuracy_vs_latency(
@@ -66,7 +66,7 @@ def accuracy_vs_latency(
     fig, ax = plt.subplots(figsize=(8, 5.5))
     if not rows:
         empty_panel(ax, title, "no run recorded latency_ms")
-        write_cropped(fig, path, cfg.figures.dpi)
+        write_figure(fig, path, cfg.figures.dpi)
         return
     latency = np.array([mean_of(row, "latency_ms") for row in rows])
     accuracy, errors = error_bars(rows, "accuracy")
@@ -108,7 +108,7 @@ def accuracy_vs_latency(
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     separate_labels(ax, labels)
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def macro_roc(labels: np.ndarray, probabilities: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -156,7 +156,7 @@ def roc_overlay(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settin
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 FIGURES: dict[str, tuple[Callable[[list[Row], str, DictConfig, Settings, Path], None], str]] = {

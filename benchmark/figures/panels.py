@@ -7,7 +7,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig
 
-from benchmark.figures.canvas import empty_panel, panel_grid, plt, write_cropped
+from benchmark.figures.canvas import empty_panel, panel_grid, plt, write_figure
 from benchmark.figures.run import confusion_heatmap
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.scores import expected_calibration_error
@@ -33,7 +33,7 @@ def confusion_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Set
         ax.tick_params(axis="y", rotation=0)
     fig.suptitle(f"{dataset}: confusion matrices (counts = mean over seeds; shade = share of true class)")
     fig.tight_layout()
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
@@ -55,7 +55,7 @@ def curves_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settin
             ax.legend(fontsize="small")
     fig.suptitle(f"{dataset}: training curves on the validation split")
     fig.tight_layout(rect=(0, 0, 1, 0.985))  # keep the first row's titles clear of the suptitle
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def bin_accuracy(labels: np.ndarray, probabilities: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,4 +141,4 @@ def reliability_grid(rows: list[Row], dataset: str, cfg: DictConfig, settings: S
         "(numbers: predictions per bin; line: after temperature scaling fitted on validation)"
     )
     fig.tight_layout()
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from seaborn.utils import relative_luminance
 
-from benchmark.figures.canvas import plt, write_cropped
+from benchmark.figures.canvas import plt, write_figure
 
 DARK_LUMINANCE = 0.408  # cells at or below it get white text (seaborn's threshold, W3C luminance)
 SLANTED_NAMES = 10  # class names longer than this (characters) are slanted under the matrix: upright,
@@ -21,7 +21,7 @@ def confusion_matrix_figure(
     fig, ax = plt.subplots(figsize=(size + 1, size))
     confusion_heatmap(ax, np.asarray(confusion), class_names, colorbar=True)
     ax.set(title=title)
-    write_cropped(fig, path)
+    write_figure(fig, path)
 
 
 def confusion_heatmap(
@@ -65,7 +65,7 @@ def curves_figure(history: pd.DataFrame, title: str, path: Path, best_epoch: int
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    write_cropped(fig, path)
+    write_figure(fig, path)
 
 
 def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
@@ -78,4 +78,4 @@ def coverage_figure(curve: list[list[float]], title: str, path: Path) -> None:
            title=f"{title}\nrefer the most uncertain (entropy) to a radiologist", xlim=(5, 105))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    write_cropped(fig, path)
+    write_figure(fig, path)

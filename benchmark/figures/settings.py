@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 from omegaconf import DictConfig
 
-from benchmark.figures.canvas import colours, plt, write_cropped
+from benchmark.figures.canvas import colours, plt, write_figure
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.rows import Row, error_bars, mean_of
@@ -77,7 +77,7 @@ def regime_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setti
                  f"weights: {rows[0].weights if not weights(rows[0]) else 'as labelled'}")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(title="regime (cheapest first)", loc="best", fontsize="small")
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 def size_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Settings, path: Path) -> None:
@@ -130,7 +130,7 @@ def size_chart(rows: list[Row], dataset: str, cfg: DictConfig, settings: Setting
     right.legend(fontsize="small", loc="best")
     common = f" (weights: {rows[0].weights})" if not weights(rows[0]) else ""
     fig.suptitle(f"{dataset}: input sizes{common}")
-    write_cropped(fig, path, cfg.figures.dpi)
+    write_figure(fig, path, cfg.figures.dpi)
 
 
 MARKERS = "osD^v"  # one per regime, cheapest first
