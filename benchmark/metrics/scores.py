@@ -72,7 +72,11 @@ def averaged_prf(average: str, which: int):
 
 
 def log_loss(y_true: np.ndarray, probabilities: np.ndarray) -> float:
-    return float(skm.log_loss(y_true, probabilities, labels=range(probabilities.shape[1])))
+    """Scikit-learn's, on rows scaled to sum to one: a float32 softmax sums to one only within float32
+    rounding, and read back from predictions.csv as float64 (the ensemble, the report) it made
+    scikit-learn warn that these were not probabilities."""
+    rows = np.asarray(probabilities, dtype=float)
+    return float(skm.log_loss(y_true, rows / rows.sum(axis=1, keepdims=True), labels=range(rows.shape[1])))
 
 
 def brier_score(y_true: np.ndarray, probabilities: np.ndarray) -> float:
