@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import Dataset
+from benchmark.metrics import scores
 from benchmark.train.frozen import cached_features
 from benchmark.train.head import assemble, check_fold, fold_scale, head_on_features, scale_of
 from benchmark.train.shared import Trained, training_record
@@ -33,7 +34,7 @@ def scores_row(step: int, model, x: dict, y: dict, classes: np.ndarray, phase: s
     row: dict = {"epoch": step, "lr": np.nan, "phase": phase}
     for split, prefix in (("train", ""), ("val", "val_")):
         probabilities = class_probabilities(model, x[split], len(classes))
-        row[f"{prefix}loss"] = log_loss(y[split], probabilities, labels=classes)
+        row[f"{prefix}loss"] = scores.log_loss(y[split], probabilities)
         row[f"{prefix}accuracy"] = accuracy_score(y[split], probabilities.argmax(axis=1))
     return row
 
@@ -155,8 +156,7 @@ def train_knn(
     vote.set_weights([x["train"].astype(np.float32), one_hot])
     parity = check_fold(probabilities["val"], head.predict(found.features["val"], verbose=0), PARITY)
     eps = 1e-7  # a class with no neighbour gets probability 0: clipped for the log loss only
-    clipped = np.clip(probabilities["val"], eps, 1)
-    val_loss = log_loss(found.labels["val"], clipped, labels=np.arange(n_classes))
+    val_loss = scores.log_loss(found.labels["val"], np.clip(probabilities["val"], eps, 1))
     history = pd.DataFrame([{
         "epoch": 1, "loss": np.nan, "accuracy": np.nan, "val_loss": val_loss,
         "val_accuracy": accuracy_score(found.labels["val"], probabilities["val"].argmax(axis=1)),

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from sklearn.metrics import log_loss
 
 import backbones.preprocess  # noqa: F401  registers the Preprocess layer for loading model.keras
 from backbones.batchnorm import batchnorm_layers
 from backbones.registry import build, get
 from benchmark.errors import BenchmarkError
+from benchmark.metrics import scores
 from benchmark.runs.pipeline import run
 from benchmark.train.augment import augmenter
 from benchmark.train.finetune import stream, unfreeze_top
@@ -41,7 +41,7 @@ def test_two_phases_unfreeze_the_top_and_keep_batchnorm_frozen(tiny_cfg):
     val = pd.read_csv(run_dir / "val_predictions.csv")  # written by the model that was kept
     probabilities = val[[f"prob_{c}" for c in metrics["classes"]]].to_numpy()
     labels = val["true_label"].map(metrics["classes"].index).to_numpy()
-    kept_loss = log_loss(labels, probabilities, labels=range(len(metrics["classes"])))
+    kept_loss = scores.log_loss(labels, probabilities)
     assert kept_loss == pytest.approx(metrics["best_val_loss"], abs=1e-3)
     model = keras.models.load_model(run_dir / "model.keras")
     base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
