@@ -1,4 +1,4 @@
-"""Shared figure plumbing: the atomic PNG writers, one colour per row, panel grids, label placement."""
+"""Shared figure plumbing: the atomic PNG writer, one colour per row, panel grids, label placement."""
 
 import math
 from pathlib import Path
