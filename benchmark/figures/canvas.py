@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.text import Annotation
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from benchmark.files import atomic_path
@@ -42,9 +43,9 @@ def write_figure(fig: Figure, path: Path, dpi: int = DPI) -> Path:
         box = content_box(pixels, np.round(np.multiply(to_rgba(fig.get_facecolor()), 255)))
         with atomic_path(path) as tmp:
             if box is None:
-                for ax, kept in zip(fig.axes, in_layout, strict=True):
-                    ax.set_in_layout(kept)  # moved by make_room, not by hand: tight layout and box see it
                 if roomy:
+                    for ax, kept in zip(fig.axes, in_layout, strict=True):
+                        ax.set_in_layout(kept)  # moved by make_room, not by hand: layout and box see it
                     fig.tight_layout()
                 fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
             else:
@@ -77,9 +78,8 @@ def content_box(pixels: np.ndarray, background: np.ndarray) -> tuple[tuple[int, 
     of the canvas (then something may have been cut) or nothing was drawn."""
     drawn = np.any(pixels != background.astype(pixels.dtype), axis=-1)
     rows, columns = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
-    if not len(rows) or rows[0] == 0 or columns[0] == 0:
-        return None
-    if rows[-1] == drawn.shape[0] - 1 or columns[-1] == drawn.shape[1] - 1:
+    height, width = drawn.shape
+    if not len(rows) or rows[0] == 0 or columns[0] == 0 or rows[-1] == height - 1 or columns[-1] == width - 1:
         return None
     return (int(rows[0]), int(rows[-1]) + 1), (int(columns[0]), int(columns[-1]) + 1)
 
@@ -115,7 +115,7 @@ def separate_labels(ax: Axes, labels: list[Annotation], step: float = 11.0) -> N
     densenet121 and resnet50, printed over each other). Call it once the axes' scale and margins are set."""
     ax.autoscale_view()
     renderer = ax.figure.canvas.get_renderer()
-    placed: list = []
+    placed: list[Bbox] = []
     for label in labels:
         box = label.get_window_extent(renderer)
         while any(box.overlaps(other) for other in placed):

@@ -29,11 +29,11 @@ from benchmark.train.shared import Trained, training_record
 PARITY = "head_parity_max_difference"  # the saved Keras head against scikit-learn, on validation
 
 
-def scores_row(step: int, model, x: dict, y: dict, classes: np.ndarray, phase: str) -> dict:
+def scores_row(step: int, model, x: dict, y: dict, n_classes: int, phase: str) -> dict:
     """One history.csv line for a probe: train and validation loss and accuracy of one setting."""
     row: dict = {"epoch": step, "lr": np.nan, "phase": phase}
     for split, prefix in (("train", ""), ("val", "val_")):
-        probabilities = class_probabilities(model, x[split], len(classes))
+        probabilities = class_probabilities(model, x[split], n_classes)
         row[f"{prefix}loss"] = scores.log_loss(y[split], probabilities)
         row[f"{prefix}accuracy"] = accuracy_score(y[split], probabilities.argmax(axis=1))
     return row
@@ -73,7 +73,6 @@ def train_linear(
     the grid value with the lowest validation log loss (history.csv has one line per C)."""
     found = cached_features(cfg, dataset, spec, backbone, image_size)
     n_classes = len(dataset.class_names)
-    classes = np.arange(n_classes)
     mean, std = scale_of(found.features["train"])
     x = {split: (values - mean) / std for split, values in found.features.items()}
     started, rows, fitted = time.perf_counter(), [], []
@@ -82,7 +81,7 @@ def train_linear(
                                    class_weight=cfg.train.class_weight, random_state=cfg.seed)
         model.fit(x["train"], found.labels["train"])
         fitted.append(model)
-        rows.append(scores_row(step, model, x, found.labels, classes, f"C={c:g}"))
+        rows.append(scores_row(step, model, x, found.labels, n_classes, f"C={c:g}"))
     fit_s = time.perf_counter() - started
     history = pd.DataFrame(rows)
     best = int(history["val_loss"].to_numpy().argmin()) + 1
