@@ -1,0 +1,42 @@
+"""Run a functional Keras model eagerly, one node at a time, dropping each tensor after its last use.
+
+Keras's own call of a functional model keeps every intermediate output until it returns: DenseNet121 in
+training mode on 32 images at 128 px grew the process by 2.04 GB, and glibc keeps most of it. Tracing the
+call as a graph frees each tensor after its last use but pays for the trace, which for a pass run once
+per model costs more than the pass (BatchNorm recalibration at 128 px, traced unoptimised graph against
+this walk: DenseNet121 6.7 vs 3.2 s, InceptionResNetV2 10.1 vs 3.7 s, MobileNetV2 1.9 vs 1.0 s; peak
++0.31 vs +0.47 GB and +0.28 vs +0.13 GB). The walk visits the nodes in Keras's own order and calls each
+layer as Keras's call would, so the results are the same to the bit (BatchNorm statistics compared).
+"""
+
+from collections import Counter
+
+import keras
+import tensorflow as tf
+
+
+def walk(model: keras.Model, inputs: list[tf.Tensor], training: bool) -> list[tf.Tensor]:
+    """`model(inputs, training=training)`'s outputs, holding only the tensors a later node still needs.
+
+    As in Keras's call (functional.py `operation_fn`), `training` reaches every layer that takes it, even
+    one whose node was built with its own value; a nested model is called whole."""
+    nodes = [
+        node
+        for depth in sorted(model._nodes_by_depth, reverse=True)  # inputs first, as Keras runs them
+        for node in model._nodes_by_depth[depth]
+        if node.operation is not None and not node.is_input
+    ]
+    uses = Counter(id(x) for node in nodes for x in node.input_tensors)
+    uses.update(id(x) for x in model.outputs)  # kept to the end
+    live = {id(x): y for x, y in zip(model.inputs, inputs, strict=True)}
+    for node in nodes:
+        args, kwargs = node.arguments.fill_in(live)
+        if "training" in getattr(node.operation, "_call_context_args", ()):
+            kwargs["training"] = training
+        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
+        live.update((id(x), y) for x, y in zip(node.outputs, outputs, strict=True))
+        for x in node.input_tensors:
+            uses[id(x)] -= 1
+            if not uses[id(x)]:
+                del live[id(x)]
+    return [live[id(x)] for x in model.outputs]
