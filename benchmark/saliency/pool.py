@@ -49,6 +49,12 @@ def pooling_only_after(model: keras.Model, layer_name: str) -> bool:
     return all(isinstance(layer, POOLING) for layer in [*base.layers[at + 1 :], *outer])
 
 
+def pooled_images(explain_cfg) -> int:
+    """How many Grad-CAM panels a frozen run's pool serves (`explain` config group): a sweep cell's, drawn
+    after the sweep (`after_sweep_images`; the cell's own `n_images` is then 0), else the run's own."""
+    return int(explain_cfg.get("after_sweep_images") or explain_cfg.n_images)
+
+
 def candidate_rows(labels: np.ndarray, n_images: int, seed: int) -> np.ndarray:
     """PANEL_CHOICE * n_images test rows (all, if fewer): each class's rows shuffled by `seed`, taken
     one class after another, so every class is in the pool."""

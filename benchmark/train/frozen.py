@@ -16,7 +16,7 @@ from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path
-from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward
+from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
 from benchmark.train.features import split_features
 from benchmark.train.head import (
@@ -100,7 +100,7 @@ def frozen_extractor(
         return pooled_extractor(backbone.model, spec, image_size)
 
     def prepare(model: keras.Model) -> None:
-        if cfg.explain.get("after_sweep_images"):  # this cell keeps Grad-CAM's pool (runs/pipeline.py):
+        if pooled_images(cfg.explain):  # this run keeps Grad-CAM's pool (runs/pipeline.py):
             batch_free_graph(model, side_output=spec.last_conv_layer)  # from the extraction's own graph
 
     return shared_extractor(path, build, prepare)
@@ -110,13 +110,12 @@ def test_engine_keeping_pool(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, extractor: Callable[[], keras.Model],
     engine: Callable[[], engines.Engine], kept: Kept,
 ) -> Callable[[], engines.Engine]:
-    """The test split's engine: TensorFlow's forward then also keeps the activations of the images a
-    sweep cell pools for Grad-CAM (saliency/pool.py `keeping_forward`); other engines have no side output
-    (the pool then passes its images forward itself)."""
-    if not cfg.explain.get("after_sweep_images"):
+    """The test split's engine: TensorFlow's forward then also keeps the activations of the images the
+    run pools for Grad-CAM (saliency/pool.py `keeping_forward`); other engines have no side output (the
+    pool then passes its images forward itself)."""
+    if not pooled_images(cfg.explain):
         return engine
-    n_images, seed = int(cfg.explain.after_sweep_images), int(cfg.explain.seed)
-    rows = candidate_rows(dataset.splits["test"].labels, n_images, seed)
+    rows = candidate_rows(dataset.splits["test"].labels, pooled_images(cfg.explain), int(cfg.explain.seed))
 
     def get() -> engines.Engine:
         found = engine()

@@ -141,3 +141,14 @@ def test_a_sweep_cell_keeps_the_pool_and_grad_cam_then_needs_no_extractor(tmp_pa
     explain_cfg.n_images = 3  # no pool for these settings: the gradient path, which needs the extractor
     with pytest.raises(BenchmarkError, match="extractor .* is missing"):
         explain_run(explain_cfg)
+
+
+def test_a_single_frozen_run_draws_its_grad_cam_from_the_pool_which_its_further_seeds_share(tmp_path):
+    from benchmark.runs.pipeline import run
+
+    first = run(compose_config(tmp_path, "image_size=64", "explain.n_images=4"))
+    again = run(compose_config(tmp_path, "image_size=64", "explain.n_images=4", "seed=1"))  # cached features
+    for metrics in (first, again):
+        assert metrics["gradcam_method"].startswith("head gradient") and metrics["gradcam_images"] == 4
+        assert -1.0 <= metrics["gradcam_randomization_spearman"] <= 1.0
+    assert len(list((tmp_path / "cache" / "gradcam").glob("*.npz"))) == 1
