@@ -22,6 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from omegaconf import DictConfig
 
 from backbones.extractor import Forward, batch_free_graph, nested_base
 from benchmark.files import atomic_path, digest
@@ -49,7 +50,7 @@ def pooling_only_after(model: keras.Model, layer_name: str) -> bool:
     return all(isinstance(layer, POOLING) for layer in [*base.layers[at + 1 :], *outer])
 
 
-def pooled_images(explain_cfg) -> int:
+def pooled_images(explain_cfg: DictConfig) -> int:
     """How many Grad-CAM panels a frozen run's pool serves (`explain` config group): a sweep cell's, drawn
     after the sweep (`after_sweep_images`; the cell's own `n_images` is then 0), else the run's own."""
     return int(explain_cfg.get("after_sweep_images") or explain_cfg.n_images)
