@@ -113,9 +113,10 @@ def test_engine_keeping_pool(
     """The test split's engine: TensorFlow's forward then also keeps the activations of the images the
     run pools for Grad-CAM (saliency/pool.py `keeping_forward`); other engines have no side output (the
     pool then passes its images forward itself)."""
-    if not pooled_images(cfg.explain):
+    n_images = pooled_images(cfg.explain)
+    if not n_images:
         return engine
-    rows = candidate_rows(dataset.splits["test"].labels, pooled_images(cfg.explain), int(cfg.explain.seed))
+    rows = candidate_rows(dataset.splits["test"].labels, n_images, int(cfg.explain.seed))
 
     def get() -> engines.Engine:
         found = engine()

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from backbones.registry import BackboneSpec
@@ -35,7 +34,7 @@ def scores_row(step: int, model, x: dict, y: dict, n_classes: int, phase: str) -
     for split, prefix in (("train", ""), ("val", "val_")):
         probabilities = class_probabilities(model, x[split], n_classes)
         row[f"{prefix}loss"] = scores.log_loss(y[split], probabilities)
-        row[f"{prefix}accuracy"] = accuracy_score(y[split], probabilities.argmax(axis=1))
+        row[f"{prefix}accuracy"] = scores.accuracy(y[split], probabilities)
     return row
 
 
@@ -158,7 +157,7 @@ def train_knn(
     val_loss = scores.log_loss(found.labels["val"], np.clip(probabilities["val"], eps, 1))
     history = pd.DataFrame([{
         "epoch": 1, "loss": np.nan, "accuracy": np.nan, "val_loss": val_loss,
-        "val_accuracy": accuracy_score(found.labels["val"], probabilities["val"].argmax(axis=1)),
+        "val_accuracy": scores.accuracy(found.labels["val"], probabilities["val"]),
         "lr": np.nan, "phase": f"k={k}",
     }])
     return Trained(
