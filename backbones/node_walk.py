@@ -10,16 +10,27 @@ layer as Keras's call would, so the results are the same to the bit (BatchNorm s
 """
 
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import tensorflow as tf
 
+Call = Callable[[keras.Operation, tuple, dict], Any]  # (layer, args, kwargs) -> the layer's outputs
 
-def walk(model: keras.Model, inputs: list[tf.Tensor], training: bool) -> list[tf.Tensor]:
+
+def keras_call(operation: keras.Operation, args: tuple, kwargs: dict) -> Any:
+    return operation(*args, **kwargs)
+
+
+def walk(
+    model: keras.Model, inputs: list[tf.Tensor], training: bool, call: Call = keras_call
+) -> list[tf.Tensor]:
     """`model(inputs, training=training)`'s outputs, holding only the tensors a later node still needs.
 
     As in Keras's call (functional.py `operation_fn`), `training` reaches every layer that takes it, even
-    one whose node was built with its own value; a nested model is called whole."""
+    one whose node was built with its own value; a nested model is called whole. `call` runs each node's
+    layer (fused_batchnorm.py puts TensorFlow's fused kernel in place of inference BatchNorm)."""
     nodes = [
         node
         for depth in sorted(model._nodes_by_depth, reverse=True)  # inputs first, as Keras runs them
@@ -33,7 +44,7 @@ def walk(model: keras.Model, inputs: list[tf.Tensor], training: bool) -> list[tf
         args, kwargs = node.arguments.fill_in(live)
         if "training" in getattr(node.operation, "_call_context_args", ()):
             kwargs["training"] = training
-        outputs = keras.tree.flatten(node.operation(*args, **kwargs))
+        outputs = keras.tree.flatten(call(node.operation, args, kwargs))
         live.update((id(x), y) for x, y in zip(node.outputs, outputs, strict=True))
         for x in node.input_tensors:
             uses[id(x)] -= 1
