@@ -38,8 +38,8 @@ def test_the_fused_pass_matches_keras_with_fewer_ops():
     model = with_statistics(branching_model())  # nested model, branches, a node with its own training flag
     x = tf.constant(np.random.default_rng(0).normal(size=(5, 8, 8, 3)).astype(np.float32))
     expected = [y.numpy() for y in model(x, training=False)]
-    keras_graph, fused_graph = graph_of(lambda t: model(t, training=False), x), graph_of(
-        lambda t: inference(model, t), x)
+    keras_graph = graph_of(lambda t: model(t, training=False), x)
+    fused_graph = graph_of(lambda t: inference(model, t), x)
     fused = [y.numpy() for y in fused_graph(x)]
     for got, want in zip(fused, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
