@@ -1,4 +1,4 @@
-"""Run a functional Keras model eagerly, one node at a time, dropping each tensor after its last use.
+"""Run a functional Keras model one node at a time, dropping each tensor after its last use.
 
 Keras's own call of a functional model keeps every intermediate output until it returns: DenseNet121 in
 training mode on 32 images at 128 px grew the process by 2.04 GB, and glibc keeps most of it. Tracing the
@@ -7,6 +7,8 @@ per model costs more than the pass (BatchNorm recalibration at 128 px, traced un
 this walk: DenseNet121 6.7 vs 3.2 s, InceptionResNetV2 10.1 vs 3.7 s, MobileNetV2 1.9 vs 1.0 s; peak
 +0.31 vs +0.47 GB and +0.28 vs +0.13 GB). The walk visits the nodes in Keras's own order and calls each
 layer as Keras's call would, so the results are the same to the bit (BatchNorm statistics compared).
+The same walk, traced inside a tf.function with a `call` that swaps a layer's computation, builds the
+extraction's inference graph (fused_batchnorm.py): one traversal of Keras's graph, two uses.
 """
 
 from collections import Counter
