@@ -95,7 +95,8 @@ def batch_free_graph(
     activations). A sweep's frozen extractor returns Grad-CAM's layer this way (saliency/pool.py), so the
     activations the maps need come from the graph that extracted the features instead of a second trace
     (InceptionResNetV2: 3.7 s). Asking for a side output the kept graph lacks makes a new graph.
-    BatchNorm runs as TensorFlow's fused kernel in it (fused_batchnorm.py: fewer ops to trace and run).
+    BatchNorm runs as TensorFlow's fused kernel in it, or folded into the convolution before it
+    (fused_batchnorm.py: fewer ops to trace and run, and convolutions Grappler can fuse with them).
     """
     kept = getattr(model, FORWARD_ATTRIBUTE, None)
     if kept is None or (side_output is not None and kept[1] != side_output):

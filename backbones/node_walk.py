@@ -32,7 +32,8 @@ def walk(
 
     As in Keras's call (functional.py `operation_fn`), `training` reaches every layer that takes it, even
     one whose node was built with its own value; a nested model is called whole. `call` runs each node's
-    layer (fused_batchnorm.py puts TensorFlow's fused kernel in place of inference BatchNorm)."""
+    layer (fused_batchnorm.py puts TensorFlow's fused kernel in place of inference BatchNorm, or folds it
+    into the convolution before it)."""
     nodes = [
         node
         for depth in sorted(model._nodes_by_depth, reverse=True)  # inputs first, as Keras runs them

@@ -1,12 +1,13 @@
-"""The fused inference pass computes what Keras's own call computes, with fewer graph ops, and leaves
-alone what the fused kernel would compute differently."""
+"""The fused inference pass computes what Keras's own call computes, with fewer graph ops, folds a
+BatchNorm's neighbouring convolution only where nothing else reads it, and leaves alone what the fused
+kernel would compute differently."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from backbones import batchnorm
-from backbones.fused_batchnorm import inference
+from backbones.fused_batchnorm import foldable, inference
 from backbones.seeding import seed_run
 from tests.backbones.test_batchnorm import branching_model
 
@@ -64,3 +65,30 @@ def test_what_the_kernel_does_not_cover_runs_as_keras_runs_it():
     concrete = graph_of(lambda t: inference(model, t), x)
     assert "FusedBatchNormV3" not in op_types(concrete)
     np.testing.assert_allclose(concrete(x).numpy(), model(x, training=False).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_a_convolution_folds_into_its_batchnorm_only_where_nothing_else_reads_it():
+    """A biased Conv2D's bias goes into the BatchNorm's mean, a BatchNorm after a DepthwiseConv2D into
+    its kernel (depth multiplier 2: the channel order matters); not where another layer or the model's
+    output reads the convolution too."""
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # biased, read by its BatchNorm only: folds
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(x)  # folds, with its bias
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(scale=False)(x))
+    read_twice = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = keras.layers.Add()([keras.layers.BatchNormalization()(read_twice), read_twice])
+    also_output = keras.layers.Conv2D(8, 1)(x)
+    last = keras.layers.BatchNormalization()(also_output)
+    model = with_statistics(keras.Model(inputs, [last, also_output]))
+    rng = np.random.default_rng(4)
+    for layer in model.layers:
+        if getattr(layer, "use_bias", False):
+            layer.bias.assign(rng.normal(0.0, 0.5, layer.bias.shape).astype(np.float32))
+    folds = foldable(model)
+    assert [len(folds.bias_into), len(folds.into_depthwise)] == [1, 1]
+    pixels = tf.constant(rng.normal(size=(3, 8, 8, 4)).astype(np.float32))
+    concrete = graph_of(lambda t: inference(model, t), pixels)
+    for got, want in zip(concrete(pixels), model(pixels, training=False), strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    assert op_types(concrete).count("FusedBatchNormV3") == 3  # the depthwise's BatchNorm is in its kernel
