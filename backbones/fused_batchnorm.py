@@ -74,7 +74,8 @@ def foldable(model: keras.Model) -> Folds:
     folds = Folds({}, {})
     for node in nodes:
         batchnorm = node.operation
-        if not (static_fusable(batchnorm) and len(node.input_tensors) == 1):
+        called_once = len(getattr(batchnorm, "_inbound_nodes", ())) == 1
+        if not (plain_batchnorm(batchnorm) and called_once and len(node.input_tensors) == 1):
             continue
         x = node.input_tensors[0]
         producer = x._keras_history.operation
@@ -88,23 +89,24 @@ def foldable(model: keras.Model) -> Folds:
 
 
 def single_linear_call(layer: Any) -> bool:
-    """A layer called at one node only, channels last, with no activation of its own."""
+    """A layer called at one node only, in float32 (so its output is fusable when its input is),
+    channels last, with no activation of its own."""
     return (
         len(getattr(layer, "_inbound_nodes", ())) == 1
+        and getattr(layer, "compute_dtype", None) == "float32"
         and getattr(layer, "activation", None) is keras.activations.linear
         and getattr(layer, "data_format", None) == "channels_last"
     )
 
 
-def static_fusable(layer: Any) -> bool:
-    """A plain BatchNormalization (no subclass, no renormalisation) over the last axis, in float32, called
-    at one node."""
+def plain_batchnorm(layer: Any) -> bool:
+    """A BatchNormalization the fused kernel computes exactly as Keras: no subclass, no renormalisation,
+    over the last axis, in float32."""
     return (
         type(layer) is keras.layers.BatchNormalization
         and not layer.renorm
         and layer.axis in (-1, 3)
         and layer.compute_dtype == "float32"
-        and len(layer._inbound_nodes) == 1
     )
 
 
@@ -113,13 +115,9 @@ def fusable_input(x: Any) -> bool:
 
 
 def fusable(layer: keras.Operation, args: tuple, kwargs: dict) -> bool:
-    """What the fused kernel computes exactly as Keras's layer: a plain BatchNormalization (no subclass,
-    no renormalisation, no mask) over the channels of a 4-D float32 input, in float32."""
+    """A plain BatchNorm called on one 4-D float32 input without a mask."""
     return (
-        type(layer) is keras.layers.BatchNormalization
-        and not layer.renorm
-        and layer.axis in (-1, 3)
-        and layer.compute_dtype == "float32"
+        plain_batchnorm(layer)
         and len(args) == 1
         and set(kwargs) <= {"training", "mask"}
         and kwargs.get("mask") is None

@@ -92,3 +92,9 @@ def test_a_convolution_folds_into_its_batchnorm_only_where_nothing_else_reads_it
     for got, want in zip(concrete(pixels), model(pixels, training=False), strict=True):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
     assert op_types(concrete).count("FusedBatchNormV3") == 3  # the depthwise's BatchNorm is in its kernel
+
+
+def test_a_convolution_in_float16_keeps_its_bias():
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3, dtype="mixed_float16")(inputs)  # its output would not be fused
+    assert foldable(keras.Model(inputs, keras.layers.BatchNormalization()(x))) == ({}, {})
