@@ -25,6 +25,24 @@ def keras_call(operation: keras.Operation, args: tuple, kwargs: dict) -> Any:
     return operation(*args, **kwargs)
 
 
+def layer_nodes(model: keras.Model) -> list:
+    """The nodes of `model` that call a layer, inputs first, in the order Keras runs them."""
+    return [
+        node
+        for depth in sorted(model._nodes_by_depth, reverse=True)
+        for node in model._nodes_by_depth[depth]
+        if node.operation is not None and not node.is_input
+    ]
+
+
+def readers(model: keras.Model, nodes: list) -> Counter:
+    """How many of `nodes` read each tensor (keyed by id); each model output counts as one more reader,
+    so it is kept to the end and never folded away."""
+    uses = Counter(id(x) for node in nodes for x in node.input_tensors)
+    uses.update(id(x) for x in model.outputs)
+    return uses
+
+
 def walk(
     model: keras.Model, inputs: list[tf.Tensor], training: bool, call: Call = keras_call
 ) -> list[tf.Tensor]:
@@ -34,14 +52,8 @@ def walk(
     one whose node was built with its own value; a nested model is called whole. `call` runs each node's
     layer (fused_batchnorm.py puts TensorFlow's fused kernel in place of inference BatchNorm, or folds it
     into the convolution before it)."""
-    nodes = [
-        node
-        for depth in sorted(model._nodes_by_depth, reverse=True)  # inputs first, as Keras runs them
-        for node in model._nodes_by_depth[depth]
-        if node.operation is not None and not node.is_input
-    ]
-    uses = Counter(id(x) for node in nodes for x in node.input_tensors)
-    uses.update(id(x) for x in model.outputs)  # kept to the end
+    nodes = layer_nodes(model)
+    uses = readers(model, nodes)
     live = {id(x): y for x, y in zip(model.inputs, inputs, strict=True)}
     for node in nodes:
         args, kwargs = node.arguments.fill_in(live)
