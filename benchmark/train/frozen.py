@@ -158,6 +158,7 @@ def engine_record(record: dict) -> dict:
         "extraction_engine": record["engine"],
         "engine_version": record.get("version"),  # ONNX Runtime or OpenVINO (TF: the manifest)
         "engine_export_s": record.get("export_s"),
+        "engine_onnx_writer": record.get("onnx_writer"),  # medbench (onnx_graph.py) or tf2onnx; None: reused
         "engine_parity_max_rel": record.get("parity_max_rel"),
     }
 

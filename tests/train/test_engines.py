@@ -26,7 +26,7 @@ def test_onnxruntime_and_openvino_compute_kerass_features_from_one_kept_export(t
     assert reference["extraction_engine"] == "tf"
     expected = feature_files(tmp_path / "tf_cache")
     for seed, engine in enumerate(["onnxruntime", "openvino"]):
-        # as a sweep cell: the extractor's graph returns Grad-CAM's activations too (a second output)
+        # as a sweep cell: the extractor's TensorFlow graph returns Grad-CAM's activations too
         sweep_cell = "+explain.after_sweep_images=2"
         cfg = tiny_cfg(f"runtime.engine={engine}", f"seed={seed}", "force=true", sweep_cell)
         shutil.rmtree(Path(cfg.cache_dir) / "features", ignore_errors=True)
@@ -35,9 +35,10 @@ def test_onnxruntime_and_openvino_compute_kerass_features_from_one_kept_export(t
         assert 0 <= metrics["engine_parity_max_rel"] <= PARITY_TOLERANCE
         # exported by the first, beside the shared extractor; the second reuses that file
         assert (metrics["engine_export_s"] > 0) == (engine == "onnxruntime")
+        assert metrics["engine_onnx_writer"] == ("medbench" if engine == "onnxruntime" else None)
         onnx_files = list((Path(cfg.results_dir) / "extractors").glob("*.onnx"))
         assert len(onnx_files) == 1 and onnx_files[0].with_suffix(".keras").exists()
-        assert len(onnxruntime.InferenceSession(onnx_files[0]).get_outputs()) == 2  # features, activations
+        assert [o.name for o in onnxruntime.InferenceSession(onnx_files[0]).get_outputs()] == ["features"]
         got = feature_files(Path(cfg.cache_dir))
         assert set(got) == {"train", "val", "test"}
         for split in got:
