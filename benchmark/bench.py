@@ -84,8 +84,9 @@ def backbone_speed(name: str, cfg: DictConfig) -> dict:
 
 
 def onnxruntime_speed(extractor, batch: np.ndarray, batches: int, cfg: DictConfig, tf_ips: float) -> dict:
-    """The same extractor exported and run by ONNX Runtime: export seconds, images/s, and the images
-    (128-px equivalents) from which exporting pays for itself: what runtime.onnx_min_workload is set from."""
+    """The same extractor exported and run by ONNX Runtime: export seconds, the export and the session
+    together, images/s, and the images (128-px equivalents) from which those pay for themselves in raw
+    forward time (a lower bound for runtime.onnx_min_workload: a run on ONNX Runtime does more, README)."""
     import tempfile
 
     import tensorflow as tf

@@ -1,12 +1,13 @@
 """The engine that runs the frozen extractor's forward pass: TensorFlow, ONNX Runtime or OpenVINO.
 
 Extraction is the whole cost of a frozen run on a CPU, and ONNX Runtime runs the same exported network
-faster than TensorFlow for most backbones (README, "Extraction engines": measured per backbone). Exporting
-costs once per extractor (4-57 s on 2 cores), so the ONNX file is kept beside the shared extractor
-(`results/extractors/<…>.onnx`) and reused by every later run of it. OpenVINO reads that ONNX file too;
-it is compiled in fp32 because its CPU default may be bf16, which changes the features. Every
-non-TensorFlow engine is checked on its first batch against Keras: features further apart than
-PARITY_TOLERANCE (relative) are refused, never cached.
+faster than TensorFlow for most backbones (README, "Extraction engines": measured per backbone). The
+export is written layer by layer from the Keras graph (0.05-1.3 s per backbone at 128 px on 2 cores;
+tf2onnx, for a layer that writer does not know, 1.4-28 s), once per extractor: the ONNX file is kept
+beside the shared extractor (`results/extractors/<…>.onnx`) and reused by every later run of it.
+OpenVINO reads that ONNX file too; it is compiled in fp32 because its CPU default may be bf16, which
+changes the features. Every non-TensorFlow engine is checked on its first batch against Keras: features
+further apart than PARITY_TOLERANCE (relative) are refused, never cached.
 """
 
 import logging
@@ -47,7 +48,8 @@ def installed(engine: str) -> bool:
 def choose(engine: str, workload: float, min_workload: float, onnx_cached: bool, gpu: bool = False) -> str:
     """The engine to use. `auto`: TensorFlow on a GPU (our ONNX Runtime runs on the CPU); else ONNX Runtime
     when its file is already exported, or when the images to extract (`workload`, in 128-px image
-    equivalents) repay the export (`min_workload`, measured by `make bench`); else TensorFlow."""
+    equivalents) repay what it costs beyond TensorFlow's run (`min_workload`: measured end to end, the
+    README's "Extraction engines"); else TensorFlow."""
     if engine not in ENGINES:
         raise BenchmarkError(f"runtime.engine={engine} is unknown: use one of {', '.join(ENGINES)}")
     if engine != "auto":
