@@ -2,7 +2,7 @@
 
 tf2onnx converts the traced TensorFlow graph instead: it freezes the variables into constants, runs
 Grappler, converts op by op and runs ~36 optimisers, each of which first writes every node back into its
-protobuf, the weights included. On 2 cores that cost 1.4-27 s per backbone at 128 px
+protobuf, the weights included. On 2 cores that cost 1.4-28 s per backbone at 128 px
 (InceptionResNetV2: 33 s, 11 s of it copying weight tensors), more than ONNX Runtime's faster forward
 saves on a few thousand images, so `runtime.engine=auto` stayed on TensorFlow. The layers of the seven
 registered backbones map one to one onto ONNX operators, and their weights are arrays already: written
@@ -64,12 +64,12 @@ def model_proto(model: keras.Model, side_output: str | None = None) -> onnx.Mode
     shape = model.input_shape
     if len(shape) != 4 or None in shape[1:]:
         raise NotWritable(f"input shape {shape}: a fixed NHWC image shape is needed")
+    if len(model.outputs) != 1 or len(model.output_shape) != 2:
+        raise NotWritable(f"output shape {model.output_shape}: pooled features (batch, channels) expected")
     graph = Graph()
     pixels = graph.op("Transpose", ["pixels"], "nchw", perm=TO_CHANNELS_FIRST)
     found: dict[str, str] = {}
-    (features,) = write_model(graph, model, [pixels], side_output, found)
-    if len(model.output_shape) != 2:
-        raise NotWritable(f"output shape {model.output_shape}: pooled features (batch, channels) expected")
+    (features,) = write_model(graph, model, [pixels], found)
     graph.nodes.append(helper.make_node("Identity", [features], ["features"], name="features"))
     outputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, model.output_shape[1]])]
     if side_output is not None:
@@ -86,9 +86,7 @@ def model_proto(model: keras.Model, side_output: str | None = None) -> onnx.Mode
     )
 
 
-def write_model(
-    graph: Graph, model: keras.Model, inputs: list[str], side_output: str | None, found: dict[str, str]
-) -> list[str]:
+def write_model(graph: Graph, model: keras.Model, inputs: list[str], found: dict[str, str]) -> list[str]:
     """The ONNX names of `model`'s outputs given its inputs' names (channels first); nested functional
     models are written in place. `found`: each written layer's output name, by layer name."""
     if not hasattr(model, "_nodes_by_depth"):
@@ -99,7 +97,7 @@ def write_model(
         args = [names[id(x)] for x in node.input_tensors]
         shapes = [tuple(x.shape) for x in node.input_tensors]
         if isinstance(layer, keras.Model):
-            outputs = write_model(graph, layer, args, side_output, found)
+            outputs = write_model(graph, layer, args, found)
         else:
             outputs = [write_layer(graph, layer, args, shapes)]
             found[layer.name] = outputs[0]
