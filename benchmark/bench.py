@@ -97,7 +97,7 @@ def onnxruntime_speed(extractor, batch: np.ndarray, batches: int, cfg: DictConfi
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "extractor.onnx"
         started = time.perf_counter()
-        export_s = export_onnx(extractor, path, cfg.image_size)["export_s"]
+        export_s = export_onnx(extractor, path)["export_s"]
         forward = onnxruntime_forward(path, tf.config.threading.get_intra_op_parallelism_threads())
         ready_s = time.perf_counter() - started  # the export and the session: what an engine costs once
         ips = cfg.batch_size / statistics.median(timed_calls(forward, batch, 1, batches))

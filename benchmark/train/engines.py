@@ -69,12 +69,12 @@ def workload(n_images: int, image_size: int) -> float:
     return n_images * (image_size / 128) ** 2
 
 
-def export_onnx(model, path: Path, image_size: int) -> dict:
+def export_onnx(model, path: Path) -> dict:
     """The extractor as ONNX at `path` (kept: later runs reuse it): the seconds spent exporting (0: found)
     and who wrote the file.
 
     Written layer by layer from the Keras graph (backbones/onnx_graph.py: 0.05-1.3 s per backbone at
-    128 px), or, for a layer that module does not write, by tf2onnx from the traced graph (1.4-27 s).
+    128 px), or, for a layer that module does not write, by tf2onnx from the traced graph (1.4-28 s).
     tf2onnx straight from a tf.function of the model: Keras's `model.export(format="onnx")` wraps the
     same converter in a SavedModel archive (measured: 35 s vs 20 s for ResNet50). tf2onnx copies the
     whole graph, weights included, before each of its optimisers so it can undo a failing one; with
@@ -158,13 +158,13 @@ def parity_checked(name: str, forward: Forward, keras_forward: Forward, record: 
     return checked
 
 
-def engine(name: str, model, extractor_file: Path, image_size: int, threads: int) -> Engine:
+def engine(name: str, model, extractor_file: Path, threads: int) -> Engine:
     """The forward pass of `model` (the Keras extractor saved at `extractor_file`) under engine `name`."""
     keras_forward = batch_free_forward(model)
     if name == "tf":
         return Engine("tf", keras_forward, {"engine": "tf"})
     path = extractor_file.with_suffix(".onnx")
     record = {"engine": name, "version": version(name), "onnx_file": path.name,
-              **export_onnx(model, path, image_size)}
+              **export_onnx(model, path)}
     forward = RUNTIMES[name](path, threads)
     return Engine(name, parity_checked(name, forward, keras_forward, record), record)

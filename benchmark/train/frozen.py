@@ -146,7 +146,7 @@ def extraction_engine(
                 cfg.runtime.engine, work, cfg.runtime.onnx_min_workload, onnx_file.exists(), gpu
             )
             threads = tf.config.threading.get_intra_op_parallelism_threads()
-            made.append(engines.engine(name, extractor(), extractor.path, image_size, threads))
+            made.append(engines.engine(name, extractor(), extractor.path, threads))
         return made[0]
 
     return get

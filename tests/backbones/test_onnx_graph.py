@@ -83,8 +83,8 @@ def test_a_layer_it_does_not_write_goes_to_tf2onnx(tmp_path: Path):
     with pytest.raises(NotWritable, match="LeakyReLU"):
         model_proto(model)
     path = tmp_path / "extractor.onnx"
-    assert export_onnx(model, path, 8)["onnx_writer"] == "tf2onnx"
-    assert export_onnx(model, path, 8) == {"export_s": 0.0, "onnx_writer": None}  # kept, reused
+    assert export_onnx(model, path)["onnx_writer"] == "tf2onnx"
+    assert export_onnx(model, path) == {"export_s": 0.0, "onnx_writer": None}  # kept, reused
     pixels = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(onnx_outputs(path, pixels)[0], model.predict(pixels, verbose=0), rtol=1e-5,
                                atol=1e-6)
