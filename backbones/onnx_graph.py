@@ -22,11 +22,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from backbones.fused_batchnorm import plain_batchnorm, scale_and_offset
 from backbones.node_walk import layer_nodes
 from backbones.preprocess import Preprocess
 
 OPSET = 17  # ONNX Runtime >= 1.13 and OpenVINO >= 2022.3 read it
-TO_CHANNELS_FIRST, TO_CHANNELS_LAST = (0, 3, 1, 2), (0, 2, 3, 1)
+TO_CHANNELS_FIRST = (0, 3, 1, 2)
 
 
 class NotWritable(Exception):
@@ -58,9 +59,9 @@ class Graph:
 Writer = Callable[[Graph, keras.layers.Layer, list[str], list[tuple]], str]
 
 
-def model_proto(model: keras.Model, side_output: str | None = None) -> onnx.ModelProto:
+def model_proto(model: keras.Model) -> onnx.ModelProto:
     """`model` (pixels NHWC -> pooled features), its inference pass as ONNX: input "pixels", output
-    "features" and, with `side_output` (a layer inside the nested backbone), its activations, NHWC."""
+    "features"."""
     shape = model.input_shape
     if len(shape) != 4 or None in shape[1:]:
         raise NotWritable(f"input shape {shape}: a fixed NHWC image shape is needed")
@@ -68,17 +69,9 @@ def model_proto(model: keras.Model, side_output: str | None = None) -> onnx.Mode
         raise NotWritable(f"output shape {model.output_shape}: pooled features (batch, channels) expected")
     graph = Graph()
     pixels = graph.op("Transpose", ["pixels"], "nchw", perm=TO_CHANNELS_FIRST)
-    found: dict[str, str] = {}
-    (features,) = write_model(graph, model, [pixels], found)
+    (features,) = write_model(graph, model, [pixels])
     graph.nodes.append(helper.make_node("Identity", [features], ["features"], name="features"))
     outputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, model.output_shape[1]])]
-    if side_output is not None:
-        if side_output not in found:
-            raise NotWritable(f"no layer {side_output!r} in the model")
-        graph.nodes.append(
-            helper.make_node("Transpose", [found[side_output]], [side_output], perm=TO_CHANNELS_LAST)
-        )
-        outputs.append(helper.make_tensor_value_info(side_output, TensorProto.FLOAT, None))
     inputs = [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [None, *shape[1:]])]
     written = helper.make_graph(graph.nodes, model.name, inputs, outputs, graph.initializers)
     return helper.make_model(
@@ -86,9 +79,9 @@ def model_proto(model: keras.Model, side_output: str | None = None) -> onnx.Mode
     )
 
 
-def write_model(graph: Graph, model: keras.Model, inputs: list[str], found: dict[str, str]) -> list[str]:
+def write_model(graph: Graph, model: keras.Model, inputs: list[str]) -> list[str]:
     """The ONNX names of `model`'s outputs given its inputs' names (channels first); nested functional
-    models are written in place. `found`: each written layer's output name, by layer name."""
+    models are written in place."""
     if not hasattr(model, "_nodes_by_depth"):
         raise NotWritable(f"{type(model).__name__} {model.name!r} is not a functional model")
     names = {id(x): name for x, name in zip(model.inputs, inputs, strict=True)}
@@ -97,10 +90,9 @@ def write_model(graph: Graph, model: keras.Model, inputs: list[str], found: dict
         args = [names[id(x)] for x in node.input_tensors]
         shapes = [tuple(x.shape) for x in node.input_tensors]
         if isinstance(layer, keras.Model):
-            outputs = write_model(graph, layer, args, found)
+            outputs = write_model(graph, layer, args)
         else:
             outputs = [write_layer(graph, layer, args, shapes)]
-            found[layer.name] = outputs[0]
         names.update((id(x), name) for x, name in zip(node.outputs, outputs, strict=True))
     return [names[id(x)] for x in model.outputs]
 
@@ -192,11 +184,10 @@ def separable_conv2d(graph: Graph, layer, inputs: list[str], shapes: list[tuple]
 
 
 def batch_normalization(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
-    if layer.axis not in (-1, len(shapes[0]) - 1) or layer.renorm:
-        raise NotWritable(f"layer {layer.name!r}: BatchNorm over axis {layer.axis} or with renorm")
-    channels = shapes[0][-1]
-    gamma = layer.gamma.numpy() if layer.scale else np.ones(channels)
-    beta = layer.beta.numpy() if layer.center else np.zeros(channels)
+    """The same BatchNorms and the same scale and offset as the fused kernel's (fused_batchnorm.py)."""
+    if not plain_batchnorm(layer) or len(shapes[0]) != 4:
+        raise NotWritable(f"layer {layer.name!r}: BatchNorm over axis {layer.axis}, with renorm, or not 4-D")
+    gamma, beta = (keras.ops.convert_to_numpy(v) for v in scale_and_offset(layer))
     weights = [gamma, beta, layer.moving_mean.numpy(), layer.moving_variance.numpy()]
     names = [graph.constant(f"{layer.name}_{part}", w) for part, w in zip("sbmv", weights, strict=True)]
     return graph.op("BatchNormalization", [inputs[0], *names], layer.name, epsilon=float(layer.epsilon))

@@ -34,7 +34,7 @@ def every_layer_base() -> keras.Model:
     x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, strides=2)(x)
     x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(scale=False)(x))
     x = keras.layers.SeparableConv2D(12, 3, strides=2, padding="same", depth_multiplier=2)(x)
-    x = keras.layers.Activation("relu", name="last_conv")(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(x))
     pooled = keras.layers.MaxPooling2D(3, strides=1, padding="same")(x)
     averaged = keras.layers.AveragePooling2D(3, strides=1, padding="same")(x)
     pointwise = keras.layers.Conv2D(12, 1, use_bias=False)(x)
@@ -57,11 +57,8 @@ def test_every_layer_it_writes_computes_what_keras_computes(preprocess_of: str):
     base = every_layer_base()
     model = extractor_of(base, preprocess_of)
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype(np.float32)
-    features, activations = onnx_outputs(model_proto(model, side_output="last_conv"), pixels)
+    (features,) = onnx_outputs(model_proto(model), pixels)
     np.testing.assert_allclose(features, model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-5)
-    probe = keras.Model(base.inputs, base.get_layer("last_conv").output)
-    preprocessed = keras.ops.convert_to_numpy(model.get_layer("preprocess")(pixels))
-    np.testing.assert_allclose(activations, probe.predict(preprocessed, verbose=0), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", names())
