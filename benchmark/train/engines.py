@@ -28,7 +28,7 @@ from benchmark.files import atomic_path
 log = logging.getLogger(__name__)
 
 ENGINES = ("tf", "onnxruntime", "openvino", "auto")
-PARITY_TOLERANCE = 1e-4  # max |engine - Keras| over max |Keras| on the first batch; measured ≤ 2e-6
+PARITY_TOLERANCE = 1e-4  # max |engine - Keras| over max |Keras| on the first batch; measured 3e-7 to 6.1e-5
 ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
 
 
