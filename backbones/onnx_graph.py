@@ -1,4 +1,4 @@
-"""The frozen extractor as an ONNX graph, written layer by layer from its Keras graph.
+"""The frozen extractor, or a classifier on it, as ONNX, written layer by layer from its Keras graph.
 
 tf2onnx converts the traced TensorFlow graph instead: it freezes the variables into constants, runs
 Grappler, converts op by op and runs ~36 optimisers, each of which first writes every node back into its
@@ -59,19 +59,19 @@ class Graph:
 Writer = Callable[[Graph, keras.layers.Layer, list[str], list[tuple]], str]
 
 
-def model_proto(model: keras.Model) -> onnx.ModelProto:
-    """`model` (pixels NHWC -> pooled features), its inference pass as ONNX: input "pixels", output
-    "features"."""
+def model_proto(model: keras.Model, output: str = "features") -> onnx.ModelProto:
+    """`model` (pixels NHWC -> one vector per image: pooled features, or a classifier's probabilities),
+    its inference pass as ONNX: input "pixels", output named `output`."""
     shape = model.input_shape
     if len(shape) != 4 or None in shape[1:]:
         raise NotWritable(f"input shape {shape}: a fixed NHWC image shape is needed")
     if len(model.outputs) != 1 or len(model.output_shape) != 2:
-        raise NotWritable(f"output shape {model.output_shape}: pooled features (batch, channels) expected")
+        raise NotWritable(f"output shape {model.output_shape}: one (batch, channels) output expected")
     graph = Graph()
     pixels = graph.op("Transpose", ["pixels"], "nchw", perm=TO_CHANNELS_FIRST)
-    (features,) = write_model(graph, model, [pixels])
-    graph.nodes.append(helper.make_node("Identity", [features], ["features"], name="features"))
-    outputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, model.output_shape[1]])]
+    (result,) = write_model(graph, model, [pixels])
+    graph.nodes.append(helper.make_node("Identity", [result], [output], name=output))
+    outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [None, model.output_shape[1]])]
     inputs = [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [None, *shape[1:]])]
     written = helper.make_graph(graph.nodes, model.name, inputs, outputs, graph.initializers)
     return helper.make_model(
@@ -130,13 +130,16 @@ def window(layer, shape: tuple, kernel: tuple, dilation: tuple = (1, 1)) -> dict
     return {"kernel_shape": list(kernel), "strides": list(strides), **({"pads": pads} if any(pads) else {})}
 
 
-def activation(graph: Graph, layer, x: str) -> str:
-    """The layer's own activation after it: linear or relu."""
+def activation(graph: Graph, layer, x: str, rank: int = 4) -> str:
+    """The layer's own activation after it: linear, relu, or (over the last axis of a (batch, classes)
+    tensor, a classifier's output) softmax."""
     if layer.activation is keras.activations.linear:
         return x
     if layer.activation is keras.activations.relu:
         return graph.op("Relu", [x], f"{layer.name}_relu")
-    raise NotWritable(f"layer {layer.name!r}: activation {layer.activation.__name__}")
+    if layer.activation is keras.activations.softmax and rank == 2:
+        return graph.op("Softmax", [x], f"{layer.name}_softmax", axis=-1)
+    raise NotWritable(f"layer {layer.name!r}: activation {layer.activation.__name__} on {rank}-D tensors")
 
 
 def convolution(graph: Graph, layer, x: str, shape: tuple, kernel: np.ndarray, group: int) -> str:
@@ -204,7 +207,21 @@ def relu(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
 
 
 def activation_layer(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
-    return activation(graph, layer, inputs[0])
+    return activation(graph, layer, inputs[0], len(shapes[0]))
+
+
+def dense(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
+    """A Dense layer on (batch, features), the head after pooling: one Gemm, then its activation."""
+    if len(shapes[0]) != 2 or layer.lora_enabled or layer.quantization_mode is not None:
+        raise NotWritable(f"layer {layer.name!r}: Dense on {len(shapes[0])}-D input, LoRA or quantised")
+    weights = [inputs[0], graph.constant(f"{layer.name}_kernel", layer.kernel.numpy())]
+    if layer.use_bias:
+        weights.append(graph.constant(f"{layer.name}_bias", layer.bias.numpy()))
+    return activation(graph, layer, graph.op("Gemm", weights, layer.name), rank=2)
+
+
+def dropout(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
+    return inputs[0]  # the identity at inference
 
 
 def zero_padding(graph: Graph, layer, inputs: list[str], shapes: list[tuple]) -> str:
@@ -295,6 +312,8 @@ WRITERS: dict[type, Writer] = {
     keras.layers.Concatenate: concatenate,
     keras.layers.Add: add,
     keras.layers.GlobalAveragePooling2D: global_average,
+    keras.layers.Dense: dense,
+    keras.layers.Dropout: dropout,
     Preprocess: preprocess,
     _custom_scale_layer(): scaled_residual,
 }

@@ -3,11 +3,14 @@
 Keras 3's exporters have known breakages, so an export counts only after the exported file, run by its own
 runtime (TensorFlow, the TFLite interpreter, ONNX Runtime), gives the Keras model's probabilities on the
 run's own test images within `tolerance`. The result is in <run>/exports/<format>/ with parity.json (the
-max difference, measured); an export outside the tolerance is removed and refused with one line.
+max difference, measured; who wrote the file and in how many seconds); an export outside the tolerance
+is removed and refused with one line.
 """
 
+import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,18 +23,23 @@ from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
 
+log = logging.getLogger(__name__)
+
 FORMATS = ("savedmodel", "tflite", "onnx")
 
 
-def savedmodel(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+Exported = tuple[Callable[[np.ndarray], np.ndarray], str]  # the file run by its runtime, who wrote it
+
+
+def savedmodel(model, folder: Path) -> Exported:
     import tensorflow as tf
 
     model.export(str(folder / "model"), format="tf_saved_model", verbose=False)
     served = tf.saved_model.load(str(folder / "model"))
-    return lambda x: served.serve([tf.constant(x)]).numpy()
+    return (lambda x: served.serve([tf.constant(x)]).numpy()), "keras"
 
 
-def tflite(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+def tflite(model, folder: Path) -> Exported:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as saved:
@@ -47,10 +55,13 @@ def tflite(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
-    return run
+    return run, "tflite"
 
 
-def onnx(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
+def onnx(model, folder: Path) -> Exported:
+    """Written layer by layer (backbones/onnx_graph.py), as the extraction engine's file is: Keras's
+    exporter (tf2onnx through a SavedModel) took 13-71 s and up to 11.8 GB for one model (README); it
+    stays the fallback for a layer that writer does not know (a kNN probe's vote, a backbone you add)."""
     try:
         import onnxruntime
         import tf2onnx  # noqa: F401  Keras's ONNX exporter with the TensorFlow backend
@@ -58,10 +69,19 @@ def onnx(model, folder: Path) -> Callable[[np.ndarray], np.ndarray]:
         raise BenchmarkError(
             "format=onnx needs tf2onnx and onnxruntime (medbench dependencies): pip install -e ."
         ) from None
-    model.export(str(folder / "model.onnx"), format="onnx", verbose=False)
-    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    from backbones.onnx_graph import NotWritable, model_proto
+
+    path = folder / "model.onnx"
+    try:
+        path.write_bytes(model_proto(model, output="probabilities").SerializeToString())
+        writer = "medbench"
+    except NotWritable as reason:
+        log.info("Keras's exporter (tf2onnx) writes the ONNX file: %s", reason)
+        model.export(str(path), format="onnx", verbose=False)
+        writer = "tf2onnx"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: x})[0]
+    return (lambda x: session.run(None, {name: x})[0]), writer
 
 
 EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}
@@ -82,15 +102,18 @@ def work(cfg: DictConfig) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        exported = EXPORTERS[cfg.format](model, folder)
+        started = time.perf_counter()
+        exported, writer = EXPORTERS[cfg.format](model, folder)
+        export_s = time.perf_counter() - started
         batches = range(0, len(pixels), cfg.batch_size)
         got = np.concatenate([exported(pixels[i : i + cfg.batch_size]) for i in batches])
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     difference = float(np.max(np.abs(got - expected)))
-    record = {"format": cfg.format, "n_images": len(pixels), "max_abs_difference": difference,
-              "tolerance": float(cfg.tolerance), "passed": difference <= cfg.tolerance}
+    record = {"format": cfg.format, "writer": writer, "export_s": export_s, "n_images": len(pixels),
+              "max_abs_difference": difference, "tolerance": float(cfg.tolerance),
+              "passed": difference <= cfg.tolerance}
     if not record["passed"]:
         shutil.rmtree(folder, ignore_errors=True)
         raise BenchmarkError(

@@ -1,5 +1,5 @@
 """The extractor written as ONNX layer by layer computes Keras's features: every layer it writes, every
-registered backbone; a layer it does not write goes to tf2onnx instead."""
+registered backbone, the classifier head on top; a layer it does not write goes to tf2onnx instead."""
 
 from pathlib import Path
 
@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime
 import pytest
 from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+from omegaconf import OmegaConf
 
 from backbones.extractor import pooled_extractor
 from backbones.onnx_graph import NotWritable, model_proto
@@ -15,6 +16,7 @@ from backbones.preprocess import Preprocess
 from backbones.registry import build, get, names
 from backbones.seeding import seed_run
 from benchmark.train.engines import PARITY_TOLERANCE, export_onnx
+from benchmark.train.head import assemble, head_layers
 from tests.backbones.test_fused_batchnorm import with_statistics
 
 
@@ -85,3 +87,31 @@ def test_a_layer_it_does_not_write_goes_to_tf2onnx(tmp_path: Path):
     pixels = np.random.default_rng(2).normal(size=(2, 8, 8, 3)).astype(np.float32)
     np.testing.assert_allclose(onnx_outputs(path, pixels)[0], model.predict(pixels, verbose=0), rtol=1e-5,
                                atol=1e-6)
+
+
+def test_the_classifier_head_is_written_too():
+    """GAP -> Dense(relu) -> Dropout -> Dense(softmax) on the extractor: `benchmark.export format=onnx`."""
+    seed_run(0)
+    extractor = extractor_of(every_layer_base(), "mobilenetv2")
+    model = assemble(extractor, head_layers(3, OmegaConf.create({"units": 8, "dropout": 0.5})))
+    pixels = np.random.default_rng(3).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    proto = model_proto(model, output="probabilities")
+    assert [output.name for output in proto.graph.output] == ["probabilities"]
+    (probabilities,) = onnx_outputs(proto, pixels)
+    np.testing.assert_allclose(probabilities, model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("layer", "reason"),
+    [
+        (keras.layers.Dense(4), "Dense on 4-D"),
+        (keras.layers.Conv2D(4, 1, activation="softmax"), "softmax on 4-D"),
+    ],
+)
+def test_a_dense_or_softmax_over_channels_first_maps_is_not_written(layer, reason: str):
+    """Both would act on ONNX's channels-first maps over the wrong axis: refused, never written wrong."""
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(layer(inputs)))
+    with pytest.raises(NotWritable, match=reason):
+        model_proto(model)
