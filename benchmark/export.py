@@ -7,7 +7,6 @@ max difference, measured; who wrote the file and in how many seconds); an export
 is removed and refused with one line.
 """
 
-import logging
 import shutil
 import tempfile
 import time
@@ -22,8 +21,6 @@ from benchmark.data import load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
-
-log = logging.getLogger(__name__)
 
 FORMATS = ("savedmodel", "tflite", "onnx")
 
@@ -59,26 +56,20 @@ def tflite(model, folder: Path) -> Exported:
 
 
 def onnx(model, folder: Path) -> Exported:
-    """Written layer by layer (backbones/onnx_graph.py), as the extraction engine's file is: Keras's
-    exporter (tf2onnx through a SavedModel) took 13-71 s and up to 11.8 GB for one model (README); it
-    stays the fallback for a layer that writer does not know (a kNN probe's vote, a backbone you add)."""
+    """Written as the extraction engine's file is (engines.write_onnx: layer by layer, tf2onnx for a layer
+    that writer does not know, such as a kNN probe's vote). Keras's own exporter (tf2onnx through a
+    SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README)."""
     try:
         import onnxruntime
-        import tf2onnx  # noqa: F401  Keras's ONNX exporter with the TensorFlow backend
+        import tf2onnx  # noqa: F401  the fallback writer
     except ImportError:
         raise BenchmarkError(
             "format=onnx needs tf2onnx and onnxruntime (medbench dependencies): pip install -e ."
         ) from None
-    from backbones.onnx_graph import NotWritable, model_proto
+    from benchmark.train.engines import write_onnx
 
     path = folder / "model.onnx"
-    try:
-        path.write_bytes(model_proto(model, output="probabilities").SerializeToString())
-        writer = "medbench"
-    except NotWritable as reason:
-        log.info("Keras's exporter (tf2onnx) writes the ONNX file: %s", reason)
-        model.export(str(path), format="onnx", verbose=False)
-        writer = "tf2onnx"
+    writer = write_onnx(model, path, output="probabilities")
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return (lambda x: session.run(None, {name: x})[0]), writer

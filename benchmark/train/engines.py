@@ -85,22 +85,30 @@ def export_onnx(model, path: Path) -> dict:
     with FileLock(path.with_name(f".{path.name}.lock")):
         if path.exists():
             return {"export_s": 0.0, "onnx_writer": None}  # an earlier run's file
-        from backbones.onnx_graph import NotWritable, model_proto  # late: onnx is not needed on TF
-
         started = time.perf_counter()
-        try:
-            proto, writer = model_proto(model), "medbench"
-        except NotWritable as reason:
-            log.info("tf2onnx exports the extractor: %s", reason)
-            proto, writer = None, "tf2onnx"
-        with atomic_path(path) as tmp:
-            if proto is None:
-                tf2onnx_export(model, tmp)
-            else:
-                tmp.write_bytes(proto.SerializeToString())
+        writer = write_onnx(model, path)
         seconds = time.perf_counter() - started
         log.info("exported the extractor to ONNX (%s) in %.1fs: %s", writer, seconds, path)
         return {"export_s": seconds, "onnx_writer": writer}
+
+
+def write_onnx(model, path: Path, output: str = "features") -> str:
+    """`model` as ONNX at `path` (atomic), written layer by layer, or by tf2onnx for a layer that writer
+    does not know; returns which of the two wrote it. The extractor's engines and `benchmark.export`'s
+    classifier (output "probabilities") both go through here."""
+    from backbones.onnx_graph import NotWritable, model_proto  # late: onnx is not needed on TF
+
+    try:
+        proto, writer = model_proto(model, output), "medbench"
+    except NotWritable as reason:
+        log.info("tf2onnx writes the ONNX file: %s", reason)
+        proto, writer = None, "tf2onnx"
+    with atomic_path(path) as tmp:
+        if proto is None:
+            tf2onnx_export(model, tmp)
+        else:
+            tmp.write_bytes(proto.SerializeToString())
+    return writer
 
 
 def tf2onnx_export(model, path: Path) -> None:

@@ -39,15 +39,15 @@ def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tm
         "error: format=pickle is unknown: use one of savedmodel, tflite, onnx")
 
 
-def test_an_onnx_export_of_a_layer_the_writer_does_not_know_goes_through_keras(tmp_path: Path):
+def test_an_onnx_export_of_a_layer_the_writer_does_not_know_goes_to_tf2onnx(tmp_path: Path):
     """A layer backbones/onnx_graph.py does not write (here LeakyReLU; in medbench a kNN probe's vote):
-    Keras's own exporter (tf2onnx) writes the file, and it computes what Keras computes."""
+    tf2onnx converts the traced graph instead, and the file computes what Keras computes."""
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.LeakyReLU(0.3)(keras.layers.Conv2D(4, 3)(inputs))
     x = keras.layers.GlobalAveragePooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 8, 8, 3)).astype(np.float32)
-    expected = model.predict(pixels, verbose=0)  # as the command does first (Keras exports called models)
+    expected = model.predict(pixels, verbose=0)
     run, writer = onnx(model, tmp_path)
     assert writer == "tf2onnx" and (tmp_path / "model.onnx").stat().st_size > 0
     np.testing.assert_allclose(run(pixels), expected, rtol=1e-5, atol=1e-6)
