@@ -22,9 +22,6 @@ from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-
-
 Exported = tuple[Callable[[np.ndarray], np.ndarray], str]  # the file run by its runtime, who wrote it
 
 
@@ -59,14 +56,14 @@ def onnx(model, folder: Path) -> Exported:
     """Written as the extraction engine's file is (engines.write_onnx: layer by layer, tf2onnx for a layer
     that writer does not know, such as a kNN probe's vote). Keras's own exporter (tf2onnx through a
     SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README)."""
-    try:
-        import onnxruntime
-        import tf2onnx  # noqa: F401  the fallback writer
-    except ImportError:
+    from benchmark.train.engines import ENGINE_PACKAGES, installed, write_onnx
+
+    if not installed("onnxruntime"):
         raise BenchmarkError(
-            "format=onnx needs tf2onnx and onnxruntime (medbench dependencies): pip install -e ."
-        ) from None
-    from benchmark.train.engines import write_onnx
+            f"format=onnx needs {' and '.join(ENGINE_PACKAGES['onnxruntime'])} (medbench dependencies): "
+            "pip install -e ."
+        )
+    import onnxruntime
 
     path = folder / "model.onnx"
     writer = write_onnx(model, path, output="probabilities")
@@ -75,12 +72,12 @@ def onnx(model, folder: Path) -> Exported:
     return (lambda x: session.run(None, {name: x})[0]), writer
 
 
-EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}
+EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}  # format= -> exporter
 
 
 def work(cfg: DictConfig) -> Path:
     if cfg.format not in EXPORTERS:
-        raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(FORMATS)}")
+        raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(EXPORTERS)}")
     run_dir = cli.require_model_run(cfg.run)
     run_cfg, metrics = OmegaConf.load(run_dir / "config.yaml"), read_json(run_dir / "metrics.json")
     dataset = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))

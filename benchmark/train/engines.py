@@ -71,16 +71,8 @@ def workload(n_images: int, image_size: int) -> float:
 
 def export_onnx(model, path: Path) -> dict:
     """The extractor as ONNX at `path` (kept: later runs reuse it): the seconds spent exporting (0: found)
-    and who wrote the file.
-
-    Written layer by layer from the Keras graph (backbones/onnx_graph.py: 0.05-1.3 s per backbone at
-    128 px), or, for a layer that module does not write, by tf2onnx from the traced graph (1.4-28 s).
-    tf2onnx straight from a tf.function of the model: Keras's `model.export(format="onnx")` wraps the
-    same converter in a SavedModel archive (measured: 35 s vs 20 s for ResNet50). tf2onnx copies the
-    whole graph, weights included, before each of its optimisers so it can undo a failing one; with
-    TF2ONNX_CATCH_ERRORS=FALSE a failing optimiser fails the export instead (then runtime.engine=tf),
-    and the parity check stands behind the result either way.
-    """
+    and who wrote the file (`write_onnx`: layer by layer 0.05-1.3 s per backbone at 128 px, tf2onnx
+    1.4-28 s)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(f".{path.name}.lock")):
         if path.exists():
@@ -112,6 +104,11 @@ def write_onnx(model, path: Path, output: str = "features") -> str:
 
 
 def tf2onnx_export(model, path: Path) -> None:
+    """tf2onnx straight from the tf.function TensorFlow's extraction runs: Keras's
+    `model.export(format="onnx")` wraps the same converter in a SavedModel archive (measured: 35 s vs 20 s
+    for ResNet50). tf2onnx copies the whole graph, weights included, before each of its optimisers so it
+    can undo a failing one; with TF2ONNX_CATCH_ERRORS=FALSE a failing optimiser fails the export instead,
+    and the parity check stands behind the result either way."""
     import tf2onnx
     from keras.src.export.tf2onnx_lib import patch_tf2onnx  # the numpy-2 patch Keras's own export applies
 
