@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from benchmark import cli
 from benchmark.errors import BenchmarkError
-from benchmark.files import read_json, write_json, write_text
+from benchmark.files import read_json, size_bytes, write_json, write_text
 
 log = logging.getLogger("benchmark.bench")
 
@@ -148,7 +148,7 @@ def run_process(command: list[str], cwd: Path) -> dict:
 
 
 def folder_gb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**30
+    return size_bytes(path) / 2**30
 
 
 def default_sweep(cfg: DictConfig) -> dict:

@@ -151,8 +151,8 @@ def load_model(run_dir: Path):
     metrics = read_json(run_dir / "metrics.json")
     shared = metrics.get("extractor_file")
     candidates = [results_dir_of(run_dir) / str(shared), Path(str(metrics.get("extractor_path")))]
-    extractor_file = next((path for path in candidates if shared and path.is_file()), candidates[0])
-    if not extractor_file.is_file():
+    extractor_file = next((path for path in candidates if shared and path.exists()), candidates[0])
+    if not extractor_file.exists():
         raise BenchmarkError(
             f"run {run_dir} saved its head but its extractor {extractor_file} is missing (the results folder "
             "was copied without extractors/?): copy that folder too, or re-run the run with force=true"

@@ -41,7 +41,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a hidden temporary sibling of `path` to write; on success it replaces `path` in one rename.
 
     The temporary name keeps the suffix (Keras and numpy choose the format by it) and is unique per
-    writer, so concurrent writers never write into the same file.
+    writer, so concurrent writers never write into the same file. What is written there may also be a
+    folder (a Keras model saved unzipped); it then takes the place of a `path` that does not exist yet.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
@@ -49,7 +50,18 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def size_bytes(path: Path) -> int:
+    """A file's size, or a folder's: the sum of the files under it."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def publish_directory(staging: Path, target: Path, replace: bool) -> None:

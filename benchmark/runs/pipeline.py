@@ -22,7 +22,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.figures import background
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
-from benchmark.files import read_json, write_json, write_text
+from benchmark.files import read_json, size_bytes, write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.calibration import calibration_record
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
@@ -52,7 +52,7 @@ def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
     if not shared.exists():  # this results folder has none yet (features came from the cache): make it
         trained.extractor()
     trained.head.save(stage / "head.keras")
-    sizes = [(stage / "head.keras").stat().st_size, shared.stat().st_size]
+    sizes = [(stage / "head.keras").stat().st_size, size_bytes(shared)]
     return {  # relative: the results folder may move; absolute: a run folder copied out of it still loads
         "model_size_mb": sum(sizes) / 1e6,
         "extractor_file": shared.relative_to(Path(cfg.results_dir)).as_posix(),

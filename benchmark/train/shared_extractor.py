@@ -58,6 +58,6 @@ def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
             return keras.models.load_model(path)
         model = build()
         with atomic_path(path) as tmp:
-            model.save(tmp)
+            model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
         log.info("saved the frozen extractor %s (shared by every run of this backbone)", path)
         return model

@@ -58,6 +58,9 @@ def test_assembled_model_equals_the_cached_feature_path(saved_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert not (run_dir / "model.keras").exists() and (run_dir / "head.keras").is_file()
     assert metrics["extractor_file"].startswith("extractors/mobilenetv2-32px-")
+    extractor = run_dir.parents[3] / metrics["extractor_file"]  # a Keras model saved unzipped, a folder
+    assert (extractor / "config.json").is_file() and (extractor / "model.weights.h5").is_file()
+    assert metrics["model_size_mb"] > (extractor / "model.weights.h5").stat().st_size / 1e6
     assert getattr(keras.models.load_model(run_dir / "head.keras"), "optimizer", None) is None  # no Adam
     model = cli.load_model(run_dir)
     predictions = pd.read_csv(run_dir / "predictions.csv")
@@ -79,6 +82,18 @@ def test_same_seed_same_metrics_and_a_new_seed_reuses_the_features(tiny_cfg, war
     assert other["efficiency_from_cache"] is True and other["backbone_built"] is False  # and everything else
     assert other["config_hash"] == first["config_hash"]
     assert other["log_loss"] != first["log_loss"]  # but the head is initialised and shuffled differently
+
+
+def test_an_extractor_saved_as_a_keras_file_by_an_earlier_version_is_used(tiny_cfg, warm):
+    """A results folder from before extractors were saved unzipped: a new run of that backbone reads the
+    `.keras` file instead of building and storing the backbone a second time."""
+    folder = next((warm / "results" / "extractors").glob("*/config.json")).parent
+    keras.models.load_model(folder).save(folder.with_suffix(".keras"))
+    shutil.rmtree(folder)
+    shutil.rmtree(warm / "cache" / "features")  # so the run needs the network
+    metrics = run(tiny_cfg("seed=1"))
+    assert metrics["extractor_file"] == f"extractors/{folder.name}.keras" and not folder.exists()
+    assert metrics["backbone_built"] is False and cli.load_model(run_dir_of(metrics, tiny_cfg())) is not None
 
 
 def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm):

@@ -37,7 +37,7 @@ def test_onnxruntime_and_openvino_compute_kerass_features_from_one_kept_export(t
         assert (metrics["engine_export_s"] > 0) == (engine == "onnxruntime")
         assert metrics["engine_onnx_writer"] == ("medbench" if engine == "onnxruntime" else None)
         onnx_files = list((Path(cfg.results_dir) / "extractors").glob("*.onnx"))
-        assert len(onnx_files) == 1 and onnx_files[0].with_suffix(".keras").exists()
+        assert len(onnx_files) == 1 and (onnx_files[0].with_suffix("") / "config.json").is_file()
         assert [o.name for o in onnxruntime.InferenceSession(onnx_files[0]).get_outputs()] == ["features"]
         got = feature_files(Path(cfg.cache_dir))
         assert set(got) == {"train", "val", "test"}
@@ -55,7 +55,8 @@ def test_an_export_that_does_not_match_keras_is_refused_and_nothing_is_cached(ti
     cfg = tiny_cfg("runtime.engine=onnxruntime", "force=true")
     run(tiny_cfg("runtime.engine=tf"))  # this extractor, saved; then the other network's export beside it
     shutil.rmtree(tmp_path / "cache" / "features")
-    shutil.copyfile(other, next((Path(cfg.results_dir) / "extractors").glob("*.keras")).with_suffix(".onnx"))
+    extractor = next((Path(cfg.results_dir) / "extractors").glob("*/config.json")).parent
+    shutil.copyfile(other, extractor.with_suffix(".onnx"))
     refused = "runtime.engine=onnxruntime: features differ from Keras's by"
     with pytest.raises(BenchmarkError, match=refused) as e:
         run(cfg)
