@@ -6,8 +6,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from benchmark.files import cached_array, checksum_path, publish_directory
+from benchmark.files import atomic_path, cached_array, checksum_path, publish_directory, size_bytes
 from tests.conftest import ROOT
 
 FILL_SLOWLY = textwrap.dedent("""
@@ -74,3 +75,20 @@ def test_publishing_a_folder_replaces_only_when_asked(tmp_path: Path):
         assert not staging.exists()
     assert (target / "metrics.json").read_text() == "third"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_folder_written_through_atomic_path_appears_whole_or_not_at_all(tmp_path: Path):
+    """A Keras model saved unzipped is a folder: it takes its place in one rename, and a writer that fails
+    halfway leaves neither the folder nor its temporary sibling behind."""
+    target = tmp_path / "extractors" / "model"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        raise RuntimeError("the save failed halfway")
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        (tmp / "model.weights.h5").write_bytes(b"x" * 1000)
+    assert sorted(f.name for f in target.iterdir()) == ["config.json", "model.weights.h5"]
+    assert list(target.parent.iterdir()) == [target] and size_bytes(target) == 1002
