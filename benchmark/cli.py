@@ -137,13 +137,13 @@ def require_model_run(run: str | None) -> Path:
 
 def load_model(run_dir: Path):
     """The run's model, raw pixels in, probabilities out: its model.keras, or (a frozen run) the extractor
-    file its backbone's runs share with its own head.keras (the Preprocess layer registered first)."""
+    its backbone's runs share with its own head.keras (the Preprocess layer registered first)."""
     import keras
 
     import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the files
     import benchmark.train.probes  # noqa: F401  registers the kNN probe's vote layer
     from benchmark.files import read_json
-    from benchmark.runs.layout import results_dir_of
+    from benchmark.runs.layout import is_saved_model, results_dir_of
     from benchmark.train.head import assemble
 
     if (run_dir / "model.keras").is_file():
@@ -151,8 +151,8 @@ def load_model(run_dir: Path):
     metrics = read_json(run_dir / "metrics.json")
     shared = metrics.get("extractor_file")
     candidates = [results_dir_of(run_dir) / str(shared), Path(str(metrics.get("extractor_path")))]
-    extractor_file = next((path for path in candidates if shared and path.exists()), candidates[0])
-    if not extractor_file.exists():
+    extractor_file = next((path for path in candidates if shared and is_saved_model(path)), candidates[0])
+    if not is_saved_model(extractor_file):
         raise BenchmarkError(
             f"run {run_dir} saved its head but its extractor {extractor_file} is missing (the results folder "
             "was copied without extractors/?): copy that folder too, or re-run the run with force=true"

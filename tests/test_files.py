@@ -92,3 +92,7 @@ def test_a_folder_written_through_atomic_path_appears_whole_or_not_at_all(tmp_pa
         (tmp / "model.weights.h5").write_bytes(b"x" * 1000)
     assert sorted(f.name for f in target.iterdir()) == ["config.json", "model.weights.h5"]
     assert list(target.parent.iterdir()) == [target] and size_bytes(target) == 1002
+    with atomic_path(target) as tmp:  # a second writer (no lock shared between nodes) finishes later
+        tmp.mkdir()
+        (tmp / "config.json").write_text('{"late": true}')
+    assert (target / "config.json").read_text() == "{}" and list(target.parent.iterdir()) == [target]

@@ -27,13 +27,21 @@ def run_path(results_dir: Path, dataset: str, backbone: str, name: str) -> Path:
 
 
 def extractor_path(results_dir: Path, backbone: str, image_size: int, key: str) -> Path:
-    """A Keras model saved unzipped (a folder: config.json, model.weights.h5), which `keras.models.load_model`
-    reads like a `.keras` file; Keras writes it straight to disk instead of building the weights file in
-    memory and copying it into a zip (the seven extractors' saves 7.4 -> 5.1 s). One saved as a `.keras`
-    file by an earlier version of medbench is used where it exists."""
-    folder = Path(results_dir) / "extractors"
-    earlier = folder / f"{backbone}-{image_size}px-{key}.keras"
-    return earlier if earlier.is_file() else folder / f"{backbone}-{image_size}px-{key}"
+    """A Keras model saved unzipped (a folder: config.json, metadata.json, model.weights.h5), which
+    `keras.models.load_model` reads like a `.keras` file; Keras writes it straight to disk instead of
+    building the weights file in memory and copying it into a zip (PERFORMANCE.md: the seven extractors'
+    saves 7.4 -> 5.1 s). One saved as a `.keras` file by an earlier version of medbench is used where it
+    exists."""
+    folder = Path(results_dir) / "extractors" / f"{backbone}-{image_size}px-{key}"
+    earlier = folder.with_name(f"{folder.name}.keras")
+    return earlier if earlier.is_file() else folder
+
+
+def is_saved_model(path: Path) -> bool:
+    """A `.keras` file, or a folder holding both halves Keras reads: a copy that dropped the weights
+    (a sync that skips `*.h5`) counts as missing, so the user gets our message, not Keras's."""
+    path = Path(path)
+    return path.is_file() or ((path / "config.json").is_file() and (path / "model.weights.h5").is_file())
 
 
 def results_dir_of(run_dir: Path) -> Path:

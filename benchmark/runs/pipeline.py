@@ -43,7 +43,7 @@ AUDIT_FIGURE_SIZE = 160  # side of each image in audit.png
 
 
 def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
-    """model.keras; or, for a frozen run, head.keras and the name of the extractor file its backbone's
+    """model.keras; or, for a frozen run, head.keras and the name of the extractor its backbone's
     runs share (made now if this results folder has none yet). Its record for metrics.json."""
     if trained.extractor is None:
         trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole

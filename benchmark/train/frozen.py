@@ -90,7 +90,7 @@ def frozen_extractor(
     image_size: int,
     weights_id: str,
 ) -> Callable[[], keras.Model]:
-    """The extractor shared by every run of this backbone (`shared_extractor.py`; `.path` is its file)."""
+    """The extractor shared by every run of this backbone (`shared_extractor.py`; `.path`: where it is)."""
     recalibrated = backbone.is_random and cfg.backbone.recalibrate_bn  # its BatchNorm saw train images
     key = extractor_key(spec.name, image_size, weights_id, dataset.fingerprint if recalibrated else None)
     path = extractor_path(Path(cfg.results_dir), spec.name, image_size, key)

@@ -2,9 +2,10 @@
 
 Every seed and head configuration of a frozen backbone runs the same extractor, so saving the whole
 model with each run stored one copy of the backbone per seed (80 MB each for VGG19). A frozen run saves
-its head (`head.keras`) and names this file; `cli.load_model` puts the two together again. The file is
-loaded, or built and saved, only when a run needs the network (features not cached yet, Grad-CAM, a
-first timing): a further seed with cached features never builds its backbone.
+its head (`head.keras`) and names the extractor (a Keras model folder, `runs/layout.py`); `cli.load_model`
+puts the two together again. It is loaded, or built and saved, only when a run needs the network
+(features not cached yet, Grad-CAM, a first timing): a further seed with cached features never builds
+its backbone.
 """
 
 import logging
@@ -30,8 +31,8 @@ def shared_extractor(
     path: Path, build: Callable[[], keras.Model], prepare: Callable[[keras.Model], None] | None = None
 ) -> Callable[[], keras.Model]:
     """A function returning the extractor: read from `path`, or built once and saved there (atomic
-    rename, under a lock so two processes never build the same file twice), then given to `prepare`. Its
-    `path` attribute is the file; `seconds` says how long getting it took (0 until asked for), so
+    rename, under a lock so two processes never build the same extractor twice), then given to `prepare`.
+    Its `path` attribute is where it is saved; `seconds` says how long getting it took (0 until asked for), so
     extraction is timed without it; `in_memory()` whether this process has it already."""
     found: list[keras.Model] = []
 

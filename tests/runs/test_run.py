@@ -96,6 +96,18 @@ def test_an_extractor_saved_as_a_keras_file_by_an_earlier_version_is_used(tiny_c
     assert metrics["backbone_built"] is False and cli.load_model(run_dir_of(metrics, tiny_cfg())) is not None
 
 
+def test_an_extractor_folder_copied_without_its_weights_is_reported_missing(tiny_cfg, warm):
+    """A copy that skipped `*.h5` (the repository's own .gitignore does) leaves config.json alone: the
+    user is told the extractor is missing and how to mend it, not Keras's error about a weights file."""
+    metrics = run(tiny_cfg())  # complete: read back
+    run_dir = run_dir_of(metrics, tiny_cfg())
+    moved = json.loads((run_dir / "metrics.json").read_text()) | {"extractor_path": "/elsewhere/extractor"}
+    (run_dir / "metrics.json").write_text(json.dumps(moved))  # copied to another machine: only the relative
+    (warm / "results" / metrics["extractor_file"] / "model.weights.h5").unlink()
+    with pytest.raises(BenchmarkError, match="extractor .* is missing .* copy that folder too"):
+        cli.load_model(run_dir)
+
+
 def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm):
     cfg = tiny_cfg()
     metrics = run(cfg)
