@@ -56,20 +56,16 @@ def onnx(model, folder: Path) -> Exported:
     """Written as the extraction engine's file is (engines.write_onnx: layer by layer, tf2onnx for a layer
     that writer does not know, such as a kNN probe's vote). Keras's own exporter (tf2onnx through a
     SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README)."""
-    from benchmark.train.engines import ENGINE_PACKAGES, installed, write_onnx
+    from benchmark.train.engines import ENGINE_PACKAGES, installed, onnxruntime_forward, write_onnx
 
     if not installed("onnxruntime"):
         raise BenchmarkError(
             f"format=onnx needs {' and '.join(ENGINE_PACKAGES['onnxruntime'])} (medbench dependencies): "
             "pip install -e ."
         )
-    import onnxruntime
-
     path = folder / "model.onnx"
     writer = write_onnx(model, path, output="probabilities")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return (lambda x: session.run(None, {name: x})[0]), writer
+    return onnxruntime_forward(path, threads=0), writer  # the engine's session, every core
 
 
 EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}  # format= -> exporter

@@ -124,8 +124,8 @@ def onnxruntime_forward(path: Path, threads: int) -> Forward:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (every core), like TensorFlow's
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name, features = session.get_inputs()[0].name, session.get_outputs()[0].name  # not a side output
-    return lambda batch: session.run([features], {name: batch})[0]
+    name, output = session.get_inputs()[0].name, session.get_outputs()[0].name  # model_proto's one output
+    return lambda batch: session.run([output], {name: batch})[0]
 
 
 def openvino_forward(path: Path, threads: int) -> Forward:
@@ -136,7 +136,7 @@ def openvino_forward(path: Path, threads: int) -> Forward:
         config["INFERENCE_NUM_THREADS"] = threads
     compiled = openvino.Core().compile_model(str(path), "CPU", config)
     request = compiled.create_infer_request()
-    return lambda batch: request.infer({0: batch})[0].copy()  # output 0: the features, not a side output
+    return lambda batch: request.infer({0: batch})[0].copy()  # model_proto's one output
 
 
 RUNTIMES = {"onnxruntime": onnxruntime_forward, "openvino": openvino_forward}
