@@ -1,0 +1,33 @@
+"""The sweep's ETA: a configuration's first cell and its further seeds are timed apart."""
+
+from benchmark.runs.progress import eta
+
+
+def cell(configuration: str, seconds: float, first: bool, skipped: bool = False) -> dict:
+    return {"configuration": configuration, "seconds": seconds, "first": first, "skipped": skipped}
+
+
+def test_no_cell_timed_yet_gives_no_eta():
+    assert eta([], total=21, configurations=7, parallel=1) == ""
+    assert eta([cell("backbone=a", 0.1, True, skipped=True)], total=21, configurations=7, parallel=1) == ""
+
+
+def test_the_further_seeds_are_named_until_one_is_timed():
+    done = [cell("backbone=a", 20.0, True), cell("backbone=b", 19.0, True)]  # 5 first cells left
+    expected = ", ETA 1.6 min + 14 further-seed cells not timed yet"
+    assert eta(done, total=21, configurations=7, parallel=1) == expected
+
+
+def test_first_and_further_cells_have_their_own_means():
+    """A default frozen sweep: slow first seeds, cheap further ones. One mean over both would say
+    (7 x 20 + 1 x 0.5) / 8 x 13 = 228 s here; the cells left cost 13 x 0.5 s."""
+    done = [cell(f"backbone={name}", 20.0, True) for name in "abcdefg"] + [cell("backbone=a", 0.5, False)]
+    assert eta(done, total=21, configurations=7, parallel=1) == ", ETA 6 s"
+    assert eta(done, total=21, configurations=7, parallel=2) == ", ETA 3 s"
+
+
+def test_a_resumed_configuration_is_not_counted_as_a_first_cell_left():
+    done = [cell("backbone=a", 0.2, True, skipped=True), cell("backbone=b", 30.0, True),
+            cell("backbone=a", 1.0, False)]
+    # first cells left: c (3 configurations, a and b seen); further: 6 - 3 done - 1 = 2
+    assert eta(done, total=6, configurations=3, parallel=1) == ", ETA 32 s"
