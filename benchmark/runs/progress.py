@@ -110,6 +110,7 @@ class SweepProgress(Callback):
         self.total = 0  # set in the launching process; launchers pickle it into every job
         self.configurations = 0  # cells / seeds: how many of them are a configuration's first
         self.started = 0.0
+        self.sweep_started = 0.0
         self.skipping = False
         self.first = True  # the cell is its configuration's first: the slow one of a frozen sweep
 
@@ -117,6 +118,7 @@ class SweepProgress(Callback):
         sizes = swept_sizes(config)
         self.total = math.prod(sizes.values())
         self.configurations = self.total // sizes.get("seed", 1)
+        self.sweep_started = time.monotonic()
         log.info("sweep: %d cells, %d at a time", self.total, parallel_jobs(config))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -143,5 +145,5 @@ class SweepProgress(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = [cell["cell"] for cell in finished_cells(markers(config)) if not cell["ok"]]
         done = self.total - len(failed)
-        log.info("sweep finished: %d/%d cells complete%s", done, self.total,
-                 f"; FAILED: {', '.join(failed)}" if failed else "")
+        log.info("sweep finished: %d/%d cells complete in %.0f s%s", done, self.total,
+                 time.monotonic() - self.sweep_started, f"; FAILED: {', '.join(failed)}" if failed else "")

@@ -29,6 +29,7 @@ def test_every_cell_runs_and_a_failing_backbone_does_not_stop_the_others(tiny_sw
     # seeds are the outer loop: the further seeds' time is unknown until one of them has run
     assert "cell 4/6: mobilenetv2 seed=1 (running; 3 done, ETA 3 further-seed cells not timed yet)" in log
     assert re.search(r"cell 5/6: resnet50 seed=1 \(running; 4 done, ETA \d+ s\)", log)
+    assert re.search(r"sweep finished: 4/6 cells complete in \d+ s; FAILED", log)
 
 
 def test_the_sweep_builds_the_leaderboard_of_the_directory_it_wrote(tiny_sweep):
