@@ -7,7 +7,15 @@ import sys
 import keras
 import pytest
 
-from benchmark.bench import bench_split, efficiency_rows, float_ops_per_image, sweep_split
+from benchmark.bench import (
+    EXTRA_SEED,
+    bench_split,
+    efficiency_rows,
+    float_ops_per_image,
+    memory_by_seed,
+    memory_growth_gb,
+    sweep_split,
+)
 
 
 def test_float_ops_of_a_convolution_are_two_per_multiply_add():
@@ -62,3 +70,20 @@ def test_the_bench_counts_its_time_from_its_process_start():
     code = "import time; time.sleep(1.5); from benchmark.bench import seconds_since_start as s; print(s())"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 1.5 <= float(found.stdout) < 60
+
+
+def cells(seed: int, peaks_mb: list[float]) -> list[dict]:
+    return [{"seed": seed, "backbone": f"b{i}", "peak_memory_mb": mb} for i, mb in enumerate(peaks_mb)]
+
+
+def test_the_sweep_process_grows_by_its_last_pass_over_its_second():
+    """The first pass raises the high-water mark once per network (left out); the separate process's
+    further seed and the ensemble's row (no peak of its own) are not cells of the sweep's process."""
+    runs = [*cells(0, [1252, 1784, 1687, 1967]), *cells(1, [1970, 1971, 1969]), *cells(2, [1971, 1972, 1846]),
+            *cells(EXTRA_SEED, [906]), {"seed": 0, "backbone": "ensemble"}]
+    passes = memory_by_seed(runs)
+    assert list(passes) == [0, 1, 2] and passes[0][0] == pytest.approx(1252 / 1024)
+    assert memory_growth_gb(passes) == pytest.approx(1 / 1024)
+    leaking = memory_by_seed([*cells(0, [1000]), *cells(1, [1100, 1150]), *cells(2, [1200, 1250])])
+    assert memory_growth_gb(leaking) == pytest.approx(100 / 1024)
+    assert memory_growth_gb(memory_by_seed(cells(0, [1000]) + cells(1, [1000]))) is None  # no repeated pass
