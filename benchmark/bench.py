@@ -203,23 +203,23 @@ def default_sweep(cfg: DictConfig) -> dict:
         "engine": engine,
         "n_images": sum((runs[0].get("split_sizes") or {}).values()) if runs else 0,
         "engines": sorted(set(engine.values())),
-        "memory_by_seed_gb": memory_by_seed(runs),
+        "memory_by_seed_mb": memory_by_seed(runs),
         "runs": runs,
     }
 
 
 def memory_by_seed(runs: list[dict]) -> dict[int, list[float]]:
-    """Each cell's peak resident memory (GB) of the sweep's one process, grouped by seed: one pass over
+    """Each cell's peak resident memory (MB) of the sweep's one process, grouped by seed: one pass over
     the backbones per seed, in the sweep's order. The first pass builds every network once; the later
     ones repeat the same work, so a cell that leaks shows as a pass higher than the one before."""
     passes: dict[int, list[float]] = {}
     for m in runs:
         if m.get("peak_memory_mb") is not None and m.get("seed") != EXTRA_SEED:
-            passes.setdefault(m["seed"], []).append(m["peak_memory_mb"] / 1024)
+            passes.setdefault(m["seed"], []).append(m["peak_memory_mb"])
     return dict(sorted(passes.items()))
 
 
-def memory_growth_gb(passes: dict[int, list[float]]) -> float | None:
+def memory_growth_mb(passes: dict[int, list[float]]) -> float | None:
     """The last pass's highest cell over the second pass's: what the process grew by while it repeated
     the same cells (the first pass is left out: each network's build raises the high-water mark once)."""
     seeds = list(passes)
@@ -334,10 +334,10 @@ def targets(
         ("cached frozen mode vs the naive way (x)", naive["speedup"], ">=", t.naive_speedup),
         ("peak memory of the default sweep (GB)", sweep["cold"]["peak_memory_gb"], "<=", t.peak_memory_gb),
         (
-            "growth of the sweep's process over its repeated passes (GB)",
-            memory_growth_gb(sweep["memory_by_seed_gb"]),
+            "growth of the sweep's process over its repeated passes (MB)",
+            memory_growth_mb(sweep["memory_by_seed_mb"]),
             "<=",
-            t.memory_growth_gb,
+            t.memory_growth_mb,
         ),
         ("a further seed on the warm cache vs a cold run (x)", cache["speedup"], ">=", cfg.min_cache_speedup),
         ("make bench itself (s)", bench_s, "<=", t.bench_s),
@@ -462,8 +462,8 @@ def markdown(
         f"{naive['backbone']} cell took {cache['cold_run_s']:.1f} s cold, its next seed "
         f"{cache['warm_run_s']:.1f} s. Each cell's peak resident memory in the sweep's process, by pass "
         "over the backbones: "
-        + ", ".join(f"seed {seed} {min(gb):.2f}-{max(gb):.2f} GB"
-                    for seed, gb in sweep["memory_by_seed_gb"].items())
+        + ", ".join(f"seed {seed} {min(mb) / 1024:.2f}-{max(mb) / 1024:.2f} GB"
+                    for seed, mb in sweep["memory_by_seed_mb"].items())
         + ".",
         "",
         "| target | measured | goal | |",

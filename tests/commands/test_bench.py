@@ -13,7 +13,7 @@ from benchmark.bench import (
     efficiency_rows,
     float_ops_per_image,
     memory_by_seed,
-    memory_growth_gb,
+    memory_growth_mb,
     sweep_split,
 )
 
@@ -82,8 +82,8 @@ def test_the_sweep_process_grows_by_its_last_pass_over_its_second():
     runs = [*cells(0, [1252, 1784, 1687, 1967]), *cells(1, [1970, 1971, 1969]), *cells(2, [1971, 1972, 1846]),
             *cells(EXTRA_SEED, [906]), {"seed": 0, "backbone": "ensemble"}]
     passes = memory_by_seed(runs)
-    assert list(passes) == [0, 1, 2] and passes[0][0] == pytest.approx(1252 / 1024)
-    assert memory_growth_gb(passes) == pytest.approx(1 / 1024)
+    assert list(passes) == [0, 1, 2] and passes[0][0] == 1252
+    assert memory_growth_mb(passes) == 1
     leaking = memory_by_seed([*cells(0, [1000]), *cells(1, [1100, 1150]), *cells(2, [1200, 1250])])
-    assert memory_growth_gb(leaking) == pytest.approx(100 / 1024)
-    assert memory_growth_gb(memory_by_seed(cells(0, [1000]) + cells(1, [1000]))) is None  # no repeated pass
+    assert memory_growth_mb(leaking) == 100
+    assert memory_growth_mb(memory_by_seed(cells(0, [1000]) + cells(1, [1000]))) is None  # no repeated pass
