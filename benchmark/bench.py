@@ -210,8 +210,9 @@ def default_sweep(cfg: DictConfig) -> dict:
 
 def memory_by_seed(runs: list[dict]) -> dict[int, list[float]]:
     """Each cell's peak resident memory (MB) of the sweep's one process, grouped by seed: one pass over
-    the backbones per seed, in the sweep's order. The first pass builds every network once; the later
-    ones repeat the same work, so a cell that leaks shows as a pass higher than the one before."""
+    the backbones per seed (the seeds are the sweep's outer loop, in ascending order as
+    conf/sweep/all_backbones.yaml lists them). The first pass builds every network once; the later ones
+    repeat the same work, so a cell that leaks shows as a pass higher than the one before."""
     passes: dict[int, list[float]] = {}
     for m in runs:
         if m.get("peak_memory_mb") is not None and m.get("seed") != EXTRA_SEED:

@@ -47,7 +47,8 @@ def cell_name(config: DictConfig) -> str:
 def configuration(config: DictConfig) -> str:
     """The cell's overrides but its seed: the cells of one configuration share everything that does not
     depend on the seed (a frozen backbone's features, its extractor, its efficiency), so its first cell is
-    the slow one."""
+    the slow one. Cells that differ only in a head setting share features too but count as separate
+    configurations here: the ETA then overestimates them, as it did every further seed before."""
     return " ".join(sorted(item for item in config.hydra.overrides.task if not item.startswith("seed=")))
 
 
@@ -95,7 +96,8 @@ def markers(config: DictConfig) -> Path:
 
 def finished_cells(folder: Path) -> list[dict]:
     cells = []
-    for path in sorted(folder.glob("*.json"), key=lambda path: int(path.stem)):  # in the sweep's order
+    # in the sweep's order; "[0-9]*": not another worker's marker still being written (.<num>.<hex>.tmp.json)
+    for path in sorted(folder.glob("[0-9]*.json"), key=lambda path: int(path.stem)):
         with contextlib.suppress(OSError, ValueError):
             cells.append(json.loads(path.read_text()))
     return cells
@@ -115,9 +117,8 @@ class SweepProgress(Callback):
         self.first = True  # the cell is its configuration's first: the slow one of a frozen sweep
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sizes = swept_sizes(config)
-        self.total = math.prod(sizes.values())
-        self.configurations = self.total // sizes.get("seed", 1)
+        self.total = count_cells(config)
+        self.configurations = self.total // swept_sizes(config).get("seed", 1)
         self.sweep_started = time.monotonic()
         log.info("sweep: %d cells, %d at a time", self.total, parallel_jobs(config))
 
@@ -145,5 +146,6 @@ class SweepProgress(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = [cell["cell"] for cell in finished_cells(markers(config)) if not cell["ok"]]
         done = self.total - len(failed)
-        log.info("sweep finished: %d/%d cells complete in %.0f s%s", done, self.total,
-                 time.monotonic() - self.sweep_started, f"; FAILED: {', '.join(failed)}" if failed else "")
+        took = f" in {time.monotonic() - self.sweep_started:.0f} s" if self.sweep_started else ""  # started?
+        log.info("sweep finished: %d/%d cells complete%s%s", done, self.total, took,
+                 f"; FAILED: {', '.join(failed)}" if failed else "")

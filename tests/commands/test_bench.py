@@ -82,7 +82,7 @@ def test_the_sweep_process_grows_by_its_last_pass_over_its_second():
     runs = [*cells(0, [1252, 1784, 1687, 1967]), *cells(1, [1970, 1971, 1969]), *cells(2, [1971, 1972, 1846]),
             *cells(EXTRA_SEED, [906]), {"seed": 0, "backbone": "ensemble"}]
     passes = memory_by_seed(runs)
-    assert list(passes) == [0, 1, 2] and passes[0][0] == 1252
+    assert list(passes) == [0, 1, 2] and sorted(passes[0]) == [1252, 1687, 1784, 1967]
     assert memory_growth_mb(passes) == 1
     leaking = memory_by_seed([*cells(0, [1000]), *cells(1, [1100, 1150]), *cells(2, [1200, 1250])])
     assert memory_growth_mb(leaking) == 100

@@ -1,6 +1,7 @@
 """The sweep's ETA: a configuration's first cell and its further seeds are timed apart."""
 
-from benchmark.runs.progress import eta
+from benchmark.files import write_json
+from benchmark.runs.progress import eta, finished_cells
 
 
 def cell(configuration: str, seconds: float, first: bool, skipped: bool = False) -> dict:
@@ -31,3 +32,12 @@ def test_a_resumed_configuration_is_not_counted_as_a_first_cell_left():
             cell("backbone=a", 1.0, False)]
     # first cells left: c (3 configurations, a and b seen); further: 6 - 3 done - 1 = 2
     assert eta(done, total=6, configurations=3, parallel=1) == ", ETA 32 s"
+
+
+def test_a_marker_still_being_written_by_another_worker_is_not_read(tmp_path):
+    """write_json writes `.<name>.<hex>.tmp.json` first; a parallel launcher's cell may list the folder
+    while another worker's marker is in that state."""
+    write_json(tmp_path / "1.json", cell("backbone=b", 2.0, True))
+    write_json(tmp_path / "0.json", cell("backbone=a", 3.0, True))
+    (tmp_path / ".2.1a2b.tmp.json").write_text("{")
+    assert [found["seconds"] for found in finished_cells(tmp_path)] == [3.0, 2.0]
