@@ -43,17 +43,17 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary name keeps the suffix (Keras and numpy choose the format by it) and is unique per
     writer, so concurrent writers never write into the same file. What is written there may also be a
     folder (a Keras model saved unzipped): it takes the place of a `path` that does not exist yet, and
-    where another writer's whole folder arrived first (a lock not shared between nodes) that one is kept.
+    where another writer's whole folder arrived first (a lock not shared between nodes) that one is kept,
+    as `publish_directory` keeps it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         yield tmp
-        try:
+        if tmp.is_dir():
+            publish_directory(tmp, path, replace=False)
+        else:
             os.replace(tmp, path)
-        except OSError:
-            if not (tmp.is_dir() and path.is_dir()):
-                raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)  # never in place of the writer's own error

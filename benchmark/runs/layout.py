@@ -37,6 +37,12 @@ def extractor_path(results_dir: Path, backbone: str, image_size: int, key: str) 
     return earlier if earlier.is_file() else folder
 
 
+def onnx_path(extractor: Path) -> Path:
+    """The extractor's ONNX export, kept beside it under its name (the same for a folder and for an
+    earlier version's `.keras` file, so an upgraded results folder keeps its exports)."""
+    return Path(extractor).with_suffix(".onnx")
+
+
 def is_saved_model(path: Path) -> bool:
     """A `.keras` file, or a folder holding both halves Keras reads: a copy that dropped the weights
     (a sync that skips `*.h5`) counts as missing, so the user gets our message, not Keras's."""

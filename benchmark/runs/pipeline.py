@@ -47,14 +47,13 @@ def save_model(stage: Path, cfg: DictConfig, trained: Trained) -> dict:
     runs share (made now if this results folder has none yet). Its record for metrics.json."""
     if trained.extractor is None:
         trained.model.save(stage / "model.keras")  # the staging folder is published atomically as a whole
-        return {"model_size_mb": (stage / "model.keras").stat().st_size / 1e6}
+        return {"model_size_mb": size_bytes(stage / "model.keras") / 1e6}
     shared = trained.extractor.path
     if not shared.exists():  # this results folder has none yet (features came from the cache): make it
         trained.extractor()
     trained.head.save(stage / "head.keras")
-    sizes = [(stage / "head.keras").stat().st_size, size_bytes(shared)]
     return {  # relative: the results folder may move; absolute: a run folder copied out of it still loads
-        "model_size_mb": sum(sizes) / 1e6,
+        "model_size_mb": (size_bytes(stage / "head.keras") + size_bytes(shared)) / 1e6,
         "extractor_file": shared.relative_to(Path(cfg.results_dir)).as_posix(),
         "extractor_path": str(shared.resolve()),
     }

@@ -24,6 +24,7 @@ from filelock import FileLock
 from backbones.extractor import Forward, batch_free_forward, batch_free_graph
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_path
+from benchmark.runs.layout import onnx_path
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def engine(name: str, model, extractor_file: Path, threads: int) -> Engine:
     keras_forward = batch_free_forward(model)
     if name == "tf":
         return Engine("tf", keras_forward, {"engine": "tf"})
-    path = extractor_file.with_suffix(".onnx")
+    path = onnx_path(extractor_file)
     record = {"engine": name, "version": version(name), "onnx_file": path.name,
               **export_onnx(model, path)}
     forward = RUNTIMES[name](path, threads)

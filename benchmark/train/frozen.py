@@ -15,7 +15,7 @@ from backbones.registry import BackboneSpec
 from backbones.weights import LoadedBackbone
 from benchmark.data import SPLITS, Dataset
 from benchmark.metrics.scores import accuracy
-from benchmark.runs.layout import extractor_path
+from benchmark.runs.layout import extractor_path, onnx_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
 from benchmark.train.features import split_features
@@ -138,7 +138,7 @@ def extraction_engine(
         if not made:
             import tensorflow as tf
 
-            onnx_file = extractor.path.with_suffix(".onnx")
+            onnx_file = onnx_path(extractor.path)
             n_images = sum(len(dataset.splits[s]) for s in SPLITS)
             work = engines.workload(n_images, image_size)
             gpu = bool(tf.config.list_physical_devices("GPU"))
