@@ -12,7 +12,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.predictions import labels_of, probabilities_of, probability_column, read_predictions
 from benchmark.metrics.table import HEADLINE
-from benchmark.runs.layout import run_dirs
+from benchmark.runs.layout import ENSEMBLE, run_dirs
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def read_run(path: Path, rel: str) -> Run:
     metrics = read_json(path / "metrics.json")
     check_metrics(metrics)
     predictions = with_groups(read_checked_predictions(path, metrics), path)
-    return Run(rel, metrics, read_manifest(path), predictions, read_history(path))
+    history = None if metrics["backbone"] == ENSEMBLE else read_history(path)  # an ensemble is not trained
+    return Run(rel, metrics, read_manifest(path), predictions, history)
 
 
 def with_groups(predictions: pd.DataFrame, path: Path) -> pd.DataFrame:

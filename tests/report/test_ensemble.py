@@ -37,6 +37,7 @@ def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     markdown = (results / "leaderboard.md").read_text()
     assert "| ensemble top-2 |" in markdown and "1 ensemble of 2 rows (4 models)" in markdown
+    assert "history.csv" not in result.stdout  # an ensemble has no training curve to miss
 
 
 def test_ensemble_cli_refuses_fewer_than_two_members(tmp_path):
