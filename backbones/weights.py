@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
+NOT_RETRIED = "(earlier in this process; not retried)"
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads from
 
 
@@ -158,7 +159,7 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
         DOWNLOAD_FAILED[:] = [unreachable]  # offline: found in a second, without building the network
         reason = unreachable
     elif DOWNLOAD_FAILED:  # offline: one failed download per process is enough
-        reason = f"{DOWNLOAD_FAILED[0]} (earlier in this process; not retried)"
+        reason = f"{DOWNLOAD_FAILED[0]} {NOT_RETRIED}"
     else:
         try:
             return LoadedBackbone(ready(build(spec, image_size, "imagenet")), "imagenet", "imagenet")
@@ -171,14 +172,20 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
     )
     if cfg.weights_fallback == "error":
         raise BenchmarkError(f"ImageNet weights for {spec.name} are unavailable ({reason}): {hint}")
-    log.warning("=" * 78)
-    log.warning("ImageNet weights for %s are UNAVAILABLE (%s).", spec.name, reason)
-    log.warning(
-        "Continuing from RANDOM INIT (backbone.weights_fallback=random); recorded as %r.",
-        IMAGENET_UNAVAILABLE,
-    )
-    log.warning("These results are NOT transfer learning. To fix: %s.", hint)
-    log.warning("=" * 78)
+    if reason.endswith(NOT_RETRIED):  # the block above said it all: a sweep's next cells get one line each
+        log.warning(
+            "ImageNet weights for %s are UNAVAILABLE too (%s): RANDOM INIT, recorded as %r, NOT transfer "
+            "learning (the fix: see the first warning).", spec.name, reason, IMAGENET_UNAVAILABLE,
+        )
+    else:
+        log.warning("=" * 78)
+        log.warning("ImageNet weights for %s are UNAVAILABLE (%s).", spec.name, reason)
+        log.warning(
+            "Continuing from RANDOM INIT (backbone.weights_fallback=random); recorded as %r.",
+            IMAGENET_UNAVAILABLE,
+        )
+        log.warning("These results are NOT transfer learning. To fix: %s.", hint)
+        log.warning("=" * 78)
     make = partial(build_random, spec, image_size, cfg.init_seed)
     return LoadedBackbone(make, IMAGENET_UNAVAILABLE, f"random-{cfg.init_seed}", is_random=True)
 

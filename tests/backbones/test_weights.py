@@ -62,6 +62,8 @@ def test_a_failed_imagenet_download_is_not_retried_in_the_same_process(tmp_path)
     assert result.stdout.count("used: random (imagenet unavailable)") == 3
     log = result.stdout + result.stderr
     assert log.count("not retried") == 2  # the first attempt failed; the next two never tried again
+    assert log.count("NOT transfer learning") == 3  # every backbone says so ...
+    assert log.count("=" * 78) == 2  # ... the first in the full block, the next two in one line each
 
 
 def test_a_backbone_in_keras_cache_is_recognised(tmp_path, monkeypatch):
