@@ -19,10 +19,10 @@ def searches_section(summaries: list[dict], results_dir: Path, digits: int) -> s
     """One line per study: trials finished of all, the best validation value and its parameters, and a
     link to its run (which the leaderboard lists among the backbone's configurations)."""
     lines = [
-        "Each study maximised a validation metric of its backbone (never a test metric); its trials are "
+        "Each study optimised a validation metric of its backbone (never a test metric); its trials are "
         "ordinary runs, listed under *All configurations* of their dataset.",
         "",
-        "| study | trials finished / run | metric (validation) | best | parameters | run |",
+        "| study | trials finished / run | metric (validation), direction | best | parameters | run |",
         "|---|---|---|---|---|---|",
     ]
     for study in summaries:
@@ -35,7 +35,8 @@ def searches_section(summaries: list[dict], results_dir: Path, digits: int) -> s
             value = f"{best['value']:.{digits}f}"
         else:
             params, link, value = "—", "—", "—"
-        lines.append(f"| {study['study']} | {study['n_complete']} / {study['n_trials']} | {study['metric']} "
+        lines.append(f"| {study['study']} | {study['n_complete']} / {study['n_trials']} "
+                     f"| {study['metric']}, {study.get('direction', 'maximize')} "
                      f"| {value} | {params} | {link} |")
     return "\n".join(lines)
 

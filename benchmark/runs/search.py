@@ -23,14 +23,33 @@ from benchmark.runs.identity import config_hash, resolve
 
 log = logging.getLogger(__name__)
 
+# The values a run's metrics.json holds that were computed on the validation split, and the direction a
+# study optimises each in: a search may choose only among these (any other key is a test metric).
+VALIDATION_METRICS = {
+    "val_macro_auroc": "maximize", "best_val_accuracy": "maximize", "best_val_loss": "minimize",
+}
+
+
+def direction_of(metric: str) -> str:
+    """Optuna's direction for `metric`; one not computed on validation stops the search before a trial."""
+    if metric not in VALIDATION_METRICS:
+        raise BenchmarkError(
+            f"hparams_search.metric={metric} is not a validation metric (a search must never choose on the "
+            f"test split): use one of {', '.join(VALIDATION_METRICS)}"
+        )
+    return VALIDATION_METRICS[metric]
+
 
 def study_name(cfg: DictConfig) -> str:
-    """Search, dataset, backbone, mode, seed and the hash of every setting the search does not vary (the
-    run's own config hash with the searched keys blanked): another base configuration is another study."""
+    """Search, metric, dataset, backbone, mode, seed and the hash of every setting the search does not vary
+    (the run's own config hash with the searched keys blanked): another base configuration or another
+    metric is another study (Optuna would load a stored study with its old direction)."""
     run = resolve(cfg)
     base = with_values(cfg, {item.key: None for item in cfg.hparams_search.space})
     fixed = config_hash(base, run.image_size)
-    return f"{cfg.hparams_search.name}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}-{fixed}"
+    search = cfg.hparams_search
+    return (f"{search.name}-{search.metric}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}"
+            f"-{fixed}")
 
 
 def suggest(trial, space) -> dict:
@@ -61,13 +80,15 @@ def summary(study, metric: str) -> dict:
         for t in study.trials
     ]
     finished = [t for t in trials if t["state"] == "COMPLETE"]
+    direction = direction_of(metric)
+    best = max if direction == "maximize" else min
     return {
         "study": study.study_name,
         "metric": metric,
-        "direction": "maximize",
+        "direction": direction,
         "n_trials": len(trials),
         "n_complete": len(finished),
-        "best": max(finished, key=lambda t: t["value"]) if finished else None,
+        "best": best(finished, key=lambda t: t["value"]) if finished else None,
         "trials": trials,
     }
 
@@ -80,6 +101,7 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
     except ImportError:
         raise BenchmarkError("hparams_search needs Optuna: pip install -e '.[search]'") from None
     spec = cfg.hparams_search
+    direction = direction_of(spec.metric)
     name = study_name(cfg)
     folder = Path(cfg.results_dir) / "search"
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +117,7 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
         study = optuna.create_study(
             study_name=name,
             storage=f"sqlite:///{(folder / f'{name}.db').resolve()}",
-            direction="maximize",
+            direction=direction,
             load_if_exists=True,
         )
         # seeded by how far the study is: a resumed search does not replay the first run's suggestions
