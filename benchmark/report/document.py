@@ -11,7 +11,7 @@ from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.external import external_section
 from benchmark.report.load import Collection, Failure, Run, Skipped
-from benchmark.report.paired import against_first
+from benchmark.report.paired import against_first, grouped
 from benchmark.report.rows import Row, best_seed, mean_of
 from benchmark.report.searches import search_summaries, searches_section
 from benchmark.report.tables import (
@@ -202,10 +202,15 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
         return "Only one row: nothing to compare."
     found = against_first(rows, cfg.primary_metric, settings.ci_level)
     alpha = 1 - settings.ci_level
+    auroc = (
+        "AUROC: the same paired bootstrap, whose resamples draw whole patients/studies (DeLong's test would "
+        "treat the images of one as independent evidence). " if grouped(rows[0]) else
+        "AUROC: DeLong's test of the seed-mean AUROC (the trained seeds held fixed). "
+    )
     parts = [
         f"#1 **{rows[0].label}** against every other row, on the same test images. "
         f"{metric(cfg.primary_metric).name}: paired two-level bootstrap (the replicates behind the "
-        "intervals). AUROC: DeLong's test of the seed-mean AUROC (the trained seeds held fixed). "
+        f"intervals). {auroc}"
         f"p-values are two-sided and Holm-corrected within each test over the {len(rows) - 1} "
         f"comparison(s); ✓ = Holm p < {alpha:g}. A bootstrap p at its resolution is shown as `< 1/B`.",
         comparisons_table(found.ranking + found.auroc, alpha, cfg.digits),

@@ -40,7 +40,7 @@ def averaged(members: list[Row]) -> Predictions:
         if not (np.array_equal(other.files, first.files) and np.array_equal(other.labels, first.labels)):
             raise NotComparable(f"{row.label} and {members[0].label} were tested on different images")
     probabilities = np.mean([p.probabilities for p in predictions], axis=0)
-    return Predictions(first.files, first.labels, probabilities, first.classes)
+    return Predictions(first.files, first.labels, probabilities, first.classes, first.groups)
 
 
 def costs(members: list[Row]) -> dict[str, float]:
@@ -71,7 +71,8 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
     config_hash = digest(dataset, [(row.backbone, row.config_hash) for row in members], length=8)
     run_dir = run_path(results_dir, dataset, ENSEMBLE, f"top{len(members)}-{config_hash}")
     settings = members_settings(members)
-    scores = evaluate(predictions.labels, predictions.probabilities, list(predictions.classes), settings)
+    scores = evaluate(predictions.labels, predictions.probabilities, list(predictions.classes), settings,
+                      groups=predictions.groups)  # patients resampled, as the members' intervals were
     reference = members[0].runs[0].metrics
     metrics = {
         "backbone": ENSEMBLE, "dataset": dataset, "classes": list(predictions.classes),
@@ -79,7 +80,8 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
         "weights_used": " + ".join(sorted({row.weights for row in members})),  # "imagenet" when all agree
         "train_mode": "ensemble", "seed": "all", "config_hash": config_hash, "members": labels,
         "selected_by": f"lowest mean {SELECT_BY}", "image_size": reference.get("image_size"),
-        "split_sizes": reference.get("split_sizes"), **scores, **costs(members),
+        "split_sizes": reference.get("split_sizes"), "split_by": reference.get("split_by"),
+        "split_groups": reference.get("split_groups"), **scores, **costs(members),
     }
     table = predictions_frame(predictions.files, predictions.probabilities, list(predictions.classes),
                               labels=predictions.labels)

@@ -4,7 +4,8 @@ Pairing matters: both rows are scored on the same resampled test images, so the 
 difficulty cancels out and only the difference between the models is left to vary. The ranking metric
 is compared by the paired two-level bootstrap (the replicates behind each row's interval, on shared
 test resamples and each row's own seed draws), AUROC also by DeLong's test on the rows' seeds; each
-family of comparisons is Holm-corrected.
+family of comparisons is Holm-corrected. DeLong's variance treats every test image as independent: on a
+test split with patient groups, AUROC goes through the paired bootstrap too, whose resamples draw patients.
 """
 
 import math
@@ -27,6 +28,7 @@ class Predictions:
     labels: np.ndarray  # class indices into `classes`
     probabilities: np.ndarray
     classes: tuple[str, ...]
+    groups: np.ndarray | None = None  # patient/study of each image when the split had groups
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,10 @@ class Comparison:
 def seed_averaged(row: Row) -> Predictions:
     """The row's test probabilities averaged over its seeds (an ensemble of its seeds), aligned by file."""
     try:
-        files, labels, _, probabilities = aligned(row.runs, row.classes)
+        files, labels, groups, probabilities = aligned(row.runs, row.classes)
     except NotComparable as error:
         raise NotComparable(f"{row.label}: {error}") from None
-    return Predictions(np.asarray(files), labels, probabilities.mean(axis=0), tuple(row.classes))
+    return Predictions(np.asarray(files), labels, probabilities.mean(axis=0), tuple(row.classes), groups)
 
 
 def pooled(row: Row, temperatures: list[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +117,20 @@ def delong(first: Row, second: Row, level: float) -> list[Comparison]:
     ]
 
 
+def grouped(row: Row) -> bool:
+    """Whether the row's test images carry patient/study groups (its bootstrap resamples groups)."""
+    test = row.estimates.test if row.estimates is not None else None
+    return test is not None and test.groups is not None
+
+
+def auroc_tests(first: Row, second: Row, key: str, level: float) -> list[Comparison]:
+    """DeLong's tests, or on grouped test images the paired bootstrap of macro-AUROC over patients (none
+    when that is the ranking metric, already compared)."""
+    if not grouped(first):
+        return delong(first, second, level)
+    return [] if key == "macro_auroc" else [paired_bootstrap(first, second, "macro_auroc", level)]
+
+
 def with_holm(comparisons: list[Comparison]) -> list[Comparison]:
     """The family's p-values adjusted by Holm's step-down method (controls the family-wise error)."""
     adjusted = holm([c.p_value for c in comparisons])
@@ -126,8 +142,8 @@ class AllPairs:
     """#1 against every other row: one family per method (and per-class DeLong as its own family)."""
 
     ranking: list[Comparison]  # paired bootstrap on the ranking metric
-    auroc: list[Comparison]  # DeLong, macro-AUROC
-    auroc_per_class: list[Comparison]  # DeLong, each class (more than two classes only)
+    auroc: list[Comparison]  # DeLong, macro-AUROC (grouped test images: the paired bootstrap)
+    auroc_per_class: list[Comparison]  # DeLong, each class (more than two classes, ungrouped only)
     not_comparable: list[tuple[str, str]]  # (row, why)
 
 
@@ -142,11 +158,11 @@ def against_first(rows: list[Row], key: str, level: float) -> AllPairs:
             failed.append((other.label, str(error)))
             continue
         try:
-            tests = delong(first, other, level)
+            tests = auroc_tests(first, other, key, level)
         except NotComparable as error:
-            failed.append((other.label, f"DeLong: {error}"))
+            failed.append((other.label, f"AUROC: {error}"))
             continue
-        macro.append(tests[0])
+        macro.extend(tests[:1])
         per_class.extend(tests[1:])
     return AllPairs(with_holm(ranking), with_holm(macro), with_holm(per_class), failed)
 

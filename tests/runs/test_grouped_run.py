@@ -35,3 +35,20 @@ def test_a_run_split_by_patient_says_so_everywhere(tiny_cfg, tmp_path):
 def test_a_run_without_groups_warns_that_the_split_ignored_patients(tiny_sweep):
     markdown = (tiny_sweep.root / "results" / "leaderboard.md").read_text()
     assert "split by image — no groups given" in markdown
+
+
+def test_a_grouped_leaderboard_compares_and_ensembles_over_patients(tiny_cfg, tmp_path):
+    """DeLong's variance and an image-level ensemble would treat one patient's slices as independent."""
+    for backbone in ("mobilenetv2", "resnet50"):
+        run(tiny_cfg(*PATIENTS, f"backbone={backbone}"))
+    results = tmp_path / "results"
+    report = run_cli([f"results_dir={results}", "ensemble_k=2"], module="benchmark.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    (ensemble_dir,) = (results / "runs" / "synthetic" / "ensemble").iterdir()
+    metrics = json.loads((ensemble_dir / "metrics.json").read_text())
+    assert metrics["bootstrap_unit"] == "group" and metrics["split_by"] == "patient"
+    assert metrics["n_test_groups"] == metrics["split_groups"]["test"]
+    markdown = (results / "leaderboard.md").read_text()
+    assert "split by image" not in markdown  # the ensemble's row no longer says so
+    assert "resamples draw whole patients/studies" in markdown
+    assert "DeLong's test of the seed-mean AUROC" not in markdown
