@@ -110,6 +110,10 @@ def find_duplicates(splits: dict[str, Split], records: dict[str, ScanRecord], ne
     dHash Hamming distance in bits for exact and near pairs, empty for the others. Unreadable images and
     ids without a record take part in the name comparison only."""
     order = [(name, image_id) for name in sorted(splits, key=split_rank) for image_id in splits[name].ids]
+    # With patient/study groups, one file name in several groups is the export's naming (IM-0001-0001.dcm
+    # in every patient's folder), not a hint: names are compared within a group.
+    group_of = {image_id: group for split in splits.values() if split.groups is not None
+                for image_id, group in zip(split.ids, split.groups, strict=True)}
     rows: list[tuple] = []
     groups: dict[str, dict[str, list]] = {kind: defaultdict(list) for kind in KINDS if kind != "near"}
     readable: list[int] = []
@@ -117,7 +121,7 @@ def find_duplicates(splits: dict[str, Split], records: dict[str, ScanRecord], ne
         record = records.get(image_id)
         name = basename(image_id)
         if name is not None:
-            groups["name"][name].append((split, image_id))
+            groups["name"][(name, group_of.get(image_id))].append((split, image_id))
         if record is None:
             continue
         if record.reason is None and record.pixel_hash is not None and record.dhash is not None:
@@ -224,6 +228,22 @@ def audit(
             "LEAKAGE: dropped %d images that repeat an image of an earlier split (%s)", len(dropped), leaks
         )
     return AuditResult(pairs, counts, dropped, dedupe, int(near_bits))
+
+
+def reported_findings(record: dict) -> dict:
+    """What metrics.json, the leaderboard and the model card say about an `audit_record`: the leakage left
+    in the data per kind (none once dedupe=drop removed the later copies), how many copies were dropped,
+    and the name/PatientID hints, which are reasons to look, not leakage by themselves."""
+    across = {
+        kind: sum(n for pair, n in by_pair.items() if len(set(pair.split("~"))) > 1)
+        for kind, by_pair in record.get("counts", {}).items()
+    }
+    dropped = record.get("dedupe") == "drop"
+    return {
+        "cross_split_duplicates": {kind: 0 if dropped else across.get(kind, 0) for kind in LEAK_KINDS},
+        "dropped_duplicates": len(record.get("dropped", [])),
+        "cross_split_hints": {kind: across.get(kind, 0) for kind in ADVISORY_KINDS},
+    }
 
 
 def audit_record(result: AuditResult) -> dict:

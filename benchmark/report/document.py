@@ -143,19 +143,36 @@ def split_unit(metrics: dict) -> str:
     )
 
 
-def duplicate_warnings(runs: list[Run]) -> list[str]:
-    """Cross-split duplicates the data audit found: they make test metrics optimistic."""
+def most_per_kind(runs: list[Run], key: str) -> dict[str, int]:
+    """The largest count of each kind over the runs' `key` (a metrics.json dict of counts per kind)."""
     found: dict[str, int] = {}
     for run in runs:
-        for kind, count in (run.metrics.get("cross_split_duplicates") or {}).items():
+        for kind, count in (run.metrics.get(key) or {}).items():
             found[kind] = max(found.get(kind, 0), int(count))
-    if not any(found.values()):
-        return []
-    described = ", ".join(f"{count} {kind}" for kind, count in found.items() if count)
-    return [
-        f"\n{WARNING} **Possible leakage:** the data audit found images shared across splits ({described}; "
-        "see each run's audit.csv and audit.png): test metrics may be optimistic."
-    ]
+    return {kind: count for kind, count in found.items() if count}
+
+
+def duplicate_warnings(runs: list[Run]) -> list[str]:
+    """What the data audit found across splits: duplicates left in the data make test metrics optimistic;
+    dropped ones are said; a shared file name or DICOM PatientID is a reason to look, not leakage."""
+    lines = []
+    leaks, hints = most_per_kind(runs, "cross_split_duplicates"), most_per_kind(runs, "cross_split_hints")
+    if leaks:
+        described = ", ".join(f"{count} {kind}" for kind, count in leaks.items())
+        lines.append(
+            f"\n{WARNING} **Possible leakage:** the data audit found images shared across splits "
+            f"({described}; see each run's audit.csv and audit.png): test metrics may be optimistic."
+        )
+    dropped = max(int(run.metrics.get("dropped_duplicates") or 0) for run in runs)
+    if dropped and not leaks:
+        lines.append(f"- {dropped} copies of images in an earlier split dropped before training "
+                     "(dataset.dedupe=drop; listed in each run's manifest.json)")
+    if hints:
+        described = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in hints.items())
+        lines.append(f"- to check: matches across splits by file name or DICOM PatientID ({described}; "
+                     "audit.csv): different images can share them, but one patient in two splits inflates "
+                     "test metrics")
+    return lines
 
 
 def small_test_warnings(rows: list[Row]) -> list[str]:

@@ -38,7 +38,11 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
         found.append(f"The test split has {metrics.get('n_test')} images: intervals are wide.")
     duplicates = sum((metrics.get("cross_split_duplicates") or {}).values())
     if duplicates:
-        found.append(f"{duplicates} near-duplicate image pair(s) cross the splits (audit.csv).")
+        found.append(f"{duplicates} exact or near-duplicate image pair(s) cross the splits (audit.csv).")
+    hints = sum((metrics.get("cross_split_hints") or {}).values())
+    if hints:
+        found.append(f"{hints} file name or DICOM PatientID match(es) cross the splits: check them in "
+                     "audit.csv (different images may share a name).")
     if (metrics.get("calibration") or {}).get("temperature_at_bound"):
         found.append("Temperature scaling hit its search bound: validation predictions carry little signal.")
     found.append("No external validation is part of this run (`python -m benchmark.evaluate` adds one).")

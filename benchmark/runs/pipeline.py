@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from backbones.registry import check_image_size
 from backbones.weights import LoadedBackbone, load_backbone
 from benchmark.data import Dataset
+from benchmark.data.audit import reported_findings
 from benchmark.data.groups import splits_frame
 from benchmark.data.pixels import split_pixels
 from benchmark.data.splits import is_test_only
@@ -122,10 +123,7 @@ def split_summary(dataset: Dataset) -> dict:
         if dataset.group_name
         else None,
         "skipped_images": len(dataset.records.get("skipped", [])),
-        "cross_split_duplicates": {
-            kind: sum(n for pair, n in by_pair.items() if len(set(pair.split("~"))) > 1)
-            for kind, by_pair in audit.get("counts", {}).items()
-        },
+        **reported_findings(audit),
     }
 
 

@@ -16,6 +16,7 @@ from benchmark.data.audit import (
     drop_for_dedupe,
     find_duplicates,
     near_pairs,
+    reported_findings,
 )
 from benchmark.data.dataset import Split
 from benchmark.data.images import DecodeOptions
@@ -83,6 +84,29 @@ def test_dedupe_drop_removes_the_later_split_copy_and_warn_logs_leakage(tmp_path
     record = audit_record(result)
     assert record["cross_split"] == {"train~test": 2, "train~val": 1, "val~test": 1}
     assert json.loads(json.dumps(record))["n_pairs"] == len(result.pairs)
+
+
+def test_what_is_reported_drops_dropped_copies_and_keeps_hints_apart(tmp_path: Path):
+    splits, records = leaky_dataset(tmp_path)
+    warned = reported_findings(audit_record(audit(splits, records, NEAR_BITS, "warn")))
+    assert warned == {"cross_split_duplicates": {"exact": 1, "near": 3, "sop_instance_uid": 0},
+                      "dropped_duplicates": 0, "cross_split_hints": {"name": 1, "patient_id": 0}}
+    dropped = reported_findings(audit_record(audit(splits, records, NEAR_BITS, "drop")))
+    assert dropped["cross_split_duplicates"] == {"exact": 0, "near": 0, "sop_instance_uid": 0}
+    assert dropped["dropped_duplicates"] == 3 and dropped["cross_split_hints"]["name"] == 1
+
+
+def test_with_patient_groups_a_file_name_repeated_across_patients_is_no_finding(tmp_path: Path):
+    """A PACS export names every patient's first slice IM-0001-0001.dcm; only a name shared within one
+    patient (a group the split let into two splits) is worth a look."""
+    splits, records = leaky_dataset(tmp_path)
+    patients = {"train": ("p1", "p1", "p2"), "val": ("p3",), "test": ("p1", "p4", "p5")}
+    grouped = {name: Split(split.ids, split.labels, patients[name]) for name, split in splits.items()}
+    assert found(find_duplicates(grouped, records, NEAR_BITS), "name") == set()  # notes.png: p2 and p5
+    patients["test"] = ("p1", "p4", "p2")  # p2 in train and test: its notes.png is worth a look again
+    grouped = {name: Split(split.ids, split.labels, patients[name]) for name, split in splits.items()}
+    expected = {("train/a/notes.png", "test/a/notes.png")}
+    assert found(find_duplicates(grouped, records, NEAR_BITS), "name") == expected
 
 
 def test_dedupe_error_names_the_counts_and_the_fix(tmp_path: Path):

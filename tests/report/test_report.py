@@ -252,3 +252,19 @@ def test_the_sweeps_own_report_finds_what_make_report_wrote_up_to_date(swept, tm
     written = path.stat().st_mtime_ns
     build_leaderboard(OmegaConf.create({"results_dir": str(results), "report": {"ensemble_k": 0}}))
     assert path.stat().st_mtime_ns == written
+
+
+def test_the_header_warns_of_duplicates_left_in_the_data_not_of_dropped_ones_or_name_hints():
+    from benchmark.report.document import duplicate_warnings
+    from benchmark.report.load import Run
+
+    def said(**metrics) -> str:
+        return "\n".join(duplicate_warnings([Run("r", metrics, {}, pd.DataFrame(), None)]))
+
+    left = said(cross_split_duplicates={"exact": 2, "near": 1}, cross_split_hints={"name": 0})
+    assert "**Possible leakage:**" in left and "2 exact, 1 near" in left
+    dropped = said(cross_split_duplicates={"exact": 0, "near": 0}, dropped_duplicates=3)
+    assert "Possible leakage" not in dropped and "3 copies of images in an earlier split dropped" in dropped
+    hints = said(cross_split_duplicates={"exact": 0}, cross_split_hints={"name": 42, "patient_id": 0})
+    assert "Possible leakage" not in hints and "by file name or DICOM PatientID (42 name;" in hints
+    assert said(cross_split_duplicates={"exact": 0}) == ""
