@@ -175,8 +175,10 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     return lines
 
 
-def small_test_warnings(rows: list[Row]) -> list[str]:
-    """Classes with fewer than MIN_CASES test cases, and intervals the bootstrap could not give."""
+def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
+    """Classes with fewer than MIN_CASES test cases, and intervals the bootstrap could not give: a warning
+    when the ranking metric's is among them, else a note (an operating point's sensitivity of 1.0 in every
+    resample says nothing about the ranking)."""
     found = []
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
@@ -199,11 +201,14 @@ def small_test_warnings(rows: list[Row]) -> list[str]:
         }
     )
     if fallback:
+        listed = f"{', '.join(fallback[:6])}{' …' if len(fallback) > 6 else ''}"
         found.append(
-            f"{WARNING} **Test set too small to rank on:** the bootstrap was degenerate for "
-            f"{', '.join(fallback[:6])}{' …' if len(fallback) > 6 else ''} (every resample gave the same "
-            f"value); those intervals are exact ({EXACT_MARK}) or absent. "
+            f"{WARNING} **Test set too small to rank on:** the bootstrap was degenerate for {listed} (every "
+            f"resample gave the same value); those intervals are exact ({EXACT_MARK}) or absent. "
             "Differences between rows here are not evidence."
+            if primary in fallback else
+            f"- the bootstrap was degenerate for {listed} (every resample gave the same value): those "
+            f"intervals are exact ({EXACT_MARK}) or absent"
         )
     problems = [
         f"{row.label}: {row.estimates.problem}" for row in rows if row.estimates and row.estimates.problem
@@ -326,7 +331,7 @@ def dataset_section(
     parts = [
         f"## {dataset}",
         dataset_facts(rows),
-        *small_test_warnings(rows),
+        *small_test_warnings(rows, cfg.primary_metric),
         main_table(rows, cfg.primary_metric, cfg.digits),
         *regimes_and_sizes(rows, cfg),
         "### #1 against every other row",

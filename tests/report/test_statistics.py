@@ -71,14 +71,25 @@ def test_three_images_all_right_do_not_get_a_zero_width_interval():
     found = estimate(row, "accuracy")
     assert found.estimate == 1.0 and found.method == CLOPPER_PEARSON_FALLBACK
     assert found.high - found.low > 0.5
-    warnings = "\n".join(small_test_warnings([row]))
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
     assert "Test set too small to rank on" in warnings and "Few test cases" in warnings
+
+
+def test_a_degenerate_interval_of_another_metric_is_noted_not_a_reason_not_to_rank():
+    """One class always right (its sensitivity 1.0 in every resample) says nothing about the ranking."""
+    probabilities = noisy(LABELS, 0.3, 0)
+    probabilities[LABELS == 0] = np.eye(3)[0]
+    (row,) = rows_of(fake_run("m", probabilities, LABELS))
+    assert estimate(row, "accuracy").method == BOOTSTRAP
+    assert estimate(row, "sensitivity_normal").method == CLOPPER_PEARSON_FALLBACK
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
+    assert "too small to rank on" not in warnings and "sensitivity_normal (every resample" in warnings
 
 
 def test_a_four_image_class_is_warned_about():
     labels = np.repeat(np.arange(3), [40, 40, 4])
     (row,) = rows_of(fake_run("m", noisy(labels, 0.2, 0), labels))
-    warnings = "\n".join(small_test_warnings([row]))
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
     assert "Few test cases:** tumor (4)" in warnings and "normal" not in warnings
     assert np.isfinite(estimate(row, "sensitivity_tumor").low)  # stratified: tumor is in every resample
 
