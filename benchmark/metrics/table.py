@@ -24,6 +24,9 @@ class Metric:
     bootstrapped: bool = False  # metrics.json gets <key>_ci_low / <key>_ci_high from the test-set bootstrap
     headline: bool = False  # a column of the leaderboard (per-class: of its per-class table), with interval
     per_class: bool = False  # one value per class, under metrics.json's per_class
+    # an unweighted mean over the classes: undefined (NaN) on test images without every class, rather
+    # than a mean over fewer classes or with a 0 for the absent one (evaluate.py)
+    over_classes: bool = False
     # (weights (B, n), y_true, probabilities, settings) -> (B,) values, or (B, K) per class: the formula
     # on B bootstrap resamples at once (weighted.py); every metric with an interval has one
     resampled: Callable[..., np.ndarray] | None = field(default=None, repr=False)
@@ -68,6 +71,7 @@ METRICS: tuple[Metric, ...] = (
         bootstrapped=True,
         headline=True,
         resampled=_weighted(weighted.balanced_accuracy),
+        over_classes=True,
     ),
     Metric(
         "macro_f1",
@@ -76,6 +80,7 @@ METRICS: tuple[Metric, ...] = (
         bootstrapped=True,
         headline=True,
         resampled=_weighted(weighted.macro_f1),
+        over_classes=True,
     ),
     Metric(
         "macro_auroc",
@@ -84,9 +89,10 @@ METRICS: tuple[Metric, ...] = (
         bootstrapped=True,
         headline=True,
         resampled=_weighted(weighted.macro_auroc),
+        over_classes=True,
     ),
-    Metric("macro_precision", "macro precision", _plain(scores.averaged_prf("macro", 0))),
-    Metric("macro_recall", "macro recall", _plain(scores.averaged_prf("macro", 1))),
+    Metric("macro_precision", "macro precision", _plain(scores.averaged_prf("macro", 0)), over_classes=True),
+    Metric("macro_recall", "macro recall", _plain(scores.averaged_prf("macro", 1)), over_classes=True),
     Metric("weighted_precision", "weighted precision", _plain(scores.averaged_prf("weighted", 0))),
     Metric("weighted_recall", "weighted recall", _plain(scores.averaged_prf("weighted", 1))),
     Metric("weighted_f1", "weighted F1", _plain(scores.averaged_prf("weighted", 2))),

@@ -53,6 +53,9 @@ def test_a_small_site_without_one_class_is_scored_on_every_image(saved_run, tmp_
     scores = json.loads((run_dir / "external" / "small" / "metrics.json").read_text())
     assert scores["n_test"] == 6 and scores["absent_classes"] == ["pneumonia"]
     assert np.isnan(scores["macro_auroc"]) and 0 <= scores["accuracy"] <= 1
+    for key in ("macro_f1", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1_ci_low"):
+        assert np.isnan(scores[key]), key  # not a mean over two classes, nor one with a 0 for pneumonia
+    assert 0 <= scores["weighted_f1"] <= 1  # weighted by support: the absent class weighs nothing
     assert "no images of class(es) pneumonia at small" in result.stderr
 
 
