@@ -387,6 +387,8 @@ def document(
     ]
     results_dir = Path(cfg.results_dir)
     every_row = [row for rows in ranked.values() for row in rows]
+    every_row += [row for by_key in others.values() for rows in by_key.values() for row in rows
+                  if row not in every_row]  # a site scored on a configuration validation did not choose
     if external := external_section(every_row, results_dir, cfg.primary_metric, cfg.digits):
         parts += ["## External validation", external]
     if summaries := search_summaries(results_dir):

@@ -30,10 +30,13 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
         for internal, external in external_results(results_dir, row):
             drop = external.get(primary, math.nan) - internal.get(primary, math.nan)
             synthetic = " (synthetic)" if external.get("synthetic_data") else ""
+            absent = ", ".join(external.get("absent_classes") or []) or "—"
             lines.append(
                 f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {external['n_test']} "
-                f"| {with_interval(internal, primary, digits)} | {with_interval(external, primary, digits)} "
-                f"| {drop:+.{digits}f} |"
+                f"| {absent} | {with_interval(internal, primary, digits)} "
+                f"| {with_interval(external, primary, digits)} "
+                f"| {f'{drop:+.{digits}f}' if math.isfinite(drop) else '—'} "
+                f"| {with_interval(external, 'accuracy', digits)} |"
             )
     if not lines:
         return None
@@ -41,9 +44,11 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
     return "\n".join([
         f"Each run's test {name} (internal) against its {name} on every image of another site's data, "
         "same model, decoding and preprocessing (`python -m benchmark.evaluate`); intervals per run "
-        "(one seed, test-set sampling only).",
+        "(one seed, test-set sampling only). Every configuration's runs are listed, chosen or not; a macro "
+        "average is undefined (—) at a site without every class.",
         "",
-        f"| row | seed | site | images | internal {name} | external {name} | external − internal |",
-        "|---|---|---|---|---|---|---|",
+        f"| row | seed | site | images | classes absent | internal {name} | external {name} "
+        "| external − internal | external accuracy |",
+        "|---|---|---|---|---|---|---|---|---|",
         *lines,
     ])
