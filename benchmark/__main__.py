@@ -42,10 +42,13 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
 def pipeline_run(cfg: DictConfig):
     """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset),
     its thread pools sized to the launcher first: they can be sized only before TensorFlow's first
-    operation in the process. A dataset.path that is not there stops it before any of that."""
+    operation in the process. A dataset.path that is not there, or a bad train.*/head.* number, stops it
+    before any of that."""
     from benchmark.data import ahead, check_path
+    from benchmark.runs.settings import check_training
 
     check_path(cfg.dataset)
+    check_training(cfg)
     preparing = ahead.start(cfg) if "tensorflow" not in sys.modules else None  # a process's first run
     from benchmark.runs import threads
     from benchmark.runs.pipeline import run

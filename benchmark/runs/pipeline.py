@@ -33,6 +33,7 @@ from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
+from benchmark.runs.settings import check_training
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
 from benchmark.saliency.pool import Pooled, keep_pool, pool_path, pooled_images, read_pool
@@ -147,12 +148,14 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, started: str)
 
 
 def validate(cfg: DictConfig) -> RunIdentity:
-    """Everything checkable before work starts: backbone, input size, strategy and augmentation."""
+    """Everything checkable before work starts: backbone, input size, strategy, the train.*/head.* numbers
+    (also checked before TensorFlow is imported, by `python -m benchmark`) and augmentation."""
     run = resolve(cfg)
     check_image_size(run.spec, run.image_size)
     layout.check_writable(Path(cfg.results_dir))
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
+    check_training(cfg)  # an Optuna trial's values too
     if cfg.get("logger"):
         tracking.check_installed()
     engines.choose(cfg.runtime.engine, 0, 1, False)  # an unknown or uninstalled engine, before any work

@@ -80,7 +80,7 @@ def reset_optimizer(used: keras.optimizers.Optimizer, lr: float) -> None:
     """The state of a new optimizer: step count and moment estimates zero, the configured learning rate."""
     for variable in used.variables:
         variable.assign(np.zeros(variable.shape, variable.dtype))
-    used.learning_rate = lr
+    used.learning_rate = float(lr)
 
 
 def assembled(extractor: keras.Model, head: Head) -> keras.Model:

@@ -71,10 +71,11 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def optimizer(cfg: DictConfig, lr: float) -> keras.optimizers.Optimizer:
+    """Adam or SGD at `lr`; an int rate or momentum (train.lr=1) as a float, which Keras insists on."""
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=lr)
+        return keras.optimizers.Adam(learning_rate=float(lr))
     if cfg.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=cfg.momentum)
+        return keras.optimizers.SGD(learning_rate=float(lr), momentum=float(cfg.momentum))
     raise BenchmarkError(f"train.optimizer={cfg.optimizer!r} is unknown: use one of {', '.join(OPTIMIZERS)}")
 
 
@@ -86,7 +87,7 @@ def callbacks(cfg: DictConfig, lr: float) -> tuple[list, keras.callbacks.EarlySt
     found: list[keras.callbacks.Callback] = [stop, EpochLog()]
     if cfg.step_size:
         found.insert(0, keras.callbacks.LearningRateScheduler(
-            lambda epoch: lr * cfg.gamma ** (epoch // cfg.step_size)))
+            lambda epoch: float(lr * cfg.gamma ** (epoch // cfg.step_size))))
     return found, stop
 
 

@@ -86,6 +86,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
         lambda t: ["dataset.split=[0,0,1]"], "which only scoring can use: give train/val fractions"),
     "image_size below the backbone's minimum": (lambda t: ["image_size=16"], "below mobilenetv2's minimum"),
     "image_size not an integer": (lambda t: ["image_size=12.5"], "is not a whole number of pixels"),
+    "no epochs": (lambda t: ["train.max_epochs=0"], "train.max_epochs=0 must be a whole number of at least"),
+    "a dropout of all units": (lambda t: ["head.dropout=1"], "head.dropout=1 must be a fraction"),
+    "a negative fine-tuning rate": (
+        lambda t: ["train=finetune", "train.finetune_lr=-1e-5"], "train.finetune_lr=-1e-05 must be"),
     "a truncated .npz": (
         lambda t: ["dataset=medmnist", f"dataset.path={npz(t / 'n', truncated=True)}"],
         "is truncated or not"),

@@ -115,3 +115,20 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, messag
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.max_epochs=0", "train.batch_size=0", "train.lr=abc", "train.lr=-1", "train.lr=-0.001",
+     "head.dropout=1.5"],
+)
+def test_a_bad_train_or_head_number_stops_before_any_work(tmp_path: Path, override: str):
+    """Keras met these only after the features were extracted (a traceback, exit code 1), or trained
+    with them (a negative learning rate): now one line naming the key, before any data or model work."""
+    result = run_cli(tiny_overrides(tmp_path, override))
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    key = override.split("=")[0]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {key}=") and f"e.g. {key}=" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()

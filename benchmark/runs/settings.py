@@ -1,0 +1,66 @@
+"""The numeric train.* and head.* settings, checked before any work (no TensorFlow imported).
+
+Keras meets these values only after the data is loaded and the features are extracted, and then fails
+with a traceback of its own (train.max_epochs=0: "need at least one array to stack"; train.batch_size=0:
+a division by zero; head.dropout=1.5, train.lr=abc) or trains on one that makes no sense (a negative
+learning rate climbs the loss). Checked here, a bad value is one `error:` line naming the key and the
+fix, before anything is computed or written.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.errors import BenchmarkError
+
+
+def number(value: Any) -> bool:
+    """A finite int or float (an int is a legal rate: train.lr=1 is 1.0); a bool is not a number here."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def count(least: int) -> tuple[Callable[[Any], bool], str]:
+    return lambda v: whole(v, least), f"a whole number of at least {least}"
+
+
+ABSENT = object()
+POSITIVE = (lambda v: number(v) and v > 0, "a positive number")
+# key -> (valid, what it must be, an example); a key the regime's config lacks is not checked
+RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "train.max_epochs": (*count(1), "30"),
+    "train.batch_size": (*count(1), "32"),
+    "train.patience": (*count(0), "3"),
+    "train.warmup_epochs": (*count(0), "5"),
+    "train.max_iter": (*count(1), "2000"),
+    "train.k": (*count(1), "11"),
+    "head.units": (*count(1), "256"),
+    "train.lr": (*POSITIVE, "1e-3"),
+    "train.finetune_lr": (*POSITIVE, "1e-5"),
+    "train.gamma": (*POSITIVE, "0.1"),
+    "head.dropout": (lambda v: number(v) and 0 <= v < 1, "a fraction from 0 up to (not including) 1", "0.5"),
+    "train.momentum": (lambda v: number(v) and 0 <= v <= 1, "a number from 0 to 1", "0.9"),
+    "train.min_delta": (lambda v: number(v) and v >= 0, "a number of at least 0", "0.001"),
+    "train.step_size": (lambda v: v is None or whole(v, 1),
+                        "null (a constant learning rate) or a whole number of at least 1", "10"),
+    "train.unfreeze": (lambda v: v == "all" or whole(v, 0), "a whole number of at least 0 or all", "20"),
+    "train.c_grid": (lambda v: isinstance(v, list) and bool(v) and all(number(c) and c > 0 for c in v),
+                     "a list of positive numbers", "[0.01,0.1,1.0]"),
+}
+
+
+def check_training(cfg: DictConfig) -> None:
+    """Raise a BenchmarkError naming the first bad train.* or head.* number, its value and the fix."""
+    for key, (valid, rule, example) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=ABSENT)
+        if value is ABSENT:
+            continue
+        value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+        if not valid(value):
+            shown = "null" if value is None else repr(value)
+            raise BenchmarkError(f"{key}={shown} must be {rule}: e.g. {key}={example}")

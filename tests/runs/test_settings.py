@@ -1,0 +1,72 @@
+"""The train.* and head.* numbers are checked before any work: a bad one is a BenchmarkError naming the
+key and the fix; every legal value, an integer learning rate included, passes (tests/commands/test_cli.py
+checks the one `error:` line and exit code 2 of a real run)."""
+
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.runs.settings import check_training
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["train.lr=1"],  # an int is a legal learning rate: 1.0
+        ["head.dropout=0", "train.patience=0", "train.min_delta=0", "train.step_size=5", "train.gamma=1"],
+        ["train=finetune", "train.unfreeze=all", "train.warmup_epochs=0", "train.finetune_lr=1"],
+        ["train=finetune", "train.unfreeze=0", "train.optimizer=sgd", "train.momentum=0"],
+        ["train=linear", "train.c_grid=[1,10]"],
+        ["train=knn", "train.k=1"],
+    ],
+)
+def test_legal_settings_pass(tiny_cfg, overrides):
+    check_training(tiny_cfg(*overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.max_epochs=0"],
+         "train.max_epochs=0 must be a whole number of at least 1: e.g. train.max_epochs=30"),
+        (["train.batch_size=0"], "train.batch_size=0 must be a whole number of at least 1"),
+        (["train.batch_size=8.5"], "train.batch_size=8.5 must be a whole number"),
+        (["train.patience=-1"], "train.patience=-1 must be a whole number of at least 0"),
+        (["head.units=0"], "head.units=0 must be a whole number of at least 1"),
+        (["train.lr=abc"], "train.lr='abc' must be a positive number: e.g. train.lr=1e-3"),
+        (["train.lr=-0.001"], "train.lr=-0.001 must be a positive number"),
+        (["train.lr=null"], "train.lr=null must be a positive number"),
+        (["train.lr=nan"], "train.lr=nan must be a positive number"),
+        (["train.lr=true"], "train.lr=True must be a positive number"),
+        (["head.dropout=1.5"], "head.dropout=1.5 must be a fraction from 0 up to (not including) 1"),
+        (["head.dropout=1"], "head.dropout=1 must be a fraction"),
+        (["train.momentum=2"], "train.momentum=2 must be a number from 0 to 1"),
+        (["train.min_delta=-0.1"], "train.min_delta=-0.1 must be a number of at least 0"),
+        (["train.step_size=0"], "train.step_size=0 must be null (a constant learning rate) or"),
+        (["train.gamma=0"], "train.gamma=0 must be a positive number"),
+        (["train=finetune", "train.finetune_lr=0"], "train.finetune_lr=0 must be a positive number"),
+        (["train=finetune", "train.warmup_epochs=-1"], "train.warmup_epochs=-1 must be a whole number"),
+        (["train=finetune", "train.unfreeze=-3"],
+         "train.unfreeze=-3 must be a whole number of at least 0 or all"),
+        (["train=finetune", "train.unfreeze=some"], "train.unfreeze='some' must be"),
+        (["train=linear", "train.c_grid=[]"], "train.c_grid=[] must be a list of positive numbers"),
+        (["train=linear", "train.c_grid=[1,-1]"], "train.c_grid=[1, -1] must be a list of positive numbers"),
+        (["train=linear", "train.max_iter=0"], "train.max_iter=0 must be a whole number of at least 1"),
+        (["train=knn", "train.k=0"], "train.k=0 must be a whole number of at least 1"),
+    ],
+)
+def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
+    with pytest.raises(BenchmarkError) as raised:
+        check_training(tiny_cfg(*overrides))
+    assert str(raised.value).startswith(message), raised.value
+
+
+def test_an_integer_learning_rate_and_momentum_reach_keras_as_floats(tiny_cfg):
+    """Keras refuses learning_rate=1 and momentum=0 as ints."""
+    from benchmark.train.shared import callbacks, optimizer
+
+    cfg = tiny_cfg("train.optimizer=sgd", "train.momentum=0", "train.lr=1", "train.step_size=1",
+                   "train.gamma=1")
+    made = optimizer(cfg.train, cfg.train.lr)
+    assert float(made.learning_rate) == 1.0
+    schedule = callbacks(cfg.train, cfg.train.lr)[0][0].schedule
+    assert isinstance(schedule(3), float) and schedule(3) == 1.0
