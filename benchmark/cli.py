@@ -51,6 +51,10 @@ def one_line(error: BaseException) -> str:
         return f"{key} is required: add {key}=<value> (e.g. dataset=folder dataset.path=/data/ct)"
     if plugin := missing_plugin(str(error)):
         return plugin
+    if unknown := re.search(r"Could not override '([^']+)'\.\s+To append", str(error)):  # a typo, mostly
+        key = unknown.group(1)
+        return (f"{key} is not a setting: check its spelling (the command with --cfg job lists them all); "
+                f"Hydra's +{key}=... would add it with nothing reading it")
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     options = getattr(error, "options", None)
     message = " ".join(lines[: 1 if options else 2]) if lines else type(error).__name__

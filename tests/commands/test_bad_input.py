@@ -64,7 +64,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "unknown dataset": (lambda t: ["dataset=imagenet"], "choose one of: folder, medmnist, synthetic"),
     "unknown train mode": (lambda t: ["train=distill"], "choose one of: finetune, frozen"),
     "unknown preset": (lambda t: ["experiment=smith2023"], "choose one of: bormane2024_all_backbones"),
-    "misspelled config key": (lambda t: ["trian.lr=0.1"], "Could not override 'trian.lr'"),
+    "misspelled config key": (lambda t: ["trian.lr=0.1"], "trian.lr is not a setting"),
     "missing dataset.path": (lambda t: ["dataset=folder"], "dataset.path is required"),
     "a file where a folder is expected": (
         lambda t: ["dataset=folder", f"dataset.path={images(t / 'd', 1) / 'img000.png'}"], "is not a folder"),

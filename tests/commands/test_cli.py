@@ -104,7 +104,7 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
         (["image_size=16"], "below mobilenetv2's minimum of 32"),
         (["backbone.name=resnet18"], "unknown backbone 'resnet18'"),
         (["backbone=resnet18"], "choose one of: densenet121, inceptionresnetv2"),
-        (["dataset.pth=/data"], "Could not override 'dataset.pth'"),
+        (["dataset.pth=/data"], "dataset.pth is not a setting: check its spelling"),
         (["dataset=medmnist", "dataset.path=~/organamnist.npz"], "quote a value holding ~"),
     ],
 )

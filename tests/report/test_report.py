@@ -134,7 +134,7 @@ def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
     [
         ([], "no complete runs under {results}/runs: run `make sweep` or `python -m benchmark` first"),
         (["primary_metric=speed"], "primary_metric=speed is not a rankable metric: use one of accuracy"),
-        (["primary_metrc=accuracy"], "Could not override 'primary_metrc'"),
+        (["primary_metrc=accuracy"], "primary_metrc is not a setting"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
