@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
-from benchmark.data.images import IMAGE_SUFFIXES, DecodeOptions, decode_file
+from benchmark.data.images import IMAGE_KINDS, DecodeOptions, decode_file, is_image_file
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json
 from benchmark.metrics.calibration import apply_temperature
@@ -50,12 +50,10 @@ def input_files(path: Path) -> list[Path]:
     files = sorted(
         p
         for p in path.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
     )
     if not files:
-        raise BenchmarkError(f"input={path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise BenchmarkError(f"input={path} holds no images ({IMAGE_KINDS})")
     return files
 
 

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark.data.dataset import Split
 from benchmark.data.groups import assign_groups
-from benchmark.data.images import IMAGE_SUFFIXES
+from benchmark.data.images import IMAGE_KINDS, is_image_file
 from benchmark.data.splits import group_split_off, split_off, three_way
 from benchmark.errors import BenchmarkError
 
@@ -20,14 +20,10 @@ def list_class_images(directory: Path, root: Path) -> dict[str, list[str]]:
     """Class folder name -> sorted image paths relative to `root` (nested sub-folders allowed)."""
     classes: dict[str, list[str]] = {}
     for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            str(p.relative_to(root))
-            for p in class_dir.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        )
+        files = sorted(str(p.relative_to(root)) for p in class_dir.rglob("*") if is_image_file(p))
         if not files:
             raise BenchmarkError(
-                f"class folder {class_dir} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}): "
+                f"class folder {class_dir} has no images ({IMAGE_KINDS}): "
                 "add images or remove the folder"
             )
         classes[class_dir.name] = files

@@ -42,6 +42,7 @@ from benchmark.errors import BenchmarkError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+IMAGE_KINDS = f"{', '.join(sorted(IMAGE_SUFFIXES))} or DICOM files of any name"  # what a listing keeps
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "I;16S", "I;32", "F"})
 _REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})  # what Image.reduce accepts
 
@@ -312,16 +313,34 @@ def read_dicom(path: Path, window: str = "auto", max_side: int = 4096) -> tuple[
     return rgb, note
 
 
-def _is_dicom(path: Path) -> bool:
-    """A .dcm/.dicom suffix (any case), or the DICM marker at byte 128 of a file with another name."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
+def _has_dicom_marker(path: Path) -> bool:
+    """The DICM marker at byte 128 (DICOM Part 10); reads only the 132-byte header."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(132)
     except OSError:
         return False
     return head[128:132] == b"DICM"
+
+
+def _is_dicom(path: Path) -> bool:
+    """A .dcm/.dicom suffix (any case), or the DICM marker at byte 128 of a file with another name."""
+    return path.suffix.lower() in DICOM_SUFFIXES or _has_dicom_marker(path)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether a listing keeps this file: the one rule for the loaders and `predict`.
+
+    A regular, non-hidden file with an image suffix (any case), or any other regular file with the DICOM
+    marker: PACS exports name slices `IM-0001`, `00000001` or by UID (`1.2.840...3`). Only files without an
+    image suffix are opened, for 132 bytes, so image folders list as fast as before; junk (.txt, .csv,
+    Thumbs.db) has no marker and stays ignored. `is_file` first: opening a FIFO would block.
+    """
+    if path.name.startswith("."):
+        return False
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return path.is_file()
+    return path.is_file() and _has_dicom_marker(path)
 
 
 # ---------------------------------------------------------------- public API

@@ -204,3 +204,42 @@ def test_dicom_without_pixel_data_is_a_bad_image(tmp_path: Path):
 def test_unknown_window_names_the_valid_ones():
     with pytest.raises(BenchmarkError, match="window=soft.*auto, header, minmax, lung, mediastinum, bone"):
         DecodeOptions(window="soft")
+
+
+# ---------------------------------------------------------------- PACS exports without extensions
+
+SLICE_NAMES = ("IM-0001", "00000002", "1.2.826.0.1.3680043.8.498.3")  # PACS slice names: none end in .dcm
+
+
+def pacs_export(root: Path) -> list[str]:
+    """<class>/P<NN>/<slice> DICOM files without a .dcm suffix, plus junk; returns the slices' ids."""
+    ids = []
+    for k, klass in enumerate(("covid", "normal")):
+        for patient in range(5):
+            for s, name in enumerate(SLICE_NAMES):
+                pixels = np.random.default_rng([k, patient, s]).integers(0, 4000, (16, 16))
+                (root / klass / f"P{k}{patient}").mkdir(parents=True, exist_ok=True)
+                write_dicom(root / klass / f"P{k}{patient}" / name, pixels, intercept=-1024)
+                ids.append(f"{klass}/P{k}{patient}/{name}")
+        for junk in ("notes.txt", "series.csv", "meta.json", "README.md", "Thumbs.db", "a.bak", "LOCK"):
+            (root / klass / f"P{k}0" / junk).write_text("not an image, not DICOM\n" * 10)
+        (root / klass / f"P{k}0" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + b"\0" * 200)
+    return sorted(ids)
+
+
+@pytest.mark.parametrize("key", ["group_depth", "group_pattern", "groups"])
+def test_dicom_slices_without_an_extension_are_listed_grouped_and_decoded(tmp_path: Path, key: str):
+    from omegaconf import OmegaConf
+
+    from benchmark.data import load_dataset
+
+    ids = pacs_export(tmp_path / "export")
+    (tmp_path / "groups.csv").write_text("file,group\n" + "".join(f"{i},{i.split('/')[1]}\n" for i in ids))
+    value = {"group_depth": 1, "group_pattern": r"/(P\d+)/", "groups": str(tmp_path / "groups.csv")}[key]
+    cfg = OmegaConf.create({"loader": "folder", "name": None, "path": str(tmp_path / "export"),
+                            "split": [0.6, 0.2, 0.2], "val_fraction": 0.2, "split_seed": 0, key: value})
+    dataset = load_dataset(cfg, tmp_path, tmp_path / "cache")
+    listed = {i: g for s in dataset.splits.values() for i, g in zip(s.ids, s.groups, strict=True)}
+    assert sorted(listed) == ids, "every extensionless slice listed, no junk"
+    assert all(group == image_id.split("/")[1] for image_id, group in listed.items())
+    assert dataset.records["skipped"] == [] and dataset.records["decoding"]["applied"] == {"minmax": 30}
