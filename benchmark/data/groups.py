@@ -8,6 +8,7 @@ Nothing set: no groups, every image is its own unit (and splits are exactly the 
 """
 
 import csv
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,7 @@ import pandas as pd
 from benchmark.data.dataset import SPLITS, Split
 from benchmark.errors import BenchmarkError
 
+log = logging.getLogger(__name__)
 GROUP_KEYS = ("groups", "group_pattern", "group_depth")
 EXAMPLES = 3  # example files named in an error message
 
@@ -83,6 +85,20 @@ def _csv_path(value: str, root: Path) -> Path:
     return path
 
 
+def warn_missing_files(table: dict[str, str], ids: Sequence[str], path: Path, root: Path) -> None:
+    """One warning for rows naming a file that is not there: a CSV exported for a whole PACS may list more
+    files than were copied, so it is no error, but a wrong path prefix shows up here first. Rows for files
+    that are there but not listed (skipped as unreadable, not images) are not counted."""
+    listed = set(ids)
+    absent = [file for file in table if file not in listed and not (root / file).exists()]
+    if absent:
+        log.warning(
+            "dataset.groups=%s: %d of the %d file(s) it lists are not under dataset.path=%s, e.g. %s: "
+            "their rows are ignored (paths are relative to dataset.path)",
+            path, len(absent), len(table), root, _examples(absent),
+        )
+
+
 def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ...]:
     path = _csv_path(value, root)
     if not path.is_file():
@@ -90,6 +106,7 @@ def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ..
             f"dataset.groups={value} is not a file: point it at a CSV with columns file,group"
         )
     table = read_group_csv(path)
+    warn_missing_files(table, ids, path, root)
     missing = [i for i in ids if not table.get(i)]
     if missing:
         raise BenchmarkError(

@@ -205,3 +205,18 @@ def test_group_key_and_assign_groups_without_a_key(tmp_path: Path):
     assert assign_groups(["a/x.png"], OmegaConf.create({}), tmp_path) is None
     assert assign_groups(["a/p1/x.png"], cfg(group_depth=1), tmp_path) == ("p1",)
     assert assign_groups(["a/s/p1/x.png"], cfg(group_depth=2), tmp_path) == ("s/p1",)
+
+
+def test_csv_rows_naming_files_not_there_are_ignored_with_one_warning(tmp_path: Path, caplog):
+    flat_patients(tmp_path, {"a": 5, "b": 5}, slices=2)
+    ids = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
+    ghosts = [f"a/ghost{k}.png" for k in range(5)]  # a PACS-wide CSV lists more files than were copied
+    rows = [f"{i},{i.split('_')[1]}" for i in ids] + [f"{g},p9999" for g in ghosts]
+    (tmp_path / "g.csv").write_text("file,group\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING):
+        _, splits = load_folder(tmp_path, cfg(groups="g.csv", split=[0.4, 0.3, 0.3]))
+    assert sum(len(s) for s in splits.values()) == 20
+    warned = [r.getMessage() for r in caplog.records if "g.csv" in r.getMessage()]
+    assert len(warned) == 1, caplog.text
+    assert "5 of the 25 file(s) it lists are not under" in warned[0]
+    assert "e.g. a/ghost0.png, a/ghost1.png, a/ghost2.png (+2 more)" in warned[0]
