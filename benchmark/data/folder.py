@@ -129,9 +129,11 @@ def load_presplit(
     if "val" not in splits:
         train = splits["train"]
         if train.groups is None:
-            kept, val = split_off(train.labels, cfg.val_fraction, cfg.split_seed, "val")
+            kept, val = split_off(train.labels, cfg.val_fraction, cfg.split_seed, "val", class_names)
         else:
-            kept, val = group_split_off(train.labels, train.groups, cfg.val_fraction, cfg.split_seed, "val")
+            kept, val = group_split_off(
+                train.labels, train.groups, cfg.val_fraction, cfg.split_seed, "val", class_names
+            )
         splits["val"], splits["train"] = train.subset(val), train.subset(kept)
     return class_names, splits
 
@@ -151,7 +153,7 @@ def load_class_folders(
     listings = {"": found}
     keep_usable(listings, root, usable)
     everything = as_split(found, class_names, group_map(listings, cfg, root, class_level=0))
-    indices = three_way(everything.labels, everything.groups, cfg.split, cfg.split_seed)
+    indices = three_way(everything.labels, everything.groups, cfg.split, cfg.split_seed, class_names)
     return class_names, {name: everything.subset(idx) for name, idx in indices.items()}
 
 

@@ -24,16 +24,20 @@ def is_test_only(fractions: Sequence[float]) -> bool:
 
 
 def three_way(
-    labels: np.ndarray, groups: Sequence[str] | None, fractions: Sequence[float], seed: int
+    labels: np.ndarray,
+    groups: Sequence[str] | None,
+    fractions: Sequence[float],
+    seed: int,
+    class_names: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """The train/val/test indices: whole groups per split when there are groups; everything in test for
-    data that is only scored, however few images a class has."""
+    data that is only scored, however few images a class has. `class_names` name labels in messages."""
     if is_test_only(fractions):
         empty = np.array([], dtype=int)
         return {"train": empty, "val": empty, "test": np.arange(len(labels))}
     if groups is None:
-        return stratified_three_way(labels, fractions, seed)
-    return grouped_three_way(labels, groups, fractions, seed)
+        return stratified_three_way(labels, fractions, seed, class_names)
+    return grouped_three_way(labels, groups, fractions, seed, class_names)
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -45,31 +49,60 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     return tuple(float(f) for f in fractions)  # type: ignore[return-value]
 
 
-def split_off(labels: np.ndarray, fraction: float, seed: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def quoted(labels: Sequence[int], class_names: Sequence[str]) -> str:
+    """Labels as the user knows them: 'tumor', 'cyst'."""
+    return ", ".join(repr(class_names[int(label)]) for label in labels)
+
+
+def check_two_per_class(labels: np.ndarray, class_names: Sequence[str], what: str) -> None:
+    """sklearn refuses to stratify a class with one image and names it by index; say which and what to do."""
+    single = np.flatnonzero(np.bincount(labels, minlength=len(class_names)) == 1)
+    if len(single):
+        which = f"class {quoted(single, class_names)} has" if len(single) == 1 else \
+            f"classes {quoted(single, class_names)} have"
+        raise BenchmarkError(
+            f"cannot split off a stratified {what} set: {which} only 1 image to split, and a stratified "
+            f"split needs at least 2 of each class: add images of {quoted(single, class_names)}, or provide "
+            "the split as train/ val/ test/ folders (each with a folder per class)"
+        )
+
+
+def split_off(
+    labels: np.ndarray, fraction: float, seed: int, what: str, class_names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split-off) with `fraction` of each class split off."""
+    check_two_per_class(labels, class_names, what)
     indices = np.arange(len(labels))
     count = max(1, round(len(labels) * fraction))  # a count: float fractions like 0.1/0.8 round up in sklearn
     try:
         kept, taken = train_test_split(indices, test_size=count, stratify=labels, random_state=seed)
     except ValueError as error:
-        counts = np.bincount(labels)
+        counts = dict(zip(class_names, np.bincount(labels, minlength=len(class_names)).tolist(), strict=True))
         raise BenchmarkError(
-            f"cannot split off a stratified {what} set ({error}); class counts are {counts.tolist()}: "
+            f"cannot split off a stratified {what} set ({error}); images per class: {counts}: "
             "add images to the small classes or provide the split as folders"
         ) from None
     return np.sort(kept), np.sort(taken)
 
 
-def stratified_three_way(labels: np.ndarray, fractions: Sequence[float], seed: int) -> dict[str, np.ndarray]:
+def stratified_three_way(
+    labels: np.ndarray, fractions: Sequence[float], seed: int, class_names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """train/val/test index arrays in the given proportions, each class represented in each split."""
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
-    rest, test = split_off(labels, test_fraction, seed, "test")
-    train, val = split_off(labels[rest], val_fraction / (train_fraction + val_fraction), seed, "val")
+    rest, test = split_off(labels, test_fraction, seed, "test", class_names)
+    val_share = val_fraction / (train_fraction + val_fraction)
+    train, val = split_off(labels[rest], val_share, seed, "val", class_names)
     return {"train": rest[train], "val": rest[val], "test": test}
 
 
 def group_split_off(
-    labels: np.ndarray, groups: Sequence[str], fraction: float, seed: int, what: str
+    labels: np.ndarray,
+    groups: Sequence[str],
+    fraction: float,
+    seed: int,
+    what: str,
+    class_names: Sequence[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split-off) with about `fraction` of the images split off, whole groups only.
 
@@ -97,25 +130,30 @@ def group_split_off(
         missing = sorted(set(labels.tolist()) - set(labels[rows].tolist()))
         if missing:
             log.warning(
-                "group-aware split: %s has no images of class index(es) %s (too few groups of them)",
+                "group-aware split: %s has no images of class %s (too few groups of them)",
                 side,
-                missing,
+                quoted(missing, class_names),
             )
     return np.sort(kept), np.sort(taken)
 
 
 def grouped_three_way(
-    labels: np.ndarray, groups: Sequence[str], fractions: Sequence[float], seed: int
+    labels: np.ndarray,
+    groups: Sequence[str],
+    fractions: Sequence[float],
+    seed: int,
+    class_names: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """train/val/test index arrays, about the given proportions, no group in two splits."""
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
     groups = tuple(groups)
-    rest, test = group_split_off(labels, groups, test_fraction, seed, "test")
+    rest, test = group_split_off(labels, groups, test_fraction, seed, "test", class_names)
     train, val = group_split_off(
         labels[rest],
         [groups[i] for i in rest],
         val_fraction / (train_fraction + val_fraction),
         seed,
         "val",
+        class_names,
     )
     return {"train": rest[train], "val": rest[val], "test": test}

@@ -71,7 +71,7 @@ def test_without_a_group_key_the_split_is_the_per_image_one(tmp_path: Path):
     _, splits = load_folder(tmp_path, cfg())
     ids = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
     labels = np.array([0 if i.startswith("a/") else 1 for i in ids])
-    expected = stratified_three_way(labels, BASE["split"], 0)
+    expected = stratified_three_way(labels, BASE["split"], 0, ["a", "b"])
     for name, rows in expected.items():
         assert splits[name].ids == tuple(ids[r] for r in rows)
         assert splits[name].groups is None
@@ -184,18 +184,18 @@ def test_a_csv_without_some_files_names_them(tmp_path: Path):
 def test_too_few_groups_names_the_counts():
     labels = np.array([0, 0, 1, 1, 0, 1])
     with pytest.raises(BenchmarkError, match=r"at least 5 groups.*only 3 group\(s\)"):
-        grouped_three_way(labels, ["x", "x", "y", "y", "z", "z"], [0.7, 0.1, 0.2], 0)
+        grouped_three_way(labels, ["x", "x", "y", "y", "z", "z"], [0.7, 0.1, 0.2], 0, ["a", "b"])
 
 
 def test_group_split_off_keeps_groups_whole_and_is_seeded():
     rng = np.random.default_rng(0)
     groups = [f"g{k}" for k in range(40) for _ in range(int(rng.integers(1, 6)))]
     labels = np.array([int(g[1:]) % 3 for g in groups])
-    kept, taken = group_split_off(labels, groups, 0.25, 7, "test")
+    kept, taken = group_split_off(labels, groups, 0.25, 7, "test", ["a", "b", "c"])
     assert sorted(np.concatenate([kept, taken]).tolist()) == list(range(len(groups)))
     assert not {groups[i] for i in kept} & {groups[i] for i in taken}
     assert set(labels[taken].tolist()) == {0, 1, 2}
-    again = group_split_off(labels, groups, 0.25, 7, "test")
+    again = group_split_off(labels, groups, 0.25, 7, "test", ["a", "b", "c"])
     assert np.array_equal(again[1], taken)
 
 
@@ -220,3 +220,23 @@ def test_csv_rows_naming_files_not_there_are_ignored_with_one_warning(tmp_path: 
     assert len(warned) == 1, caplog.text
     assert "5 of the 25 file(s) it lists are not under" in warned[0]
     assert "e.g. a/ghost0.png, a/ghost1.png, a/ghost2.png (+2 more)" in warned[0]
+
+
+@pytest.mark.parametrize("presplit", [False, True])
+def test_a_class_with_one_image_is_named_with_its_count_and_the_fix(tmp_path: Path, presplit: bool):
+    prefixes = ("train", "test") if presplit else ("",)
+    for prefix in prefixes:
+        flat_patients(tmp_path, {"normal": 10, "pneumonia": 10, "tumor": 1}, slices=1, prefix=prefix)
+    with pytest.raises(BenchmarkError) as error:
+        load_folder(tmp_path, cfg())
+    message = str(error.value)
+    assert "class 'tumor' has only 1 image" in message and "train/ val/ test/" in message, message
+    assert "too few members" not in message and "[2]" not in message and "\n" not in message
+
+
+def test_group_split_warnings_name_the_class(tmp_path: Path, caplog):
+    flat_patients(tmp_path, {"normal": 10, "pneumonia": 10, "tumor": 1}, slices=3)
+    with caplog.at_level(logging.WARNING):
+        load_folder(tmp_path, cfg(group_pattern=PATTERN))
+    warned = [r.getMessage() for r in caplog.records if r.name == "benchmark.data.splits"]
+    assert warned and all("class 'tumor'" in w and "index" not in w for w in warned), warned
