@@ -136,10 +136,13 @@ def split_unit(metrics: dict) -> str:
     unit, groups = metrics.get("split_by") or "image", metrics.get("split_groups")
     if unit == "image" or not groups:
         return "split by image — no groups given (images of one patient may sit in train and test)"
+    shared = metrics.get("groups_in_several_splits")
     return (
-        f"split by {unit} ({sum(groups.values())} {unit}s: "
+        f"split by {unit} ({metrics.get('n_groups') or sum(groups.values())} {unit}s: "
         + ", ".join(f"{k} {v}" for k, v in groups.items())
         + ")"
+        + (f" — {WARNING} **{shared} {unit}(s) in more than one split** (dataset.group_overlap=warn): test "
+           "metrics may be optimistic" if shared else "")
     )
 
 

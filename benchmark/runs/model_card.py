@@ -34,6 +34,9 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     if metrics.get("split_by") == "image":
         found.append("Splits were made by image, not by patient: images of one patient may sit in train "
                      "and test, which inflates test metrics.")
+    if shared := metrics.get("groups_in_several_splits"):
+        found.append(f"{shared} {metrics.get('split_by')}(s) sit in more than one split "
+                     "(dataset.group_overlap=warn), which inflates test metrics.")
     if (metrics.get("n_test") or 0) < 100:
         found.append(f"The test split has {metrics.get('n_test')} images: intervals are wide.")
     duplicates = sum((metrics.get("cross_split_duplicates") or {}).values())

@@ -4,6 +4,7 @@ import logging
 import shutil
 import time
 import traceback
+from collections import Counter
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
@@ -117,12 +118,15 @@ def data_record(dataset: Dataset) -> dict:
 def split_summary(dataset: Dataset) -> dict:
     """The facts about the data the leaderboard shows (read from metrics.json)."""
     audit = dataset.records.get("audit", {})
+    groups = {name: set(split.groups) for name, split in dataset.splits.items()} if dataset.group_name else {}
+    every = [group for found in groups.values() for group in found]
     return {
         "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
         "split_by": dataset.group_name or "image",
-        "split_groups": {name: len(set(split.groups)) for name, split in dataset.splits.items()}
-        if dataset.group_name
-        else None,
+        "split_groups": {name: len(found) for name, found in groups.items()} if groups else None,
+        "n_groups": len(set(every)) if groups else None,
+        # pre-split folders with dataset.group_overlap=warn: these patients leak between splits
+        "groups_in_several_splits": sum(n > 1 for n in Counter(every).values()) if groups else None,
         "skipped_images": len(dataset.records.get("skipped", [])),
         **reported_findings(audit),
     }

@@ -149,6 +149,16 @@ def test_a_patient_in_two_split_folders_is_an_error_or_a_warning(tmp_path: Path,
         _, splits = load_folder(tmp_path, cfg(group_pattern=PATTERN, group_overlap="warn"))
     assert "6 group(s) appear in more than one split folder" in caplog.text
     assert [len(splits[s]) for s in ("train", "val", "test")] == [6, 6, 6]
+    from benchmark.data.dataset import Dataset
+    from benchmark.report.document import split_unit
+    from benchmark.runs.pipeline import split_summary
+
+    kept = Dataset("d", ("a", "b"), splits, "f", False, lambda i, s: None, {}, group_name="patient")
+    summary = split_summary(kept)  # what metrics.json records, and the leaderboard says
+    assert summary["n_groups"] == 6 and summary["groups_in_several_splits"] == 6
+    said = split_unit(summary)
+    assert said.startswith("split by patient (6 patients: train 6, val 6, test 6)")
+    assert "6 patient(s) in more than one split** (dataset.group_overlap=warn)" in said
 
 
 @pytest.mark.parametrize(
