@@ -3,8 +3,9 @@
 A screening model is used at a threshold, not at its AUROC. Two rules, both decided on the validation
 split so the test set only measures them: the most specific threshold whose validation sensitivity
 reaches a target (0.95 by default: "miss at most 1 in 20"), and the threshold maximising Youden's J
-(sensitivity + specificity - 1). Binary tasks use the positive class (index 1), multi-class tasks each
-class one-vs-rest. A case is called positive when its probability is >= the threshold.
+(sensitivity + specificity - 1). Every class is judged one-vs-rest, binary tasks too: class names sort
+alphabetically, so "index 1" would be `normal` in a `covid`/`normal` folder, and which class a screening
+must not miss is the reader's to say. A case is called positive when its probability is >= the threshold.
 """
 
 import numpy as np
@@ -13,11 +14,6 @@ from sklearn.metrics import roc_curve
 from benchmark.metrics.weighted import rates_at_threshold
 
 RULES = ("target_sensitivity", "youden")
-
-
-def classes_judged(class_names: list[str]) -> list[int]:
-    """The positive class of a binary task; every class of a multi-class one."""
-    return [1] if len(class_names) == 2 else list(range(len(class_names)))
 
 
 def choose(
@@ -51,7 +47,7 @@ def operating_points_record(
     """metrics.json's `operating_points`: per judged class and rule, the validation threshold, its
     validation rates and the test rates it gives; a class validation cannot judge says why."""
     record: dict = {"target_sensitivity": target_sensitivity}
-    for k in classes_judged(class_names):
+    for k in range(len(class_names)):
         positives = int(np.sum(y_val == k))
         if positives == 0 or positives == len(y_val):
             side = "positive" if positives == 0 else "negative"

@@ -356,7 +356,7 @@ def dataset_section(
     if operating:
         parts += [
             "### Operating points: thresholds chosen on validation, applied to test",
-            f"How a screening model is judged. Per class one-vs-rest (binary: the positive class), the "
+            f"How a screening model is judged. Per class one-vs-rest (binary tasks too), the "
             f"threshold on its probability that reaches sensitivity {target_of(rows)} on validation, and the "
             "one maximising Youden's J (sensitivity + specificity − 1) on validation; test rates at each.",
             operating,

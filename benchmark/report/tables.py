@@ -231,7 +231,7 @@ def calibration_table(rows: list[Row], digits: int) -> str:
 
 
 def operating_points_table(rows: list[Row], digits: int) -> str:
-    """Per row, class (binary: the positive class) and rule: the validation-chosen threshold (mean over
+    """Per row, class and rule: the validation-chosen threshold (mean over
     seeds) and the test sensitivity, specificity, PPV and NPV it gives."""
     header = ["backbone", "class", "threshold rule", "threshold", "sensitivity", "specificity", "PPV", "NPV"]
     body = []

@@ -20,7 +20,8 @@ def test_both_rules_by_hand_on_a_binary_task():
     record = operating_points_record(
         VAL_Y, binary(VAL_SCORES), test_y, binary(test_scores), ["no", "yes"], 0.75
     )
-    assert set(record) == {"target_sensitivity", "yes"}  # binary: the positive class only
+    assert set(record) == {"target_sensitivity", "no", "yes"}  # both: which one matters is the reader's
+    assert record["no"]["target_sensitivity"]["validation"]["sensitivity"] >= 0.75  # "no" not missed
     found = record["yes"]
     # sensitivity >= 0.75 needs 3 of 4 positives: the highest such threshold is 0.6 (specificity 4/5)
     assert found["target_sensitivity"]["threshold"] == 0.6
