@@ -131,6 +131,21 @@ def dataset_facts(rows: list[Row]) -> str:
     return "\n".join(lines + duplicate_warnings(runs))
 
 
+def mixed_data_warning(rows: list[Row]) -> list[str]:
+    """Configurations of one dataset made on different splits (another split seed, dedupe=drop, other
+    groups): their validation losses, which choose each backbone's row, and their test metrics are on
+    different images, so neither the choice nor the ranking compares like with like."""
+    tests = {row.estimates.test.files for row in rows if row.estimates is not None and row.estimates.test}
+    sizes = {str(run.metrics.get("split_sizes")) for row in rows for run in row.runs if not row.is_ensemble}
+    if len(tests) < 2 and len(sizes) < 2:
+        return []
+    return [
+        f"\n{WARNING} **Runs on {max(len(tests), len(sizes))} different splits of this dataset:** the "
+        "configurations compared on validation loss and the rows ranked here were not all scored on the "
+        "same images. Keep one data setup per results_dir (or dataset name)."
+    ]
+
+
 def split_unit(metrics: dict) -> str:
     """ "split by patient (42 groups)" or the warning that images of one patient may sit in two splits."""
     unit, groups = metrics.get("split_by") or "image", metrics.get("split_groups")
@@ -334,6 +349,7 @@ def dataset_section(
     parts = [
         f"## {dataset}",
         dataset_facts(rows),
+        *mixed_data_warning([*rows, *(row for family in others.values() for row in family)]),
         *small_test_warnings(rows, cfg.primary_metric),
         main_table(rows, cfg.primary_metric, cfg.digits),
         *regimes_and_sizes(rows, cfg),

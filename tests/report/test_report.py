@@ -268,3 +268,16 @@ def test_the_header_warns_of_duplicates_left_in_the_data_not_of_dropped_ones_or_
     hints = said(cross_split_duplicates={"exact": 0}, cross_split_hints={"name": 42, "patient_id": 0})
     assert "Possible leakage" not in hints and "by file name or DICOM PatientID (42 name;" in hints
     assert said(cross_split_duplicates={"exact": 0}) == ""
+
+
+def test_configurations_on_another_split_are_flagged(tiny_sweep, tiny_cfg, tmp_path):
+    """Validation losses on different images choose nothing fairly: the leaderboard says so."""
+    from benchmark.runs.pipeline import run
+
+    results = tiny_sweep.copy_to(tmp_path).root / "results"
+    markdown = lambda: (results / "leaderboard.md").read_text()  # noqa: E731
+    assert run_cli([f"results_dir={results}"], module="benchmark.report").returncode == 0
+    assert "different splits of this dataset" not in markdown()
+    run(tiny_cfg("dataset.split_seed=1", "seed=5"))  # another split of the same images
+    assert run_cli([f"results_dir={results}"], module="benchmark.report").returncode == 0
+    assert "**Runs on 2 different splits of this dataset:**" in markdown()
