@@ -48,7 +48,8 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
                      "audit.csv (different images may share a name).")
     if (metrics.get("calibration") or {}).get("temperature_at_bound"):
         found.append("Temperature scaling hit its search bound: validation predictions carry little signal.")
-    found.append("No external validation is part of this run (`python -m benchmark.evaluate` adds one).")
+    found.append("No external validation was part of the run itself: `python -m benchmark.evaluate` scores "
+                 "other data into `external/<site>/` and the leaderboard's External validation table.")
     return found
 
 
