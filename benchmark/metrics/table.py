@@ -147,7 +147,8 @@ PER_CLASS = tuple(m for m in METRICS if m.per_class)
 BOOTSTRAPPED = tuple(m for m in OVERALL if m.bootstrapped)  # intervals in every run's metrics.json
 WITH_INTERVAL = tuple(m for m in METRICS if m.resampled is not None)  # intervals in the leaderboard
 HEADLINE = tuple(m for m in OVERALL if m.headline)
-RANKABLE = tuple(m.key for m in OVERALL)  # what `primary_metric` may name
+# what `primary_metric` may name: a ranking is read with its intervals and paired comparisons
+RANKABLE = tuple(m.key for m in OVERALL if m.resampled is not None)
 
 
 def metric(key: str) -> Metric:

@@ -135,6 +135,12 @@ def interval_columns(primary: str) -> list[str]:
     return [*headline, *([] if primary in (*headline, "ece") else [primary])]
 
 
+def ece_cell(row: Row, primary: str, digits: int) -> str:
+    """ECE's own column: with its interval when it is the ranking metric."""
+    found = estimate(row, "ece")
+    return fmt_estimate(found, digits) if primary == "ece" else fmt(found.estimate, digits)
+
+
 def main_table(rows: list[Row], primary: str, digits: int) -> str:
     """The ranked leaderboard of one dataset: quality with intervals, then calibration and cost."""
     metrics = interval_columns(primary)
@@ -151,7 +157,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
                 "—" if row.is_ensemble else row.regime,
                 row.weights,
                 *(fmt_estimate(estimate(row, m), digits) for m in metrics),
-                fmt(estimate(row, "ece").estimate, digits),
+                ece_cell(row, primary, digits),
                 fmt(mean_of(row, "params_total") / 1e6, 2),
                 fmt(mean_of(row, "model_size_mb"), 1),
                 fmt(mean_of(row, "latency_ms"), 2),

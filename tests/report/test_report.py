@@ -100,6 +100,8 @@ def test_ranking_follows_the_primary_metric(swept, tmp_path, metric):
     expected = sorted(means.index, key=lambda label: (sign * means[label], label))
     ranked = table_rows((results / "leaderboard.md").read_text(), "rank")
     assert [r[1] for r in ranked] == expected
+    cells = [cell for r in ranked for cell in r if cell.startswith(f"{means[r[1]]:.3f}")]
+    assert len(cells) >= len(ranked) and all("[" in cell for cell in cells)  # the ranked metric with its CI
 
 
 def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
@@ -134,6 +136,7 @@ def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
     [
         ([], "no complete runs under {results}/runs: run `make sweep` or `python -m benchmark` first"),
         (["primary_metric=speed"], "primary_metric=speed is not a rankable metric: use one of accuracy"),
+        (["primary_metric=weighted_f1"], "primary_metric=weighted_f1 is not a rankable metric"),  # no CI
         (["primary_metrc=accuracy"], "primary_metrc is not a setting"),
     ],
 )
