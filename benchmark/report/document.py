@@ -338,6 +338,15 @@ def regimes_and_sizes(rows: list[Row], cfg: DictConfig) -> list[str]:
     return found
 
 
+def failed_seeds(rows: list[Row], failed: list[Failure]) -> list[str]:
+    """Seeds of a ranked row that failed: its mean stands for fewer seeds than the sweep asked for."""
+    keys = {(row.backbone, row.config_hash) for row in rows}
+    missing = [f"{f.backbone} seed {f.seed}" for f in failed if (f.backbone, f.config_hash) in keys]
+    if not missing:
+        return []
+    return [f"- failed, so not in the numbers above: {', '.join(missing)} (see *Failed runs*)"]
+
+
 def dataset_section(
     dataset: str,
     rows: list[Row],
@@ -345,6 +354,7 @@ def dataset_section(
     figures: str,
     cfg: DictConfig,
     settings: Settings,
+    failed: list[Failure] = (),
 ) -> str:
     parts = [
         f"## {dataset}",
@@ -352,6 +362,7 @@ def dataset_section(
         *mixed_data_warning([*rows, *(row for family in others.values() for row in family)]),
         *small_test_warnings(rows, cfg.primary_metric),
         main_table(rows, cfg.primary_metric, cfg.digits),
+        *failed_seeds(rows, failed),
         *regimes_and_sizes(rows, cfg),
         "### #1 against every other row",
         comparisons(rows, cfg, settings),
@@ -401,7 +412,8 @@ def document(
     parts = ["# medbench leaderboard", *banners(collection.runs, ranked), provenance(collection.runs, cfg)]
     parts.append(interval_note(settings))
     parts += [
-        dataset_section(name, rows, others.get(name, {}), figures[name], cfg, settings)
+        dataset_section(name, rows, others.get(name, {}), figures[name], cfg, settings,
+                        [f for f in collection.failed if f.dataset == name])
         for name, rows in ranked.items()
     ]
     results_dir = Path(cfg.results_dir)

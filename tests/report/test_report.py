@@ -115,6 +115,11 @@ def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
     (failed / "failed.json").write_text(json.dumps({**record, **error, "traceback": "...", "time": "now"}))
     (results / "runs" / "synthetic" / "resnet50" / "seed9-killed").mkdir()
     (results / "runs" / "synthetic" / "resnet50" / ".seed2-x.partial-123").mkdir()
+    ranked = next((results / "runs" / "synthetic" / "resnet50").glob("seed0-*"))  # a seed of a ranked row
+    lost = ranked.with_name(ranked.name.replace("seed0-", "seed7-"))
+    lost.mkdir()
+    record = {"backbone": "resnet50", "dataset": "synthetic", "seed": 7, "config_hash": ranked.name[6:]}
+    (lost / "failed.json").write_text(json.dumps({**record, **error, "traceback": "...", "time": "now"}))
 
     result = run_cli([f"results_dir={results}", *FAST], module="benchmark.report")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -125,6 +130,7 @@ def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
     failures = section(markdown, "Failed runs")
     assert "densenet121" in failures and "ResourceExhaustedError: OOM allocating tensor" in failures
     assert "second line" not in failures
+    assert "- failed, so not in the numbers above: resnet50 seed 7 (see *Failed runs*)" in markdown
     skipped = section(markdown, "Skipped / incomplete run directories")
     assert f"`{corrupt.relative_to(results)}`: metrics.json is not valid JSON" in skipped
     assert "seed9-killed`: incomplete" in skipped and "partial" not in markdown
