@@ -200,13 +200,17 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     found = []
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
-        classes = rows[0].classes
-        counts = dict(zip(classes, np.bincount(tests[0].labels, minlength=len(classes)), strict=True))
-        small = [f"{name} ({counts[name]})" for name in small_classes(tests[0].labels, classes, MIN_CASES)]
+        classes, test = rows[0].classes, tests[0]
+        # with groups the bootstrap draws patients: a class's evidence is its patients, not its slices
+        cases = test.labels if test.groups is None else np.array(
+            [label for label, _ in sorted(set(zip(test.labels.tolist(), test.groups.tolist(), strict=True)))])
+        unit = "test cases" if test.groups is None else "test patients/studies"
+        counts = dict(zip(classes, np.bincount(cases, minlength=len(classes)), strict=True))
+        small = [f"{name} ({counts[name]})" for name in small_classes(cases, classes, MIN_CASES)]
         if small:
             found.append(
-                f"{WARNING} **Few test cases:** {', '.join(small)} — fewer than {MIN_CASES} test cases; that "
-                "class's sensitivity, AUROC and the macro metrics rest on a handful of images and their "
+                f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
+                "class's sensitivity, AUROC and the macro metrics rest on a handful of them and their "
                 "intervals are wide or unstable."
             )
     fallback = sorted(
