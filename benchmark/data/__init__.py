@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data import synthetic
-from benchmark.data.audit import audit, audit_record
+from benchmark.data.audit import audit, audit_record, check_dedupe
 from benchmark.data.dataset import SPLITS, Dataset, Split
 from benchmark.data.folder import check_root, load_folder
 from benchmark.data.images import DecodeOptions, decode_array, decode_file
@@ -174,7 +174,9 @@ def synthetic_parameters(cfg: DictConfig) -> dict:
 
 def check_path(cfg: DictConfig) -> None:
     """A user's dataset.path that is not there, named before the run imports TensorFlow and probes its
-    weights: a typo then stops at once, without the ImageNet warning first. The loaders check it too."""
+    weights: a typo then stops at once, without the ImageNet warning first. The loaders check it too;
+    so is dataset.dedupe, which the audit would reach only after every image is decoded."""
+    check_dedupe(cfg.get("dedupe", "warn"))
     if cfg.loader == "folder":
         check_root(user_path(cfg))
     elif cfg.loader == "medmnist":

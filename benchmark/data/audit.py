@@ -183,13 +183,17 @@ def summary(counts: dict[str, dict[str, int]], kinds: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
+def check_dedupe(dedupe: str) -> None:
+    if dedupe not in DEDUPE:
+        raise BenchmarkError(f"dataset.dedupe={dedupe} is not one of {' | '.join(DEDUPE)}")
+
+
 def audit(
     splits: dict[str, Split], records: dict[str, ScanRecord], near_bits: int, dedupe: str
 ) -> AuditResult:
     """Find duplicates and act on cross-split leakage as `dedupe` says: warn (log LEAKAGE), drop (return
     the later split's copies in `dropped`) or error (raise BenchmarkError)."""
-    if dedupe not in DEDUPE:
-        raise BenchmarkError(f"dataset.dedupe={dedupe} is not one of {' | '.join(DEDUPE)}")
+    check_dedupe(dedupe)
     if (
         isinstance(near_bits, bool)
         or not isinstance(near_bits, int | np.integer)

@@ -117,6 +117,13 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, messag
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_mistyped_dedupe_stops_before_any_image_is_decoded(tmp_path: Path):
+    result = run_cli(tiny_overrides(tmp_path, "dataset.dedupe=dropp"))
+    assert result.returncode == 2
+    assert "error: dataset.dedupe=dropp is not one of warn | drop | error" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "cache").exists()
+
+
 @pytest.mark.parametrize(
     "override",
     ["train.max_epochs=0", "train.batch_size=0", "train.lr=abc", "train.lr=-1", "train.lr=-0.001",
