@@ -256,7 +256,9 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
         f"{metric(cfg.primary_metric).name}: paired two-level bootstrap (the replicates behind the "
         f"intervals). {auroc}"
         f"p-values are two-sided and Holm-corrected within each test over the {len(rows) - 1} "
-        f"comparison(s); ✓ = Holm p < {alpha:g}. A bootstrap p at its resolution is shown as `< 1/B`.",
+        f"comparison(s); ✓ = Holm p < {alpha:g}. A bootstrap p at its resolution is shown as `< 1/B`. "
+        "#1 is the row these test numbers ranked first, a choice no correction here accounts for: read its "
+        "p-values as somewhat optimistic.",
         comparisons_table(found.ranking + found.auroc, alpha, cfg.digits),
     ]
     if found.auroc_per_class:
