@@ -54,6 +54,18 @@ def class_map(run_classes: list[str], other: Dataset) -> np.ndarray:
     return np.array([run_classes.index(name) for name in other.class_names])
 
 
+def images_in_run_data(run_cfg: DictConfig, other: Dataset) -> int | None:
+    """How many of the other data's images are byte-identical to an image of the run's own data (any
+    split): a "site" that repeats them is not external evidence. None when the run's data is gone."""
+    try:
+        own = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
+    except BenchmarkError as error:
+        log.warning("the run's own data could not be read (%s): overlap with it not checked", error)
+        return None
+    seen = set(own.file_hashes.values())
+    return sum(digest in seen for digest in other.file_hashes.values())
+
+
 def score(cfg: DictConfig, overrides: list[str]) -> Path:
     """Score the run on the other data; the folder written."""
     run_dir = cli.require_model_run(cfg.run)
@@ -62,6 +74,11 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     dataset_cfg = external_dataset(run_cfg, overrides)
     other = load_dataset(dataset_cfg, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
     to_run = class_map(list(metrics["classes"]), other)
+    repeated = images_in_run_data(run_cfg, other)
+    if repeated:
+        log.warning("%d of the other data's %d images are files of the run's own data: they are not "
+                    "external evidence; remove them from %s", repeated, len(other.file_hashes),
+                    dataset_cfg.get("path"))
     size = int(metrics["image_size"])
     pixels = np.concatenate([split_pixels(other, s, size, Path(run_cfg.cache_dir)) for s in SPLITS])
     labels = to_run[np.concatenate([other.splits[s].labels for s in SPLITS])]
@@ -86,6 +103,7 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
         "split_by": other.group_name or "image",
         "dataset_config": OmegaConf.to_container(dataset_cfg, resolve=True),
         "absent_classes": absent,
+        "images_in_run_data": repeated,
         **scores,
     })
     write_text(folder / "predictions.csv",

@@ -30,6 +30,8 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
         for internal, external in external_results(results_dir, row):
             drop = external.get(primary, math.nan) - internal.get(primary, math.nan)
             synthetic = " (synthetic)" if external.get("synthetic_data") else ""
+            if repeated := external.get("images_in_run_data"):
+                synthetic += f" ⚠️ {repeated} images from the run's own data"
             absent = ", ".join(external.get("absent_classes") or []) or "—"
             lines.append(
                 f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {external['n_test']} "

@@ -70,3 +70,23 @@ def test_classes_the_run_does_not_know_are_refused(saved_run, tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: class(es) fracture of the other data")
     assert not (run_dir / "external").exists()
+
+
+def test_a_site_that_repeats_the_runs_own_images_is_flagged(saved_run, tmp_path: Path):
+    """Pointing evaluate at a folder holding training images would score the model on what it saw."""
+    run_dir = copied_run(saved_run, tmp_path)
+    own_data = saved_run[1]
+    for klass in ("normal", "pneumonia", "tumor"):
+        (tmp_path / "site" / klass).mkdir(parents=True)
+        for image in sorted((own_data / klass).glob("*.png"))[:3]:
+            shutil.copy(image, tmp_path / "site" / klass / f"copy_{image.name}")
+    result = run_cli([f"run={run_dir}", "dataset=folder", f"dataset.path={tmp_path / 'site'}", "name=copies"],
+                     module="benchmark.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((run_dir / "external" / "copies" / "metrics.json").read_text())
+    assert scores["images_in_run_data"] == 9
+    assert "9 of the other data's 9 images are files of the run's own data" in result.stdout + result.stderr
+    report = run_cli([f"results_dir={tmp_path / 'results'}", "ensemble_k=0"], module="benchmark.report")
+    assert report.returncode == 0, report.stderr[-2000:]
+    markdown = (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "| copies ⚠️ 9 images from the run's own data |" in markdown
