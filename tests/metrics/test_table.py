@@ -31,6 +31,11 @@ def test_every_overall_metric_reaches_metrics_csv_and_ranking(sweep_outputs, met
         assert ends <= set(metrics) and ends <= set(csv.columns)
     if metric.resampled is not None:  # the leaderboard's rows: the seed mean with its two-level interval
         assert ends <= set(rows.columns) and rows[metric.key].notna().all()
+    if metric.resampled is None:  # no interval, so no ranking: the report refuses it as primary_metric
+        assert metric.key not in RANKABLE
+        with pytest.raises(BenchmarkError, match="is not a rankable metric"):
+            check_config(_report_cfg(metric.key))
+        return
     assert metric.key in RANKABLE
     check_config(_report_cfg(metric.key))  # the report accepts it as primary_metric
 
