@@ -178,9 +178,7 @@ def estimate_row(
         for key in CALIBRATED_KEYS:
             add(f"{key}_calibrated", *score(key, calibrated))
 
-    for k, name in enumerate(classes):
-        if len(classes) == 2 and k == 0:
-            continue  # binary: the positive class only
+    for k, name in enumerate(classes):  # every class one-vs-rest, binary tasks too (operating_points.py)
         for rule in RULES:
             thresholds = [threshold(run, name, rule) for run in runs]
             if any(t is None for t in thresholds):

@@ -24,17 +24,18 @@ CLASSES = ("normal", "pneumonia", "tumor")
 SETTINGS = Settings(ci_level=0.95, n_bootstrap=300, bootstrap_seed=0, ece_bins=15)
 
 
-def fake_run(backbone: str, probabilities: np.ndarray, labels: np.ndarray, seed: int = 0, **metrics) -> Run:
+def fake_run(backbone: str, probabilities: np.ndarray, labels: np.ndarray, seed: int = 0,
+             classes: tuple[str, ...] = CLASSES, **metrics) -> Run:
     """One run from made-up test predictions (as predictions.csv holds them), for the statistics alone."""
     table = pd.DataFrame({"file": [f"img{i:03d}.png" for i in range(len(labels))]})
-    table["true_label"] = np.asarray(CLASSES)[labels]
-    for k, name in enumerate(CLASSES):
+    table["true_label"] = np.asarray(classes)[labels]
+    for k, name in enumerate(classes):
         table[f"prob_{name}"] = probabilities[:, k]
     record = {
         "dataset": "synthetic",
         "backbone": backbone,
         "config_hash": "h",
-        "classes": list(CLASSES),
+        "classes": list(classes),
         "seed": seed,
         "weights_used": "random",
         **metrics,
@@ -160,3 +161,18 @@ def test_ranking_and_pareto_front():
     assert [r.label for r in rank(rows, "ece")] == ["high", "low"]  # lower ECE is better
     latency, accuracy = np.array([10.0, 20.0, 30.0, 15.0]), np.array([0.7, 0.9, 0.8, 0.6])
     assert pareto_front(latency, accuracy).tolist() == [True, True, False, False]
+
+
+def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
+    """Folder names sort: covid/normal makes normal "index 1"; neither class is assumed the disease."""
+    from benchmark.metrics.operating_points import operating_points_record
+    from benchmark.report.tables import operating_points_table
+
+    labels = np.repeat([0, 1], 40)
+    probabilities = noisy(labels, 0.4, 0)[:, :2]
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    points = operating_points_record(labels, probabilities, labels, probabilities, ["covid", "normal"], 0.9)
+    run = fake_run("m", probabilities, labels, classes=("covid", "normal"), operating_points=points)
+    (row,) = rows_of(run)
+    table = operating_points_table([row], 3)
+    assert "| m | covid |" in table and "| m | normal |" in table
