@@ -107,10 +107,6 @@ def evaluate(
     scores["n_test_groups"] = None if groups is None else int(len(set(groups)))
     scores |= {m.key: m.compute(y_true, probabilities, settings) for m in OVERALL}
     scores |= confidence_intervals(y_true, probabilities, settings, groups)
-    if len(np.unique(y_true)) < len(class_names):  # e.g. an external site without one class
-        for m in OVERALL:
-            if m.over_classes:  # undefined there, not a mean over fewer classes
-                scores |= {key: float("nan") for key in (m.key, f"{m.key}_ci_low", f"{m.key}_ci_high")}
     curve = coverage_curve(y_true, probabilities)
     scores["accuracy_at_90_coverage"] = dict(curve)[0.9]
     scores["coverage_curve"] = [list(point) for point in curve]

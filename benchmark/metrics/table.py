@@ -25,11 +25,35 @@ class Metric:
     headline: bool = False  # a column of the leaderboard (per-class: of its per-class table), with interval
     per_class: bool = False  # one value per class, under metrics.json's per_class
     # an unweighted mean over the classes: undefined (NaN) on test images without every class, rather
-    # than a mean over fewer classes or with a 0 for the absent one (evaluate.py)
+    # than a mean over fewer classes or with a 0 for the absent one (an external site without a class)
     over_classes: bool = False
     # (weights (B, n), y_true, probabilities, settings) -> (B,) values, or (B, K) per class: the formula
     # on B bootstrap resamples at once (weighted.py); every metric with an interval has one
     resampled: Callable[..., np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.over_classes:  # both forms, so metrics.json and the leaderboard say the same
+            object.__setattr__(self, "compute", _of_every_class(self.compute))
+            if self.resampled is not None:
+                object.__setattr__(self, "resampled", _resampled_of_every_class(self.resampled))
+
+
+def _of_every_class(compute: Callable[..., float]) -> Callable[..., float]:
+    def value(y: np.ndarray, p: np.ndarray, settings) -> float:
+        absent = np.bincount(np.asarray(y, dtype=int), minlength=p.shape[1]).min() == 0
+        return float("nan") if absent else compute(y, p, settings)
+
+    return value
+
+
+def _resampled_of_every_class(resampled: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def values(w: np.ndarray, y: np.ndarray, p: np.ndarray, settings) -> np.ndarray:
+        found = np.array(resampled(w, y, p, settings), dtype=float)
+        class_weight = w @ np.eye(p.shape[1])[np.asarray(y, dtype=int)]  # (B, K)
+        found[(class_weight == 0).any(axis=1)] = np.nan
+        return found
+
+    return values
 
 
 def _plain(formula: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., float]:

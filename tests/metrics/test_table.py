@@ -3,6 +3,7 @@ leaderboard's CSV and the report's ranking options, without a second list anywhe
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,3 +71,18 @@ def _report_cfg(primary: str):
     cfg = OmegaConf.load(CONF / "report.yaml")
     cfg.primary_metric = primary
     return cfg
+
+
+@pytest.mark.parametrize("metric", [m for m in OVERALL if m.over_classes], ids=lambda m: m.key)
+def test_a_mean_over_classes_is_undefined_without_every_class(metric):
+    """In metrics.json and in the leaderboard's resamples alike: not a mean over fewer classes."""
+    rng = np.random.default_rng(0)
+    y = np.array([0, 0, 1, 1, 0, 1])  # class 2 absent
+    p = rng.dirichlet(np.ones(3), len(y))
+    assert np.isnan(metric.compute(y, p, None))
+    assert not np.isnan(metric.compute(np.array([0, 1, 2, 0, 1, 2]), p, None))
+    if metric.resampled is not None:
+        weights = np.array([[1, 1, 1, 1, 1, 1], [1, 2, 0, 2, 1, 0.0]])
+        full = np.array([0, 1, 2, 0, 1, 2])
+        found = metric.resampled(weights, full, p, None)  # row 1 draws no class-2 image
+        assert not np.isnan(found[0]) and np.isnan(found[1])
