@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
-NOT_RETRIED = "(earlier in this process; not retried)"
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads from
 
 
@@ -155,11 +154,12 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
         )
     if keras_cached(spec):  # the file is here: no download, and no need to build before it is used
         return LoadedBackbone(lambda: build(spec, image_size, "imagenet"), "imagenet", "imagenet")
+    warned_before = bool(DOWNLOAD_FAILED)  # this process said it all once already
     if not DOWNLOAD_FAILED and (unreachable := origin_unreachable()):
         DOWNLOAD_FAILED[:] = [unreachable]  # offline: found in a second, without building the network
         reason = unreachable
     elif DOWNLOAD_FAILED:  # offline: one failed download per process is enough
-        reason = f"{DOWNLOAD_FAILED[0]} {NOT_RETRIED}"
+        reason = f"{DOWNLOAD_FAILED[0]} (earlier in this process; not retried)"
     else:
         try:
             return LoadedBackbone(ready(build(spec, image_size, "imagenet")), "imagenet", "imagenet")
@@ -172,7 +172,7 @@ def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
     )
     if cfg.weights_fallback == "error":
         raise BenchmarkError(f"ImageNet weights for {spec.name} are unavailable ({reason}): {hint}")
-    if reason.endswith(NOT_RETRIED):  # the block above said it all: a sweep's next cells get one line each
+    if warned_before:  # a sweep's next cells get one line each
         log.warning(
             "ImageNet weights for %s are UNAVAILABLE too (%s): RANDOM INIT, recorded as %r, NOT transfer "
             "learning (the fix: see the first warning).", spec.name, reason, IMAGENET_UNAVAILABLE,

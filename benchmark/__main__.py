@@ -69,7 +69,7 @@ def main(cfg: DictConfig) -> float | None:
     In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
     """
-    if cfg.get("hparams_search"):  # an Optuna study of this backbone, maximising a validation metric
+    if cfg.get("hparams_search"):  # an Optuna study of this backbone on a validation metric
         from benchmark.runs.search import search
 
         return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)

@@ -12,15 +12,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
-from benchmark.data import SPLITS, Dataset, dataset_name, load_dataset
+from benchmark.data import SPLITS, Dataset, dataset_name, files_root, load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.data.splits import TEST_ONLY
 from benchmark.errors import BenchmarkError
-from benchmark.files import read_json, write_json, write_text
+from benchmark.files import file_sha256, read_json, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
 from benchmark.metrics.predictions import predictions_frame
 
@@ -54,16 +55,18 @@ def class_map(run_classes: list[str], other: Dataset) -> np.ndarray:
     return np.array([run_classes.index(name) for name in other.class_names])
 
 
-def images_in_run_data(run_cfg: DictConfig, other: Dataset) -> int | None:
-    """How many of the other data's images are byte-identical to an image of the run's own data (any
-    split): a "site" that repeats them is not external evidence. None when the run's data is gone."""
+def images_in_run_data(run_dir: Path, run_cfg: DictConfig, other: Dataset) -> int | None:
+    """How many of the other data's images are byte-identical to a file the run was trained, validated or
+    tested on (its splits.csv, hashed where they lie): a "site" that repeats them is not external
+    evidence. None when the run's files are arrays or gone."""
+    root = files_root(run_cfg.dataset, Path(run_cfg.data_dir))
     try:
-        own = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
-    except BenchmarkError as error:
-        log.warning("the run's own data could not be read (%s): overlap with it not checked", error)
+        files = pd.read_csv(run_dir / "splits.csv", usecols=["file"], dtype=str)["file"]
+        own = {file_sha256(root / name) for name in files} if root is not None else None
+    except (OSError, ValueError) as error:
+        log.warning("the run's own files could not be read (%s): overlap with them not checked", error)
         return None
-    seen = set(own.file_hashes.values())
-    return sum(digest in seen for digest in other.file_hashes.values())
+    return None if own is None else sum(digest in own for digest in other.file_hashes.values())
 
 
 def score(cfg: DictConfig, overrides: list[str]) -> Path:
@@ -74,7 +77,7 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     dataset_cfg = external_dataset(run_cfg, overrides)
     other = load_dataset(dataset_cfg, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
     to_run = class_map(list(metrics["classes"]), other)
-    repeated = images_in_run_data(run_cfg, other)
+    repeated = images_in_run_data(run_dir, run_cfg, other)
     if repeated:
         log.warning("%d of the other data's %d images are files of the run's own data: they are not "
                     "external evidence; remove them from %s", repeated, len(other.file_hashes),

@@ -37,6 +37,16 @@ def user_path(cfg: DictConfig) -> Path:
     return Path(str(cfg.path)).expanduser()
 
 
+def files_root(cfg: DictConfig, data_dir: Path) -> Path | None:
+    """The folder a dataset's image ids are relative to: the user's folder or the synthetic tree; None
+    for arrays (a MedMNIST .npz), whose ids name no file."""
+    if cfg.loader == "folder":
+        return user_path(cfg)
+    if cfg.loader == "synthetic":
+        return synthetic.dataset_dir(data_dir, **synthetic_parameters(cfg))
+    return None
+
+
 def dataset_name(cfg: DictConfig) -> str:
     """The name runs are filed under: `dataset.name`, else the folder or file name, else the loader."""
     if cfg.get("name"):

@@ -184,6 +184,7 @@ def summary(counts: dict[str, dict[str, int]], kinds: tuple[str, ...]) -> str:
 
 
 def check_dedupe(dedupe: str) -> None:
+    """Checked before the scan too (data.check_path): a typo would otherwise cost decoding every image."""
     if dedupe not in DEDUPE:
         raise BenchmarkError(f"dataset.dedupe={dedupe} is not one of {' | '.join(DEDUPE)}")
 

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SPLITS = ("train", "val", "test")
+# What a run's metrics.json says about its data (runs/pipeline.split_summary); an ensemble of runs on the
+# same data inherits them (report/ensemble.py)
+DATA_FACTS = ("split_sizes", "split_by", "split_groups", "n_groups", "groups_in_several_splits",
+              "skipped_images", "cross_split_duplicates", "dropped_duplicates", "cross_split_hints")
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def check_two_per_class(labels: np.ndarray, class_names: Sequence[str], what: st
         which = f"class {quoted(single, class_names)} has" if len(single) == 1 else \
             f"classes {quoted(single, class_names)} have"
         raise BenchmarkError(
-            f"cannot split off a stratified {what} set: {which} only 1 image to split, and a stratified "
+            f"cannot split off a stratified {what} set: {which} only 1 image left to split, and a stratified "
             f"split needs at least 2 of each class: add images of {quoted(single, class_names)}, or provide "
             "the split as train/ val/ test/ folders (each with a folder per class)"
         )

@@ -1,11 +1,13 @@
 """leaderboard.md: provenance, warnings a reader must not miss, the tables, the significance test, figures."""
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
+from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
@@ -156,7 +158,7 @@ def split_unit(metrics: dict) -> str:
         f"split by {unit} ({metrics.get('n_groups') or sum(groups.values())} {unit}s: "
         + ", ".join(f"{k} {v}" for k, v in groups.items())
         + ")"
-        + (f" — {WARNING} **{shared} {unit}(s) in more than one split** (dataset.group_overlap=warn): test "
+        + (f" — ⚠️ **{shared} {unit}(s) in more than one split** (dataset.group_overlap=warn): test "
            "metrics may be optimistic" if shared else "")
     )
 
@@ -175,6 +177,7 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     dropped ones are said; a shared file name or DICOM PatientID is a reason to look, not leakage."""
     lines = []
     leaks, hints = most_per_kind(runs, "cross_split_duplicates"), most_per_kind(runs, "cross_split_hints")
+    leaks = {kind: n for kind, n in leaks.items() if kind in LEAK_KINDS}  # older runs counted hints too
     if leaks:
         described = ", ".join(f"{count} {kind}" for kind, count in leaks.items())
         lines.append(
@@ -241,7 +244,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
 
 
 def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
-    """#1 against every other row on the ranking metric (paired bootstrap) and on AUROC (DeLong)."""
+    """#1 against every other row on the ranking metric (paired bootstrap) and on AUROC (DeLong, or the
+    paired bootstrap over patients on a grouped test split)."""
     if len(rows) < 2:
         return "Only one row: nothing to compare."
     found = against_first(rows, cfg.primary_metric, settings.ci_level)
@@ -344,7 +348,7 @@ def regimes_and_sizes(rows: list[Row], cfg: DictConfig) -> list[str]:
     return found
 
 
-def failed_seeds(rows: list[Row], failed: list[Failure]) -> list[str]:
+def failed_seeds(rows: list[Row], failed: Sequence[Failure]) -> list[str]:
     """Seeds of a ranked row that failed: its mean stands for fewer seeds than the sweep asked for."""
     keys = {(row.backbone, row.config_hash) for row in rows}
     missing = [f"{f.backbone} seed {f.seed}" for f in failed if (f.backbone, f.config_hash) in keys]
@@ -360,7 +364,7 @@ def dataset_section(
     figures: str,
     cfg: DictConfig,
     settings: Settings,
-    failed: list[Failure] = (),
+    failed: Sequence[Failure] = (),
 ) -> str:
     parts = [
         f"## {dataset}",
@@ -424,8 +428,9 @@ def document(
     ]
     results_dir = Path(cfg.results_dir)
     every_row = [row for rows in ranked.values() for row in rows]
+    listed = {id(row) for row in every_row}
     every_row += [row for by_key in others.values() for rows in by_key.values() for row in rows
-                  if row not in every_row]  # a site scored on a configuration validation did not choose
+                  if id(row) not in listed]  # a site scored on a configuration validation did not choose
     if external := external_section(every_row, results_dir, cfg.primary_metric, cfg.digits):
         parts += ["## External validation", external]
     if summaries := search_summaries(results_dir):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from benchmark.data.dataset import DATA_FACTS
 from benchmark.errors import BenchmarkError
 from benchmark.files import digest, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
@@ -80,8 +81,7 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
         "weights_used": " + ".join(sorted({row.weights for row in members})),  # "imagenet" when all agree
         "train_mode": "ensemble", "seed": "all", "config_hash": config_hash, "members": labels,
         "selected_by": f"lowest mean {SELECT_BY}", "image_size": reference.get("image_size"),
-        "split_sizes": reference.get("split_sizes"), "split_by": reference.get("split_by"),
-        "split_groups": reference.get("split_groups"), **scores, **costs(members),
+        **{key: reference.get(key) for key in DATA_FACTS}, **scores, **costs(members),
     }
     table = predictions_frame(predictions.files, predictions.probabilities, list(predictions.classes),
                               labels=predictions.labels)

@@ -22,10 +22,12 @@ def number(value: Any) -> bool:
 
 
 def whole(value: Any, least: int) -> bool:
+    """An int of at least `least` (a float such as 3.0 is not a count, nor is True)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def count(least: int) -> tuple[Callable[[Any], bool], str]:
+    """A rule and its wording for a whole number of at least `least`."""
     return lambda v: whole(v, least), f"a whole number of at least {least}"
 
 

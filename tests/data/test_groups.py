@@ -155,6 +155,9 @@ def test_a_patient_in_two_split_folders_is_an_error_or_a_warning(tmp_path: Path,
 
     kept = Dataset("d", ("a", "b"), splits, "f", False, lambda i, s: None, {}, group_name="patient")
     summary = split_summary(kept)  # what metrics.json records, and the leaderboard says
+    from benchmark.data.dataset import DATA_FACTS
+
+    assert tuple(summary) == DATA_FACTS  # what an ensemble of such runs inherits
     assert summary["n_groups"] == 6 and summary["groups_in_several_splits"] == 6
     said = split_unit(summary)
     assert said.startswith("split by patient (6 patients: train 6, val 6, test 6)")

@@ -277,6 +277,7 @@ def test_the_header_warns_of_duplicates_left_in_the_data_not_of_dropped_ones_or_
     hints = said(cross_split_duplicates={"exact": 0}, cross_split_hints={"name": 42, "patient_id": 0})
     assert "Possible leakage" not in hints and "by file name or DICOM PatientID (42 name;" in hints
     assert said(cross_split_duplicates={"exact": 0}) == ""
+    assert said(cross_split_duplicates={"exact": 0, "name": 42}) == ""  # a run from before the hints' key
 
 
 def test_configurations_on_another_split_are_flagged(tiny_sweep, tiny_cfg, tmp_path):
