@@ -8,6 +8,7 @@ BenchmarkError becomes one `error:` line on stderr and exit status 2, like `pyth
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -88,14 +89,31 @@ def or_fail(work: Callable[[], Any], debug: bool) -> Any:
         fail(error)
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's or `kill`'s stop) as Ctrl-C: Python's default for it exits at once, leaving a
+    sweep's figure worker and joblib's workers running on as orphans; an interrupt unwinds and stops them."""
+    raise KeyboardInterrupt
+
+
 def run_hydra(main: Callable[[], object]) -> None:
-    """Run a @hydra.main function; Hydra's own errors (bad override, unknown option) become one line."""
+    """Run a @hydra.main function; Hydra's own errors (bad override, unknown option) become one line, as
+    does a SLURM launcher on a machine without SLURM, and an interrupt is one line and status 130."""
     from hydra.errors import HydraException
 
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         main()
     except (HydraException, OmegaConfBaseException) as error:
         fail(error)
+    except RuntimeError as error:
+        if 'Could not detect "srun"' not in str(error):  # submitit's check for a SLURM cluster
+            raise
+        fail(BenchmarkError("hydra/launcher=slurm needs a SLURM cluster (no srun here): run it where sbatch "
+                            "is, or use hydra/launcher=slurm_local (submitit on this machine) or workers"))
+    except KeyboardInterrupt:
+        print(f"{close_progress_bars()}interrupted: finished runs are kept; the same command resumes the "
+              "rest", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def option_names(node: dict, prefix: str = "") -> list[str]:

@@ -47,3 +47,31 @@ def test_sigkill_mid_cell_then_resume(tmp_path: Path):
     assert not list(results.glob(".*")), "the killed cell's staging folder was left behind"
     found = collect(tmp_path / "results")  # what the report would list
     assert len(found.runs) == 2 and not found.skipped and not found.failed
+
+
+def test_sigterm_stops_the_whole_sweep_in_one_line(tmp_path: Path):
+    """`kill <pid>` (or a scheduler's stop) of the sweep's process: Python's default would exit at once and
+    leave the figure worker drawing on as an orphan; as an interrupt, the process stops it and says so."""
+    results = tmp_path / "results" / "runs" / "synthetic" / "mobilenetv2"
+    cells = [*CELLS[:-2], "seed=0,1,2,3,4,5,6,7", CELLS[-1]]  # further seeds left when the first is done
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", *cells, *tiny_overrides(tmp_path)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        wait_for(lambda: bool(list(results.glob("seed0-*/metrics.json"))), timeout=240)
+        sweep.send_signal(signal.SIGTERM)  # the sweep's process alone, as `kill` sends it
+        _, stderr = sweep.communicate(timeout=60)
+        assert sweep.returncode == 130 and "interrupted: finished runs are kept" in stderr
+        assert "Traceback" not in stderr
+
+        def left() -> list[str]:
+            found = subprocess.run(["pgrep", "-g", str(sweep.pid)], capture_output=True, text=True)
+            return found.stdout.split()
+
+        deadline = time.monotonic() + 20  # multiprocessing's resource tracker exits once its pipe closes
+        while left() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left(), [Path(f"/proc/{pid}/cmdline").read_text() for pid in left()]
+    finally:
+        subprocess.run(["pkill", "-9", "-g", str(sweep.pid)], capture_output=True)
