@@ -1,10 +1,12 @@
-"""The numeric train.* and head.* settings, checked before any work (no TensorFlow imported).
+"""The train.*, head.* and augment.* settings, checked before any work (no TensorFlow imported).
 
 Keras meets these values only after the data is loaded and the features are extracted, and then fails
 with a traceback of its own (train.max_epochs=0: "need at least one array to stack"; train.batch_size=0:
-a division by zero; head.dropout=1.5, train.lr=abc) or trains on one that makes no sense (a negative
-learning rate climbs the loss). Checked here, a bad value is one `error:` line naming the key and the
-fix, before anything is computed or written.
+a division by zero; head.dropout=1.5, train.lr=abc; train.class_weight=balance in scikit-learn), refuses
+one late (train.optimizer=adamm, after decoding and BatchNorm recalibration), trains on one that makes no
+sense (a negative learning rate climbs the loss) or ignores it (Keras's RandomFlip("diagonal") flips
+nothing; a negative augment factor turns the transformation off). Checked here, a bad value is one
+`error:` line naming the key and the fix, before anything is computed or written.
 """
 
 import math
@@ -31,6 +33,22 @@ def count(least: int) -> tuple[Callable[[Any], bool], str]:
     return lambda v: whole(v, least), f"a whole number of at least {least}"
 
 
+def one_of(*choices: str | None) -> tuple[Callable[[Any], bool], str]:
+    """A rule and its wording for one of `choices` (None is written null)."""
+    return lambda v: any(v is c if c is None else v == c for c in choices), "one of " + " | ".join(
+        "null" if c is None else c for c in choices)
+
+
+def fraction(most: float, inclusive: bool = True) -> tuple[Callable[[Any], bool], str]:
+    """A rule and its wording for a number from 0 to `most` (0 turns the transformation off)."""
+    if inclusive:
+        return lambda v: number(v) and 0 <= v <= most, f"a number from 0 to {most:g}"
+    return lambda v: number(v) and 0 <= v < most, f"a number from 0 up to (not including) {most:g}"
+
+
+OPTIMIZERS = ("adam", "sgd")  # train.optimizer (benchmark/train/shared.py builds them)
+CLASS_WEIGHTS = (None, "balanced")  # train.class_weight: none, or inverse class frequency
+FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")  # Keras's RandomFlip modes
 ABSENT = object()
 POSITIVE = (lambda v: number(v) and v > 0, "a positive number")
 # key -> (valid, what it must be, an example); a key the regime's config lacks is not checked
@@ -53,11 +71,22 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "train.unfreeze": (lambda v: v == "all" or whole(v, 0), "a whole number of at least 0 or all", "20"),
     "train.c_grid": (lambda v: isinstance(v, list) and bool(v) and all(number(c) and c > 0 for c in v),
                      "a list of positive numbers", "[0.01,0.1,1.0]"),
+    "train.optimizer": (*one_of(*OPTIMIZERS), "adam"),
+    "train.class_weight": (*one_of(*CLASS_WEIGHTS), "balanced"),
+    # Keras takes any other string and flips nothing; false (as null) flips nothing either
+    "augment.flip": (lambda v: v is None or v is False or v in FLIP_MODES, one_of(None, *FLIP_MODES)[1],
+                     "horizontal"),
+    # the ranges Keras's layers accept (RandomZoom's -1 would zoom out to nothing); a fraction of a turn
+    "augment.rotation": (*fraction(1), "0.03"),
+    "augment.zoom": (*fraction(1, inclusive=False), "0.1"),
+    "augment.translation": (*fraction(1), "0.1"),
+    "augment.contrast": (*fraction(1), "0.1"),
 }
 
 
 def check_training(cfg: DictConfig) -> None:
-    """Raise a BenchmarkError naming the first bad train.* or head.* number, its value and the fix."""
+    """Raise a BenchmarkError naming the first bad train.*, head.* or augment.* setting, its value and the
+    fix."""
     for key, (valid, rule, example) in RULES.items():
         value = OmegaConf.select(cfg, key, default=ABSENT)
         if value is ABSENT:

@@ -24,10 +24,10 @@ from backbones.weights import LoadedBackbone
 from benchmark.data import Dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
+from benchmark.runs.settings import OPTIMIZERS  # checked there before any work
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"]
-OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass

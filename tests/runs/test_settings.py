@@ -1,11 +1,15 @@
-"""The train.* and head.* numbers are checked before any work: a bad one is a BenchmarkError naming the
-key and the fix; every legal value, an integer learning rate included, passes (tests/commands/test_cli.py
-checks the one `error:` line and exit code 2 of a real run)."""
+"""The train.*, head.* and augment.* settings are checked before any work: a bad one is a BenchmarkError
+naming the key and the fix; every legal value, an integer learning rate included, passes
+(tests/commands/test_cli.py checks the one `error:` line and exit code 2 of a real run, and so does the
+last test here for the choices)."""
+
+from pathlib import Path
 
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.runs.settings import check_training
+from benchmark.runs.settings import CLASS_WEIGHTS, FLIP_MODES, OPTIMIZERS, check_training
+from tests.conftest import run_cli, tiny_overrides
 
 
 @pytest.mark.parametrize(
@@ -17,6 +21,13 @@ from benchmark.runs.settings import check_training
         ["train=finetune", "train.unfreeze=0", "train.optimizer=sgd", "train.momentum=0"],
         ["train=linear", "train.c_grid=[1,10]"],
         ["train=knn", "train.k=1"],
+        *(["train=finetune", f"train.optimizer={o}"] for o in OPTIMIZERS),
+        *([f"train={t}", f"train.class_weight={w or 'null'}"] for t in ("frozen", "linear", "finetune")
+          for w in CLASS_WEIGHTS),
+        *(["train=finetune", "augment=light", f"augment.flip={f}"] for f in (*FLIP_MODES, "null", "false")),
+        ["train=finetune", "augment=strong", "augment.rotation=1", "augment.zoom=0.99",
+         "augment.translation=1", "augment.contrast=1"],
+        ["augment=none", "augment.rotation=0", "augment.contrast=0"],
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
@@ -52,6 +63,24 @@ def test_legal_settings_pass(tiny_cfg, overrides):
         (["train=linear", "train.c_grid=[1,-1]"], "train.c_grid=[1, -1] must be a list of positive numbers"),
         (["train=linear", "train.max_iter=0"], "train.max_iter=0 must be a whole number of at least 1"),
         (["train=knn", "train.k=0"], "train.k=0 must be a whole number of at least 1"),
+        (["train.optimizer=adamm"],
+         "train.optimizer='adamm' must be one of adam | sgd: e.g. train.optimizer=adam"),
+        (["train=finetune", "train.optimizer=null"], "train.optimizer=null must be one of adam | sgd"),
+        (["train=linear", "train.class_weight=balance"],
+         "train.class_weight='balance' must be one of null | balanced: e.g. train.class_weight=balanced"),
+        (["train=finetune", "train.class_weight=true"], "train.class_weight=True must be one of null |"),
+        (["train=finetune", "augment=light", "augment.flip=diagonal"],
+         "augment.flip='diagonal' must be one of null | horizontal | vertical | horizontal_and_vertical: "
+         "e.g. augment.flip=horizontal"),
+        (["train=finetune", "augment.flip=true"], "augment.flip=True must be one of null | horizontal"),
+        (["train=finetune", "augment=light", "augment.rotation=-0.1"],
+         "augment.rotation=-0.1 must be a number from 0 to 1: e.g. augment.rotation=0.03"),
+        (["train=finetune", "augment=light", "augment.zoom=1"],
+         "augment.zoom=1 must be a number from 0 up to (not including) 1"),
+        (["train=finetune", "augment=strong", "augment.translation=1.5"],
+         "augment.translation=1.5 must be a number from 0 to 1"),
+        (["train=finetune", "augment=light", "augment.contrast=abc"],
+         "augment.contrast='abc' must be a number from 0 to 1"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
@@ -70,3 +99,21 @@ def test_an_integer_learning_rate_and_momentum_reach_keras_as_floats(tiny_cfg):
     assert float(made.learning_rate) == 1.0
     schedule = callbacks(cfg.train, cfg.train.lr)[0][0].schedule
     assert isinstance(schedule(3), float) and schedule(3) == 1.0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["train=finetune", "augment=light", "augment.flip=diagonal"],
+     ["train=linear", "train.class_weight=balance"],
+     ["train.optimizer=adamm"]],
+)
+def test_a_bad_choice_stops_the_cli_before_any_work(tmp_path: Path, overrides):
+    """These ran (the flip did nothing) or failed only after the features were extracted or the
+    backbone recalibrated: now one `error:` line, exit code 2 and nothing written."""
+    result = run_cli(tiny_overrides(tmp_path, *overrides))
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    key = overrides[-1].split("=")[0]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {key}=") and f"e.g. {key}=" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not any((tmp_path / name).exists() for name in ("results/runs", "data", "cache"))
