@@ -48,7 +48,8 @@ def missing_maps(config: DictConfig) -> list[Path]:
 
 
 def explain_runs(config: DictConfig, run_dirs: list[Path]) -> None:
-    """Grad-CAM panels for these runs with the sweep's `explain` settings; an error is logged."""
+    """Grad-CAM panels for these runs with the sweep's `explain` settings; an error is logged. With
+    `logger=mlflow`, each panel and its scores join its run's MLflow run."""
     from benchmark.cli import CONF
     from benchmark.errors import BenchmarkError
     from benchmark.explain import explain_run  # TensorFlow: only when a map is missing
@@ -58,9 +59,24 @@ def explain_runs(config: DictConfig, run_dirs: list[Path]) -> None:
     for run_dir in run_dirs:
         explain_cfg.run = str(run_dir)
         try:
-            explain_run(explain_cfg)
+            scores = explain_run(explain_cfg)
         except BenchmarkError as error:
             log.error("no Grad-CAM for %s: %s", run_dir, error)
+            continue
+        if config.get("logger"):
+            track_explained(run_dir, scores)
+
+
+def track_explained(run_dir: Path, scores: dict) -> None:
+    """Add a run's Grad-CAM to the MLflow run it was tracked in (mlflow_run.json); a failure is logged,
+    the panel stays in the run directory."""
+    from benchmark.runs import tracking
+
+    try:
+        tracking.log_added(run_dir, scores)
+    except Exception as error:  # a tracking server down must not stop the report
+        log.warning("MLflow: the Grad-CAM of %s is NOT tracked (it is in the run directory): %s",
+                    run_dir, error)
 
 
 class SweepLeaderboard(Callback):

@@ -358,8 +358,11 @@ def track(cfg: DictConfig, identity: RunIdentity, metrics: dict) -> None:
     """Log the published run to the tracker; its failure is reported, the finished run stays as it is."""
     try:
         tracking.log_run(cfg, identity.dataset, identity.run_dir, metrics)
-    except Exception as error:  # a tracking server down must not turn a finished run into a failed cell
-        log.error("MLflow logging of %s failed (the run itself is complete): %s", identity.run_dir, error)
+    except tracking.Unreachable as error:  # a server down must not turn a finished run into a failed cell
+        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): %s", identity.run_dir, error)
+    except Exception as error:
+        log.error("MLflow: %s is NOT tracked (the run is complete on disk): logging failed: %s",
+                  identity.run_dir, error)
 
 
 def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:

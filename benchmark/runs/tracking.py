@@ -1,15 +1,22 @@
 """MLflow tracking of a finished run (`logger=mlflow`): params, per-epoch curves, final metrics, files.
 
 It reads what the run directory already holds, so tracking cannot change a result, and it runs after the
-run is published: an unreachable tracking server costs a logged error, never a finished run. MLflow 3
-refuses its old folder store, so the local default is a SQLite file in results_dir (its artifacts beside
-it); any server URI works the same way.
+run is published: an unreachable tracking server costs a few seconds and a warning that the run was not
+tracked, never a finished run. MLflow 3 refuses its old folder store, so the local default is a SQLite file
+in results_dir (its artifacts beside it); any server URI works the same way. The run directory keeps where
+its MLflow run is (mlflow_run.json), so what a sweep adds later (its Grad-CAM panels) joins the same run.
 """
 
 import contextlib
 import logging
 import math
+import os
+import re
+import socket
 import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +24,25 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import BenchmarkError
+from benchmark.files import read_json, write_json
 
 log = logging.getLogger(__name__)
+
+RECORD = "mlflow_run.json"  # in a tracked run directory: its store, experiment and MLflow run id
+
+# MLflow's HTTP client retries a request 7 times with a backoff factor of 2 (about 4 minutes against a
+# server that is down) and waits 120 s for an answer. The run is complete before it is tracked, so a server
+# that does not answer should cost seconds: these apply only where the user has not set them.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+CONNECT_TIMEOUT_S = 5  # the reachability check before a server's first request
+
+
+class Unreachable(ConnectionError):
+    """The tracking server cannot be connected to: the run is not tracked."""
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:
@@ -39,13 +63,29 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
     return params
 
 
+def metric_part(name: str) -> str:
+    """One part of a metric name as MLflow accepts it (letters, digits, _ - . and space; a class name may
+    hold other characters, which become _)."""
+    part = re.sub(r"[^\w.\- ]", "_", name)
+    return part if part.strip(".") else part.replace(".", "_") or "_"  # never an empty, . or .. part
+
+
 def final_metrics(metrics: dict) -> dict[str, float]:
-    """Every finite number of metrics.json (flags and nested records left out)."""
-    return {
-        key: float(value)
-        for key, value in metrics.items()
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    }
+    """Every finite number of metrics.json, nested records flattened with '/' (calibration/temperature,
+    per_class/<class>/auroc, operating_points/<class>/<rule>/test/sensitivity). Flags, text and lists
+    (the confusion matrix, the coverage curve) are left out: they are in the metrics.json artifact."""
+    flat: dict[str, float] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            name = prefix + metric_part(str(key))
+            if isinstance(value, dict):
+                walk(value, f"{name}/")
+            elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                flat[name[:250]] = float(value)  # MLflow's limit on a key
+
+    walk(metrics, "")
+    return flat
 
 
 def local_store(uri: str) -> Path | None:
@@ -70,19 +110,46 @@ def check_installed() -> None:
         raise BenchmarkError("logger=mlflow needs MLflow: pip install -e '.[tracking]'") from None
 
 
-def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
-    """Log one complete run; returns its MLflow run id."""
-    import mlflow
+def check_reachable(uri: str) -> None:
+    """Raise Unreachable when nothing listens at a tracking server's address (one connection attempt of at
+    most CONNECT_TIMEOUT_S). A local store, or a server reached through a proxy, is left to MLflow itself."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    if parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(parts.hostname):
+        return  # only the proxy can tell
+    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    try:
+        socket.create_connection(address, timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise Unreachable(f"the tracking server {uri} is unreachable ({reason})") from None
+
+
+@contextlib.contextmanager
+def client_for(uri: str) -> Iterator:
+    """An MLflow client of this store, with bounded HTTP retries, once the server answers; one writer at a
+    time on a local SQLite store (parallel sweep workers), as a server serialises itself."""
     from mlflow.tracking import MlflowClient
 
-    uri = str(cfg.logger.tracking_uri)
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    check_reachable(uri)
     store = local_store(uri)
     if store:
         store.parent.mkdir(parents=True, exist_ok=True)
-    name = cfg.logger.experiment or f"medbench-{dataset}"
-    # one writer at a time on a local SQLite store (parallel sweep workers); a server serialises itself
     with FileLock(f"{store}.lock") if store else contextlib.nullcontext():
-        client = MlflowClient(uri)
+        yield MlflowClient(uri)
+
+
+def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
+    """Log one complete run and write mlflow_run.json into its directory; returns its MLflow run id."""
+    uri = str(cfg.logger.tracking_uri)
+    store = local_store(uri)
+    if store:
+        uri = f"sqlite:///{store.resolve()}"  # the record names the same store from any working directory
+    name = cfg.logger.experiment or f"medbench-{dataset}"
+    with client_for(uri) as client:
         run = client.create_run(
             experiment_id(client, name, uri),
             run_name=f"{metrics['backbone']} seed{metrics['seed']}",
@@ -91,22 +158,59 @@ def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
                   "weights_used": str(metrics["weights_used"])},
         )
         run_id = run.info.run_id
-        params = [mlflow.entities.Param(key, value) for key, value in flat_params(cfg).items()]
-        history = pd.read_csv(run_dir / "history.csv")
-        now = int(time.time() * 1000)
-        curves = [
-            mlflow.entities.Metric(f"history/{column}", float(value), now, step)  # per epoch: history.csv
-            for step, row in enumerate(history.to_dict("records"), start=1)
-            for column, value in row.items()
-            if column != "epoch" and isinstance(value, int | float) and math.isfinite(value)
-        ]
-        finals = [mlflow.entities.Metric(key, value, now, 0) for key, value in final_metrics(metrics).items()]
-        for start in range(0, len(params), 100):  # MLflow's batch limit on params
-            client.log_batch(run_id, params=params[start : start + 100])
-        for start in range(0, len(curves) + len(finals), 1000):
-            client.log_batch(run_id, metrics=(curves + finals)[start : start + 1000])
-        if cfg.logger.artifacts:
-            client.log_artifacts(run_id, str(run_dir))
-        client.set_terminated(run_id)
+        try:
+            log_contents(client, run_id, cfg, run_dir, metrics)
+            client.set_terminated(run_id)
+        except Exception:
+            with contextlib.suppress(Exception):  # not left RUNNING; the error is the one reported
+                client.set_terminated(run_id, "FAILED")
+            raise
+    write_json(run_dir / RECORD, {"tracking_uri": uri, "experiment": name, "run_id": run_id,
+                                  "artifacts": bool(cfg.logger.artifacts)})
     log.info("MLflow: run %s in experiment %s at %s", run_id, name, uri)
+    return run_id
+
+
+def log_contents(client, run_id: str, cfg: DictConfig, run_dir: Path, metrics: dict) -> None:
+    """Params, the per-epoch curves (history.csv), the final metrics and, with logger.artifacts, the files."""
+    from mlflow.entities import Metric, Param
+
+    params = [Param(key, value) for key, value in flat_params(cfg).items()]
+    history = pd.read_csv(run_dir / "history.csv")
+    now = int(time.time() * 1000)
+    curves = [
+        Metric(f"history/{column}", float(value), now, step)  # step = epoch
+        for step, row in enumerate(history.to_dict("records"), start=1)
+        for column, value in row.items()
+        if column != "epoch" and isinstance(value, int | float) and math.isfinite(value)
+    ]
+    finals = [Metric(key, value, now, 0) for key, value in final_metrics(metrics).items()]
+    for start in range(0, len(params), 100):  # MLflow's batch limit on params
+        client.log_batch(run_id, params=params[start : start + 100])
+    for start in range(0, len(curves) + len(finals), 1000):
+        client.log_batch(run_id, metrics=(curves + finals)[start : start + 1000])
+    if cfg.logger.artifacts:
+        client.log_artifacts(run_id, str(run_dir))
+
+
+def log_added(run_dir: Path, scores: dict) -> str | None:
+    """Add to a tracked run's MLflow run what was made after it was tracked (a sweep's Grad-CAM: its
+    scores, and gradcam.png with the updated metrics.json where the run's files were logged). Returns the
+    MLflow run id; None for a run that was not tracked."""
+    from mlflow.entities import Metric
+
+    if not (run_dir / RECORD).is_file():
+        return None
+    record = read_json(run_dir / RECORD)
+    run_id = record["run_id"]
+    with client_for(record["tracking_uri"]) as client:
+        now = int(time.time() * 1000)
+        added = [Metric(key, value, now, 0) for key, value in final_metrics(scores).items()]
+        if added:
+            client.log_batch(run_id, metrics=added)
+        if record.get("artifacts"):
+            for name in ("gradcam.png", "metrics.json"):
+                if (run_dir / name).is_file():
+                    client.log_artifact(run_id, str(run_dir / name))
+    log.info("MLflow: Grad-CAM of %s added to run %s", run_dir, run_id)
     return run_id

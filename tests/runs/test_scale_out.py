@@ -46,6 +46,8 @@ def test_two_joblib_workers_run_the_sweep_track_it_in_mlflow_and_resume(tmp_path
     assert sorted(r.info.run_name for r in tracked) == ["mobilenetv2 seed0", "resnet50 seed0"]
     for run in tracked:
         metrics = json.loads((Path(run.data.tags["run_dir"]) / "metrics.json").read_text())
+        record = json.loads((Path(run.data.tags["run_dir"]) / "mlflow_run.json").read_text())
+        assert record["run_id"] == run.info.run_id  # where a Grad-CAM made after the sweep is added
         assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
         assert run.data.params["backbone.name"] == metrics["backbone"]
         curve = client.get_metric_history(run.info.run_id, "history/val_loss")

@@ -1,0 +1,134 @@
+"""MLflow tracking (logger=mlflow) to a real local store, no mocks: every number of metrics.json, a tracking
+server that is down, and a sweep's Grad-CAM joining the MLflow run of the run it explains."""
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from benchmark.report.after_sweep import explain_runs, track_explained
+from benchmark.runs import tracking
+from tests.conftest import compose_config
+
+mlflow = pytest.importorskip("mlflow.tracking")
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def copy_of_run(saved_run, tmp_path: Path) -> Path:
+    """A private copy of the session's finished tiny run (with its model), in its results layout."""
+    shutil.copytree(saved_run[0].parents[4], tmp_path, dirs_exist_ok=True)
+    (run_dir,) = (tmp_path / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*")
+    return run_dir
+
+
+def tracking_cfg(run_dir: Path, uri: str):
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.logger = {"name": "mlflow", "tracking_uri": uri, "experiment": None, "artifacts": True}
+    return cfg
+
+
+def test_every_finite_number_of_metrics_json_is_a_metric_nested_ones_flattened(saved_run, tmp_path):
+    run_dir = copy_of_run(saved_run, tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    odd_classes = {"COVID-19 (severe)/x": {"auroc": 0.5}, "..": {"f1": 0.25}}  # not valid MLflow key parts
+    odd = {**metrics, "per_class": {**metrics["per_class"], **odd_classes}}
+    run_id = tracking.log_run(tracking_cfg(run_dir, store), "synthetic", run_dir, odd)
+
+    client = mlflow.MlflowClient(store)
+    logged = client.get_run(run_id).data.metrics
+    assert logged["calibration/temperature"] == pytest.approx(metrics["calibration"]["temperature"])
+    assert logged["evaluation/n_bootstrap"] == metrics["evaluation"]["n_bootstrap"]
+    for name in metrics["classes"]:
+        assert logged[f"per_class/{name}/auroc"] == pytest.approx(metrics["per_class"][name]["auroc"])
+        point = metrics["operating_points"][name]["youden"]["test"]["sensitivity"]
+        assert logged[f"operating_points/{name}/youden/test/sensitivity"] == pytest.approx(point)
+    assert logged["per_class/COVID-19 _severe__x/auroc"] == 0.5 and logged["per_class/__/f1"] == 0.25
+    assert "calibration/temperature_at_bound" not in logged  # a flag, not a number
+    assert not any(key.startswith(("confusion_matrix", "coverage_curve")) for key in logged)  # lists
+    assert {key for key in logged if not key.startswith("history/")} == set(tracking.final_metrics(odd))
+    assert json.loads((run_dir / tracking.RECORD).read_text())["run_id"] == run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_down_tracking_server_costs_seconds_and_the_run_stays_complete(saved_run, tmp_path, caplog):
+    from benchmark.runs.pipeline import run
+
+    copy_of_run(saved_run, tmp_path)
+    cfg = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{closed_port()}",
+                         "force=true")
+    with caplog.at_level(logging.WARNING):
+        metrics = run(cfg)
+    (run_dir,) = (tmp_path / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*")
+    assert json.loads((run_dir / "metrics.json").read_text())["config_hash"] == metrics["config_hash"]
+    assert not (run_dir / tracking.RECORD).exists()
+    assert f"{run_dir} is NOT tracked (the run is complete on disk)" in caplog.text
+    assert "is unreachable" in caplog.text
+
+    started = time.monotonic()
+    with pytest.raises(tracking.Unreachable):
+        tracking.log_run(cfg, "synthetic", run_dir, metrics)
+    assert time.monotonic() - started < 10
+
+
+def test_mlflows_own_retries_are_bounded_unless_the_user_set_them(saved_run, tmp_path, monkeypatch):
+    """Through a proxy (here one that is down) only MLflow's HTTP client can tell: its retries, ~4 min by
+    default, take seconds; a setting of the user's stays."""
+    run_dir = copy_of_run(saved_run, tmp_path)
+    for name in tracking.HTTP_DEFAULTS:  # unset here, restored after the test
+        monkeypatch.setenv(name, "0")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "7")
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{closed_port()}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    started = time.monotonic()
+    with pytest.raises(Exception, match="127.0.0.1"):
+        tracking.log_run(tracking_cfg(run_dir, "http://mlflow.invalid:5000"), "synthetic", run_dir, metrics)
+    assert time.monotonic() - started < 30
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == tracking.HTTP_DEFAULTS[
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_sweeps_gradcam_joins_the_mlflow_run_of_the_run_it_explains(saved_run, tmp_path):
+    run_dir = copy_of_run(saved_run, tmp_path)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = tracking.log_run(tracking_cfg(run_dir, store), "synthetic", run_dir,
+                              json.loads((run_dir / "metrics.json").read_text()))
+    client = mlflow.MlflowClient(store)
+    assert "gradcam_randomization_spearman" not in client.get_run(run_id).data.metrics
+
+    sweep = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={store}", "explain.n_images=2")
+    explain_runs(sweep, [run_dir])  # what the sweep's end does for each leaderboard row's best seed
+    explained = json.loads((run_dir / "metrics.json").read_text())
+    logged = client.get_run(run_id).data.metrics
+    added = {key: value for key, value in explained.items() if key.startswith("gradcam")}
+    assert logged["gradcam_images"] == 2  # and the Spearman check where it applies (not on 32-px maps)
+    assert {key: logged[key] for key in logged if key.startswith("gradcam")} == tracking.final_metrics(added)
+    assert "gradcam.png" in {a.path for a in client.list_artifacts(run_id)}
+    uploaded = Path(client.download_artifacts(run_id, "metrics.json", str(tmp_path / "download")))
+    assert json.loads(uploaded.read_text()) == explained
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1  # the same run
+
+
+def test_a_down_server_leaves_the_sweeps_gradcam_untracked_with_a_warning(tmp_path, caplog):
+    (tmp_path / tracking.RECORD).write_text(json.dumps(
+        {"tracking_uri": f"http://127.0.0.1:{closed_port()}", "run_id": "0" * 32, "artifacts": True}))
+    with caplog.at_level(logging.WARNING):
+        track_explained(tmp_path, {"gradcam_randomization_spearman": 0.1})
+    assert "NOT tracked" in caplog.text and "is unreachable" in caplog.text
+    assert tracking.log_added(tmp_path / "untracked", {"gradcam_images": 2}) is None
