@@ -1,10 +1,13 @@
-"""The Optuna search chooses on validation only, in each metric's own direction."""
+"""The Optuna search chooses on validation only, in each metric's own direction; its settings and space
+are checked before a study exists, and the space is part of the study's identity."""
 
+import re
 from pathlib import Path
 
 import pytest
 
-from benchmark.runs.search import VALIDATION_METRICS, study_name, summary
+from benchmark.errors import BenchmarkError
+from benchmark.runs.search import VALIDATION_METRICS, check_search, study_name, summary
 from tests.conftest import compose_config, run_cli
 
 
@@ -33,3 +36,93 @@ def test_another_metric_is_another_study(tmp_path: Path):
     names = {study_name(compose_config(tmp_path, "hparams_search=head", f"hparams_search.metric={metric}"))
              for metric in VALIDATION_METRICS}
     assert len(names) == len(VALIDATION_METRICS)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("hparams_search.n_trials=abc", "hparams_search.n_trials='abc' must be a whole number of at least 1"),
+    ("hparams_search.n_trials=0", "hparams_search.n_trials=0 must be a whole number of at least 1"),
+])
+def test_bad_search_settings_stop_before_the_study_exists(tmp_path: Path, override: str, message: str):
+    """Not a TypeError traceback, nor "no trial finished" over an empty study .db."""
+    pytest.importorskip("optuna")
+    result = run_cli(["hparams_search=head", override, f"results_dir={tmp_path / 'results'}",
+                      f"data_dir={tmp_path / 'data'}"])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: {message}" in result.stderr
+    assert not (tmp_path / "results" / "search").exists()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["hparams_search.n_trials=-2"], "hparams_search.n_trials=-2 must be a whole number of at least 1"),
+    (["hparams_search.n_trials=2.0"], "hparams_search.n_trials=2.0 must be a whole number of at least 1"),
+    (["hparams_search.sampler_seed=x"], "hparams_search.sampler_seed='x' must be a whole number from 0"),
+    (["hparams_search.space=[{key:head.dropout,low:0.5,high:0.1}]"],
+     "hparams_search.space item head.dropout has low=0.5 >= high=0.1: give low < high"),
+    (["hparams_search.space=[{key:train.lr,low:0,high:0.1,log:true}]"],
+     "hparams_search.space item train.lr has log: true with low=0: log needs low > 0"),
+    (["hparams_search.space=[{key:head.units,choices:[]}]"],
+     "hparams_search.space item head.units has choices=[]: give a non-empty list"),
+    (["hparams_search.space=[{key:head.units,low:abc,high:3}]"],
+     "hparams_search.space item head.units has low='abc', high=3: give numbers low < high, or choices"),
+    (["hparams_search.space=[{choices:[1,2]}]"], "hparams_search.space item {'choices': [1, 2]} needs a key"),
+    (["hparams_search.space=[{key:head.units,choice:[64]}]"],
+     "hparams_search.space item head.units has choice, which an item does not take"),
+    (["hparams_search.space=[]"], "hparams_search.space=[] must be a non-empty list of items"),
+    (["hparams_search.space=[{key:head.units,choices:[64]},{key:head.units,choices:[128]}]"],
+     "hparams_search.space searches head.units twice"),
+    # values a trial would get that the key does not take (the trial would stop the search, left RUNNING)
+    (["hparams_search.space=[{key:head.dropout,choices:[0.1,1.5]}]"],
+     "hparams_search.space item head.dropout offers 1.5, but head.dropout must be a fraction"),
+    (["hparams_search.space=[{key:head.units,low:64,high:512}]"],
+     "must be a whole number of at least 1: give choices, e.g. {key: head.units, choices: [64, 512]}"),
+    (["hparams_search.space=[{key:train.optimizer,low:0.1,high:0.2}]"],
+     "train.optimizer='adam' is not a fractional setting: give choices"),
+])
+def test_bad_search_settings_are_refused_naming_the_key_and_fix(tmp_path: Path, overrides, message: str):
+    with pytest.raises(BenchmarkError, match=re.escape(message)):
+        check_search(compose_config(tmp_path, "hparams_search=head", *overrides))
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["hparams_search=finetune"],
+     "hparams_search=finetune searches train.unfreeze, which train=frozen does not have: add train=finetune"),
+    (["hparams_search=head", "hparams_search.space=[{key:head.unitz,choices:[64,128]}]"],
+     "searches head.unitz, which this run's config does not have: did you mean head.units?"),
+    (["hparams_search=head", "hparams_search.space=[{key:head,choices:[1]}]"],
+     "hparams_search=head searches head, a group of settings: search one of its keys, e.g. head.units"),
+    (["hparams_search=head", "hparams_search.space=[{key:explain.n_images,choices:[1,2]}]"],
+     "hparams_search=head searches explain.n_images, which does not change what is trained"),
+    (["hparams_search=head", "hparams_search.space=[{key:train.save_model,choices:[true,false]}]"],
+     "hparams_search=head searches train.save_model, which does not change what is trained"),
+    (["hparams_search=head", "hparams_search.space=[{key:augment.zoom,low:0.0,high:0.2}]"],
+     "hparams_search=head searches augment.zoom, which train=frozen does not use"),
+    (["hparams_search=head", "train=knn"], "searches head.units, which train=knn does not read"),
+    (["hparams_search=head", "train=linear", "hparams_search.space=[{key:train.lr,low:0.001,high:0.1}]"],
+     "hparams_search=head searches train.lr, which train=linear does not read"),
+])
+def test_a_key_the_run_does_not_have_or_read_is_refused(tmp_path: Path, overrides, message: str):
+    """Otherwise every trial is the same training under another name."""
+    with pytest.raises(BenchmarkError, match=re.escape(message)):
+        check_search(compose_config(tmp_path, *overrides))
+
+
+@pytest.mark.parametrize("overrides", [
+    ["hparams_search=head"],
+    ["hparams_search=finetune", "train=finetune"],
+    ["hparams_search=head", "train=knn", "hparams_search.space=[{key:train.k,choices:[5,11]}]"],
+    ["hparams_search=head", "train=finetune", "hparams_search.space=[{key:augment.zoom,low:0.0,high:0.2}]"],
+])
+def test_the_shipped_spaces_and_valid_ones_pass(tmp_path: Path, overrides):
+    check_search(compose_config(tmp_path, *overrides))
+
+
+def test_another_space_is_another_study(tmp_path: Path):
+    """Optuna refuses a stored parameter's choices changing ("dynamic value space"), and a study keeps a
+    trial left RUNNING by a bad choice: another space must be another study, the same space the same one."""
+    def name(*space: str) -> str:
+        return study_name(compose_config(tmp_path, "hparams_search=head", *space))
+
+    wider = "hparams_search.space=[{key:head.units,choices:[64,128,256,512,1024]}]"
+    assert name() == name()
+    assert len({name(), name(wider), name("hparams_search.space=[{key:head.units,choices:[64,128]}]"),
+                name("hparams_search.space=[{key:head.dropout,low:0.0,high:0.5}]")}) == 4
