@@ -76,7 +76,9 @@ def test_bad_search_settings_stop_before_the_study_exists(tmp_path: Path, overri
     (["hparams_search.space=[{key:head.units,low:64,high:512}]"],
      "must be a whole number of at least 1: give choices, e.g. {key: head.units, choices: [64, 512]}"),
     (["hparams_search.space=[{key:train.optimizer,low:0.1,high:0.2}]"],
-     "train.optimizer='adam' is not a fractional setting: give choices"),
+     "ranges over fractions from 0.1 to 0.2, but train.optimizer must be one of adam | sgd"),
+    (["hparams_search.space=[{key:train.patience,low:1,high:3}]"],
+     "must be a whole number of at least 0: give choices, e.g. {key: train.patience, choices: [1, 3]}"),
 ])
 def test_bad_search_settings_are_refused_naming_the_key_and_fix(tmp_path: Path, overrides, message: str):
     with pytest.raises(BenchmarkError, match=re.escape(message)):
