@@ -70,7 +70,8 @@ def main(cfg: DictConfig) -> float | None:
     sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
     """
     if cfg.get("hparams_search"):  # an Optuna study of this backbone on a validation metric
-        from benchmark.runs.search import check_search, search
+        from benchmark.runs.search import search
+        from benchmark.runs.search_space import check_search
 
         or_fail(lambda: check_search(cfg), debug=cfg.debug)  # before TensorFlow's import and the data
         return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)

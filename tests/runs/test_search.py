@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.runs.search import VALIDATION_METRICS, check_search, study_name, summary
+from benchmark.runs.search import study_name, summary
+from benchmark.runs.search_space import VALIDATION_METRICS, check_search
 from tests.conftest import compose_config, run_cli
 
 
