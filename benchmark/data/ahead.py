@@ -26,7 +26,7 @@ def worth_preparing(cfg: DictConfig) -> bool:
     """A synthetic tree not written yet, or a user's folder (its files may be new to the scan cache);
     a MedMNIST .npz is read in the run itself and caches nothing. Never when the weights may stop the run
     first: it must then leave nothing written, not even a dataset."""
-    from benchmark.data import synthetic, synthetic_parameters
+    from benchmark.data import files_root
 
     dataset = cfg.dataset
     if not weights_cannot_stop_the_run(cfg.backbone):
@@ -36,7 +36,7 @@ def worth_preparing(cfg: DictConfig) -> bool:
     if dataset.loader != "synthetic":
         return False
     try:
-        root = synthetic.dataset_dir(Path(cfg.data_dir), **synthetic_parameters(dataset))
+        root = files_root(dataset, Path(cfg.data_dir))
     except (ValueError, TypeError):  # the run's own load names the bad value
         return False
     return not root.is_dir()

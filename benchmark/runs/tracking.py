@@ -9,7 +9,6 @@ its MLflow run is (mlflow_run.json), so what a sweep adds later (its Grad-CAM pa
 
 import contextlib
 import logging
-import math
 import os
 import re
 import socket
@@ -25,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
+from benchmark.runs.settings import number
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def final_metrics(metrics: dict) -> dict[str, float]:
             name = prefix + metric_part(str(key))
             if isinstance(value, dict):
                 walk(value, f"{name}/")
-            elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            elif number(value):
                 flat[name[:250]] = float(value)  # MLflow's limit on a key
 
     walk(metrics, "")
@@ -182,7 +182,7 @@ def log_contents(client, run_id: str, cfg: DictConfig, run_dir: Path, metrics: d
         Metric(f"history/{column}", float(value), now, step)  # step = epoch
         for step, row in enumerate(history.to_dict("records"), start=1)
         for column, value in row.items()
-        if column != "epoch" and isinstance(value, int | float) and math.isfinite(value)
+        if column != "epoch" and number(value)
     ]
     finals = [Metric(key, value, now, 0) for key, value in final_metrics(metrics).items()]
     for start in range(0, len(params), 100):  # MLflow's batch limit on params
