@@ -25,7 +25,8 @@ USER_ERRORS = (BenchmarkError, MissingMandatoryValue)
 
 # Hydra launchers that are plugins, and the pyproject extra that installs each.
 LAUNCHER_EXTRAS = {
-    "joblib": "cluster", "submitit_slurm": "cluster", "submitit_local": "cluster", "ray": "ray"
+    "joblib": "cluster", "submitit_slurm": "cluster", "submitit_local": "cluster",
+    "submitit_local_array": "cluster", "ray": "ray",
 }
 
 

@@ -62,12 +62,16 @@ def test_two_joblib_workers_run_the_sweep_track_it_in_mlflow_and_resume(tmp_path
     assert len(client.search_runs([experiment.experiment_id])) == 2  # a skipped cell is not logged again
 
 
-def test_the_submitit_local_launcher_produces_complete_runs(tmp_path: Path):
+def test_the_submitit_local_launcher_runs_its_cells_one_at_a_time_by_default(tmp_path: Path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     result = run_cli([*CELLS, "hydra/launcher=slurm_local", *tiny_overrides(tmp_path)], timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert [p.parent.name for p in complete_runs(tmp_path / "results")] == ["mobilenetv2", "resnet50"]
+    runs = complete_runs(tmp_path / "results")
+    assert [p.parent.name for p in runs] == ["mobilenetv2", "resnet50"]
     assert (tmp_path / "results" / "leaderboard.md").is_file()
+    spans = sorted((manifest["started"], manifest["finished"])
+                   for manifest in (json.loads((p / "manifest.json").read_text()) for p in runs))
+    assert spans[0][1] <= spans[1][0]  # array_parallelism=1: the second cell started after the first ended
 
 
 def study_states(folder: Path) -> list[str]:
@@ -127,3 +131,4 @@ def test_a_missing_launcher_plugin_names_the_extra_to_install():
     expected = "the Hydra launcher plugin 'ray' is not installed: pip install -e '.[ray]'"
     assert missing_plugin(message) == expected
     assert missing_plugin("Could not find 'hydra/launcher/nonsense'") is None
+    assert "'.[cluster]'" in missing_plugin("Could not load 'hydra/launcher/submitit_local_array'.")
