@@ -40,8 +40,18 @@ def count_cells(config: DictConfig) -> int:
     return math.prod(swept_sizes(config).values())
 
 
-def cell_name(config: DictConfig) -> str:
-    return f"{config.backbone.name} seed={config.seed}"
+def varied_keys(config: DictConfig) -> list[str]:
+    """The keys the sweep varies besides backbone and seed (train, image_size, ...): each cell's line
+    names their values, or two cells of one backbone and seed read the same."""
+    return [key.lstrip("+~") for key, size in swept_sizes(config).items()
+            if size > 1 and key.lstrip("+~") not in ("backbone", "seed")]
+
+
+def cell_name(config: DictConfig, varied: list[str] | tuple[str, ...] = ()) -> str:
+    """'densenet121 seed=0', then the cell's value of each varied key: 'densenet121 seed=0 train=finetune'."""
+    settings = [item.lstrip("+~") for item in config.hydra.overrides.task
+                if item.split("=", 1)[0].lstrip("+~") in varied]
+    return " ".join([config.backbone.name, f"seed={config.seed}", *settings])
 
 
 def configuration(config: DictConfig) -> str:
@@ -115,10 +125,12 @@ class SweepProgress(Callback):
         self.sweep_started = 0.0
         self.skipping = False
         self.first = True  # the cell is its configuration's first: the slow one of a frozen sweep
+        self.varied: list[str] = []  # swept keys named in each cell's line besides backbone and seed
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.total = count_cells(config)
         self.configurations = self.total // swept_sizes(config).get("seed", 1)
+        self.varied = varied_keys(config)
         self.sweep_started = time.monotonic()
         log.info("sweep: %d cells, %d at a time", self.total, parallel_jobs(config))
 
@@ -131,16 +143,17 @@ class SweepProgress(Callback):
         self.first = configuration(config) not in {cell["configuration"] for cell in done}
         left = eta(done, self.total, self.configurations, parallel_jobs(config))
         state = "already complete" if self.skipping else "running"
-        log.info("cell %d/%d: %s (%s; %d done%s)", config.hydra.job.num + 1, self.total, cell_name(config),
-                 state, len(done), left)
+        log.info("cell %d/%d: %s (%s; %d done%s)", config.hydra.job.num + 1, self.total,
+                 cell_name(config, self.varied), state, len(done), left)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not self.total:
             return
         # a return value of None: the job caught and recorded its own failure (see benchmark.__main__)
         ok = job_return.status == JobStatus.COMPLETED and job_return.return_value is not None
-        cell = {"cell": cell_name(config), "ok": ok, "skipped": self.skipping, "first": self.first,
-                "configuration": configuration(config), "seconds": time.monotonic() - self.started}
+        cell = {"cell": cell_name(config, self.varied), "ok": ok, "skipped": self.skipping,
+                "first": self.first, "configuration": configuration(config),
+                "seconds": time.monotonic() - self.started}
         write_json(markers(config) / f"{config.hydra.job.num}.json", cell)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -1,7 +1,11 @@
 """The sweep's ETA: a configuration's first cell and its further seeds are timed apart."""
 
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf, open_dict
+
 from benchmark.files import write_json
-from benchmark.runs.progress import eta, finished_cells
+from benchmark.runs.progress import cell_name, eta, finished_cells, varied_keys
+from tests.conftest import CONF
 
 
 def cell(configuration: str, seconds: float, first: bool, skipped: bool = False) -> dict:
@@ -41,3 +45,20 @@ def test_a_marker_still_being_written_by_another_worker_is_not_read(tmp_path):
     write_json(tmp_path / "0.json", cell("backbone=a", 3.0, True))
     (tmp_path / ".2.1a2b.tmp.json").write_text("{")
     assert [found["seconds"] for found in finished_cells(tmp_path)] == [3.0, 2.0]
+
+
+def test_a_cell_line_names_the_swept_settings_besides_backbone_and_seed():
+    """Two cells of one backbone and seed in a sweep over regimes or sizes must not read the same."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        sweep = compose(config_name="config", overrides=["+sweep=all_backbones"], return_hydra_config=True)
+        assert varied_keys(sweep) == []  # the default sweep: backbone x seed only
+        with open_dict(sweep):
+            sweep.hydra.sweeper.params["train"] = "frozen,finetune"
+            sweep.hydra.sweeper.params["image_size"] = "128,160"
+        varied = varied_keys(sweep)
+    assert varied == ["train", "image_size"]
+    cell = OmegaConf.create({"backbone": {"name": "densenet121"}, "seed": 1, "hydra": {"overrides": {"task": [
+        "+sweep=all_backbones", "seed=1", "backbone=densenet121", "train=finetune", "image_size=160",
+        "dataset.path=/data/ct"]}}})
+    assert cell_name(cell, varied) == "densenet121 seed=1 train=finetune image_size=160"
+    assert cell_name(cell) == "densenet121 seed=1"
