@@ -342,7 +342,7 @@ def publish_run(
         log.error("cell %s seed=%s FAILED: %s", identity.spec.name, identity.seed, error)
         return
     if cfg.get("logger"):
-        track(cfg, identity, metrics)
+        tracking.track(cfg, identity.dataset, identity.run_dir, metrics)
     log.info(
         "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
         identity.spec.name,
@@ -352,17 +352,6 @@ def publish_run(
         metrics["macro_auroc"],
         identity.run_dir,
     )
-
-
-def track(cfg: DictConfig, identity: RunIdentity, metrics: dict) -> None:
-    """Log the published run to the tracker; its failure is reported, the finished run stays as it is."""
-    try:
-        tracking.log_run(cfg, identity.dataset, identity.run_dir, metrics)
-    except tracking.Unreachable as error:  # a server down must not turn a finished run into a failed cell
-        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): %s", identity.run_dir, error)
-    except Exception as error:
-        log.error("MLflow: %s is NOT tracked (the run is complete on disk): logging failed: %s",
-                  identity.run_dir, error)
 
 
 def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:

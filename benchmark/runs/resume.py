@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
 from benchmark.data import Dataset, load_dataset
 from benchmark.files import digest
-from benchmark.runs import layout
+from benchmark.runs import layout, tracking
 from benchmark.runs.identity import RunIdentity
 
 log = logging.getLogger(__name__)
@@ -69,4 +69,7 @@ def completed(
     if not still_valid(cfg, identity.run_dir, dataset):
         return None, dataset
     log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
-    return layout.read_metrics(identity.run_dir), dataset
+    done = layout.read_metrics(identity.run_dir)
+    if cfg.get("logger"):  # MLflow is imported only for a run that is not tracked yet
+        tracking.track_if_untracked(cfg, identity.dataset, identity.run_dir, done)
+    return done, dataset

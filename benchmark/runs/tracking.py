@@ -4,7 +4,8 @@ It reads what the run directory already holds, so tracking cannot change a resul
 run is published: an unreachable tracking server costs a few seconds and a warning that the run was not
 tracked, never a finished run. MLflow 3 refuses its old folder store, so the local default is a SQLite file
 in results_dir (its artifacts beside it); any server URI works the same way. The run directory keeps where
-its MLflow run is (mlflow_run.json), so what a sweep adds later (its Grad-CAM panels) joins the same run.
+its MLflow run is (mlflow_run.json), so what a sweep adds later (its Grad-CAM panels) joins the same run;
+a complete run without it (the server was down when it finished) is tracked when a later run skips it.
 """
 
 import contextlib
@@ -169,6 +170,30 @@ def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
                                   "artifacts": bool(cfg.logger.artifacts)})
     log.info("MLflow: run %s in experiment %s at %s", run_id, name, uri)
     return run_id
+
+
+def track(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | None:
+    """Log a published run; a failure is reported, never raised: the finished run stays as it is."""
+    try:
+        return log_run(cfg, dataset, run_dir, metrics)
+    except Unreachable as error:  # a server down must not turn a finished run into a failed cell
+        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): %s", run_dir, error)
+    except Exception as error:
+        log.error("MLflow: %s is NOT tracked (the run is complete on disk): logging failed: %s",
+                  run_dir, error)
+    return None
+
+
+def track_if_untracked(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | None:
+    """Track a complete run met again (skipped on resume) that has no mlflow_run.json, e.g. one that
+    finished while the server was down, which no later sweep would otherwise ever log. Its params come
+    from its own config.yaml, as if tracked when it finished; a tracked run is never logged twice."""
+    if (run_dir / RECORD).is_file():
+        return None
+    run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    run_cfg.logger = OmegaConf.to_container(cfg.logger, resolve=True)  # where to track it: the store of now
+    log.info("MLflow: %s finished untracked: tracking it now", run_dir)
+    return track(run_cfg, dataset, run_dir, metrics)
 
 
 def log_contents(client, run_id: str, cfg: DictConfig, run_dir: Path, metrics: dict) -> None:

@@ -132,3 +132,32 @@ def test_a_down_server_leaves_the_sweeps_gradcam_untracked_with_a_warning(tmp_pa
         track_explained(tmp_path, {"gradcam_randomization_spearman": 0.1})
     assert "NOT tracked" in caplog.text and "is unreachable" in caplog.text
     assert tracking.log_added(tmp_path / "untracked", {"gradcam_images": 2}) is None
+
+
+def test_a_run_finished_while_the_server_was_down_is_tracked_once_when_met_again(saved_run, tmp_path, caplog):
+    """A complete run with no mlflow_run.json (the server was down when it finished) is skipped on resume
+    and tracked then, with what it would have logged at the time; never twice."""
+    from benchmark.runs.pipeline import run
+
+    run_dir = copy_of_run(saved_run, tmp_path)
+    down = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{closed_port()}")
+    with caplog.at_level(logging.WARNING):
+        run(down)  # skipped: complete on disk
+    assert f"{run_dir} is NOT tracked (the run is complete on disk)" in caplog.text
+    assert not (run_dir / tracking.RECORD).exists()
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    up = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={store}")
+    metrics = run(up)  # skipped again, and tracked now
+    run(up)  # a tracked run is not logged twice
+    client = mlflow.MlflowClient(store)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "medbench-synthetic"]
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.run_id == json.loads((run_dir / tracking.RECORD).read_text())["run_id"]
+    assert logged.info.run_name == "mobilenetv2 seed0" and logged.info.status == "FINISHED"
+    finals = {key: value for key, value in logged.data.metrics.items() if not key.startswith("history/")}
+    assert finals == pytest.approx(tracking.final_metrics(metrics))
+    assert "history/val_loss" in logged.data.metrics
+    assert logged.data.params == tracking.flat_params(OmegaConf.load(run_dir / "config.yaml"))
+    assert {"metrics.json", "config.yaml", "history.csv"} <= {a.path for a in client.list_artifacts(
+        logged.info.run_id)}
