@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shlex
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ start-up chatter out of the log
@@ -10,9 +11,10 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
-from benchmark.cli import one_line, or_fail, run_hydra  # noqa: E402
+from benchmark.cli import CONF, one_line, or_fail, run_hydra  # noqa: E402
+from benchmark.errors import BenchmarkError  # noqa: E402
 
 log = logging.getLogger("benchmark")
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
@@ -66,15 +68,14 @@ def main(cfg: DictConfig) -> float | None:
 
     Never a test metric: a sweeper optimising on it would be model selection on the test set.
 
-    In a sweep, a failing cell (out of memory, a bad image) is recorded in its run directory and the
-    sweep goes on; the report lists it. A single run reports user errors in one line, exit 2.
+    In a sweep, a failing cell (out of memory, a bad image, a search refused) is recorded in its run
+    directory and the sweep goes on; the report lists it. A single run reports user errors in one line,
+    exit 2; so does a sweep preset run without --multirun, before any work.
     """
+    if not in_sweep():
+        or_fail(lambda: refuse_sweep_preset(HydraConfig.get()), debug=cfg.debug)
     if cfg.get("hparams_search"):  # an Optuna study of this backbone on a validation metric
-        from benchmark.runs.search import search
-        from benchmark.runs.search_space import check_search
-
-        or_fail(lambda: check_search(cfg), debug=cfg.debug)  # before TensorFlow's import and the data
-        return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
+        return search_cell(cfg)
     if not in_sweep():
         return or_fail(lambda: run_cell(cfg), debug=cfg.debug)
     if cfg.explain.in_sweep == "best_seed":  # Grad-CAM once per row, after the sweep (after_sweep.py)
@@ -83,13 +84,63 @@ def main(cfg: DictConfig) -> float | None:
     try:  # every cell in this process (Hydra's basic launcher): a worker draws the figures meanwhile
         return run_cell(cfg, figure_worker=HydraConfig.get().launcher._target_ == BASIC_LAUNCHER)
     except Exception as error:
-        if cfg.debug:
-            raise
-        from benchmark.runs.pipeline import record_failure
+        return failed_cell(cfg, error)
 
-        record_failure(cfg, error)
-        log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
-        return None
+
+def search_cell(cfg: DictConfig) -> float | None:
+    """An Optuna study (runs/search.py); its settings are checked before TensorFlow's import and the data.
+    Alone, a refusal is the one-line exit 2; in a sweep it is this cell's failure and the next cell runs
+    (settings refused for every cell stopped the sweep before its first: search_space.check_sweep)."""
+    from benchmark.runs.search import search, study_name
+    from benchmark.runs.search_space import check_search
+
+    if not in_sweep():
+        or_fail(lambda: check_search(cfg), debug=cfg.debug)
+        return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
+    try:
+        check_search(cfg)
+        return search(cfg, pipeline_run(cfg))
+    except Exception as error:
+        try:
+            study = study_name(cfg)
+        except Exception:  # a config too broken to name its study: the failure is still recorded
+            study = None
+        return failed_cell(cfg, error, study)
+
+
+def failed_cell(cfg: DictConfig, error: Exception, study: str | None = None) -> None:
+    """A sweep's failing cell: recorded in its run directory (failed.json, which the report lists) and
+    logged in one line, so the sweep goes on; None tells the progress callback it failed. debug=true
+    raises it instead."""
+    if cfg.debug:
+        raise error
+    from benchmark.runs.pipeline import record_failure
+
+    record_failure(cfg, error, study)
+    log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
+    return None
+
+
+def refuse_sweep_preset(hydra_cfg: DictConfig) -> None:
+    """A single run whose config sweeps keys (a multirun preset such as +sweep=all_backbones) would train
+    one configuration that reads as the preset's whole sweep: stop it, naming the preset and --multirun."""
+    typed = {override.lstrip("+~").split("=", 1)[0] for override in hydra_cfg.overrides.task}
+    swept = {key: value for key, value in (hydra_cfg.sweeper.params or {}).items() if key not in typed}
+    if not swept:  # none, or each swept key set on the command line: the multirun would be this one run
+        return
+    presets = [f"{group}={option}" for group, option in hydra_cfg.runtime.choices.items()
+               if option and not group.startswith("hydra/") and sets_sweep(group, option)]
+    command = " ".join(["python -m benchmark --multirun", *map(shlex.quote, hydra_cfg.overrides.task)])
+    raise BenchmarkError(
+        f"{' and '.join(presets) or 'hydra.sweeper.params'} sweeps "
+        f"{' '.join(f'{key}={value}' for key, value in swept.items())}: add --multirun ({command})"
+    )
+
+
+def sets_sweep(group: str, option: str) -> bool:
+    """Whether conf/<group>/<option>.yaml sets hydra.sweeper.params (a multirun preset)."""
+    path = CONF / group / f"{option}.yaml"
+    return path.is_file() and bool(OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params"))
 
 
 if __name__ == "__main__":

@@ -354,8 +354,9 @@ def publish_run(
     )
 
 
-def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:
-    """Write `failed.json` into the cell's run directory, unless that run is complete (never touch it)."""
+def record_failure(cfg: DictConfig, error: BaseException, study: str | None = None) -> Path | None:
+    """Write `failed.json` into the cell's run directory, unless that run is complete (never touch it).
+    `study`: a search cell's study, so that the study finishing later removes the record (search.py)."""
     try:
         identity = resolve(cfg)
     except Exception:  # the config itself is unusable: nothing to file the failure under
@@ -373,6 +374,7 @@ def record_failure(cfg: DictConfig, error: BaseException) -> Path | None:
             "error": str(error),
             "traceback": traceback.format_exc(),
             "time": provenance.now(),
+            **({"study": study} if study else {}),
         },
     )
     return identity.run_dir

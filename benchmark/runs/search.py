@@ -10,6 +10,7 @@ has n trials, not n + the number of kills. The search's settings and space are c
 before the study is created: a space key the run's config lacks, or does not read, is refused.
 """
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -125,10 +126,24 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
         write_json(folder / f"{name}.json", result)
     if not result["best"]:
         raise BenchmarkError(f"study {name}: no trial finished (see the failed runs in the log)")
+    forget_failure(resolve(cfg).run_dir, name)
     best = result["best"]
     log.info("study %s: best %s %.4f with %s (%s)", name, spec.metric, best["value"], best["params"],
              best["run_dir"])
     return float(best["value"])
+
+
+def forget_failure(run_dir: Path, study: str) -> None:
+    """Remove the failed.json a sweep recorded for this study (held by another process, say) once it has
+    finished, and the folder it alone made: the report would list it as failed long after."""
+    record = run_dir / "failed.json"
+    try:
+        if json.loads(record.read_text()).get("study") != study:
+            return  # none, or an ordinary run's failure of this configuration
+        record.unlink()
+        run_dir.rmdir()  # only when the record was all it held
+    except (OSError, ValueError):
+        return
 
 
 def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict]) -> None:

@@ -117,6 +117,29 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, messag
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("preset", "message"),
+    [
+        ("experiment=bormane2024_all_backbones",
+         "experiment=bormane2024_all_backbones sweeps backbone=glob(*): add --multirun "
+         "(python -m benchmark --multirun experiment=bormane2024_all_backbones"),
+        ("+sweep=all_backbones",
+         "sweep=all_backbones sweeps seed=0,1,2 backbone=glob(*): add --multirun "
+         "(python -m benchmark --multirun +sweep=all_backbones"),
+    ],
+)
+def test_a_sweep_preset_without_multirun_stops_before_tensorflow(tmp_path: Path, preset: str, message: str):
+    """Not one run of the default backbone that reads as the preset's whole sweep."""
+    result = run_cli([preset, *tiny_overrides(tmp_path)], env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    imported = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert imported and not any(line.rstrip().endswith("| tensorflow") for line in imported)
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()
+
+
 def test_a_mistyped_dedupe_stops_before_any_image_is_decoded(tmp_path: Path):
     result = run_cli(tiny_overrides(tmp_path, "dataset.dedupe=dropp"))
     assert result.returncode == 2

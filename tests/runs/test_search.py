@@ -1,15 +1,17 @@
 """The Optuna search chooses on validation only, in each metric's own direction; its settings and space
 are checked before a study exists, and the space is part of the study's identity."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from benchmark.errors import BenchmarkError
 from benchmark.runs.search import study_name, summary
-from benchmark.runs.search_space import VALIDATION_METRICS, check_search
-from tests.conftest import compose_config, run_cli
+from benchmark.runs.search_space import VALIDATION_METRICS, check_search, check_sweep
+from tests.conftest import compose_config, run_cli, tiny_overrides
 
 
 def test_a_search_on_a_test_metric_stops_before_any_trial(tmp_path: Path):
@@ -129,3 +131,66 @@ def test_another_space_is_another_study(tmp_path: Path):
     assert name() == name()
     assert len({name(), name(wider), name("hparams_search.space=[{key:head.units,choices:[64,128]}]"),
                 name("hparams_search.space=[{key:head.dropout,low:0.0,high:0.5}]")}) == 4
+
+
+def held_study(tmp_path: Path, *overrides: str) -> FileLock:
+    """The lock of the study these overrides search, as another process running it would hold it."""
+    name = study_name(compose_config(tmp_path, "hparams_search=head", *overrides))
+    folder = tmp_path / "results" / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(folder / f".{name}.lock")
+
+
+def test_a_single_search_whose_study_is_held_is_one_line_and_exit_2(tmp_path: Path):
+    pytest.importorskip("optuna")
+    with held_study(tmp_path):
+        result = run_cli(["hparams_search=head", *tiny_overrides(tmp_path)])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is being run by another process" in errors[0]
+
+
+def test_a_search_multirun_records_a_refused_cell_and_goes_on(tmp_path: Path):
+    """Seed 0's study is held by another process: that cell is recorded as failed, as an ordinary cell's
+    failure is, and seed 1's study still runs; the exit status is the ordinary sweep's. The record goes
+    once that study has run."""
+    pytest.importorskip("optuna")
+    search = ["hparams_search=head", "hparams_search.n_trials=1"]
+    with held_study(tmp_path, *search, "seed=0"):
+        result = run_cli(["--multirun", *search, "seed=0,1", *tiny_overrides(tmp_path)], timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    failed = [line for line in log.splitlines() if "FAILED: study" in line]
+    assert len(failed) == 1 and "cell mobilenetv2 seed=0 FAILED" in failed[0], log[-3000:]
+    assert "is being run by another process" in failed[0]
+    assert re.search(r"sweep finished: 1/2 cells complete in \d+ s; FAILED: mobilenetv2 seed=0", log)
+    (ran,) = (tmp_path / "results" / "search").glob("*-seed1-*.json")
+    assert json.loads(ran.read_text())["n_complete"] == 1
+    (record,) = (tmp_path / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*/failed.json")
+    assert "is being run by another process" in json.loads(record.read_text())["error"]
+    assert "is being run by another process" in (tmp_path / "results" / "leaderboard.md").read_text()
+    again = run_cli([*search, *tiny_overrides(tmp_path)])  # the study run once it is free: no longer failed
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not record.parent.exists()
+
+
+def test_a_multirun_stops_before_its_first_cell_only_on_a_refusal_of_every_cell(tmp_path: Path):
+    """hparams_search=finetune refuses a train=frozen cell only: that cell fails at its turn, the rest run."""
+    frozen = compose_config(tmp_path, "hparams_search=finetune")
+    finetune = compose_config(tmp_path, "hparams_search=finetune", "train=finetune")
+    check_sweep([frozen, finetune])
+    check_sweep([frozen, compose_config(tmp_path)])  # a cell without a search
+    with pytest.raises(BenchmarkError, match="which train=frozen does not have: add train=finetune"):
+        check_sweep([frozen, frozen])
+
+
+def test_search_settings_wrong_for_every_cell_stop_the_multirun_before_any_cell(tmp_path: Path):
+    pytest.importorskip("optuna")
+    result = run_cli(["--multirun", "hparams_search=head", "hparams_search.n_trials=0",
+                      "backbone=mobilenetv2,resnet50", *tiny_overrides(tmp_path)])
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: hparams_search.n_trials=0 must be a whole number of at least 1: "
+                      "e.g. hparams_search.n_trials=20"], result.stderr[-2000:]
+    assert "cell 1/2" not in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "search").exists() and not (tmp_path / "data").exists()
