@@ -26,6 +26,12 @@ def fit_temperature(y_val: np.ndarray, p_val: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=tuple(np.log(BOUNDS)), method="bounded").x))
 
 
+def at_bound(temperature: float) -> bool:
+    """A fit at an end of BOUNDS is no estimate of T: the validation loss still fell beyond it (e.g. a model
+    no better than chance: T -> inf), so its value is the search's limit, not the data's answer."""
+    return not BOUNDS[0] * 1.01 < temperature < BOUNDS[1] * 0.99
+
+
 def calibration_record(
     y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, ece_bins: int
 ) -> dict:
@@ -33,8 +39,12 @@ def calibration_record(
     and log loss before and after applying it."""
     temperature = fit_temperature(y_val, p_val)
     scaled = apply_temperature(p_test, temperature)
-    at_bound = not BOUNDS[0] * 1.01 < temperature < BOUNDS[1] * 0.99  # e.g. no better than chance: T -> inf
-    record: dict = {"temperature": temperature, "fitted_on": "validation", "temperature_at_bound": at_bound}
+    record: dict = {
+        "temperature": temperature,
+        "fitted_on": "validation",
+        "temperature_at_bound": at_bound(temperature),
+        "temperature_bounds": list(BOUNDS),  # the report shows a fit at a bound as the bound it hit
+    }
     for name, formula in (
         ("ece", lambda y, p: scores.expected_calibration_error(y, p, ece_bins)),
         ("brier", scores.brier_score),

@@ -11,10 +11,11 @@ from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
+from benchmark.report.estimates import temperature_at_bound
 from benchmark.report.external import external_section
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first, grouped
-from benchmark.report.rows import Row, best_seed, mean_of
+from benchmark.report.rows import Row, best_phase_text, best_seed, mean_of, preset_text
 from benchmark.report.searches import search_summaries, searches_section
 from benchmark.report.tables import (
     EXACT_MARK,
@@ -357,6 +358,38 @@ def failed_seeds(rows: list[Row], failed: Sequence[Failure]) -> list[str]:
     return [f"- failed, so not in the numbers above: {', '.join(missing)} (see *Failed runs*)"]
 
 
+def row_notes(rows: list[Row]) -> list[str]:
+    """Under the ranked table, one line each: the paper preset each row's configuration was run under, and
+    for fine-tuned rows which phase's weights were tested (absent when no row has them)."""
+    by_preset: dict[str, list[str]] = {}
+    for row in rows:
+        if (preset := preset_text(row)) is not None:
+            by_preset.setdefault(preset, []).append(row.label)
+    trained = [row for row in rows if not row.is_ensemble]
+    lines = []
+    if by_preset:
+        named = [f"{preset}: " + ("every row" if len(labels) == len(trained) else ", ".join(labels))
+                 for preset, labels in by_preset.items()]
+        lines.append(f"- paper preset (`experiment=`, conf/experiment/): {'; '.join(named)}")
+    phases = [f"{row.label} {found}" for row in rows if (found := best_phase_text(row)) is not None]
+    if phases:
+        lines.append("- fine-tuned rows, the phase whose weights were tested (the lower validation loss of "
+                     f"the head warm-up's and the fine-tuning's best epochs): {'; '.join(phases)}")
+    return lines
+
+
+def bound_note(rows: list[Row]) -> list[str]:
+    """What "at bound" in the temperature column means, once, when a seed's fit stopped at its bound."""
+    if not any(temperature_at_bound(run) for row in rows for run in row.runs):
+        return []
+    return [
+        "A temperature *at bound* is not an estimate: the fit stopped at an end of its search range, so the "
+        "validation loss was still falling beyond it (e.g. validation predictions no better than chance: "
+        "T → ∞). Those seeds are counted, not averaged into the mean beside them; the calibrated columns "
+        "still apply each seed's own fitted temperature, as `predict calibrated=true` would."
+    ]
+
+
 def dataset_section(
     dataset: str,
     rows: list[Row],
@@ -372,7 +405,7 @@ def dataset_section(
         *mixed_data_warning([*rows, *(row for family in others.values() for row in family)]),
         *small_test_warnings(rows, cfg.primary_metric),
         main_table(rows, cfg.primary_metric, cfg.digits),
-        *failed_seeds(rows, failed),
+        *(["\n".join(notes)] if (notes := row_notes(rows) + failed_seeds(rows, failed)) else []),
         *regimes_and_sizes(rows, cfg),
         "### #1 against every other row",
         comparisons(rows, cfg, settings),
@@ -383,6 +416,7 @@ def dataset_section(
         "logits by a temperature fitted on the validation split (it changes confidence, never the "
         "predicted class).",
         calibration_table(rows, cfg.digits),
+        *bound_note(rows),
     ]
     if not any(row.estimates and "temperature" in row.estimates.means for row in rows):
         parts[-1] += (

@@ -58,7 +58,8 @@ class TestSet:
 @dataclass(frozen=True)
 class Estimates:
     """A row's intervals by column name, the replicates behind them (paired comparisons read these),
-    and plain means that carry no interval (thresholds, temperatures)."""
+    and plain means that carry no interval (thresholds, temperatures: the mean of the seeds whose fit is
+    an estimate, beside the count of seeds whose fit stopped at its bound)."""
 
     test: TestSet | None
     probabilities: np.ndarray | None = field(default=None, repr=False)  # (seeds, n, K), test.files order
@@ -111,6 +112,12 @@ def seed_stream(settings: Settings, identity: tuple[str, ...]) -> list[int]:
 def temperature(run: Run) -> float | None:
     value = (run.metrics.get("calibration") or {}).get("temperature")
     return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def temperature_at_bound(run: Run) -> bool:
+    """Whether the run's temperature fit stopped at its search bound (metrics/calibration.py): its value is
+    the search's limit, not an estimate, so it is left out of the row's mean temperature."""
+    return bool((run.metrics.get("calibration") or {}).get("temperature_at_bound"))
 
 
 def threshold(run: Run, class_name: str, rule: str) -> float | None:
@@ -171,10 +178,9 @@ def estimate_row(
         calibrated = np.stack(
             [apply_temperature(p, t) for p, t in zip(probabilities, temperatures, strict=True)]
         )
-        found.means["temperature"] = float(np.mean(temperatures))
-        found.means["temperature_at_bound"] = float(
-            any((run.metrics.get("calibration") or {}).get("temperature_at_bound") for run in runs)
-        )
+        estimated = [t for run, t in zip(runs, temperatures, strict=True) if not temperature_at_bound(run)]
+        found.means["temperature"] = float(np.mean(estimated)) if estimated else float("nan")
+        found.means["temperature_seeds_at_bound"] = float(len(runs) - len(estimated))
         for key in CALIBRATED_KEYS:
             add(f"{key}_calibrated", *score(key, calibrated))
 

@@ -2,7 +2,7 @@
 backbone, each row's estimates, ranking and cost summaries."""
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from benchmark.report.load import Run, collect, is_number, number
 from benchmark.runs.layout import ENSEMBLE
 
 PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
+PHASES = {"head": "head warm-up", "finetune": "fine-tune"}  # metrics.json's best_phase, in training order
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,38 @@ def training_time(row: Row) -> float:
 def class_mean(row: Row, key: str, class_name: str) -> float:
     """A per-class metric of metrics.json (e.g. F1), averaged over the row's seeds."""
     return nan_mean([number(run.metrics["per_class"].get(class_name, {}), key) for run in row.runs])
+
+
+def seed_counts(found: list[str], n: int, order: list[str] | None = None) -> str:
+    """`a 1/3, b 2/3 seeds`: how many of a row's n seeds gave each value (in `order`, else sorted)."""
+    position = {value: i for i, value in enumerate(order or [])}
+    counts = sorted(Counter(found).items(), key=lambda item: (position.get(item[0], len(position)), item[0]))
+    return ", ".join(f"{value} {k}/{n}" for value, k in counts) + " seeds"
+
+
+def preset_of(run: Run) -> str | None:
+    """The paper preset (`experiment=<name>`) the run was composed with; None without one or for runs made
+    before it was recorded."""
+    return run.metrics.get("experiment") or None
+
+
+def preset_text(row: Row) -> str | None:
+    """The row's preset; with counts when only some seeds ran under it (the same configuration run both with
+    and without the preset shares one config hash). None when no seed did."""
+    found = [preset_of(run) for run in row.runs]
+    if not any(found):
+        return None
+    if len(set(found)) == 1:
+        return f"`{found[0]}`"
+    return seed_counts([f"`{name}`" if name else "no preset" for name in found], len(row.runs))
+
+
+def best_phase_text(row: Row) -> str | None:
+    """For a fine-tuned row, whose weights were tested: the head warm-up's or the fine-tuning's, whichever
+    had the lower validation loss in each seed (metrics.json's best_phase). None for other regimes."""
+    phases = [run.metrics.get("best_phase") for run in row.runs]
+    found = [PHASES.get(str(phase), str(phase)) for phase in phases if phase]
+    return seed_counts(found, len(row.runs), list(PHASES.values())) if found else None
 
 
 def mean_confusion(row: Row) -> np.ndarray:

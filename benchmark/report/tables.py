@@ -2,16 +2,26 @@
 markdown tables of leaderboard.md."""
 
 import math
+from collections import Counter
 from collections.abc import Callable
 
 import pandas as pd
 
 from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval
 from benchmark.metrics.table import BY_KEY, HEADLINE
-from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES
+from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES, temperature_at_bound
 from benchmark.report.load import Run
 from benchmark.report.paired import Comparison, p_text, significant
-from benchmark.report.rows import PER_CLASS_SHOWN, Row, class_mean, estimate, mean_of, training_time
+from benchmark.report.rows import (
+    PER_CLASS_SHOWN,
+    Row,
+    best_phase_text,
+    class_mean,
+    estimate,
+    mean_of,
+    preset_text,
+    training_time,
+)
 
 NOT_SCALAR = (
     "classes",
@@ -69,8 +79,10 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "regime": row.regime,
         "image_size": row.image_size,
         "config_hash": row.config_hash,
+        "experiment": (preset_text(row) or "").replace("`", "") or None,
         "weights_used": row.weights,
         "chosen_on_validation": chosen,
+        "best_phase": best_phase_text(row),
         "n_seeds": len(row.runs),
         "n_test": None if test is None else len(test.files),
         "n_test_groups": None if test is None else test.n_groups,
@@ -213,6 +225,30 @@ def comparisons_table(comparisons: list[Comparison], alpha: float, digits: int) 
     return markdown_table(header, body)
 
 
+def bound_text(run: Run) -> str:
+    """`≥ 20` or `≤ 0.05`: the bound a run's temperature fit stopped at, as the run recorded it (runs that
+    recorded only the flag show their fitted value, which sits at the bound)."""
+    record = run.metrics["calibration"]
+    value = float(record["temperature"])
+    low, high = record.get("temperature_bounds") or (value, value)
+    return f"≥ {high:g}" if value > 1 else f"≤ {low:g}"
+
+
+def temperature_cell(row: Row) -> str:
+    """The mean fitted temperature of the seeds whose fit is an estimate; a seed whose fit stopped at its
+    bound is shown as that bound with a count, never averaged in: its value is the search's limit, and a
+    mean with it would look like an estimate (e.g. 1.2 and 20 would read as 10.6)."""
+    n = len(row.runs)
+    hits = Counter(bound_text(run) for run in row.runs if temperature_at_bound(run))
+    at_bound = sum(hits.values())
+    parts = []
+    if at_bound < n:
+        mean = fmt((row.estimates.means if row.estimates is not None else {}).get("temperature", math.nan), 2)
+        parts.append(f"{mean} ({n - at_bound}/{n} seeds)" if at_bound else mean)
+    parts += [f"{bound} at bound ({k}/{n} seeds)" for bound, k in sorted(hits.items())]
+    return "; ".join(parts)
+
+
 def calibration_table(rows: list[Row], digits: int) -> str:
     """Test ECE, Brier score and log loss before and after temperature scaling fitted on validation."""
     header = ["backbone", "temperature"]
@@ -220,13 +256,7 @@ def calibration_table(rows: list[Row], digits: int) -> str:
         header += [f"{BY_KEY[key].name}", f"{BY_KEY[key].name} calibrated"]
     body = []
     for row in rows:
-        means = row.estimates.means if row.estimates is not None else {}
-        bound = (
-            " (a seed at the search bound: degenerate validation predictions)"
-            if means.get("temperature_at_bound")
-            else ""
-        )
-        line = [row.label, fmt(means.get("temperature", math.nan), 2) + bound]
+        line = [row.label, temperature_cell(row)]
         for key in CALIBRATED_KEYS:
             line += [
                 fmt_estimate(estimate(row, key), digits),
@@ -282,7 +312,7 @@ def configurations_table(
                     backbone,
                     regime,
                     row.weights,  # the family's weights, with this configuration's preprocessing
-                    f"`{row.config_hash}`",
+                    f"`{row.config_hash}`" + (f" (preset {preset})" if (preset := preset_text(row)) else ""),
                     fmt(mean_of(row, "best_val_loss"), digits),
                     "✓" if position == 0 else "",
                     fmt_estimate(estimate(row, primary), digits),

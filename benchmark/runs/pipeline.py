@@ -286,6 +286,7 @@ def train_and_evaluate(
         "seed": run.seed,
         "image_size": run.image_size,
         "config_hash": run.config_hash,
+        "experiment": provenance.preset(),  # recorded beside the hash, never in it: presets name configs
         "dataset_fingerprint": dataset.fingerprint,
         "weights_id": backbone.weights_id,
         "tf_threads": threads,

@@ -1,4 +1,4 @@
-"""Where and with what a number was made: library versions, git commit, machine, time."""
+"""Where and with what a number was made: library versions, git commit, machine, time, paper preset."""
 
 import datetime as dt
 import os
@@ -62,3 +62,14 @@ def machine() -> dict:
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def preset() -> str | None:
+    """The paper preset (`experiment=<name>`, conf/experiment/) the run was composed with. Hydra keeps a
+    group's choice only in its own node, which the run's config and its hash leave out, so it is read
+    here; None without a preset or outside a Hydra app (a config composed in code)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment")

@@ -46,3 +46,4 @@ def test_a_model_no_better_than_chance_is_fitted_at_the_bound_and_says_so():
     p = apply_temperature(rng.dirichlet(np.ones(3), 300), 0.2)  # confident and unrelated to the labels
     record = calibration_record(y, p, y, p, ece_bins=10)
     assert record["temperature"] == pytest.approx(20, rel=0.02) and record["temperature_at_bound"] is True
+    assert record["temperature_bounds"] == [0.05, 20.0]  # what the report shows instead of the value
