@@ -4,7 +4,8 @@ External validation: a finished run scored on data from elsewhere, with the run'
 decoding and preprocessing, every image of the other data counted (its split fractions do not matter),
 classes matched by name. Writes <run>/external/<name>/metrics.json (the full metric set with intervals,
 patient-grouped when the other data has groups) and predictions.csv; the report shows internal against
-external per run.
+external per run. Images of the other data that are the run's own (copied, re-encoded or resized: the
+leakage audit's hashes) are counted per run split and warned of: they are not external evidence.
 """
 
 import logging
@@ -18,7 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.data import SPLITS, Dataset, dataset_name, files_root, load_dataset
+from benchmark.data.audit import find_duplicates
+from benchmark.data.dataset import Split
+from benchmark.data.images import DecodeOptions
 from benchmark.data.pixels import split_pixels
+from benchmark.data.scan import HASH_BITS, ScanRecord, scan_files
 from benchmark.data.splits import TEST_ONLY
 from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256, read_json, write_json, write_text
@@ -27,6 +32,9 @@ from benchmark.metrics.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
 DECODING = ("window", "intensity", "resize")  # follow the run unless the command line sets them
+EXTERNAL = "external"  # the other data's split name when it is audited with the run's images
+COPY_KINDS = ("file", "exact", "near")  # how an other-data image repeats a run image, closest first
+EXAMPLES = 3  # repeated images named per run split in metrics.json
 
 
 def external_dataset(run_cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -55,18 +63,96 @@ def class_map(run_classes: list[str], other: Dataset) -> np.ndarray:
     return np.array([run_classes.index(name) for name in other.class_names])
 
 
-def images_in_run_data(run_dir: Path, run_cfg: DictConfig, other: Dataset) -> int | None:
-    """How many of the other data's images are byte-identical to a file the run was trained, validated or
-    tested on (its splits.csv, hashed where they lie): a "site" that repeats them is not external
-    evidence. None when the run's files are arrays or gone."""
-    root = files_root(run_cfg.dataset, Path(run_cfg.data_dir))
+def run_images(run_dir: Path) -> pd.DataFrame:
+    """The run's own images (file, split) from its splits.csv: what the other data must not repeat."""
+    return pd.read_csv(run_dir / "splits.csv", usecols=["file", "split"], dtype=str)
+
+
+def audited_together(own: pd.DataFrame, own_records: dict[str, ScanRecord], other_ids: list[str],
+                     other_records: dict[str, ScanRecord], near_bits: int) -> pd.DataFrame:
+    """The data audit's exact (same decoded pixels) and near (perceptual hash) pairs between a run image
+    and an other-data image, as (split, run_file, file, kind, distance): the other data is audited as
+    one more split, ranked after the run's, so a re-encoded or resized training image is caught as the
+    run's own audit would catch it. Ids are keyed by split: both sides may use the same file names."""
+    splits = {name: Split(tuple(f"{name}/{f}" for f in group["file"]), np.zeros(len(group), int))
+              for name, group in own.groupby("split", sort=False)}
+    splits[EXTERNAL] = Split(tuple(f"{EXTERNAL}/{i}" for i in other_ids), np.zeros(len(other_ids), int))
+    records = {f"{s}/{f}": own_records[f] for s, f in zip(own["split"], own["file"], strict=True)}
+    records.update({f"{EXTERNAL}/{i}": other_records[i] for i in other_ids})
+    pairs = find_duplicates(splits, records, near_bits)
+    pairs = pairs[pairs["kind"].isin(("exact", "near")) & (pairs["split_a"] != EXTERNAL)
+                  & (pairs["split_b"] == EXTERNAL)]
+    return pd.DataFrame({
+        "split": pairs["split_a"],
+        "run_file": pairs["file_a"].str.split("/", n=1).str[1],
+        "file": pairs["file_b"].str.split("/", n=1).str[1],
+        "kind": pairs["kind"],
+        "distance": pairs["distance"].astype(int),
+    })
+
+
+def copies_of_run_images(
+    run_dir: Path, run_cfg: DictConfig, other_cfg: DictConfig, other: Dataset, near_bits: int
+) -> pd.DataFrame | None:
+    """Each image of the other data that is one of the run's training, validation or test images, with
+    the run image it repeats: byte-identical files ("file"), the same decoded pixels ("exact") or a
+    perceptual hash at most `near_bits` apart ("near": a PNG re-saved as JPEG, resized, re-exported).
+    A "site" that repeats them is not external evidence. The run's files are decoded where they lie
+    (their scan records come from the cache the run filled, when it is still there). None when either
+    side's images are arrays, not files, or the run's files are gone."""
+    data_dir, cache_dir = Path(run_cfg.data_dir), Path(run_cfg.cache_dir)
+    root, other_root = files_root(run_cfg.dataset, data_dir), files_root(other_cfg, data_dir)
+    if root is None or other_root is None:
+        log.warning("the run's or the other data's images are arrays, not files: overlap not checked")
+        return None
     try:
-        files = pd.read_csv(run_dir / "splits.csv", usecols=["file"], dtype=str)["file"]
-        own = {file_sha256(root / name) for name in files} if root is not None else None
+        own = run_images(run_dir)
+        own_hashes = {name: file_sha256(root / name) for name in own["file"]}
     except (OSError, ValueError) as error:
         log.warning("the run's own files could not be read (%s): overlap with them not checked", error)
         return None
-    return None if own is None else sum(digest in own for digest in other.file_hashes.values())
+    own_records = scan_files(root, list(own_hashes), own_hashes, DecodeOptions.from_config(run_cfg.dataset),
+                             cache_dir)
+    other_ids = [image_id for s in SPLITS for image_id in other.splits[s].ids]
+    other_records = scan_files(other_root, other_ids, other.file_hashes, DecodeOptions.from_config(other_cfg),
+                               cache_dir)
+    split_of = dict(zip(own["file"], own["split"], strict=True))
+    run_file_of = {digest: name for name, digest in own_hashes.items()}
+    same_bytes = pd.DataFrame(
+        [(split_of[run_file_of[other.file_hashes[i]]], run_file_of[other.file_hashes[i]], i, "file", 0)
+         for i in other_ids if other.file_hashes.get(i) in run_file_of],
+        columns=["split", "run_file", "file", "kind", "distance"],
+    )
+    looks_same = audited_together(own, own_records, other_ids, other_records, near_bits)
+    copies = pd.concat([same_bytes, looks_same], ignore_index=True)
+    copies["rank"] = copies["kind"].map({kind: k for k, kind in enumerate(COPY_KINDS)})
+    copies = copies.sort_values(["rank", "distance", "file"], kind="stable").drop_duplicates("file")
+    return copies.drop(columns="rank").reset_index(drop=True)  # each other image once, its closest match
+
+
+def copies_record(copies: pd.DataFrame, near_bits: int) -> dict:
+    """For metrics.json: the other data's images that repeat the run's, per kind and per run split, with
+    a few examples per split to look at."""
+    in_split = {s: copies[copies["split"] == s] for s in SPLITS if (copies["split"] == s).any()}
+    return {
+        "near_duplicate_bits": near_bits,
+        "by_kind": {kind: int((copies["kind"] == kind).sum()) for kind in COPY_KINDS},
+        "by_split": {s: len(rows) for s, rows in in_split.items()},
+        "examples": {
+            s: rows.head(EXAMPLES)[["file", "run_file", "kind", "distance"]].to_dict("records")
+            for s, rows in in_split.items()
+        },
+    }
+
+
+def copies_summary(record: dict) -> str:
+    """One log phrase: per split, then per kind, with one example."""
+    per_split = ", ".join(f"{s} {n}" for s, n in record["by_split"].items())
+    kinds = record["by_kind"]
+    split, (first, *_) = next(iter(record["examples"].items()))
+    return (f"{per_split}; {kinds['file']} byte-identical, {kinds['exact']} the same pixels, "
+            f"{kinds['near']} re-encoded or resized (at most {record['near_duplicate_bits']} of {HASH_BITS} "
+            f"hash bits apart); e.g. {first['file']} repeats {split} {first['run_file']}")
 
 
 def score(cfg: DictConfig, overrides: list[str]) -> Path:
@@ -77,10 +163,13 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     dataset_cfg = external_dataset(run_cfg, overrides)
     other = load_dataset(dataset_cfg, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
     to_run = class_map(list(metrics["classes"]), other)
-    repeated = images_in_run_data(run_dir, run_cfg, other)
+    near_bits = int(other.records["audit"]["near_duplicate_bits"])  # the threshold the data audit used
+    copies = copies_of_run_images(run_dir, run_cfg, dataset_cfg, other, near_bits)
+    repeated = None if copies is None else len(copies)
+    record = None if copies is None else copies_record(copies, near_bits)
     if repeated:
-        log.warning("%d of the other data's %d images are files of the run's own data: they are not "
-                    "external evidence; remove them from %s", repeated, len(other.file_hashes),
+        log.warning("%d of the other data's %d images are the run's own images (%s): they are not external "
+                    "evidence; remove them from %s", repeated, len(other.file_hashes), copies_summary(record),
                     dataset_cfg.get("path"))
     size = int(metrics["image_size"])
     pixels = np.concatenate([split_pixels(other, s, size, Path(run_cfg.cache_dir)) for s in SPLITS])
@@ -107,6 +196,7 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
         "dataset_config": OmegaConf.to_container(dataset_cfg, resolve=True),
         "absent_classes": absent,
         "images_in_run_data": repeated,
+        "run_data_copies": record,
         **scores,
     })
     write_text(folder / "predictions.csv",

@@ -22,6 +22,17 @@ def external_results(results_dir: Path, row: Row) -> list[tuple[dict, dict]]:
     return found
 
 
+def repeated_images(external: dict) -> str:
+    """The site's images that are the run's own (copies or re-encodes, `images_in_run_data`), with the run
+    splits they repeat when recorded: a repeated training image is the model's own lesson, not a test."""
+    repeated = external.get("images_in_run_data")
+    if not repeated:
+        return ""
+    by_split = (external.get("run_data_copies") or {}).get("by_split") or {}
+    where = ", ".join(f"{split} {n}" for split, n in by_split.items())
+    return f" ⚠️ {repeated} images from the run's own data" + (f" ({where})" if where else "")
+
+
 def external_section(rows: list[Row], results_dir: Path, primary: str, digits: int) -> str | None:
     """One line per (run, site): images, internal and external primary metric with the run's one-seed
     intervals, and external minus internal. None when no run was scored elsewhere."""
@@ -30,8 +41,7 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
         for internal, external in external_results(results_dir, row):
             drop = external.get(primary, math.nan) - internal.get(primary, math.nan)
             synthetic = " (synthetic)" if external.get("synthetic_data") else ""
-            if repeated := external.get("images_in_run_data"):
-                synthetic += f" ⚠️ {repeated} images from the run's own data"
+            synthetic += repeated_images(external)
             absent = ", ".join(external.get("absent_classes") or []) or "—"
             lines.append(
                 f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {external['n_test']} "
