@@ -11,11 +11,11 @@ from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
-from benchmark.report.estimates import temperature_at_bound
+from benchmark.report.estimates import temperature
 from benchmark.report.external import external_section
 from benchmark.report.load import Collection, Failure, Run, Skipped
 from benchmark.report.paired import against_first, grouped
-from benchmark.report.rows import Row, best_phase_text, best_seed, mean_of, preset_text
+from benchmark.report.rows import Row, best_phase_text, best_seed, bounds_hit, mean_of
 from benchmark.report.searches import search_summaries, searches_section
 from benchmark.report.tables import (
     EXACT_MARK,
@@ -27,6 +27,7 @@ from benchmark.report.tables import (
     operating_points_table,
     per_class_table,
     pivot_table,
+    preset_markdown,
 )
 
 WARNING = "> ⚠️"
@@ -363,7 +364,7 @@ def row_notes(rows: list[Row]) -> list[str]:
     for fine-tuned rows which phase's weights were tested (absent when no row has them)."""
     by_preset: dict[str, list[str]] = {}
     for row in rows:
-        if (preset := preset_text(row)) is not None:
+        if (preset := preset_markdown(row)) is not None:
             by_preset.setdefault(preset, []).append(row.label)
     trained = [row for row in rows if not row.is_ensemble]
     lines = []
@@ -378,9 +379,20 @@ def row_notes(rows: list[Row]) -> list[str]:
     return lines
 
 
+def calibration_notes(rows: list[Row]) -> list[str]:
+    """The paragraphs under the calibration table: why it has no temperatures, or what a temperature at
+    bound means (never both: a fit at its bound is a recorded temperature)."""
+    if not any(temperature(run) is not None for row in rows for run in row.runs):
+        return [
+            "No run recorded a temperature: they were made before calibration was part of a run "
+            "(`force=true` re-runs them)."
+        ]
+    return bound_note(rows)
+
+
 def bound_note(rows: list[Row]) -> list[str]:
     """What "at bound" in the temperature column means, once, when a seed's fit stopped at its bound."""
-    if not any(temperature_at_bound(run) for row in rows for run in row.runs):
+    if not any(bounds_hit(row) for row in rows):
         return []
     return [
         "A temperature *at bound* is not an estimate: the fit stopped at an end of its search range, so the "
@@ -416,13 +428,8 @@ def dataset_section(
         "logits by a temperature fitted on the validation split (it changes confidence, never the "
         "predicted class).",
         calibration_table(rows, cfg.digits),
-        *bound_note(rows),
+        *calibration_notes(rows),
     ]
-    if not any(row.estimates and "temperature" in row.estimates.means for row in rows):
-        parts[-1] += (
-            "\n\nNo run recorded a temperature: they were made before calibration was part of a run "
-            "(`force=true` re-runs them)."
-        )
     operating = operating_points_table(rows, cfg.digits)
     if operating:
         parts += [

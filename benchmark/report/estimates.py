@@ -8,6 +8,7 @@ AUROC, its calibration after temperature scaling, and its screening operating po
 name is its column in leaderboard.csv.
 """
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from benchmark.files import digest
 from benchmark.metrics import weighted
 from benchmark.metrics.bootstrap import resample_weights
-from benchmark.metrics.calibration import apply_temperature
+from benchmark.metrics.calibration import BOUNDS, apply_temperature, at_bound
 from benchmark.metrics.estimands import (
     DEGENERATE,
     PROPORTION_COUNTS,
@@ -58,8 +59,8 @@ class TestSet:
 @dataclass(frozen=True)
 class Estimates:
     """A row's intervals by column name, the replicates behind them (paired comparisons read these),
-    and plain means that carry no interval (thresholds, temperatures: the mean of the seeds whose fit is
-    an estimate, beside the count of seeds whose fit stopped at its bound)."""
+    and plain means that carry no interval (thresholds; a row's temperatures are read from its runs'
+    metrics.json, which needs no predictions: rows.py)."""
 
     test: TestSet | None
     probabilities: np.ndarray | None = field(default=None, repr=False)  # (seeds, n, K), test.files order
@@ -114,10 +115,20 @@ def temperature(run: Run) -> float | None:
     return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
-def temperature_at_bound(run: Run) -> bool:
-    """Whether the run's temperature fit stopped at its search bound (metrics/calibration.py): its value is
-    the search's limit, not an estimate, so it is left out of the row's mean temperature."""
-    return bool((run.metrics.get("calibration") or {}).get("temperature_at_bound"))
+def temperature_bound(run: Run) -> float | None:
+    """The search bound the run's temperature fit stopped at (metrics/calibration.py), None when its fit is
+    an estimate or it has none. A fit at its bound is the search's limit, not an estimate, so the report
+    shows the bound instead of the value. The bounds are the ones the run recorded; runs made before they
+    were recorded (or before the flag was) searched calibration.BOUNDS, the one statement of them."""
+    record = run.metrics.get("calibration") or {}
+    value = temperature(run)
+    if value is None:
+        return None
+    flagged = record.get("temperature_at_bound")
+    if not (at_bound(value) if flagged is None else flagged):
+        return None
+    low, high = record.get("temperature_bounds") or BOUNDS
+    return high if abs(math.log(value / high)) < abs(math.log(value / low)) else low
 
 
 def threshold(run: Run, class_name: str, rule: str) -> float | None:
@@ -178,9 +189,6 @@ def estimate_row(
         calibrated = np.stack(
             [apply_temperature(p, t) for p, t in zip(probabilities, temperatures, strict=True)]
         )
-        estimated = [t for run, t in zip(runs, temperatures, strict=True) if not temperature_at_bound(run)]
-        found.means["temperature"] = float(np.mean(estimated)) if estimated else float("nan")
-        found.means["temperature_seeds_at_bound"] = float(len(runs) - len(estimated))
         for key in CALIBRATED_KEYS:
             add(f"{key}_calibrated", *score(key, calibrated))
 

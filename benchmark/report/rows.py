@@ -11,7 +11,14 @@ import numpy as np
 from benchmark.metrics.estimands import Interval
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import PER_CLASS, metric
-from benchmark.report.estimates import Estimates, SharedResamples, estimate_row, no_interval
+from benchmark.report.estimates import (
+    Estimates,
+    SharedResamples,
+    estimate_row,
+    no_interval,
+    temperature,
+    temperature_bound,
+)
 from benchmark.report.load import Run, collect, is_number, number
 from benchmark.runs.layout import ENSEMBLE
 
@@ -219,23 +226,39 @@ def preset_of(run: Run) -> str | None:
     return run.metrics.get("experiment") or None
 
 
-def preset_text(row: Row) -> str | None:
-    """The row's preset; with counts when only some seeds ran under it (the same configuration run both with
-    and without the preset shares one config hash). None when no seed did."""
-    found = [preset_of(run) for run in row.runs]
-    if not any(found):
-        return None
-    if len(set(found)) == 1:
-        return f"`{found[0]}`"
-    return seed_counts([f"`{name}`" if name else "no preset" for name in found], len(row.runs))
+def presets(row: Row) -> list[str]:
+    """The presets the row's seeds ran under, sorted: one, or none for runs without; two only where two
+    presets compose the same configuration (one config hash)."""
+    return sorted({name for run in row.runs if (name := preset_of(run)) is not None})
+
+
+def best_phases(row: Row) -> list[str]:
+    """Each fine-tuned seed's metrics.json best_phase (a PHASES key): the head warm-up's or the
+    fine-tuning's weights, whichever had the lower validation loss; empty for other regimes."""
+    return [str(phase) for run in row.runs if (phase := run.metrics.get("best_phase"))]
 
 
 def best_phase_text(row: Row) -> str | None:
-    """For a fine-tuned row, whose weights were tested: the head warm-up's or the fine-tuning's, whichever
-    had the lower validation loss in each seed (metrics.json's best_phase). None for other regimes."""
-    phases = [run.metrics.get("best_phase") for run in row.runs]
-    found = [PHASES.get(str(phase), str(phase)) for phase in phases if phase]
+    """`fine-tune 2/2 seeds`: the row's best phases in words, for the page; None for other regimes."""
+    found = [PHASES.get(phase, phase) for phase in best_phases(row)]
     return seed_counts(found, len(row.runs), list(PHASES.values())) if found else None
+
+
+def estimated_temperatures(row: Row) -> list[float]:
+    """The seeds' fitted temperatures that are estimates, from metrics.json (no predictions needed): a fit at
+    its bound is the search's limit, and a mean with it would read as an estimate (1.2 and 20 as 10.6)."""
+    return [t for run in row.runs if (t := temperature(run)) is not None and temperature_bound(run) is None]
+
+
+def mean_temperature(row: Row) -> float:
+    """The row's temperature: the mean of its estimated ones; NaN when no seed's fit is an estimate."""
+    found = estimated_temperatures(row)
+    return float(np.mean(found)) if found else math.nan
+
+
+def bounds_hit(row: Row) -> Counter[float]:
+    """How many of the row's seeds had their temperature fit stop at each search bound."""
+    return Counter(bound for run in row.runs if (bound := temperature_bound(run)) is not None)
 
 
 def mean_confusion(row: Row) -> np.ndarray:

@@ -2,24 +2,29 @@
 markdown tables of leaderboard.md."""
 
 import math
-from collections import Counter
 from collections.abc import Callable
 
 import pandas as pd
 
 from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval
 from benchmark.metrics.table import BY_KEY, HEADLINE
-from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES, temperature_at_bound
+from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES
 from benchmark.report.load import Run
 from benchmark.report.paired import Comparison, p_text, significant
 from benchmark.report.rows import (
     PER_CLASS_SHOWN,
+    PHASES,
     Row,
-    best_phase_text,
+    best_phases,
+    bounds_hit,
     class_mean,
     estimate,
+    estimated_temperatures,
     mean_of,
-    preset_text,
+    mean_temperature,
+    preset_of,
+    presets,
+    seed_counts,
     training_time,
 )
 
@@ -79,10 +84,11 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "regime": row.regime,
         "image_size": row.image_size,
         "config_hash": row.config_hash,
-        "experiment": (preset_text(row) or "").replace("`", "") or None,
+        "experiment": ",".join(presets(row)) or None,
+        "experiment_seeds": sum(preset_of(run) is not None for run in row.runs),
         "weights_used": row.weights,
         "chosen_on_validation": chosen,
-        "best_phase": best_phase_text(row),
+        **best_phase_columns(row),
         "n_seeds": len(row.runs),
         "n_test": None if test is None else len(test.files),
         "n_test_groups": None if test is None else test.n_groups,
@@ -98,10 +104,19 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
             f"{name}_ci_valid": interval.n_valid,
         }
     record |= {} if found is None else found.means
+    record["temperature"] = mean_temperature(row)  # from metrics.json: rows without predictions have it too
+    record["temperature_seeds_at_bound"] = sum(bounds_hit(row).values())
     for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips", "epochs_run"):
         record[key] = mean_of(row, key)
     record["train_time_s"] = training_time(row)
     return record
+
+
+def best_phase_columns(row: Row) -> dict[str, int | None]:
+    """`best_phase_<phase>_seeds`: how many seeds' tested weights came from each fine-tuning phase (PHASES),
+    as numbers a script can read; None for rows that are not fine-tuned."""
+    found = best_phases(row)
+    return {f"best_phase_{phase}_seeds": found.count(phase) if found else None for phase in PHASES}
 
 
 def leaderboard_frame(ranked: dict[str, list[Row]], others: dict[str, list[Row]]) -> pd.DataFrame:
@@ -225,28 +240,39 @@ def comparisons_table(comparisons: list[Comparison], alpha: float, digits: int) 
     return markdown_table(header, body)
 
 
-def bound_text(run: Run) -> str:
-    """`≥ 20` or `≤ 0.05`: the bound a run's temperature fit stopped at, as the run recorded it (runs that
-    recorded only the flag show their fitted value, which sits at the bound)."""
-    record = run.metrics["calibration"]
-    value = float(record["temperature"])
-    low, high = record.get("temperature_bounds") or (value, value)
-    return f"≥ {high:g}" if value > 1 else f"≤ {low:g}"
+def bound_text(bound: float) -> str:
+    """`≥ 20` or `≤ 0.05`: a fit that stopped at an end of its search range is at least, or at most, it."""
+    return f"≥ {bound:g}" if bound > 1 else f"≤ {bound:g}"
 
 
 def temperature_cell(row: Row) -> str:
     """The mean fitted temperature of the seeds whose fit is an estimate; a seed whose fit stopped at its
-    bound is shown as that bound with a count, never averaged in: its value is the search's limit, and a
-    mean with it would look like an estimate (e.g. 1.2 and 20 would read as 10.6)."""
+    bound is shown as that bound with a count, never averaged in (rows.estimated_temperatures)."""
     n = len(row.runs)
-    hits = Counter(bound_text(run) for run in row.runs if temperature_at_bound(run))
-    at_bound = sum(hits.values())
+    estimated = len(estimated_temperatures(row))
+    hits = bounds_hit(row)
     parts = []
-    if at_bound < n:
-        mean = fmt((row.estimates.means if row.estimates is not None else {}).get("temperature", math.nan), 2)
-        parts.append(f"{mean} ({n - at_bound}/{n} seeds)" if at_bound else mean)
-    parts += [f"{bound} at bound ({k}/{n} seeds)" for bound, k in sorted(hits.items())]
-    return "; ".join(parts)
+    if estimated:
+        mean = fmt(mean_temperature(row), 2)
+        parts.append(mean if estimated == n else f"{mean} ({estimated}/{n} seeds)")
+    parts += [f"{bound_text(bound)} at bound ({k}/{n} seeds)" for bound, k in sorted(hits.items())]
+    return "; ".join(parts) or "—"
+
+
+def configuration_text(row: Row) -> str:
+    preset = preset_markdown(row)
+    return f"`{row.config_hash}`" + (f" (preset {preset})" if preset else "")
+
+
+def preset_markdown(row: Row) -> str | None:
+    """The row's paper preset, quoted; with counts when only some seeds ran under it (a configuration run
+    both with and without its preset is one config hash). None when no seed did."""
+    found = [preset_of(run) for run in row.runs]
+    if not any(found):
+        return None
+    if len(set(found)) == 1:
+        return f"`{found[0]}`"
+    return seed_counts([f"`{name}`" if name else "no preset" for name in found], len(found))
 
 
 def calibration_table(rows: list[Row], digits: int) -> str:
@@ -312,7 +338,7 @@ def configurations_table(
                     backbone,
                     regime,
                     row.weights,  # the family's weights, with this configuration's preprocessing
-                    f"`{row.config_hash}`" + (f" (preset {preset})" if (preset := preset_text(row)) else ""),
+                    configuration_text(row),
                     fmt(mean_of(row, "best_val_loss"), digits),
                     "✓" if position == 0 else "",
                     fmt_estimate(estimate(row, primary), digits),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from benchmark.metrics import scores
-from benchmark.metrics.calibration import apply_temperature, calibration_record, fit_temperature
+from benchmark.metrics.calibration import BOUNDS, apply_temperature, calibration_record, fit_temperature
 
 
 def overconfident(n: int, temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +40,18 @@ def test_temperature_one_changes_nothing_and_no_temperature_changes_the_class():
         assert np.allclose(scaled.sum(axis=1), 1) and np.array_equal(scaled.argmax(1), p.argmax(1))
 
 
-def test_a_model_no_better_than_chance_is_fitted_at_the_bound_and_says_so():
+def test_a_fit_stopped_at_either_end_of_its_search_says_so_and_which_search_it_was():
+    """Chance-level predictions want T -> inf, soft but always right ones T -> 0: both fits stop at the end
+    of BOUNDS they ran into, are flagged, and record the bounds (what the report shows instead of the value);
+    a fit inside them is not flagged."""
     rng = np.random.default_rng(4)
     y = rng.integers(0, 3, 300)
-    p = apply_temperature(rng.dirichlet(np.ones(3), 300), 0.2)  # confident and unrelated to the labels
-    record = calibration_record(y, p, y, p, ece_bins=10)
-    assert record["temperature"] == pytest.approx(20, rel=0.02) and record["temperature_at_bound"] is True
-    assert record["temperature_bounds"] == [0.05, 20.0]  # what the report shows instead of the value
+    chance = apply_temperature(rng.dirichlet(np.ones(3), 300), 0.2)  # confident and unrelated to the labels
+    right = (np.eye(3)[y] + 1) / 4  # the true class always likeliest (0.5), but only slightly
+    for p, end in ((chance, BOUNDS[1]), (right, BOUNDS[0])):
+        record = calibration_record(y, p, y, p, ece_bins=10)
+        assert record["temperature"] == pytest.approx(end, rel=0.02)
+        assert record["temperature_at_bound"] is True
+        assert record["temperature_bounds"] == list(BOUNDS)
+    inside = calibration_record(*overconfident(1000, 0.3, 1), *overconfident(1000, 0.3, 2), ece_bins=15)
+    assert BOUNDS[0] < inside["temperature"] < BOUNDS[1] and inside["temperature_at_bound"] is False
