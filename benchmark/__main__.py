@@ -11,9 +11,9 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` 
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from benchmark.cli import CONF, one_line, or_fail, run_hydra  # noqa: E402
+from benchmark.cli import one_line, or_fail, run_hydra  # noqa: E402
 from benchmark.errors import BenchmarkError  # noqa: E402
 
 log = logging.getLogger("benchmark")
@@ -90,7 +90,8 @@ def main(cfg: DictConfig) -> float | None:
 def search_cell(cfg: DictConfig) -> float | None:
     """An Optuna study (runs/search.py); its settings are checked before TensorFlow's import and the data.
     Alone, a refusal is the one-line exit 2; in a sweep it is this cell's failure and the next cell runs
-    (settings refused for every cell stopped the sweep before its first: search_space.check_sweep)."""
+    (settings refused for every cell of its batch stopped the sweep before the batch's first cell:
+    search_space.check_sweep)."""
     from benchmark.runs.search import search, study_name
     from benchmark.runs.search_space import check_search
 
@@ -115,32 +116,30 @@ def failed_cell(cfg: DictConfig, error: Exception, study: str | None = None) -> 
     if cfg.debug:
         raise error
     from benchmark.runs.pipeline import record_failure
+    from benchmark.runs.progress import current_cell
 
     record_failure(cfg, error, study)
-    log.error("cell %s seed=%s FAILED: %s", cfg.backbone.name, cfg.seed, one_line(error))
+    log.error("cell %s FAILED: %s", current_cell(cfg), one_line(error))
     return None
 
 
 def refuse_sweep_preset(hydra_cfg: DictConfig) -> None:
     """A single run whose config sweeps keys (a multirun preset such as +sweep=all_backbones) would train
     one configuration that reads as the preset's whole sweep: stop it, naming the preset and --multirun."""
-    typed = {override.lstrip("+~").split("=", 1)[0] for override in hydra_cfg.overrides.task}
-    swept = {key: value for key, value in (hydra_cfg.sweeper.params or {}).items() if key not in typed}
+    from benchmark.runs.search_space import in_option_file
+
+    typed = {override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task}
+    params = (hydra_cfg.sweeper.get("params") or {}).items()  # a sweeper may have no params at all
+    swept = {key.lstrip("+~"): value for key, value in params if key.lstrip("+~") not in typed}
     if not swept:  # none, or each swept key set on the command line: the multirun would be this one run
         return
-    presets = [f"{group}={option}" for group, option in hydra_cfg.runtime.choices.items()
-               if option and not group.startswith("hydra/") and sets_sweep(group, option)]
+    presets = [f"{group}={option}" for group, option in hydra_cfg.runtime.choices.items() if option
+               and not group.startswith("hydra/") and in_option_file(group, option, "hydra.sweeper.params")]
     command = " ".join(["python -m benchmark --multirun", *map(shlex.quote, hydra_cfg.overrides.task)])
     raise BenchmarkError(
         f"{' and '.join(presets) or 'hydra.sweeper.params'} sweeps "
         f"{' '.join(f'{key}={value}' for key, value in swept.items())}: add --multirun ({command})"
     )
-
-
-def sets_sweep(group: str, option: str) -> bool:
-    """Whether conf/<group>/<option>.yaml sets hydra.sweeper.params (a multirun preset)."""
-    path = CONF / group / f"{option}.yaml"
-    return path.is_file() and bool(OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params"))
 
 
 if __name__ == "__main__":

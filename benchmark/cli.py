@@ -97,19 +97,16 @@ def interrupt(signum: int, frame: object) -> None:
 
 
 def run_hydra(main: Callable[[], object]) -> None:
-    """Run a @hydra.main function; Hydra's own errors (bad override, unknown option) and a user error
-    raised outside a run (a sweep's search settings) become one line, as does a SLURM launcher on a
-    machine without SLURM, and an interrupt is one line and status 130."""
+    """Run a @hydra.main function; Hydra's own errors (bad override, unknown option) become one line, as
+    does a SLURM launcher on a machine without SLURM, and an interrupt is one line and status 130. Our
+    own user errors become one line where they are raised (`or_fail`, the sweeper's search check), where
+    the config's debug is known: debug=true shows their traceback."""
     from hydra.errors import HydraException
 
     signal.signal(signal.SIGTERM, interrupt)
     try:
         main()
     except (HydraException, OmegaConfBaseException) as error:
-        fail(error)
-    except USER_ERRORS as error:  # raised outside a run, e.g. a sweep's search settings checked before it
-        if "debug=true" in sys.argv[1:]:
-            raise
         fail(error)
     except RuntimeError as error:
         if 'Could not detect "srun"' not in str(error):  # submitit's check for a SLURM cluster

@@ -72,7 +72,9 @@ def collect(results_dir: Path) -> Collection:
             if (path / "metrics.json").exists():
                 found.runs.append(read_run(path, rel))
             elif (path / "failed.json").exists():
-                found.failed.append(read_failure(path, rel))
+                failure = read_failure(path, rel)
+                if not made_good(path, results_dir):
+                    found.failed.append(failure)
             else:
                 found.skipped.append(Skipped(rel, "incomplete: no metrics.json (killed or still running?)"))
         except CorruptRun as error:
@@ -197,6 +199,17 @@ def read_failure(path: Path, rel: str) -> Failure:
         error_type=str(record["error_type"]),
         error=lines[0] if lines else "(no message)",
     )
+
+
+def made_good(path: Path, results_dir: Path) -> bool:
+    """A search cell's failure (its study held by another process) whose study has since finished with a
+    best trial: that process may remove the record (search.forget_failure) before this one writes it."""
+    study = read_json(path / "failed.json").get("study")
+    try:
+        result = json.loads((results_dir / "search" / f"{study}.json").read_text()) if study else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(result, dict) and bool(result.get("best"))
 
 
 def number(metrics: dict, key: str) -> float:

@@ -34,6 +34,7 @@ from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
+from benchmark.runs.progress import current_cell
 from benchmark.runs.settings import check_training
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
@@ -319,16 +320,17 @@ def run(cfg: DictConfig) -> dict:
             shutil.rmtree(stage, ignore_errors=True)
             raise
     metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
-    background.then(figures, partial(publish_run, cfg, identity, stage, metrics))
+    background.then(figures, partial(publish_run, cfg, identity, stage, metrics, cell=current_cell(cfg)))
     return metrics
 
 
 def publish_run(
-    cfg: DictConfig, identity: RunIdentity, stage: Path, metrics: dict, figures: list[Future]
+    cfg: DictConfig, identity: RunIdentity, stage: Path, metrics: dict, figures: list[Future], cell: str = ""
 ) -> None:
     """Complete the staged run once its figures are drawn (in a sweep, on the figure worker's result
     thread while the next cell trains): model card, metrics.json last, then the folder moved into place.
-    A figure the worker failed to draw fails the cell as any error would."""
+    A figure the worker failed to draw fails the cell as any error would. `cell`: its name in the sweep,
+    taken while it ran (progress.current_cell), for the FAILED line."""
     try:
         for figure in figures:
             figure.result()  # raises the worker's error
@@ -340,7 +342,7 @@ def publish_run(
         if not background.drawing():  # finished within its own run: the caller reports the error
             raise
         record_failure(cfg, error)  # finished beside a later cell: this cell failed, the sweep goes on
-        log.error("cell %s seed=%s FAILED: %s", identity.spec.name, identity.seed, error)
+        log.error("cell %s FAILED: %s", cell or f"{identity.spec.name} seed={identity.seed}", error)
         return
     if cfg.get("logger"):
         tracking.track(cfg, identity.dataset, identity.run_dir, metrics)

@@ -1,6 +1,7 @@
 """A sweep's progress line: "cell 4/21 ... ETA", and which cells failed at the end (a Hydra callback)."""
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -12,7 +13,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark.files import write_json
 from benchmark.runs.threads import local_jobs
@@ -49,9 +50,36 @@ def varied_keys(config: DictConfig) -> list[str]:
 
 def cell_name(config: DictConfig, varied: list[str] | tuple[str, ...] = ()) -> str:
     """'densenet121 seed=0', then the cell's value of each varied key: 'densenet121 seed=0 train=finetune'."""
-    settings = [item.lstrip("+~") for item in config.hydra.overrides.task
-                if item.split("=", 1)[0].lstrip("+~") in varied]
-    return " ".join([config.backbone.name, f"seed={config.seed}", *settings])
+    return named(config, config.hydra.overrides.task, varied)
+
+
+def named(cfg: DictConfig, task: list[str], varied: list[str] | tuple[str, ...]) -> str:
+    settings = [item.lstrip("+~") for item in task if item.split("=", 1)[0].lstrip("+~") in varied]
+    return " ".join([cfg.backbone.name, f"seed={cfg.seed}", *settings])
+
+
+def current_cell(cfg: DictConfig) -> str:
+    """The running cell's name as its progress line gives it ('resnet50 seed=0 train=finetune'), for its
+    FAILED line: in a train=frozen,finetune sweep two failures of one backbone and seed must not read the
+    same. Read while the cell runs (HydraConfig is the running cell's), in whichever process runs it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return named(cfg, [], ())
+    hydra = HydraConfig.get()
+    return named(cfg, hydra.overrides.task, sweep_varied_keys(str(hydra.sweep.dir)))
+
+
+@functools.cache
+def sweep_varied_keys(sweep_dir: str) -> tuple[str, ...]:
+    """varied_keys of the launching config, which Hydra's sweeper saves as multirun.yaml in the sweep's
+    folder before any cell: a cell's own config holds only its one value of each key. Read once per
+    process (a joblib worker or SLURM task reads its own); () when it cannot be read."""
+    try:
+        return tuple(varied_keys(OmegaConf.load(Path(sweep_dir) / "multirun.yaml")))
+    except Exception:  # another sweeper, or the file gone: the name without the varied keys
+        return ()
 
 
 def configuration(config: DictConfig) -> str:

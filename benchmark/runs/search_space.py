@@ -69,8 +69,9 @@ def check_search(cfg: DictConfig) -> None:
 
 
 def check_sweep(cells: list[DictConfig]) -> None:
-    """A multirun's cells, before the first trains: search settings refused for every cell (n_trials=0, a
-    test metric) stop the sweep with that one line. A cell refused alone (hparams_search=finetune on its
+    """A batch of a multirun's cells (every cell, unless hydra.sweeper.max_batch_size splits the sweep),
+    before its first trains: search settings refused for every cell (n_trials=0, a test metric) stop the
+    sweep there, earlier batches having run. A cell refused alone (hparams_search=finetune on its
     train=frozen) fails at its turn, recorded like any failing cell, and the others run."""
     first = refusal(cells[0]) if cells else None
     if first and all(refusal(cell) for cell in cells[1:]):

@@ -5,8 +5,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
 
-from tests.conftest import run_cli, tiny_overrides
+from benchmark.__main__ import refuse_sweep_preset
+from benchmark.errors import BenchmarkError
+from tests.conftest import CONF, run_cli, tiny_overrides
 
 RUN_FILES = {
     "config.yaml",
@@ -138,6 +142,41 @@ def test_a_sweep_preset_without_multirun_stops_before_tensorflow(tmp_path: Path,
     imported = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert imported and not any(line.rstrip().endswith("| tensorflow") for line in imported)
     assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_debug_true_shows_the_traceback_of_a_sweep_preset_without_multirun(tmp_path: Path):
+    """debug=True as typed (Hydra reads it as the boolean), not only the literal debug=true."""
+    result = run_cli(["+sweep=all_backbones", "debug=True", *tiny_overrides(tmp_path)])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" in result.stderr and "BenchmarkError: sweep=all_backbones sweeps" in result.stderr
+    assert not any(line.startswith("error:") for line in result.stderr.splitlines())
+
+
+def hydra_config(tmp_path: Path, *overrides: str) -> DictConfig:
+    """The hydra node a run of these overrides gets (HydraConfig.get() inside it)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        composed = compose("config", overrides=tiny_overrides(tmp_path, *overrides), return_hydra_config=True)
+    return composed.hydra
+
+
+def test_a_swept_plus_key_typed_on_the_command_line_is_not_refused(tmp_path: Path):
+    """A preset may sweep a key the config lacks (`+key: a,b`); typed once, the multirun is this one run."""
+    hydra = hydra_config(tmp_path, "+sweep=all_backbones", "seed=0", "backbone=resnet50")
+    with open_dict(hydra):
+        hydra.sweeper.params["+train.label_smoothing"] = "0,0.1"
+        hydra.overrides.task.append("+train.label_smoothing=0.1")
+    refuse_sweep_preset(hydra)
+    with open_dict(hydra):
+        hydra.overrides.task.pop()
+    with pytest.raises(BenchmarkError, match=r"^sweep=all_backbones sweeps train.label_smoothing=0,0.1: add"):
+        refuse_sweep_preset(hydra)
+
+
+def test_a_sweeper_without_params_is_no_sweep_preset(tmp_path: Path):
+    hydra = hydra_config(tmp_path)
+    with open_dict(hydra):
+        del hydra.sweeper["params"]
+    refuse_sweep_preset(hydra)
 
 
 def test_a_mistyped_dedupe_stops_before_any_image_is_decoded(tmp_path: Path):

@@ -44,18 +44,23 @@ def test_without_a_worker_figures_are_drawn_at_once_and_errors_raise_there(tmp_p
         background.draw(run_figures.coverage_figure, "not a curve", "t", tmp_path / "bad.png")
 
 
-def test_a_figure_the_worker_cannot_draw_fails_its_cell_and_publishes_nothing(tmp_path):
+def test_a_figure_the_worker_cannot_draw_fails_its_cell_and_publishes_nothing(tmp_path, caplog):
+    """Its FAILED line names the cell as the sweep's progress line did while it ran (a later cell is
+    running by then), swept settings included."""
     cfg = compose_config(tmp_path)
     identity = resolve(cfg)
     stage = layout.staging_directory(identity.run_dir)
     background.start()
     try:
         figures = [background.draw(run_figures.coverage_figure, "not a curve", "t", stage / "coverage.png")]
-        background.then(figures, partial(publish_run, cfg, identity, stage, {}))
+        cell = "mobilenetv2 seed=0 train=finetune"
+        background.then(figures, partial(publish_run, cfg, identity, stage, {}, cell=cell))
     finally:
         background.stop()
     assert not stage.exists() and not layout.is_complete(identity.run_dir)
     assert json.loads((identity.run_dir / "failed.json").read_text())["error_type"] == "TypeError"
+    assert [r.getMessage().split(":")[0] for r in caplog.records if "FAILED" in r.getMessage()] == [
+        f"cell {cell} FAILED"]
 
 
 def test_settle_waits_for_every_run_to_be_published_and_keeps_the_worker(tmp_path):

@@ -1,11 +1,12 @@
 """The sweep's ETA: a configuration's first cell and its further seeds are timed apart."""
 
+import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from benchmark.files import write_json
 from benchmark.runs.progress import cell_name, eta, finished_cells, varied_keys
-from tests.conftest import CONF
+from tests.conftest import CONF, run_cli, tiny_overrides
 
 
 def cell(configuration: str, seconds: float, first: bool, skipped: bool = False) -> dict:
@@ -62,3 +63,19 @@ def test_a_cell_line_names_the_swept_settings_besides_backbone_and_seed():
         "dataset.path=/data/ct"]}}})
     assert cell_name(cell, varied) == "densenet121 seed=1 train=finetune image_size=160"
     assert cell_name(cell) == "densenet121 seed=1"
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=workers", "hydra.launcher.n_jobs=2"]],
+                         ids=["one process", "joblib workers"])
+def test_a_failed_cells_line_names_the_swept_settings(tmp_path, launcher):
+    """Both regimes of one backbone and seed fail (no such dataset folder): their FAILED lines differ, in
+    the sweep's own process and in joblib's worker processes (each reads the sweep's multirun.yaml)."""
+    result = run_cli(["--multirun", "train=frozen,finetune", "dataset=folder",
+                      f"dataset.path={tmp_path / 'absent'}", *launcher,
+                      *tiny_overrides(tmp_path, synthetic=False)], timeout=600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    failed = sorted(line.split("[ERROR] - ", 1)[1] for line in log.splitlines() if " FAILED: " in line
+                    and "[ERROR]" in line)
+    assert [line.split(" FAILED: ")[0] for line in failed] == [
+        "cell mobilenetv2 seed=0 train=finetune", "cell mobilenetv2 seed=0 train=frozen"], log[-3000:]

@@ -9,6 +9,7 @@ import pytest
 from filelock import FileLock
 
 from benchmark.errors import BenchmarkError
+from benchmark.report.load import collect
 from benchmark.runs.search import study_name, summary
 from benchmark.runs.search_space import VALIDATION_METRICS, check_search, check_sweep
 from tests.conftest import compose_config, run_cli, tiny_overrides
@@ -194,3 +195,41 @@ def test_search_settings_wrong_for_every_cell_stop_the_multirun_before_any_cell(
                       "e.g. hparams_search.n_trials=20"], result.stderr[-2000:]
     assert "cell 1/2" not in result.stdout + result.stderr
     assert not (tmp_path / "results" / "search").exists() and not (tmp_path / "data").exists()
+
+
+def test_debug_shows_the_traceback_of_search_settings_refused_for_every_cell(tmp_path: Path):
+    """debug=True as typed, not only the literal debug=true: the sweeper knows the config's debug."""
+    result = run_cli(["--multirun", "hparams_search=head", "hparams_search.n_trials=0",
+                      "backbone=mobilenetv2,resnet50", "debug=True", *tiny_overrides(tmp_path)])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" in result.stderr, result.stderr[-2000:]
+    assert "BenchmarkError: hparams_search.n_trials=0 must be a whole number" in result.stderr
+    assert "cell 1/2" not in result.stdout + result.stderr
+
+
+def failed_search_cell(results: Path, study: str) -> Path:
+    """The failed.json a sweep writes for a search cell refused its study's lock."""
+    run_dir = results / "runs" / "synthetic" / "mobilenetv2" / "seed0-0123abcd"
+    run_dir.mkdir(parents=True)
+    (run_dir / "failed.json").write_text(json.dumps({
+        "backbone": "mobilenetv2", "dataset": "synthetic", "seed": 0, "config_hash": "0123abcd",
+        "error_type": "BenchmarkError", "error": f"study {study} is being run by another process",
+        "study": study}))
+    return run_dir
+
+
+@pytest.mark.parametrize(("best", "listed"), [({"value": 0.9}, False), (None, True)])
+def test_a_refused_search_cell_whose_study_finished_is_not_listed_as_failed(tmp_path: Path, best, listed):
+    """The process that finished the study removes the record (forget_failure), but the refused process
+    may write it just after: the report trusts the study's result, a finished study with a best trial."""
+    results = tmp_path / "results"
+    failed_search_cell(results, "head-s")
+    (results / "search").mkdir()
+    (results / "search" / "head-s.json").write_text(json.dumps({"study": "head-s", "best": best}))
+    assert [failure.backbone for failure in collect(results).failed] == (["mobilenetv2"] if listed else [])
+    assert not collect(results).skipped
+
+
+def test_a_refused_search_cell_without_a_study_result_is_listed_as_failed(tmp_path: Path):
+    failed_search_cell(tmp_path / "results", "head-s")
+    assert len(collect(tmp_path / "results").failed) == 1
