@@ -70,6 +70,6 @@ def completed(
         return None, dataset
     log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
     done = layout.read_metrics(identity.run_dir)
-    if cfg.get("logger"):  # MLflow is imported only for a run that is not tracked yet
+    if cfg.get("logger"):  # MLflow is imported only for a run made with a logger and not tracked yet
         tracking.track_if_untracked(cfg, identity.dataset, identity.run_dir, done)
     return done, dataset

@@ -5,7 +5,8 @@ run is published: an unreachable tracking server costs a few seconds and a warni
 tracked, never a finished run. MLflow 3 refuses its old folder store, so the local default is a SQLite file
 in results_dir (its artifacts beside it); any server URI works the same way. The run directory keeps where
 its MLflow run is (mlflow_run.json), so what a sweep adds later (its Grad-CAM panels) joins the same run;
-a complete run without it (the server was down when it finished) is tracked when a later run skips it.
+a complete run made with a logger but without it (the server was down when it finished), or with logging
+left half done, is tracked, in that same MLflow run, when a later run skips it.
 """
 
 import contextlib
@@ -40,6 +41,11 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 CONNECT_TIMEOUT_S = 5  # the reachability check before a server's first request
+
+# Tracking URIs found unreachable by this process, with why: a sweep's further cells do not wait for the
+# connect timeout again (21 skipped cells were 21 waits), and the log says so once.
+_UNREACHABLE: dict[str, str] = {}
+_SAID: set[str] = set()  # the once-per-process notes already logged
 
 
 class Unreachable(ConnectionError):
@@ -111,9 +117,19 @@ def check_installed() -> None:
         raise BenchmarkError("logger=mlflow needs MLflow: pip install -e '.[tracking]'") from None
 
 
+def once(key: str, level: int, message: str, *args: object) -> None:
+    """Log a note once per process: it holds for every run that follows."""
+    if key not in _SAID:
+        _SAID.add(key)
+        log.log(level, message, *args)
+
+
 def check_reachable(uri: str) -> None:
-    """Raise Unreachable when nothing listens at a tracking server's address (one connection attempt of at
-    most CONNECT_TIMEOUT_S). A local store, or a server reached through a proxy, is left to MLflow itself."""
+    """Raise Unreachable when nothing answers at a tracking server's address (one connection attempt of at
+    most CONNECT_TIMEOUT_S, once per process and URI). A local store, or a server reached through a proxy,
+    is left to MLflow itself."""
+    if uri in _UNREACHABLE:
+        raise Unreachable(_UNREACHABLE[uri])
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return
@@ -124,18 +140,23 @@ def check_reachable(uri: str) -> None:
         socket.create_connection(address, timeout=CONNECT_TIMEOUT_S).close()
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
+        _UNREACHABLE[uri] = f"the tracking server {uri} is unreachable ({reason}, not tried again)"
+        log.warning("MLflow: the tracking server %s is unreachable (%s): not tried again by this process; "
+                    "its runs stay complete on disk, and a later run or sweep with logger=mlflow tracks them "
+                    "when it skips them", uri, reason)
         raise Unreachable(f"the tracking server {uri} is unreachable ({reason})") from None
 
 
 @contextlib.contextmanager
 def client_for(uri: str) -> Iterator:
     """An MLflow client of this store, with bounded HTTP retries, once the server answers; one writer at a
-    time on a local SQLite store (parallel sweep workers), as a server serialises itself."""
+    time on a local SQLite store (parallel sweep workers), as a server serialises itself. The server is
+    checked first: one that is down costs no import of MLflow (seconds on a busy machine)."""
+    check_reachable(uri)
     from mlflow.tracking import MlflowClient
 
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    check_reachable(uri)
     store = local_store(uri)
     if store:
         store.parent.mkdir(parents=True, exist_ok=True)
@@ -143,32 +164,59 @@ def client_for(uri: str) -> Iterator:
         yield MlflowClient(uri)
 
 
-def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
-    """Log one complete run and write mlflow_run.json into its directory; returns its MLflow run id."""
+def unfinished(run_dir: Path) -> dict | None:
+    """The record of an MLflow run that was created for this run directory but not logged to the end (a
+    record written before `finished` existed was written only once logging had succeeded)."""
+    path = run_dir / RECORD
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    return None if record.get("finished", True) else record
+
+
+def new_record(cfg: DictConfig, dataset: str) -> dict:
+    """Where to track a run (the same store from any working directory) and the one timestamp of its
+    metrics, so that logging them again into the same MLflow run adds nothing (MLflow drops an exact
+    duplicate)."""
     uri = str(cfg.logger.tracking_uri)
     store = local_store(uri)
     if store:
-        uri = f"sqlite:///{store.resolve()}"  # the record names the same store from any working directory
-    name = cfg.logger.experiment or f"medbench-{dataset}"
-    with client_for(uri) as client:
-        run = client.create_run(
-            experiment_id(client, name, uri),
-            run_name=f"{metrics['backbone']} seed{metrics['seed']}",
-            tags={"run_dir": str(run_dir.resolve()), "config_hash": metrics["config_hash"],
-                  "backbone": metrics["backbone"], "train_mode": metrics["train_mode"],
-                  "weights_used": str(metrics["weights_used"])},
-        )
-        run_id = run.info.run_id
+        uri = f"sqlite:///{store.resolve()}"
+    return {"tracking_uri": uri, "experiment": cfg.logger.experiment or f"medbench-{dataset}",
+            "artifacts": bool(cfg.logger.artifacts), "logged_at": int(time.time() * 1000), "finished": False}
+
+
+def create_run(client, record: dict, run_dir: Path, metrics: dict) -> str:
+    run = client.create_run(
+        experiment_id(client, record["experiment"], record["tracking_uri"]),
+        run_name=f"{metrics['backbone']} seed{metrics['seed']}",
+        tags={"run_dir": str(run_dir.resolve()), "config_hash": metrics["config_hash"],
+              "backbone": metrics["backbone"], "train_mode": metrics["train_mode"],
+              "weights_used": str(metrics["weights_used"])},
+    )
+    return run.info.run_id
+
+
+def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
+    """Log one complete run; returns its MLflow run id. mlflow_run.json is written as soon as the MLflow run
+    exists (finished: false) and marked finished at the end, so logging that fails half way (a file that
+    cannot be uploaded, a server that goes down) is done again into that same MLflow run when a later run
+    skips this one, never into a second."""
+    record = unfinished(run_dir) or new_record(cfg, dataset)
+    with client_for(record["tracking_uri"]) as client:
+        if "run_id" not in record:
+            record["run_id"] = create_run(client, record, run_dir, metrics)
+            write_json(run_dir / RECORD, record)
+        run_id = record["run_id"]
         try:
-            log_contents(client, run_id, cfg, run_dir, metrics)
+            log_contents(client, record, cfg, run_dir, metrics)
             client.set_terminated(run_id)
         except Exception:
             with contextlib.suppress(Exception):  # not left RUNNING; the error is the one reported
                 client.set_terminated(run_id, "FAILED")
             raise
-    write_json(run_dir / RECORD, {"tracking_uri": uri, "experiment": name, "run_id": run_id,
-                                  "artifacts": bool(cfg.logger.artifacts)})
-    log.info("MLflow: run %s in experiment %s at %s", run_id, name, uri)
+    write_json(run_dir / RECORD, {**record, "finished": True})
+    log.info("MLflow: run %s in experiment %s at %s", run_id, record["experiment"], record["tracking_uri"])
     return run_id
 
 
@@ -184,25 +232,49 @@ def track(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | 
     return None
 
 
-def track_if_untracked(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | None:
-    """Track a complete run met again (skipped on resume) that has no mlflow_run.json, e.g. one that
-    finished while the server was down, which no later sweep would otherwise ever log. Its params come
-    from its own config.yaml, as if tracked when it finished; a tracked run is never logged twice."""
-    if (run_dir / RECORD).is_file():
-        return None
+def untracked_config(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
+    """The run's own config.yaml, to track it with, if it was meant to be tracked and is not: made with a
+    logger, and no mlflow_run.json or an unfinished one. None for a tracked run, a run made with
+    logger=null (never meant to be tracked), or while the store of now is known to be unreachable."""
+    record = run_dir / RECORD
+    if record.is_file() and unfinished(run_dir) is None:
+        return None  # tracked: never logged twice
+    if str(cfg.logger.tracking_uri) in _UNREACHABLE:
+        return None  # said once, when it was found unreachable
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    if not run_cfg.get("logger"):
+        once("logger=null", logging.INFO, "MLflow: complete runs made with logger=null are not tracked when "
+             "skipped (force=true logger=mlflow runs them again, tracked)")
+        return None
+    return run_cfg
+
+
+def track_if_untracked(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | None:
+    """Track a complete run met again (skipped on resume) that was made with a logger but is not tracked:
+    it finished while the server was down, or its logging failed half way; no later sweep would otherwise
+    ever log it. Its params come from its own config.yaml, as if tracked when it finished. A skip never
+    fails: what cannot be read is a warning."""
+    try:
+        run_cfg = untracked_config(cfg, run_dir)
+    except Exception as error:
+        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): its config.yaml or %s cannot "
+                    "be read: %s", run_dir, RECORD, error)
+        return None
+    if run_cfg is None:
+        return None
     run_cfg.logger = OmegaConf.to_container(cfg.logger, resolve=True)  # where to track it: the store of now
-    log.info("MLflow: %s finished untracked: tracking it now", run_dir)
+    log.info("MLflow: %s is complete but not tracked yet: tracking it now", run_dir)
     return track(run_cfg, dataset, run_dir, metrics)
 
 
-def log_contents(client, run_id: str, cfg: DictConfig, run_dir: Path, metrics: dict) -> None:
-    """Params, the per-epoch curves (history.csv), the final metrics and, with logger.artifacts, the files."""
+def log_contents(client, record: dict, cfg: DictConfig, run_dir: Path, metrics: dict) -> None:
+    """Params, the per-epoch curves (history.csv), the final metrics and, with logger.artifacts, the files;
+    all again, unchanged, where an earlier try failed half way."""
     from mlflow.entities import Metric, Param
 
     params = [Param(key, value) for key, value in flat_params(cfg).items()]
     history = pd.read_csv(run_dir / "history.csv")
-    now = int(time.time() * 1000)
+    now = record["logged_at"]
     curves = [
         Metric(f"history/{column}", float(value), now, step)  # step = epoch
         for step, row in enumerate(history.to_dict("records"), start=1)
@@ -210,11 +282,12 @@ def log_contents(client, run_id: str, cfg: DictConfig, run_dir: Path, metrics: d
         if column != "epoch" and number(value)
     ]
     finals = [Metric(key, value, now, 0) for key, value in final_metrics(metrics).items()]
+    run_id = record["run_id"]
     for start in range(0, len(params), 100):  # MLflow's batch limit on params
         client.log_batch(run_id, params=params[start : start + 100])
     for start in range(0, len(curves) + len(finals), 1000):
         client.log_batch(run_id, metrics=(curves + finals)[start : start + 1000])
-    if cfg.logger.artifacts:
+    if record["artifacts"]:
         client.log_artifacts(run_id, str(run_dir))
 
 

@@ -39,6 +39,39 @@ def tracking_cfg(run_dir: Path, uri: str):
     return cfg
 
 
+def made_with_logger(saved_run, tmp_path: Path, uri: str) -> Path:
+    """A copy of the finished run whose config.yaml says it was made with logger=mlflow at uri, as a run
+    that finished while that server was down (the session's run was made with logger=null)."""
+    run_dir = copy_of_run(saved_run, tmp_path)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(tracking_cfg(run_dir, uri)))
+    return run_dir
+
+
+def hung_server() -> tuple[str, list[socket.socket]]:
+    """The URI of a server that accepts no connection and refuses none: its backlog is full, so a connection
+    attempt waits for its timeout (as behind a firewall that drops packets). Keep the sockets open."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    held = [server]
+    while True:
+        client = socket.socket()
+        client.settimeout(0.3)
+        try:
+            client.connect(server.getsockname())
+        except TimeoutError:
+            client.close()
+            return f"http://127.0.0.1:{server.getsockname()[1]}", held
+        held.append(client)
+
+
+@pytest.fixture(autouse=True)
+def fresh_process(monkeypatch):
+    """Each test as a new process: no tracking server remembered as unreachable, no note said yet."""
+    monkeypatch.setattr(tracking, "_UNREACHABLE", {})
+    monkeypatch.setattr(tracking, "_SAID", set())
+
+
 def test_every_finite_number_of_metrics_json_is_a_metric_nested_ones_flattened(saved_run, tmp_path):
     run_dir = copy_of_run(saved_run, tmp_path)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -135,15 +168,18 @@ def test_a_down_server_leaves_the_sweeps_gradcam_untracked_with_a_warning(tmp_pa
 
 
 def test_a_run_finished_while_the_server_was_down_is_tracked_once_when_met_again(saved_run, tmp_path, caplog):
-    """A complete run with no mlflow_run.json (the server was down when it finished) is skipped on resume
-    and tracked then, with what it would have logged at the time; never twice."""
+    """A run made with logger=mlflow that finished while the server was down has no mlflow_run.json: it is
+    skipped on resume and tracked then, with what it would have logged at the time; never twice."""
     from benchmark.runs.pipeline import run
 
     run_dir = copy_of_run(saved_run, tmp_path)
-    down = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{closed_port()}")
+    down_args = ["logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{closed_port()}"]
+    down = compose_config(tmp_path, *down_args)
     with caplog.at_level(logging.WARNING):
-        run(down)  # skipped: complete on disk
-    assert f"{run_dir} is NOT tracked (the run is complete on disk)" in caplog.text
+        run(compose_config(tmp_path, "force=true", *down_args))  # trained again while the server is down
+        run(down)  # skipped: complete on disk; the server is known to be down, nothing more is said
+    assert caplog.text.count(f"{run_dir} is NOT tracked (the run is complete on disk)") == 1
+    assert caplog.text.count("not tried again by this process") == 1
     assert not (run_dir / tracking.RECORD).exists()
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -161,3 +197,85 @@ def test_a_run_finished_while_the_server_was_down_is_tracked_once_when_met_again
     assert logged.data.params == tracking.flat_params(OmegaConf.load(run_dir / "config.yaml"))
     assert {"metrics.json", "config.yaml", "history.csv"} <= {a.path for a in client.list_artifacts(
         logged.info.run_id)}
+
+
+def test_a_run_made_with_logger_null_is_not_tracked_when_skipped(saved_run, tmp_path, caplog):
+    """logger=null means the run was never meant to be tracked: a later sweep with logger=mlflow that skips
+    it logs nothing of it (nor uploads its files), and says so once."""
+    from benchmark.runs.pipeline import run
+
+    run_dir = copy_of_run(saved_run, tmp_path)  # made with logger=null
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    up = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={store}")
+    with caplog.at_level(logging.INFO):
+        run(up)
+        run(up)
+    assert not (run_dir / tracking.RECORD).exists()
+    assert not any(mlflow.MlflowClient(store).search_runs(
+        [e.experiment_id for e in mlflow.MlflowClient(store).search_experiments()]))
+    assert caplog.text.count("complete runs made with logger=null are not tracked when skipped") == 1
+
+
+def test_logging_that_failed_after_the_mlflow_run_was_created_ends_in_that_run(saved_run, tmp_path, caplog):
+    """A file of the run directory that cannot be uploaded fails the logging after MLflow's run exists: the
+    next skip logs into that same run (no second run, no metric twice) once the file can be read."""
+    from benchmark.runs.pipeline import run
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = made_with_logger(saved_run, tmp_path, store)
+    (run_dir / "notes.txt").symlink_to(tmp_path / "moved-away.txt")  # a dangling link: unreadable
+    up = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={store}")
+    with caplog.at_level(logging.ERROR):
+        run(up)
+    assert f"{run_dir} is NOT tracked (the run is complete on disk): logging failed" in caplog.text
+    record = json.loads((run_dir / tracking.RECORD).read_text())
+    client = mlflow.MlflowClient(store)
+    assert record["finished"] is False
+    assert client.get_run(record["run_id"]).info.status == "FAILED"
+
+    (run_dir / "notes.txt").unlink()
+    run(up)
+    run(up)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "medbench-synthetic"]
+    (logged,) = client.search_runs([experiment.experiment_id])
+    assert logged.info.run_id == record["run_id"] and logged.info.status == "FINISHED"
+    assert json.loads((run_dir / tracking.RECORD).read_text())["finished"] is True
+    epochs = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    assert len(client.get_metric_history(logged.info.run_id, "history/val_loss")) == epochs
+    assert len(client.get_metric_history(logged.info.run_id, "accuracy")) == 1
+    assert "config.yaml" in {a.path for a in client.list_artifacts(logged.info.run_id)}
+
+
+def test_a_damaged_config_yaml_is_a_warning_not_a_failed_cell(saved_run, tmp_path, caplog):
+    from benchmark.runs.pipeline import run
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_dir = made_with_logger(saved_run, tmp_path, store)
+    (run_dir / "config.yaml").write_text("logger: [unclosed\n")
+    with caplog.at_level(logging.WARNING):
+        metrics = run(compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={store}"))
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    assert f"{run_dir} is NOT tracked (the run is complete on disk): its config.yaml" in caplog.text
+    assert not (run_dir / tracking.RECORD).exists()
+
+
+def test_a_server_that_does_not_answer_is_waited_for_once(saved_run, tmp_path, caplog, monkeypatch):
+    """Each skipped untracked cell of a resumed sweep waited for the connect timeout again (21 cells, 105 s);
+    the first wait is the only one, and the log says so once."""
+    uri, held = hung_server()
+    monkeypatch.setattr(tracking, "CONNECT_TIMEOUT_S", 1)
+    run_dir = made_with_logger(saved_run, tmp_path, uri)
+    cfg = compose_config(tmp_path, "logger=mlflow", f"logger.tracking_uri={uri}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    waits = []
+    with caplog.at_level(logging.WARNING):
+        for _cell in range(4):
+            started = time.monotonic()
+            assert tracking.track_if_untracked(cfg, "synthetic", run_dir, metrics) is None
+            waits.append(time.monotonic() - started)
+    for sock in held:
+        sock.close()
+    assert waits[0] >= 1 and sum(waits[1:]) < 0.5, waits
+    assert caplog.text.count(f"the tracking server {uri} is unreachable (timed out): not tried again") == 1
+    assert caplog.text.count("is NOT tracked") == 1  # the first cell's
+    assert not (run_dir / tracking.RECORD).exists()
