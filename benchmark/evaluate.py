@@ -5,11 +5,13 @@ decoding and preprocessing, every image of the other data counted (its split fra
 classes matched by name. Writes <run>/external/<name>/metrics.json (the full metric set with intervals,
 patient-grouped when the other data has groups) and predictions.csv; the report shows internal against
 external per run. Images of the other data that are the run's own (copied, re-encoded or resized: the
-leakage audit's hashes) are counted per run split and warned of: they are not external evidence.
+leakage audit's hashes; or the same DICOM instance) are counted per run split and warned of: they are not
+external evidence.
 """
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.data import SPLITS, Dataset, dataset_name, files_root, load_dataset
-from benchmark.data.audit import find_duplicates
-from benchmark.data.dataset import Split
+from benchmark.data.audit import as_words, hamming, near_pairs_between, split_rank
 from benchmark.data.images import DecodeOptions
 from benchmark.data.pixels import split_pixels
 from benchmark.data.scan import HASH_BITS, ScanRecord, scan_files
@@ -32,8 +33,8 @@ from benchmark.metrics.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
 DECODING = ("window", "intensity", "resize")  # follow the run unless the command line sets them
-EXTERNAL = "external"  # the other data's split name when it is audited with the run's images
-COPY_KINDS = ("file", "exact", "near")  # how an other-data image repeats a run image, closest first
+# How an other-data image repeats a run image, closest first (a shared DICOM SOPInstanceUID is one instance).
+COPY_KINDS = ("file", "exact", "sop_instance_uid", "near")
 EXAMPLES = 3  # repeated images named per run split in metrics.json
 
 
@@ -68,35 +69,71 @@ def run_images(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "splits.csv", usecols=["file", "split"], dtype=str)
 
 
-def audited_together(own: pd.DataFrame, own_records: dict[str, ScanRecord], other_ids: list[str],
-                     other_records: dict[str, ScanRecord], near_bits: int) -> pd.DataFrame:
-    """The data audit's exact (same decoded pixels) and near (perceptual hash) pairs between a run image
-    and an other-data image, as (split, run_file, file, kind, distance): the other data is audited as
-    one more split, ranked after the run's, so a re-encoded or resized training image is caught as the
-    run's own audit would catch it. Ids are keyed by split: both sides may use the same file names."""
-    splits = {name: Split(tuple(f"{name}/{f}" for f in group["file"]), np.zeros(len(group), int))
-              for name, group in own.groupby("split", sort=False)}
-    splits[EXTERNAL] = Split(tuple(f"{EXTERNAL}/{i}" for i in other_ids), np.zeros(len(other_ids), int))
-    records = {f"{s}/{f}": own_records[f] for s, f in zip(own["split"], own["file"], strict=True)}
-    records.update({f"{EXTERNAL}/{i}": other_records[i] for i in other_ids})
-    pairs = find_duplicates(splits, records, near_bits)
-    pairs = pairs[pairs["kind"].isin(("exact", "near")) & (pairs["split_a"] != EXTERNAL)
-                  & (pairs["split_b"] == EXTERNAL)]
-    return pd.DataFrame({
-        "split": pairs["split_a"],
-        "run_file": pairs["file_a"].str.split("/", n=1).str[1],
-        "file": pairs["file_b"].str.split("/", n=1).str[1],
-        "kind": pairs["kind"],
-        "distance": pairs["distance"].astype(int),
-    })
+def dhash_distance(a: ScanRecord, b: ScanRecord) -> int | None:
+    """Difference-hash bits apart, None when either image could not be decoded."""
+    if a.dhash is None or b.dhash is None:
+        return None
+    return int(hamming(as_words([a.dhash]), as_words([b.dhash]))[0, 0])
+
+
+def first_run_image(run: list[tuple[str, str]], records: dict[str, ScanRecord],
+                    key: Callable[[ScanRecord], str | None]) -> dict[str, tuple[str, str]]:
+    """key -> the first run image (split, file) that has it, `run` in split order: the run image an
+    audit pair would name."""
+    first: dict[str, tuple[str, str]] = {}
+    for split, run_file in run:
+        value = key(records[run_file])
+        if value:
+            first.setdefault(value, (split, run_file))
+    return first
+
+
+def near_across(run: list[tuple[str, str]], own_records: dict[str, ScanRecord], other_ids: list[str],
+                other_records: dict[str, ScanRecord], near_bits: int) -> list[tuple]:
+    """(split, run_file, file, "near", distance) for every decoded (run, other) pair whose difference
+    hashes are at most `near_bits` apart and whose pixels differ (the same pixels are "exact"): the other
+    data's hashes against the run's, never within one."""
+    run = [(split, f) for split, f in run if own_records[f].dhash is not None]
+    others = [image_id for image_id in other_ids if other_records[image_id].dhash is not None]
+    if not run or not others:
+        return []
+    which, run_index, distance = near_pairs_between(
+        as_words([other_records[image_id].dhash for image_id in others]),
+        as_words([own_records[f].dhash for _, f in run]), near_bits)
+    return [(*run[k], others[m], "near", int(d)) for m, k, d in zip(which, run_index, distance, strict=True)
+            if own_records[run[k][1]].pixel_hash != other_records[others[m]].pixel_hash]
+
+
+def copies_across(own: pd.DataFrame, own_records: dict[str, ScanRecord], other_ids: list[str],
+                  other_records: dict[str, ScanRecord], near_bits: int) -> pd.DataFrame:
+    """Each (run image, other-data image) pair that is one image, as (split, run_file, file, kind,
+    distance): the same decoded pixels ("exact"), the same DICOM SOPInstanceUID ("sop_instance_uid": the
+    instance re-exported; distance None when a side could not be decoded) or difference hashes at most
+    `near_bits` apart ("near": re-encoded, resized). Only the N x M pairs across the two sets are
+    compared: duplicates among the run's own images were its own leakage audit's business."""
+    run = sorted(zip(own["split"], own["file"], strict=True), key=lambda row: split_rank(row[0]))
+    by_pixels = first_run_image(run, own_records, lambda r: r.pixel_hash if r.readable else None)
+    by_uid = first_run_image(run, own_records, lambda r: r.dicom.get("SOPInstanceUID"))
+    rows: list[tuple] = []
+    for image_id in other_ids:
+        record = other_records[image_id]
+        if record.readable and record.pixel_hash in by_pixels:
+            rows.append((*by_pixels[record.pixel_hash], image_id, "exact", 0))
+        if record.dicom.get("SOPInstanceUID") in by_uid:
+            split, run_file = by_uid[record.dicom["SOPInstanceUID"]]
+            rows.append((split, run_file, image_id, "sop_instance_uid",
+                         dhash_distance(own_records[run_file], record)))
+    rows.extend(near_across(run, own_records, other_ids, other_records, near_bits))
+    return pd.DataFrame(rows, columns=["split", "run_file", "file", "kind", "distance"])
 
 
 def copies_of_run_images(
     run_dir: Path, run_cfg: DictConfig, other_cfg: DictConfig, other: Dataset, near_bits: int
 ) -> pd.DataFrame | None:
     """Each image of the other data that is one of the run's training, validation or test images, with
-    the run image it repeats: byte-identical files ("file"), the same decoded pixels ("exact") or a
-    perceptual hash at most `near_bits` apart ("near": a PNG re-saved as JPEG, resized, re-exported).
+    the run image it repeats: byte-identical files ("file"), the same decoded pixels ("exact"), the same
+    DICOM SOPInstanceUID ("sop_instance_uid") or a perceptual hash at most `near_bits` apart ("near": a
+    PNG re-saved as JPEG, resized, re-exported).
     A "site" that repeats them is not external evidence. The run's files are decoded where they lie
     (their scan records come from the cache the run filled, when it is still there). None when either
     side's images are arrays, not files, or the run's files are gone."""
@@ -123,9 +160,10 @@ def copies_of_run_images(
          for i in other_ids if other.file_hashes.get(i) in run_file_of],
         columns=["split", "run_file", "file", "kind", "distance"],
     )
-    looks_same = audited_together(own, own_records, other_ids, other_records, near_bits)
+    looks_same = copies_across(own, own_records, other_ids, other_records, near_bits)
     copies = pd.concat([same_bytes, looks_same], ignore_index=True)
     copies["rank"] = copies["kind"].map({kind: k for k, kind in enumerate(COPY_KINDS)})
+    copies["distance"] = copies["distance"].astype("Int64")  # None: a UID match with an undecodable side
     copies = copies.sort_values(["rank", "distance", "file"], kind="stable").drop_duplicates("file")
     return copies.drop(columns="rank").reset_index(drop=True)  # each other image once, its closest match
 
@@ -146,11 +184,14 @@ def copies_record(copies: pd.DataFrame, near_bits: int) -> dict:
 
 
 def copies_summary(record: dict) -> str:
-    """One log phrase: per split, then per kind, with one example."""
+    """One log phrase: per split, then per kind (DICOM instances only when there are any), with one
+    example."""
     per_split = ", ".join(f"{s} {n}" for s, n in record["by_split"].items())
     kinds = record["by_kind"]
+    uids = kinds["sop_instance_uid"]
+    same_instance = f"{uids} the same DICOM instance (SOPInstanceUID), " if uids else ""
     split, (first, *_) = next(iter(record["examples"].items()))
-    return (f"{per_split}; {kinds['file']} byte-identical, {kinds['exact']} the same pixels, "
+    return (f"{per_split}; {kinds['file']} byte-identical, {kinds['exact']} the same pixels, {same_instance}"
             f"{kinds['near']} re-encoded or resized (at most {record['near_duplicate_bits']} of {HASH_BITS} "
             f"hash bits apart); e.g. {first['file']} repeats {split} {first['run_file']}")
 

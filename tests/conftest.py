@@ -111,8 +111,10 @@ def tiny_sweep(tmp_path_factory, worker_id) -> Sweep:
     return Sweep(root, (root / "sweep.log").read_text())
 
 
-def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept: float = 0.0) -> Path:
-    """A real single-frame 16-bit CT DICOM file (pydicom), as a scanner export would be."""
+def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept: float = 0.0,
+                sop_instance_uid: str | None = None) -> Path:
+    """A real single-frame 16-bit CT DICOM file (pydicom), as a scanner export would be; with
+    `sop_instance_uid`, the instance it is (a re-export of one instance keeps its UID)."""
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -120,9 +122,11 @@ def write_dicom(path: Path, pixels, photometric: str = "MONOCHROME2", intercept:
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid or generate_uid()
     ds = pydicom.Dataset()
     ds.file_meta = meta
+    if sop_instance_uid:
+        ds.SOPInstanceUID = sop_instance_uid
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
     ds.PhotometricInterpretation = photometric

@@ -61,6 +61,11 @@ def as_words(hashes: list[int]) -> np.ndarray:
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hashes), n_words)
 
 
+def hamming(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """(r, words) and (c, words) uint64 hashes -> (r, c) Hamming distances in bits."""
+    return popcount(rows[:, None, :] ^ columns[None, :, :]).sum(axis=-1, dtype=np.uint16)
+
+
 def near_pairs(
     hashes: np.ndarray, near_bits: int, block_elements: int = BLOCK_ELEMENTS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,7 +80,7 @@ def near_pairs(
     for start in range(0, n, block):
         rows = hashes[start : start + block]
         columns = hashes[start + 1 :]  # row r (global start + r) is compared with global columns > it
-        distance = popcount(rows[:, None, :] ^ columns[None, :, :]).sum(axis=-1, dtype=np.uint16)
+        distance = hamming(rows, columns)
         r, c = np.nonzero(distance <= near_bits)
         keep = c >= r  # column index c is global start + 1 + c: keep only j > i
         r, c = r[keep], c[keep]
@@ -84,6 +89,24 @@ def near_pairs(
         found_d.append(distance[r, c])
     if not found_i:
         return np.empty(0, int), np.empty(0, int), np.empty(0, np.uint8)
+    return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
+
+
+def near_pairs_between(
+    a: np.ndarray, b: np.ndarray, near_bits: int, block_elements: int = BLOCK_ELEMENTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i of a, j of b) with Hamming distance <= near_bits, as (i, j, distance) arrays; `a` and `b`
+    are (n, words) uint64. Only the len(a) x len(b) pairs across the two sets: neither set is compared with
+    itself. Blocks of `a`'s rows keep memory bounded."""
+    a, b = np.asarray(a, dtype=np.uint64), np.asarray(b, dtype=np.uint64)
+    block = max(1, block_elements // max(b.size, 1))
+    found_i, found_j, found_d = [np.empty(0, int)], [np.empty(0, int)], [np.empty(0, np.uint16)]
+    for start in range(0, len(a) if len(b) else 0, block):
+        distance = hamming(a[start : start + block], b)
+        r, c = np.nonzero(distance <= near_bits)
+        found_i.append(start + r)
+        found_j.append(c)
+        found_d.append(distance[r, c])
     return np.concatenate(found_i), np.concatenate(found_j), np.concatenate(found_d)
 
 

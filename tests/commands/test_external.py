@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,12 @@ import pandas as pd
 from PIL import Image
 
 from benchmark.data import synthetic
+from benchmark.data.audit import hamming
+from benchmark.data.images import DecodeOptions
+from benchmark.data.scan import scan_files
+from benchmark.evaluate import copies_across, dhash_distance
 from benchmark.report.external import repeated_images
-from tests.conftest import TINY_SYNTHETIC, run_cli
+from tests.conftest import TINY_SYNTHETIC, run_cli, write_dicom
 
 
 def copied_run(saved_run, tmp_path: Path) -> Path:
@@ -89,7 +94,7 @@ def test_a_site_that_repeats_the_runs_own_images_is_flagged(saved_run, tmp_path:
     assert result.returncode == 0, result.stderr[-2000:]
     scores = json.loads((run_dir / "external" / "copies" / "metrics.json").read_text())
     assert scores["images_in_run_data"] == 9
-    assert scores["run_data_copies"]["by_kind"] == {"file": 9, "exact": 0, "near": 0}
+    assert scores["run_data_copies"]["by_kind"] == {"file": 9, "exact": 0, "sop_instance_uid": 0, "near": 0}
     assert "9 of the other data's 9 images are the run's own images (train " in result.stdout + result.stderr
     report = run_cli([f"results_dir={tmp_path / 'results'}", "ensemble_k=0"], module="benchmark.report")
     assert report.returncode == 0, report.stderr[-2000:]
@@ -136,3 +141,52 @@ def test_an_external_score_written_before_the_split_counts_keeps_its_warning():
     assert repeated_images({"images_in_run_data": 3}) == " ⚠️ 3 images from the run's own data"
     assert repeated_images({"images_in_run_data": 0, "run_data_copies": None}) == ""
     assert repeated_images({"images_in_run_data": None}) == ""
+
+
+def test_only_pairs_across_the_run_and_the_site_are_compared(tmp_path: Path, monkeypatch):
+    """Real decoded images: a site image re-encoded from a training image is found near every run copy of
+    it, a re-saved PNG as the same pixels, a cropped re-export of a test DICOM by its SOPInstanceUID (its
+    hash is too far for "near"); the run's own JPEG copy of a training image is neither reported nor
+    compared (N x M hash comparisons, not the run's all-pairs audit again), an unseen slice not flagged."""
+    slices = sorted(synthetic.generate(tmp_path / "data", 2, 64, 0, 0.5).glob("*/*.png"))
+    a, b, c = (Image.open(path).convert("L") for path in slices[:3])
+    run, site = tmp_path / "run", tmp_path / "site"
+    for folder in (run / "train", run / "test", site):
+        folder.mkdir(parents=True)
+    a.save(run / "train" / "a.png")
+    a.save(run / "train" / "a_again.jpg", quality=90)  # a duplicate within the run: its audit's business
+    b.save(run / "train" / "b.png")
+    uid = "1.2.826.0.1.3680043.9.7134.1"
+    ct = np.asarray(c, dtype=np.uint16) * 16
+    write_dicom(run / "test" / "c.dcm", ct, sop_instance_uid=uid)
+    a.resize((56, 56)).save(site / "a_resized.jpg", quality=85)
+    b.save(site / "b_recompressed.png", compress_level=9)
+    write_dicom(site / "c_cropped.dcm", ct[20:, 20:], sop_instance_uid=uid)  # the instance, re-exported
+    unseen = next(synthetic.generate(tmp_path / "unseen", 1, 64, 7, 0.5).glob("tumor/*.png"))
+    shutil.copy(unseen, site / "unseen.png")
+    run_ids = ["train/a.png", "train/a_again.jpg", "train/b.png", "test/c.dcm"]
+    site_ids = sorted(path.name for path in site.iterdir())
+    own_records = scan_files(run, run_ids, {}, DecodeOptions(), None)
+    site_records = scan_files(site, site_ids, {}, DecodeOptions(), None)
+    own = pd.DataFrame({"file": run_ids, "split": ["train", "train", "train", "test"]})
+    near_bits = 28
+    assert dhash_distance(own_records["train/a.png"], own_records["train/a_again.jpg"]) <= near_bits
+    compared = []
+
+    def counted(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        compared.append(len(rows) * len(columns))
+        return hamming(rows, columns)
+
+    monkeypatch.setattr(sys.modules["benchmark.data.audit"], "hamming", counted)  # benchmark.data.audit is
+    # also a function's name: the module is taken from sys.modules
+    pairs = copies_across(own, own_records, site_ids, site_records, near_bits)
+    found = {(row.split, row.run_file, row.file, row.kind) for row in pairs.itertuples()}
+    assert found == {
+        ("train", "train/a.png", "a_resized.jpg", "near"),
+        ("train", "train/a_again.jpg", "a_resized.jpg", "near"),
+        ("train", "train/b.png", "b_recompressed.png", "exact"),
+        ("test", "test/c.dcm", "c_cropped.dcm", "sop_instance_uid"),
+    }
+    (uid_distance,) = pairs.loc[pairs["kind"] == "sop_instance_uid", "distance"]
+    assert uid_distance > near_bits  # only the UID tells this copy: the old joint audit threw it away
+    assert sum(compared) == len(run_ids) * len(site_ids)  # 4 x 4 hash pairs, none within the run

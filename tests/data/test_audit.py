@@ -16,6 +16,7 @@ from benchmark.data.audit import (
     drop_for_dedupe,
     find_duplicates,
     near_pairs,
+    near_pairs_between,
     reported_findings,
 )
 from benchmark.data.dataset import Split
@@ -176,6 +177,24 @@ def test_blocked_popcount_comparison_matches_brute_force():
         if bin(int(hashes[a]) ^ int(hashes[b])).count("1") <= 3
     }
     assert set(zip(i.tolist(), j.tolist(), d.tolist(), strict=True)) == expected and len(expected) >= 40
+
+
+def test_blocked_comparison_between_two_sets_matches_brute_force():
+    """near_pairs_between (external validation: a site against a run) finds exactly the pairs across the
+    sets, in blocks of the first set's rows; duplicates within either set are not its business."""
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 2**63, (120, 2), dtype=np.uint64)
+    b = rng.integers(0, 2**63, (70, 2), dtype=np.uint64)
+    b[:30] = a[:30] ^ rng.choice([0, 1, 6, 2**40 + 1], (30, 2)).astype(np.uint64)
+    a[60] = a[61]  # a pair within `a`: never reported
+
+    def bits(x: np.ndarray, y: np.ndarray) -> int:
+        return sum(bin(int(u) ^ int(v)).count("1") for u, v in zip(x, y, strict=True))
+
+    i, j, d = near_pairs_between(a, b, 4, block_elements=500)
+    expected = {(r, c, bits(a[r], b[c])) for r in range(120) for c in range(70) if bits(a[r], b[c]) <= 4}
+    assert set(zip(i.tolist(), j.tolist(), d.tolist(), strict=True)) == expected and len(expected) >= 20
+    assert all(len(found) == 0 for found in near_pairs_between(a, b[:0], 4))
 
 
 def test_the_figure_shows_cross_split_pairs_only(tmp_path: Path):
