@@ -9,6 +9,7 @@ its backbone.
 """
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,14 +52,40 @@ def shared_extractor(
 
 
 def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
-    import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the file
-
+    """The extractor saved at `path`, or built and saved there when it is missing or damaged."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(f".{path.name}.lock")):
-        if path.exists():
-            return keras.models.load_model(path)
+        if path.exists() and (model := loaded(path)) is not None:
+            return model
         model = build()
         with atomic_path(path) as tmp:
             model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
         log.info("saved the frozen extractor %s (shared by every run of this backbone)", path)
         return model
+
+
+def loaded(path: Path) -> keras.Model | None:
+    """The saved extractor, or None where it cannot be loaded (a truncated or corrupt weights file, a
+    folder missing half of itself), which is then removed to be built again. Rebuilding gives the same
+    network, so completed runs that name this file still predict their own numbers: everything the
+    weights depend on is in its key (`extractor_key`), and building is deterministic (ImageNet's or the
+    file's weights; a random init under backbone.init_seed, its BatchNorm recalibrated on the same rows
+    of the same train images)."""
+    import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the file
+
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # h5py's OSError, then Keras's UnboundLocalError; a bad config's ValueError
+        log.warning("the frozen extractor %s cannot be loaded (%s): rebuilding", path, first_cause(error))
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    return None
+
+
+def first_cause(error: BaseException) -> str:
+    """The exception that started a chain, on one line: Keras hides h5py's OSError behind its own."""
+    while (earlier := error.__cause__ or error.__context__) is not None:
+        error = earlier
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
