@@ -25,12 +25,14 @@ from backbones.extractor import Forward, batch_free_forward, batch_free_graph
 from benchmark.errors import BenchmarkError
 from benchmark.files import atomic_path
 from benchmark.runs.layout import onnx_path
+from benchmark.train.shared_extractor import first_cause
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("tf", "onnxruntime", "openvino", "auto")
 PARITY_TOLERANCE = 1e-4  # max |engine - Keras| over max |Keras| on the first batch; measured 3e-7 to 6.1e-5
 ENGINE_PACKAGES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
+REUSED = {"export_s": 0.0, "onnx_writer": None}  # what an earlier run's export cost this one
 
 
 @dataclass
@@ -75,14 +77,41 @@ def export_onnx(model, path: Path) -> dict:
     and who wrote the file (`write_onnx`: layer by layer 0.05-1.3 s per backbone at 128 px, tf2onnx
     1.4-28 s)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(f".{path.name}.lock")):
+    with FileLock(export_lock(path)):
         if path.exists():
-            return {"export_s": 0.0, "onnx_writer": None}  # an earlier run's file
-        started = time.perf_counter()
-        writer = write_onnx(model, path)
-        seconds = time.perf_counter() - started
-        log.info("exported the extractor to ONNX (%s) in %.1fs: %s", writer, seconds, path)
-        return {"export_s": seconds, "onnx_writer": writer}
+            return dict(REUSED)
+        return exported(model, path)
+
+
+def export_lock(path: Path) -> str:
+    return str(path.with_name(f".{path.name}.lock"))
+
+
+def exported(model, path: Path) -> dict:
+    """Write the export now (the caller holds its lock): the seconds it took and who wrote it."""
+    started = time.perf_counter()
+    writer = write_onnx(model, path)
+    seconds = time.perf_counter() - started
+    log.info("exported the extractor to ONNX (%s) in %.1fs: %s", writer, seconds, path)
+    return {"export_s": seconds, "onnx_writer": writer}
+
+
+def runtime_on_export(name: str, model, path: Path, threads: int) -> tuple[Forward, dict]:
+    """Runtime `name`'s forward pass on the extractor's ONNX export at `path`, exported first where missing,
+    and what the export cost (`export_onnx`). An earlier export that cannot be loaded (a truncated or
+    corrupt file) is exported again with a one-line warning, as a feature cache that fails its checksum
+    is rebuilt; a file loaded is still checked against Keras on the first batch (`parity_checked`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(export_lock(path)):
+        if path.exists():
+            try:
+                return RUNTIMES[name](path, threads), dict(REUSED)
+            except Exception as error:  # onnxruntime's InvalidProtobuf, OpenVINO's RuntimeError
+                log.warning("the ONNX export %s cannot be loaded (%s): exporting it again", path,
+                            first_cause(error))
+            path.unlink()
+        record = exported(model, path)
+    return RUNTIMES[name](path, threads), record  # a fresh export that fails to load is an error
 
 
 def write_onnx(model, path: Path, output: str = "features") -> str:
@@ -170,7 +199,6 @@ def engine(name: str, model, extractor_file: Path, threads: int) -> Engine:
     if name == "tf":
         return Engine("tf", keras_forward, {"engine": "tf"})
     path = onnx_path(extractor_file)
-    record = {"engine": name, "version": version(name), "onnx_file": path.name,
-              **export_onnx(model, path)}
-    forward = RUNTIMES[name](path, threads)
+    forward, export = runtime_on_export(name, model, path, threads)
+    record = {"engine": name, "version": version(name), "onnx_file": path.name, **export}
     return Engine(name, parity_checked(name, forward, keras_forward, record), record)

@@ -54,3 +54,18 @@ def test_a_truncated_extractor_is_rebuilt_as_the_same_network_and_earlier_runs_s
     got = cli.load_model(earlier).predict(pixels.astype(np.float32), verbose=0)
     cached = predictions[[f"prob_{c}" for c in completed["classes"]]].to_numpy()
     np.testing.assert_allclose(got, cached, atol=1e-4)
+
+
+def test_a_truncated_onnx_export_is_exported_again(tiny_cfg, warm: Path, caplog: pytest.LogCaptureFixture):
+    shutil.rmtree(warm / "cache" / "features")
+    first = run(tiny_cfg("seed=1", "runtime.engine=onnxruntime"))
+    assert first["engine_onnx_writer"] == "medbench"
+    (export,) = (warm / "results" / "extractors").glob("*.onnx")
+    truncate(export)
+    shutil.rmtree(warm / "cache" / "features")  # so the run needs the export
+    caplog.clear()
+    metrics = run(tiny_cfg("seed=2", "runtime.engine=onnxruntime"))
+    (warning,) = [w for w in warnings_of(caplog) if "ONNX" in w]
+    assert "cannot be loaded" in warning and warning.endswith("exporting it again") and "\n" not in warning
+    assert metrics["extraction_engine"] == "onnxruntime" and metrics["engine_onnx_writer"] == "medbench"
+    assert metrics["engine_export_s"] > 0 and 0 <= metrics["engine_parity_max_rel"] <= 1e-4  # still checked
