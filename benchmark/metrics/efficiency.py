@@ -116,14 +116,13 @@ def measure(
     forward: Callable[[], Forward] | None = None,
 ) -> dict:
     """Size on disk (`size_mb`), parameter counts and `speed`; the last two measured once per key
-    (architecture, training mode, input size, settings, machine, and `forward.cost_key`: the run's head,
-    whose size follows the number of classes and a kNN vote's train images) and read back after: the
-    seeds of a backbone are the same network, so timing each of them again measures nothing new. `model`
-    is called only on a miss (it may build the network), and `forward` too (the pass to time; default:
-    the model's). A cache written before `cost_key` was in the key is simply not found."""
-    head = getattr(forward, "cost_key", None)
-    settings = OmegaConf.to_container(cfg)
-    path = cache_dir / "efficiency" / f"{digest(*key, image_size, settings, machine(), head)}.json"
+    (architecture, training mode, the head's size, input size, settings, machine) and read back after:
+    the seeds of a backbone are the same network, so timing each of them again measures nothing new.
+    `model` is called only on a miss (it may build the network), and `forward` too (the pass to time;
+    default: the model's)."""
+    path = (
+        cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
+    )
     with FileLock(f"{path}.lock"):
         if path.exists():
             return {"model_size_mb": size_mb} | read_json(path) | {"efficiency_from_cache": True}

@@ -261,7 +261,8 @@ def train_and_evaluate(
         keep_gradcam_pool(cfg, run, dataset, trained)
     write_json(stage / "manifest.json", manifest(cfg, dataset, backbone.weights_used, started))
     threads = tf.config.threading.get_intra_op_parallelism_threads()  # 0: all cores (runs/threads.py)
-    seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head), threads)  # same cost
+    # the same cost for every seed; the head's size follows the classes and a kNN vote's train images
+    seed_free = (run.spec.name, cfg.train.mode, OmegaConf.to_container(cfg.head), threads, trained.cost_key)
     same_batch = cfg.efficiency.throughput_batch == cfg.train.batch_size  # extraction timed that batch size
     by_keras = trained.timings.get("extraction_engine", "tf") == "tf"  # the Keras model's cost is reported
     measured = trained.timings.get("extraction_ips") if same_batch and by_keras else None

@@ -8,7 +8,7 @@ until evaluation.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property
 from pathlib import Path
 
 import keras
@@ -48,26 +48,22 @@ class Trained:
         """The assembled model; a frozen run with cached features builds (or loads) it only here."""
         return self.assemble()
 
+    def forward(self) -> Forward:
+        """pixels -> probabilities as the run computes them, for timing: a frozen run's extractor graph
+        (the one its extraction traced, so batch 1 costs no new trace) then its head's graph; otherwise
+        the assembled model's graph."""
+        if self.extractor is None or self.head is None:
+            return batch_free_forward(self.model)
+        backbone, head = batch_free_forward(self.extractor()), batch_free_forward(self.head)
+        return lambda pixels: head(backbone(pixels))
+
     @property
-    def forward(self) -> Callable[[], Forward]:
-        """A function making the pass `efficiency.measure` times (`timed_forward`), which also says in
-        `cost_key` what that cost depends on beyond the backbone and the settings: the parameter counts of
-        the head (of the model for fine-tuning), which follow the number of classes and, for the kNN
-        vote, the number of train images it holds. Read on every run, so they must be cheap: the head
-        is built, and a model that is not frozen is built already."""
-        make = partial(timed_forward, self)
-        make.cost_key = parameter_counts(self.head if self.head is not None else self.model)
-        return make
-
-
-def timed_forward(trained: Trained) -> Forward:
-    """pixels -> probabilities as the run computes them, for timing: a frozen run's extractor graph
-    (the one its extraction traced, so batch 1 costs no new trace) then its head's graph; otherwise
-    the assembled model's graph."""
-    if trained.extractor is None or trained.head is None:
-        return batch_free_forward(trained.model)
-    backbone, head = batch_free_forward(trained.extractor()), batch_free_forward(trained.head)
-    return lambda pixels: head(backbone(pixels))
+    def cost_key(self) -> dict:
+        """What the run's cost depends on beyond the backbone and the settings, for the efficiency cache's
+        key: the parameter counts of the head (of the model for fine-tuning), which follow the number of
+        classes and, for the kNN vote, the train images it holds. Cheap: the head is built, and a model
+        that is not frozen is built already."""
+        return parameter_counts(self.head if self.head is not None else self.model)
 
 
 class EpochLog(keras.callbacks.Callback):
