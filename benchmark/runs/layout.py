@@ -1,12 +1,14 @@
 """The results layout, spelled here and nowhere else: `<results_dir>/runs/<dataset>/<backbone>/<run>/`,
 and `<results_dir>/extractors/`, the frozen extractors that the runs of a backbone share.
 
-A run is complete only when `metrics.json` exists. Files are written into a hidden staging folder
+A run is complete only when `metrics.json` exists and parses (one truncated by a full disk or a broken
+copy is warned about and the run is redone). Files are written into a hidden staging folder
 that is renamed into place at the end, so a killed run never looks complete and a re-run with
 `force=true` replaces an old run only once the new one has fully succeeded. Hidden folders at any
 level are staging areas and are never listed as runs.
 """
 
+import logging
 import os
 import shutil
 import socket
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json
+
+log = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
 
@@ -87,8 +91,25 @@ def check_writable(results_dir: Path) -> None:
         ) from None
 
 
+_CORRUPT: set[Path] = set()  # metrics files already warned about in this process
+
+
 def is_complete(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file()
+    """`metrics.json` is written last, so it marks a finished run; one that is not a JSON object (cut short
+    by a full disk, a broken copy) does not: the run is redone, not its resume check failing forever."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return False
+    try:
+        if isinstance(read_json(path), dict):
+            return True
+        problem = "not a JSON object"
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        problem = str(error)
+    if path not in _CORRUPT:  # asked by the sweep's progress, the resume check and a failure record
+        _CORRUPT.add(path)
+        log.warning("%s is corrupt (%s): running that run again", path, problem)
+    return False
 
 
 def read_metrics(run_dir: Path) -> dict:

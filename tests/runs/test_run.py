@@ -121,6 +121,18 @@ def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm):
     assert leftovers == []
 
 
+def test_a_complete_run_whose_metrics_file_is_cut_short_is_run_again(tiny_cfg, warm, caplog):
+    cfg = tiny_cfg()
+    (run_dir,) = (warm / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*")
+    metrics_file = run_dir / "metrics.json"
+    metrics_file.write_text(metrics_file.read_text()[:300])  # a full disk, a broken copy
+    metrics = run(cfg)
+    assert json.loads(metrics_file.read_text())["config_hash"] == metrics["config_hash"]
+    warned = [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
+    assert len(warned) == 1 and str(metrics_file) in warned[0] and "running that run again" in warned[0]
+    assert [p.name for p in run_dir.parent.iterdir()] == [run_dir.name]
+
+
 def test_weights_file_saved_by_the_test_is_loaded(tiny_cfg, tmp_path):
     keras.utils.set_random_seed(123)
     base = build(get("mobilenetv2"), 32, None)

@@ -62,3 +62,17 @@ def test_a_deleted_metrics_file_reruns_only_that_cell(tiny_sweep, tmp_path):
     changed = [p for p in after if p == victim or after[p] != before[p]]
     assert changed == [victim]
     assert (again.stdout + again.stderr).count("already complete") == 3
+
+
+def test_a_metrics_file_cut_short_reruns_only_that_cell(tiny_sweep, tmp_path):
+    tmp = tiny_sweep.copy_to(tmp_path).root
+    before = metrics_files(tmp / "results")
+    victim = next(p for p in before if p.parent.parent.name == "resnet50")
+    victim.write_text(victim.read_text()[:300])  # a full disk, a broken copy
+    again = run_cli([*RESUMED, *tiny_overrides(tmp)])
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    assert "FAILED" not in log and f"{victim} is corrupt" in log
+    assert json.loads(victim.read_text())["backbone"] == "resnet50"
+    after = metrics_files(tmp / "results")
+    assert [p for p in after if after[p] != before[p]] == [victim]
