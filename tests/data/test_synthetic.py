@@ -78,6 +78,22 @@ def test_second_call_reuses_the_tree_without_rendering(
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*")} == mtimes
 
 
+@pytest.mark.parametrize("slices_per_patient", [1, 3])
+def test_a_tree_missing_an_image_is_generated_again_with_a_warning(
+    tmp_path: Path, slices_per_patient: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = generate(tmp_path, 4, TREE_SIZE, 0, 0.5, slices_per_patient=slices_per_patient)
+    whole = _files(target)
+    assert sorted(whole) == sorted(synthetic.expected_files(4, slices_per_patient)) and len(whole) == 3 * 4
+    removed = sorted((target / "tumor").iterdir())[1]
+    removed.unlink()  # deleted by hand, a partial copy
+    assert generate(tmp_path, 4, TREE_SIZE, 0, 0.5, slices_per_patient=slices_per_patient) == target
+    assert _files(target) == whole
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{target} lacks 1 of its 12 images (tumor/{removed.name}): generating it again" == warning
+    assert list(tmp_path.iterdir()) == [target]
+
+
 def test_generate_leaves_no_temporary_folder(tmp_path: Path) -> None:
     target = generate(tmp_path, TREE_N, TREE_SIZE, 0, 0.5)
     assert list(tmp_path.iterdir()) == [target]

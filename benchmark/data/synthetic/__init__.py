@@ -39,6 +39,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "PATIENT_PATTERN",
     "dataset_dir",
+    "expected_files",
     "generate",
     "render_patient",
     "render_slice",
@@ -76,6 +77,26 @@ def dataset_dir(
     if int(slices_per_patient) > 1:
         parts = (*parts, f"k{int(slices_per_patient)}")
     return Path(data_dir) / "-".join(("synthetic", *parts))
+
+
+def expected_files(n_per_class: int, slices_per_patient: int = 1) -> list[str]:
+    """Every image path a finished tree holds, relative to it (the names _write_tree and _write_patients
+    write): what `generate` checks an existing tree against."""
+    n_per_class, k = int(n_per_class), int(slices_per_patient)
+    if k == 1:
+        return [f"{label}/{label}_{i:04d}.png" for label in CLASS_NAMES for i in range(n_per_class)]
+    n_patients = -(-n_per_class // k)
+    return [
+        f"{label}/{label}_p{class_idx * n_patients + j:04d}_s{s:02d}.png"
+        for class_idx, label in enumerate(CLASS_NAMES)
+        for j in range(n_patients)
+        for s in range(min(k, n_per_class - j * k))
+    ]
+
+
+def missing_files(target: Path, n_per_class: int, slices_per_patient: int = 1) -> list[str]:
+    """The expected images an existing tree lacks (one deleted by hand, a partial copy or sync)."""
+    return [name for name in expected_files(n_per_class, slices_per_patient) if not (target / name).is_file()]
 
 
 def _write_tree(root: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> None:
@@ -123,12 +144,22 @@ def generate(
     With slices_per_patient > 1: <class>/<class>_p<patient:04d>_s<slice:02d>.png instead, n_per_class
     images per class in patients of that many near-identical slices (group them with PATIENT_PATTERN).
 
-    An existing folder is returned untouched. The tree is rendered into a hidden temporary sibling and
+    An existing folder holding every expected image is returned untouched; one that lacks any is
+    rendered again whole (with a warning), since a run would otherwise train on a damaged copy of a
+    dataset that is meant to be reproducible. The tree is rendered into a hidden temporary sibling and
     renamed into place, so an interrupted run never leaves a half-written tree that looks complete.
     """
     target = dataset_dir(data_dir, n_per_class, size, seed, difficulty, slices_per_patient)
-    if target.is_dir():
-        return target
+    damaged = target.is_dir()
+    if damaged:
+        missing = missing_files(target, n_per_class, slices_per_patient)
+        if not missing:
+            return target
+        total = len(expected_files(n_per_class, slices_per_patient))
+        logger.warning(
+            "%s lacks %d of its %d images (%s%s): generating it again", target, len(missing), total,
+            missing[0], ", ..." if len(missing) > 1 else "",
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info(
         "Generating synthetic chest-CT dataset (%d per class, %d px, seed %d, difficulty %s) in %s",
@@ -146,7 +177,8 @@ def generate(
         else:
             args = (int(n_per_class), int(size), int(seed), float(difficulty), int(slices_per_patient))
             _write_patients(staging, *args)
-        publish_directory(staging, target, replace=False)  # a concurrent run that finished first wins
+        # a concurrent run that finished first wins; a damaged tree is swapped out only now
+        publish_directory(staging, target, replace=damaged)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
