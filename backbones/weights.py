@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 from omegaconf import DictConfig
@@ -72,9 +73,27 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
             f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "
             "file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"
         )
+    if damage := hdf5_damage(path):
+        raise BenchmarkError(
+            f"backbone.weights={path} is truncated or corrupt ({damage}): download it again, or save it "
+            "again from the model"
+        )
     model = (load_keras2_file if is_keras2_h5(path) else load_keras3_file)(spec, image_size, path)
     weights_id = weights_id_of_file(path)
     return LoadedBackbone(ready(model), f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
+
+
+def hdf5_damage(path: Path) -> str | None:
+    """Why an HDF5 weights file cannot be read (cut short by a download or a copy), else None: checked
+    before loading, so that such a file is not blamed on its architecture or image size."""
+    if path.suffix.lower() not in (".h5", ".hdf5"):
+        return None  # a .keras archive: Keras reads it and says what is wrong
+    try:
+        with h5py.File(path, "r") as f:
+            f.visit(lambda name: None)  # every object header, not only the superblock
+    except OSError as error:
+        return " ".join(str(error).split())[:300]
+    return None
 
 
 def load_keras2_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.Model:

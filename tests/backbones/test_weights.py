@@ -39,6 +39,17 @@ def test_a_file_that_loads_only_partly_is_refused(tmp_path: Path):
         from_file(get("mobilenetv2"), 32, path)
 
 
+@pytest.mark.parametrize("name", ["cut.weights.h5", "cut.h5"])
+def test_a_truncated_file_is_called_truncated_not_another_architecture(tmp_path: Path, name: str):
+    whole = saved_weights(tmp_path / "whole.weights.h5", None)
+    cut = tmp_path / name
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # an interrupted download or copy
+    told = r"is truncated or corrupt \(.*truncated file.*\): download it again"
+    with pytest.raises(BenchmarkError, match=told) as raised:
+        from_file(get("mobilenetv2"), 32, cut)
+    assert "does not fit" not in str(raised.value) and "include_top" not in str(raised.value)
+
+
 def test_a_failed_imagenet_download_is_not_retried_in_the_same_process(tmp_path):
     """Offline, a sweep's cells must not each wait for the same failed download."""
     script = (
