@@ -1,4 +1,5 @@
-"""`hparams_search=<name>`: an Optuna study per (dataset, backbone, mode, search, space), on validation only.
+"""`hparams_search=<name>`: an Optuna study per (dataset and its data version, backbone, mode, search, space),
+on validation only.
 
 Optuna directly rather than Hydra's Optuna sweeper: the sweeper's newest release pins optuna < 3 and pulls
 a hydra-core release candidate, and that optuna's SQLite storage fails with SQLAlchemy 2 on Python 3.11.
@@ -32,17 +33,26 @@ def space_digest(space) -> str:
     return digest(OmegaConf.to_container(space), length=6)
 
 
+def data_version(cfg: DictConfig) -> str:
+    """The first characters of the loaded dataset's fingerprint (its files' content, labels and splits),
+    as runs record it; loaded once per process for a sweep's cells (resume.dataset_of)."""
+    from benchmark.runs.resume import dataset_of  # imports TensorFlow: after check_search's refusals
+
+    return dataset_of(cfg).fingerprint[:8]
+
+
 def study_name(cfg: DictConfig) -> str:
     """Search, metric, dataset, backbone, mode, seed, the hash of every setting the search does not vary
-    (the run's own config hash with the searched keys blanked) and the hash of the space: another base
-    configuration, metric or space is another study (Optuna would load a stored study with its old
-    direction and distributions)."""
+    (the run's own config hash with the searched keys blanked), the hash of the space and the data's
+    version: another base configuration, metric or space is another study
+    (Optuna would load a stored study with its old direction and distributions), and so is the same
+    folder with other images (its trials' values are not comparable with the old data's)."""
     run = resolve(cfg)
     base = with_values(cfg, {item.key: None for item in cfg.hparams_search.space})
     fixed = config_hash(base, run.image_size)
     search = cfg.hparams_search
     return (f"{search.name}-{search.metric}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}"
-            f"-{fixed}-space{space_digest(search.space)}")
+            f"-{fixed}-space{space_digest(search.space)}-data{data_version(cfg)}")
 
 
 def suggest(trial, space) -> dict:

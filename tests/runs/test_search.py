@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from filelock import FileLock
 
@@ -233,3 +234,28 @@ def test_a_refused_search_cell_whose_study_finished_is_not_listed_as_failed(tmp_
 def test_a_refused_search_cell_without_a_study_result_is_listed_as_failed(tmp_path: Path):
     failed_search_cell(tmp_path / "results", "head-s")
     assert len(collect(tmp_path / "results").failed) == 1
+
+
+def test_a_search_of_a_folder_whose_images_changed_is_another_study(tmp_path: Path):
+    """Same folder, images edited in place: its trials' values are not comparable with the old data's, so
+    the study is not resumed with the old best (the data's version is part of its name)."""
+    pytest.importorskip("optuna")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "lungs"
+    for klass in ("a", "b"):
+        (data / klass).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(data / klass / f"{i}.png")
+    args = ["dataset=folder", f"dataset.path={data}", "hparams_search=head", "hparams_search.n_trials=1",
+            *tiny_overrides(tmp_path, synthetic=False)]
+    first = run_cli(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(data / "a" / "0.png")
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Using an existing study" not in again.stdout + again.stderr
+    studies = [json.loads(p.read_text()) for p in (tmp_path / "results" / "search").glob("*.json")]
+    assert len(studies) == 2 and [s["n_complete"] for s in studies] == [1, 1]
+    assert len({s["study"].rsplit("-data", 1)[0] for s in studies}) == 1  # only the data's version differs
