@@ -29,10 +29,12 @@ from benchmark.report.tables import (
     pivot_table,
     preset_markdown,
 )
+from benchmark.report.versions import Stale
 
 WARNING = "> ⚠️"
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
 MIN_CASES = 10  # fewer test cases of a class than this and the reader is warned
+LISTED_RUNS = 10  # a stale version's run directories named on the page; the rest counted
 
 
 def unique(values: list[object]) -> list[str]:
@@ -78,13 +80,50 @@ def banners(runs: list[Run], ranked: dict[str, list[Row]]) -> list[str]:
     return found
 
 
-def provenance(runs: list[Run], cfg: DictConfig) -> str:
+def version_text(fingerprint: str, classes: Sequence[str]) -> str:
+    return f"fingerprint `{fingerprint}`, classes {', '.join(classes)}"
+
+
+def stale_banners(stale: list[Stale]) -> list[str]:
+    """Runs set aside as made on another version of their dataset's data (versions.py), one warning per
+    version: which, why they are not ranked, and what brings them onto the current data."""
+    found = []
+    for group in stale:
+        n = len(group.runs)
+        runs = f"{n} run{'s' if n > 1 else ''} of `{group.dataset}` {'were' if n > 1 else 'was'} made"
+        them = "them" if n > 1 else "it"
+        listed = ", ".join(f"`{run.rel}`" for run in group.runs[:LISTED_RUNS])
+        listed += f" and {n - LISTED_RUNS} more" if n > LISTED_RUNS else ""
+        current = (
+            f"the current data is {version_text(group.current.fingerprint, group.current.classes)}, "
+            "that of the most recently finished run"
+        )
+        if changed := group.settings_changed:
+            found.append(
+                f"{WARNING} **{runs} with other dataset settings** ({', '.join(changed)}; "
+                f"{version_text(group.version.fingerprint, group.version.classes)}; {current}): not ranked, "
+                "pooled, compared or ensembled, since one leaderboard compares runs on one version of the "
+                f"data. Give each data setup its own `dataset.name=` or `results_dir=`. Set aside: {listed}."
+            )
+        else:
+            found.append(
+                f"{WARNING} **{runs} on another version of the data** "
+                f"({version_text(group.version.fingerprint, group.version.classes)}; {current}): not ranked, "
+                f"pooled, compared or ensembled. The same command re-runs {them} on the current data (a "
+                f"complete run whose data changed is trained again). Set aside: {listed}."
+            )
+    return found
+
+
+def provenance(runs: list[Run], cfg: DictConfig, stale: Sequence[Stale] = ()) -> str:
     generated = dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
     finished = unique([utc(run.manifest.get("finished")) for run in runs])
     primary = metric(cfg.primary_metric)
     direction = "higher" if primary.higher_is_better else "lower"
     lines = [
-        f"- generated: {generated} from {len(runs)} complete run(s), finished {finished[0]} … {finished[-1]}",
+        f"- generated: {generated} from {len(runs)} complete run(s), finished {finished[0]} … {finished[-1]}"
+        + (f" ({n} more on another version of the data, not ranked)" if (n := sum(len(g.runs) for g in stale))
+           else ""),
         f"- git commit: {', '.join(f'`{c}`' for c in unique([r.manifest.get('git_commit') for r in runs]))}",
         f"- machine: {'; '.join(unique([machine_name(run) for run in runs]))}",
         f"- train mode: {', '.join(unique([run.metrics.get('train_mode') for run in runs]))}",
@@ -117,7 +156,7 @@ def dataset_facts(rows: list[Row]) -> str:
     splits = unique(
         [" / ".join(f"{k} {v}" for k, v in (run.metrics.get("split_sizes") or {}).items()) for run in runs]
     )
-    fingerprints = unique([(run.manifest.get("dataset") or {}).get("fingerprint") for run in runs])
+    fingerprints = unique([data_fingerprint(run) for run in runs])
     tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
     sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
     described = "; ".join(f"{n} images" + (f", {g} groups" if g else "") for n, g in sizes) or "unknown"
@@ -135,10 +174,16 @@ def dataset_facts(rows: list[Row]) -> str:
     return "\n".join(lines + duplicate_warnings(runs))
 
 
+def data_fingerprint(run: Run) -> str | None:
+    """The run's data fingerprint as metrics.json records it (manifest.json for older runs)."""
+    return run.metrics.get("dataset_fingerprint") or (run.manifest.get("dataset") or {}).get("fingerprint")
+
+
 def mixed_data_warning(rows: list[Row]) -> list[str]:
     """Configurations of one dataset made on different splits (another split seed, dedupe=drop, other
     groups): their validation losses, which choose each backbone's row, and their test metrics are on
-    different images, so neither the choice nor the ranking compares like with like."""
+    different images, so neither the choice nor the ranking compares like with like. Runs with a data
+    fingerprint never get here on two versions (load.py sets the others aside): this is for older runs."""
     tests = {row.estimates.test.files for row in rows if row.estimates is not None and row.estimates.test}
     sizes = {str(run.metrics.get("split_sizes")) for row in rows for run in row.runs if not row.is_ensemble}
     if len(tests) < 2 and len(sizes) < 2:
@@ -243,6 +288,14 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     if problems:
         found.append(f"{WARNING} **No intervals for** {'; '.join(problems)}.")
     return found
+
+
+def no_interval_notes(rows: list[Row]) -> list[str]:
+    """Why a configuration not chosen shows `(no CI)` (the chosen rows' reasons are warned above)."""
+    problems = [
+        f"{row.label}: {row.estimates.problem}" for row in rows if row.estimates and row.estimates.problem
+    ]
+    return [f"- no intervals for {'; '.join(problems)}"] if problems else []
 
 
 def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
@@ -446,6 +499,7 @@ def dataset_section(
             "leaderboard's row. The test metric is shown for information only: choosing by it would be "
             "model selection on the test set.",
             configurations_table(others, cfg.primary_metric, cfg.digits),
+            *no_interval_notes([row for family in others.values() for row in family[1:]]),
         ]
     parts += ["### Figures", figures]
     return "\n\n".join(parts)
@@ -460,7 +514,12 @@ def document(
     settings: Settings,
 ) -> str:
     """The whole page; `figures` holds each dataset's block of figure links."""
-    parts = ["# medbench leaderboard", *banners(collection.runs, ranked), provenance(collection.runs, cfg)]
+    parts = [
+        "# medbench leaderboard",
+        *stale_banners(collection.stale),
+        *banners(collection.runs, ranked),
+        provenance(collection.runs, cfg, collection.stale),
+    ]
     parts.append(interval_note(settings))
     parts += [
         dataset_section(name, rows, others.get(name, {}), figures[name], cfg, settings,

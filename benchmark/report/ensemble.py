@@ -82,6 +82,7 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
         "train_mode": "ensemble", "seed": "all", "config_hash": config_hash, "members": labels,
         "selected_by": f"lowest mean {SELECT_BY}", "image_size": reference.get("image_size"),
         **{key: reference.get(key) for key in DATA_FACTS}, **scores, **costs(members),
+        "dataset_fingerprint": reference.get("dataset_fingerprint"),  # members are on one version (load.py)
     }
     table = predictions_frame(predictions.files, predictions.probabilities, list(predictions.classes),
                               labels=predictions.labels)

@@ -74,6 +74,9 @@ def aligned(
     runs: tuple[Run, ...], classes: list[str]
 ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray | None, np.ndarray]:
     """(files, labels, groups, probabilities (seeds, n, K)) with every seed's rows in file order."""
+    class_sets = sorted({", ".join(run.metrics["classes"]) for run in runs})
+    if len(class_sets) > 1:  # only runs without a data fingerprint get here (load.py sets the others aside)
+        raise NotComparable(f"its seeds were trained on different classes ({' / '.join(class_sets)})")
     tables = [run.predictions.sort_values("file", kind="stable").reset_index(drop=True) for run in runs]
     first = tables[0]
     if not first["file"].is_unique:

@@ -12,6 +12,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.predictions import labels_of, probabilities_of, probability_column, read_predictions
 from benchmark.metrics.table import HEADLINE
+from benchmark.report.versions import Stale, current_data
 from benchmark.runs.layout import ENSEMBLE, run_dirs
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,16 @@ class Skipped:
 
 @dataclass
 class Collection:
-    runs: list[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)  # complete runs on their dataset's current data
     failed: list[Failure] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    stale: list[Stale] = field(default_factory=list)  # complete runs on another version of the data
 
 
 def collect(results_dir: Path) -> Collection:
-    """Sort every run directory into complete, failed and skipped (with the reason logged)."""
+    """Sort every run directory into complete, failed and skipped (with the reason logged), and set aside
+    complete runs made on another version of their dataset's data (versions.py): nothing that reads runs
+    through here (the leaderboard, the ensemble, the sweep's Grad-CAM maps) can pool or compare them."""
     found = Collection()
     for path in run_dirs(results_dir):
         rel = path.relative_to(results_dir).as_posix()
@@ -80,6 +84,12 @@ def collect(results_dir: Path) -> Collection:
         except CorruptRun as error:
             log.warning("skipping %s: %s", rel, error)
             found.skipped.append(Skipped(rel, str(error)))
+    found.runs, found.stale = current_data(found.runs, results_dir)
+    for stale in found.stale:
+        log.warning(
+            "%d run(s) of %s on another version of the data (fingerprint %s, now %s): not ranked",
+            len(stale.runs), stale.dataset, stale.version.fingerprint, stale.current.fingerprint,
+        )
     return found
 
 

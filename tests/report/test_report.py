@@ -5,6 +5,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -280,14 +281,107 @@ def test_the_header_warns_of_duplicates_left_in_the_data_not_of_dropped_ones_or_
     assert said(cross_split_duplicates={"exact": 0, "name": 42}) == ""  # a run from before the hints' key
 
 
-def test_configurations_on_another_split_are_flagged(tiny_sweep, tiny_cfg, tmp_path):
-    """Validation losses on different images choose nothing fairly: the leaderboard says so."""
+def test_runs_on_another_split_are_set_aside_with_the_setting_that_differs(tiny_sweep, tiny_cfg, tmp_path):
+    """Validation losses on different images choose nothing fairly: a run on another split (the most recent
+    one) is the current data, and the sweep's runs are set aside and named with the setting to separate."""
     from benchmark.runs.pipeline import run
 
     results = tiny_sweep.copy_to(tmp_path).root / "results"
     markdown = lambda: (results / "leaderboard.md").read_text()  # noqa: E731
     assert run_cli([f"results_dir={results}"], module="benchmark.report").returncode == 0
-    assert "different splits of this dataset" not in markdown()
-    run(tiny_cfg("dataset.split_seed=1", "seed=5"))  # another split of the same images
+    assert "dataset settings" not in markdown()
+    newest = run(tiny_cfg("dataset.split_seed=1", "seed=5"))  # another split of the same images
     assert run_cli([f"results_dir={results}"], module="benchmark.report").returncode == 0
-    assert "**Runs on 2 different splits of this dataset:**" in markdown()
+    page = markdown()
+    top = page.split("## synthetic", 1)[0]
+    said = "⚠️ **4 runs of `synthetic` were made with other dataset settings** (dataset.split_seed=0 (now 1);"
+    assert said in top
+    assert f"fingerprint `{newest['dataset_fingerprint']}`" in top and "Give each data setup its own" in top
+    assert [(r[1], r[-1]) for r in table_rows(page, "rank")] == [("mobilenetv2", "1")]
+    assert pd.read_csv(results / "runs.csv")["seed"].tolist() == [5]
+    assert "different splits of this dataset" not in page
+
+
+def with_fingerprint(run_dir: Path, fingerprint: str | None, finished: str | None = None) -> None:
+    """Rewrite a run's recorded data fingerprint (None: a run from before it was recorded)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    metrics.pop("dataset_fingerprint")
+    manifest["dataset"].pop("fingerprint")
+    if fingerprint is not None:
+        metrics["dataset_fingerprint"] = manifest["dataset"]["fingerprint"] = fingerprint
+    manifest["finished"] = finished or manifest["finished"]
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_backbone_on_older_data_is_not_ranked_compared_or_ensembled(swept, tmp_path):
+    """resnet50's runs recorded another (older) version of the data: only mobilenetv2 is ranked, nothing is
+    compared with it or ensembled, and the page names the set-aside runs. A run without a fingerprint
+    (made before it was recorded) still counts."""
+    from benchmark.report.rows import best_seed_runs
+    from benchmark.runs.layout import ensemble_dirs
+
+    results = copy_runs(swept, tmp_path)
+    older = sorted((results / "runs" / "synthetic" / "resnet50").glob("seed*"))
+    for run_dir in older:
+        with_fingerprint(run_dir, "0ld0ld0ld0ld0ld0", "2000-01-01T00:00:00+00:00")
+    first, second = sorted((results / "runs" / "synthetic" / "mobilenetv2").glob("seed*"))
+    current = json.loads((first / "metrics.json").read_text())["dataset_fingerprint"]
+    with_fingerprint(second, None)
+    build_report(report_config(results, "ensemble_k=2"))
+    markdown = (results / "leaderboard.md").read_text()
+    top = markdown.split("## synthetic", 1)[0]
+    assert "⚠️ **2 runs of `synthetic` were made on another version of the data** (fingerprint " in top
+    said = f"`0ld0ld0ld0ld0ld0`, classes {', '.join(CLASSES)}; the current data is fingerprint `{current}`"
+    assert said in top
+    assert all(f"`{run_dir.relative_to(results).as_posix()}`" in top for run_dir in older)
+    assert "The same command re-runs them on the current data" in top
+    assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "2")]
+    assert "Only one row: nothing to compare." in markdown and not ensemble_dirs(results, "synthetic")
+    assert "0ld0ld0ld0ld0ld0" not in section(markdown, "synthetic")
+    assert set(pd.read_csv(results / "runs.csv")["backbone"]) == {"mobilenetv2"}
+    assert [path.parent.name for path in best_seed_runs(results)] == ["mobilenetv2"]
+
+
+def write_images(folder: Path, classes: tuple[str, ...], seed: int = 0) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(folder / name / f"{i}.png")
+
+
+def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg, tmp_path):
+    """Real runs: seed 0 on classes alpha/beta/gamma, then gamma renamed and seed 1 run. The leaderboard
+    ranks seed 1 alone and names seed 0; the same command then re-runs seed 0 on the current data."""
+    from benchmark.runs.pipeline import run
+
+    data, results = tmp_path / "lungs", tmp_path / "results"
+    write_images(data, ("alpha", "beta", "gamma"))
+    folder = ("dataset=folder", f"dataset.path={data}")
+    old = run(tiny_cfg(*folder, synthetic=False))
+    (data / "gamma").rename(data / "zeta")
+    new = run(tiny_cfg(*folder, "seed=1", synthetic=False))
+    build_report(report_config(results))
+    markdown = (results / "leaderboard.md").read_text()
+    top = markdown.split("## lungs", 1)[0]
+    (seed0,) = (results / "runs" / "lungs" / "mobilenetv2").glob("seed0-*")
+    assert (
+        "⚠️ **1 run of `lungs` was made on another version of the data** (fingerprint "
+        f"`{old['dataset_fingerprint']}`, classes alpha, beta, gamma; the current data is fingerprint "
+        f"`{new['dataset_fingerprint']}`, classes alpha, beta, zeta, that of the most recently finished run)"
+    ) in top
+    assert f"Set aside: `{seed0.relative_to(results).as_posix()}`." in top
+    assert "(1 more on another version of the data, not ranked)" in top
+    assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "1")]
+    assert "- classes: alpha, beta, zeta\n" in markdown and "gamma" not in section(markdown, "lungs")
+    assert pd.read_csv(results / "runs.csv")["seed"].tolist() == [1]
+    again = run(tiny_cfg(*folder, synthetic=False))  # the same command as seed 0's: trained again
+    assert again["dataset_fingerprint"] == new["dataset_fingerprint"]
+    build_report(report_config(results))
+    markdown = (results / "leaderboard.md").read_text()
+    assert "another version of the data" not in markdown
+    assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "2")]
