@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,4 +147,13 @@ def saved_run(tmp_path_factory, worker_id) -> tuple[Path, Path]:
     """One finished run with its model, made once per session (read-only for the tests)."""
     tmp = shared_once(tmp_path_factory, worker_id, "predict_run", make_saved_run)
     (run_dir,) = (tmp / "results" / "runs" / "synthetic" / "mobilenetv2").glob("seed0-*")
-    return run_dir, next((tmp / "data").glob("synthetic-*"))
+    return run_dir, run_data_root(run_dir)
+
+
+def run_data_root(run_dir: Path) -> Path:
+    """The image tree the run was trained on, from its own config: other tests' commands (an external
+    site) generate other synthetic trees beside it in the same data folder."""
+    from benchmark.data import files_root
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    return files_root(cfg.dataset, Path(cfg.data_dir))
