@@ -143,7 +143,8 @@ def parse(name: str, argv: list[str]) -> DictConfig:
 
 
 def require_model_run(run: str | None) -> Path:
-    """A complete run directory that saved its model, or a user error saying which part is missing."""
+    """A complete run directory that saved its model, or a user error saying which part is missing and
+    what to pass instead (a failed run's reason, an ensemble's member runs)."""
     if not run:  # `run=` given empty (e.g. a shell variable that was not set)
         raise BenchmarkError("run= is empty: pass a run directory, "
                              "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
@@ -152,12 +153,89 @@ def require_model_run(run: str | None) -> Path:
         raise BenchmarkError(f"run {run_dir} is not a folder: pass a run directory, "
                              "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
     if not (run_dir / "metrics.json").is_file():
+        if (run_dir / "failed.json").is_file():
+            raise BenchmarkError(failed_run(run_dir))
         raise BenchmarkError(f"run {run_dir} is not a complete run (no metrics.json): finish it first")
+    if is_ensemble(run_dir):
+        raise BenchmarkError(ensemble_run(run_dir))
     if not ((run_dir / "model.keras").is_file() or (run_dir / "head.keras").is_file()):
         raise BenchmarkError(
             f"run {run_dir} has no model.keras or head.keras: re-run it with train.save_model=true"
         )
     return run_dir
+
+
+def failed_run(run_dir: Path) -> str:
+    """A failed sweep cell has no model to finish: its recorded reason (first line) and where the rest is."""
+    from benchmark.files import read_json
+
+    try:
+        record = read_json(run_dir / "failed.json")
+        error = str(record.get("error") or "").strip().splitlines()
+        reason = f"{record.get('error_type') or 'error'}: {error[0] if error else 'no message recorded'}"
+    except (OSError, ValueError, AttributeError):  # a damaged record still says the run failed
+        reason = "its failed.json cannot be read"
+    return (f"run {run_dir} failed, so it has no model ({reason}): fix what that names and train it again "
+            f"(the traceback is in {run_dir / 'failed.json'})")
+
+
+def is_ensemble(run_dir: Path) -> bool:
+    """An ensemble's folder (runs/<dataset>/ensemble/top<k>-<hash>): averaged probabilities, no model."""
+    from benchmark.files import read_json
+    from benchmark.runs.layout import ENSEMBLE
+
+    if run_dir.resolve().parent.name == ENSEMBLE:
+        return True
+    try:
+        return read_json(run_dir / "metrics.json").get("train_mode") == ENSEMBLE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def ensemble_members(run_dir: Path) -> list[Path]:
+    """The member run directories an ensemble averaged (its manifest.json, relative to the results)."""
+    from benchmark.files import read_json
+    from benchmark.runs.layout import results_dir_of
+
+    try:
+        members = read_json(run_dir / "manifest.json").get("members") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [results_dir_of(run_dir) / str(member) for member in members]
+
+
+def ensemble_run(run_dir: Path, shown: int = 3) -> str:
+    """An ensemble is not a saved model: name the member runs that are, to pass one of them instead."""
+    members = ensemble_members(run_dir)
+    named = ", ".join(map(str, members[:shown])) + (f" and {len(members) - shown} more" if
+                                                   len(members) > shown else "")
+    where = f"pass one of its member runs instead: {named}" if members else (
+        "pass one of its member runs instead (its manifest.json lists them)")
+    return f"run {run_dir} is an ensemble (averaged probabilities of other runs), not a saved model: {where}"
+
+
+def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
+    """The run's own images, where its config.yaml says they are; the commands that use a finished run
+    have no dataset.path option, so a folder that moved is named with the fixes they can take."""
+    from benchmark.data import check_path
+
+    try:
+        check_path(dataset_cfg)
+    except BenchmarkError:
+        raise BenchmarkError(
+            f"run {run_dir}'s images are no longer at dataset.path={dataset_cfg.get('path')} (its "
+            f"config.yaml; {why}): move them back there, or train the run again with "
+            "dataset.path=<where they are now>"
+        ) from None
+
+
+def require_count(key: str, value: object, minimum: int, example: int) -> int:
+    """A whole-number option at least `minimum` (true/false and 2.5 are not counts), else one line."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BenchmarkError(
+            f"{key}={value} must be a whole number of at least {minimum}: e.g. {key}={example}"
+        )
+    return value
 
 
 def load_model(run_dir: Path):

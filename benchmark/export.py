@@ -3,10 +3,14 @@
 Keras 3's exporters have known breakages, so an export counts only after the exported file, run by its own
 runtime (TensorFlow, the TFLite interpreter, ONNX Runtime), gives the Keras model's probabilities on the
 run's own test images within `tolerance`. The result is in <run>/exports/<format>/ with parity.json (the
-max difference, measured; who wrote the file and in how many seconds); an export outside the tolerance
-is removed and refused with one line.
+max difference, measured; who wrote the file and in how many seconds) and model.json (what a deployment
+needs and the file cannot say: class order, input, preprocessing, temperature; also in an ONNX file's
+metadata). It is built in a hidden folder beside that one and swapped in only once it passed: an export
+outside the tolerance, or one that fails, is refused with one line and the previous export stays.
 """
 
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -20,12 +24,12 @@ from benchmark import cli
 from benchmark.data import load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
-from benchmark.files import read_json, write_json
+from benchmark.files import publish_directory, read_json, write_json
 
 Exported = tuple[Callable[[np.ndarray], np.ndarray], str]  # the file run by its runtime, who wrote it
 
 
-def savedmodel(model, folder: Path) -> Exported:
+def savedmodel(model, folder: Path, metadata: dict[str, str] | None = None) -> Exported:
     import tensorflow as tf
 
     model.export(str(folder / "model"), format="tf_saved_model", verbose=False)
@@ -33,7 +37,7 @@ def savedmodel(model, folder: Path) -> Exported:
     return (lambda x: served.serve([tf.constant(x)]).numpy()), "keras"
 
 
-def tflite(model, folder: Path) -> Exported:
+def tflite(model, folder: Path, metadata: dict[str, str] | None = None) -> Exported:
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as saved:
@@ -52,10 +56,11 @@ def tflite(model, folder: Path) -> Exported:
     return run, "tflite"
 
 
-def onnx(model, folder: Path) -> Exported:
+def onnx(model, folder: Path, metadata: dict[str, str] | None = None) -> Exported:
     """Written as the extraction engine's file is (engines.write_onnx: layer by layer, tf2onnx for a layer
     that writer does not know, such as a kNN probe's vote). Keras's own exporter (tf2onnx through a
-    SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README)."""
+    SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README). `metadata` goes
+    into the file's metadata_props before ONNX Runtime opens it, so the parity check runs the final file."""
     from benchmark.train.engines import ENGINE_PACKAGES, installed, onnxruntime_forward, write_onnx
 
     if not installed("onnxruntime"):
@@ -65,17 +70,78 @@ def onnx(model, folder: Path) -> Exported:
         )
     path = folder / "model.onnx"
     writer = write_onnx(model, path, output="probabilities")
+    if metadata:
+        stamp_onnx(path, metadata)
     return onnxruntime_forward(path, threads=0), writer  # the engine's session, every core
+
+
+def stamp_onnx(path: Path, metadata: dict[str, str]) -> None:
+    """The model's facts as the ONNX file's metadata_props (ONNX Runtime: session.get_modelmeta())."""
+    import onnx as onnx_format
+
+    proto = onnx_format.load(str(path))
+    onnx_format.helper.set_model_props(proto, metadata)
+    onnx_format.save(proto, str(path))
 
 
 EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}  # format= -> exporter
 
 
-def work(cfg: DictConfig) -> Path:
+def check_options(cfg: DictConfig) -> None:
+    """The options, before any data or model is read (tolerance=abc was a traceback after the export)."""
     if cfg.format not in EXPORTERS:
         raise BenchmarkError(f"format={cfg.format} is unknown: use one of {', '.join(EXPORTERS)}")
+    tolerance = cfg.tolerance
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float) or not (
+        math.isfinite(tolerance) and tolerance > 0
+    ):
+        raise BenchmarkError(
+            f"tolerance={tolerance} must be a positive number (the largest accepted probability difference): "
+            "e.g. tolerance=1e-3"
+        )
+    cli.require_count("batch_size", cfg.batch_size, minimum=1, example=32)
+
+
+def model_facts(metrics: dict) -> dict:
+    """What a deployment of the exported file needs and the file itself cannot say: the classes in the
+    order of its outputs, its input, the preprocessing inside it, and the temperature fitted on validation
+    (flagged when at its search bound: then no estimate, README), which the file does not apply."""
+    calibration = metrics.get("calibration") or {}
+    return {
+        "classes": list(metrics["classes"]),
+        "image_size": int(metrics["image_size"]),
+        "input": (f"float32 [batch, {metrics['image_size']}, {metrics['image_size']}, 3]: raw RGB pixels "
+                  "0-255, decoded as the run's training decoded them"),
+        "output": "probabilities, one per class in the order of classes",
+        "backbone": metrics.get("backbone"),
+        "preprocessing": f"inside the model: {metrics.get('preprocess') or metrics.get('backbone')}",
+        "temperature": calibration.get("temperature"),
+        "temperature_at_bound": calibration.get("temperature_at_bound"),
+        "temperature_use": "calibrated probabilities = softmax(log(probabilities) / temperature); "
+                           "not applied by the model",
+    }
+
+
+def as_metadata(facts: dict) -> dict[str, str]:
+    """ONNX metadata_props are strings: lists and flags as JSON (classes: ["normal", ...])."""
+    import json
+
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in facts.items()}
+
+
+def staging_folder(folder: Path) -> Path:
+    """A hidden folder beside exports/<format>/: the old export stays until the new one passed."""
+    staging = folder.with_name(f".{folder.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def work(cfg: DictConfig) -> Path:
+    check_options(cfg)
     run_dir = cli.require_model_run(cfg.run)
     run_cfg, metrics = OmegaConf.load(run_dir / "config.yaml"), read_json(run_dir / "metrics.json")
+    cli.require_run_data(run_dir, run_cfg.dataset, "the export is checked on its test images")
     dataset = load_dataset(run_cfg.dataset, Path(run_cfg.data_dir), Path(run_cfg.cache_dir))
     pixels = np.asarray(
         split_pixels(dataset, "test", int(metrics["image_size"]), Path(run_cfg.cache_dir)), np.float32
@@ -83,28 +149,28 @@ def work(cfg: DictConfig) -> Path:
     model = cli.load_model(run_dir)
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     folder = run_dir / "exports" / cfg.format
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    staging, facts = staging_folder(folder), model_facts(metrics)
     try:
         started = time.perf_counter()
-        exported, writer = EXPORTERS[cfg.format](model, folder)
+        exported, writer = EXPORTERS[cfg.format](model, staging, as_metadata(facts))
         export_s = time.perf_counter() - started
         batches = range(0, len(pixels), cfg.batch_size)
         got = np.concatenate([exported(pixels[i : i + cfg.batch_size]) for i in batches])
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    difference = float(np.max(np.abs(got - expected)))
-    record = {"format": cfg.format, "writer": writer, "export_s": export_s, "n_images": len(pixels),
-              "max_abs_difference": difference, "tolerance": float(cfg.tolerance),
-              "passed": difference <= cfg.tolerance}
-    if not record["passed"]:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise BenchmarkError(
-            f"the {cfg.format} export differs from the Keras model by up to {difference:.2g} on the run's "
-            f"{len(pixels)} test images (tolerance {cfg.tolerance:g}): not written; try another format"
-        )
-    write_json(folder / "parity.json", record)
+        difference = float(np.max(np.abs(got - expected)))
+        if difference > cfg.tolerance:
+            kept = " (the previous export in that folder is kept)" if folder.exists() else ""
+            raise BenchmarkError(
+                f"the {cfg.format} export differs from the Keras model by up to {difference:.2g} on the "
+                f"run's {len(pixels)} test images (tolerance {cfg.tolerance:g}): not written{kept}; try "
+                "another format"
+            )
+        write_json(staging / "model.json", facts)
+        write_json(staging / "parity.json", {
+            "format": cfg.format, "writer": writer, "export_s": export_s, "n_images": len(pixels),
+            "max_abs_difference": difference, "tolerance": float(cfg.tolerance), "passed": True})
+        publish_directory(staging, folder, replace=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"{folder}: max |probability difference| {difference:.2g} on {len(pixels)} test images")
     return folder
 

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from benchmark.export import onnx
+from benchmark import cli
+from benchmark.export import onnx, work
 from tests.conftest import run_cli
 
 
@@ -30,6 +31,24 @@ def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tm
     assert parity["max_abs_difference"] <= parity["tolerance"]
     assert parity["writer"] == {"savedmodel": "keras", "tflite": "tflite", "onnx": "medbench"}[format_]
     assert (run_dir / "exports" / format_ / file).stat().st_size > 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    facts = json.loads((run_dir / "exports" / format_ / "model.json").read_text())
+    assert facts["classes"] == metrics["classes"] == ["normal", "pneumonia", "tumor"]
+    assert facts["image_size"] == 32 and facts["preprocessing"].startswith("inside the model: tf (")
+    assert facts["temperature"] == metrics["calibration"]["temperature"]
+    assert facts["temperature_at_bound"] == metrics["calibration"]["temperature_at_bound"]
+    if format_ == "onnx":  # the file itself says what its outputs are, read back by both libraries
+        import onnx as onnx_format
+        import onnxruntime
+
+        path = str(run_dir / "exports" / "onnx" / file)
+        props = {prop.key: prop.value for prop in onnx_format.load(path).metadata_props}
+        session = onnxruntime.InferenceSession(path)
+        assert session.get_modelmeta().custom_metadata_map == props
+        assert json.loads(props["classes"]) == metrics["classes"] and props["image_size"] == "32"
+        assert float(props["temperature"]) == metrics["calibration"]["temperature"]
+        assert props["temperature_at_bound"] in ("true", "false")
+        assert "preprocess_input" in props["preprocessing"]
     if format_ != "tflite":
         return
 
@@ -51,3 +70,55 @@ def test_an_onnx_export_of_a_layer_the_writer_does_not_know_goes_to_tf2onnx(tmp_
     run, writer = onnx(model, tmp_path)
     assert writer == "tf2onnx" and (tmp_path / "model.onnx").stat().st_size > 0
     np.testing.assert_allclose(run(pixels), expected, rtol=1e-5, atol=1e-6)
+
+
+def export_in_process(argv: list[str], capsys) -> tuple[int, str]:
+    """`python -m benchmark.export argv` in this process: (exit code, stderr)."""
+    try:
+        cli.main("export", work, argv)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code)
+    return code, capsys.readouterr().err
+
+
+def copied_run(saved_run, tmp_path: Path) -> Path:
+    run_dir, _ = saved_run
+    results = run_dir.parents[3]
+    shutil.copytree(results, tmp_path / "results")
+    return tmp_path / "results" / run_dir.relative_to(results)
+
+
+def test_a_refused_re_export_keeps_the_previous_export(saved_run, tmp_path: Path, capsys):
+    """The new export is built beside the old one and swapped in only once it passed."""
+    run_dir = copied_run(saved_run, tmp_path)
+    code, err = export_in_process([f"run={run_dir}", "format=onnx"], capsys)
+    assert code == 0, err[-2000:]
+    exports = run_dir / "exports"
+    before = {p.name: p.read_bytes() for p in (exports / "onnx").iterdir()}
+    assert {"model.onnx", "parity.json"} <= set(before)
+
+    code, err = export_in_process([f"run={run_dir}", "format=onnx", "tolerance=1e-9"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err[-2000:]
+    assert (exports / "onnx").is_dir(), "the refused re-export deleted the previous export"
+    assert {p.name: p.read_bytes() for p in (exports / "onnx").iterdir()} == before
+    assert "not written (the previous export in that folder is kept)" in errors[0]
+    assert [p.name for p in exports.iterdir()] == ["onnx"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("tolerance=abc", "error: tolerance=abc must be a positive number"),
+        ("tolerance=0", "error: tolerance=0 must be a positive number"),
+        ("batch_size=0", "error: batch_size=0 must be a whole number of at least 1: e.g. batch_size=32"),
+    ],
+)
+def test_a_bad_option_stops_before_any_export(saved_run, tmp_path: Path, capsys, option, message):
+    """tolerance=abc was a traceback after a model.onnx was written without its parity.json."""
+    run_dir = copied_run(saved_run, tmp_path)
+    code, err = export_in_process([f"run={run_dir}", "format=onnx", option], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and errors[0].startswith(message), err[-2000:]
+    assert not (run_dir / "exports").exists()
