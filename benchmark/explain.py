@@ -57,6 +57,25 @@ def gradcam_pool(run_dir: Path, run_cfg: DictConfig, metrics: dict, test: TestSp
     return read_pool(pool_path(Path(run_cfg.cache_dir), extractor, *data, layer, cfg.n_images, cfg.seed))
 
 
+def check_options(cfg: DictConfig) -> None:
+    """The options, before the run's dataset is loaded (n_images=-3 was refused only after it, a colormap
+    typo as matplotlib's traceback after the maps were computed)."""
+    from matplotlib import colormaps
+
+    cli.require_count("n_images", cfg.n_images, minimum=0, example=8)
+    cli.require_count("seed", cfg.seed, minimum=0, example=0)
+    if cfg.figure.colormap not in colormaps:
+        raise BenchmarkError(
+            f"figure.colormap={cfg.figure.colormap} is not a matplotlib colormap: use e.g. "
+            "figure.colormap=jet, viridis, inferno or magma"
+        )
+    alpha = cfg.figure.alpha
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+        raise BenchmarkError(f"figure.alpha={alpha} must be an opacity from 0 to 1: e.g. figure.alpha=0.4")
+    cli.require_count("figure.columns", cfg.figure.columns, minimum=1, example=4)
+    cli.require_count("figure.dpi", cfg.figure.dpi, minimum=1, example=120)
+
+
 def explain_run(cfg: DictConfig) -> dict:
     """Explain a finished run: <run>/gradcam.png, and the keys added to its metrics.json. A frozen run
     whose sweep kept its backbone's pooled activations is explained from them and its head alone."""
@@ -66,9 +85,11 @@ def explain_run(cfg: DictConfig) -> dict:
     from benchmark.saliency.explain import explain
     from benchmark.saliency.pool import Pooled
 
+    check_options(cfg)
     run_dir = cli.require_model_run(cfg.run)
     metrics = read_json(run_dir / "metrics.json")
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
+    cli.require_run_data(run_dir, run_cfg.dataset, "the maps are drawn on its test images")
     test = load_test_split(run_dir, run_cfg, metrics)
     shown = (test.pixels, test.labels, test.probabilities, list(metrics["classes"]), metrics["backbone"])
     drawn = (cfg.n_images, cfg.seed, run_dir / "gradcam.png", Overlay(**cfg.figure))
