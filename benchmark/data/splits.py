@@ -107,7 +107,9 @@ def group_split_off(
     """Indices (kept, split-off) with about `fraction` of the images split off, whole groups only.
 
     One fold of sklearn's StratifiedGroupKFold (n_splits = round(1/fraction), shuffled by `seed`): no
-    group lands on both sides, and the class mix is kept as far as the groups allow.
+    group lands on both sides, and the class mix is kept as far as the groups allow. Which fold is
+    `best_fold`'s choice: sklearn's first fold alone can leave a class out of the split-off set although
+    another fold of the same seed would have given it one of the class's groups.
     """
     if not 0 < fraction < 1:
         raise BenchmarkError(f"the {what} fraction {fraction} must lie between 0 and 1")
@@ -125,16 +127,44 @@ def group_split_off(
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        kept, taken = next(splitter.split(np.zeros(len(labels)), labels, group_array))
+        folds = list(splitter.split(np.zeros(len(labels)), labels, group_array))
+    kept, taken = best_fold(folds, labels, fraction)
     for side, rows in ((what, taken), (f"the rest after the {what} set", kept)):
         missing = sorted(set(labels.tolist()) - set(labels[rows].tolist()))
         if missing:
             log.warning(
-                "group-aware split: %s has no images of class %s (too few groups of them)",
+                "group-aware split: %s has no images of %s %s (too few groups: no fold of the %d groups "
+                "into %d puts every class on both sides; groups of %s: %s)",
                 side,
+                "class" if len(missing) == 1 else "classes",
                 quoted(missing, class_names),
+                n_groups,
+                n_splits,
+                "that class" if len(missing) == 1 else "those classes",
+                ", ".join(str(len(set(group_array[labels == label]))) for label in missing),
             )
     return np.sort(kept), np.sort(taken)
+
+
+def missing_classes(labels: np.ndarray, kept: np.ndarray, taken: np.ndarray) -> int:
+    """How many (side, class) pairs have no image: 0 when every class is on both sides of the fold."""
+    present = np.unique(labels)
+    return sum(len(np.setdiff1d(present, labels[side])) for side in (kept, taken))
+
+
+def best_fold(
+    folds: Sequence[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (kept, taken) fold with every class on both sides, or else the fewest classes missing; among
+    those the one whose split-off share of images is closest to `fraction`, then the earliest. A class
+    missing from test cannot be scored at all, so coverage comes before size; the folds come from a
+    seeded splitter, so the same seed still gives the same split."""
+
+    def cost(k: int) -> tuple[int, float, int]:
+        kept, taken = folds[k]
+        return missing_classes(labels, kept, taken), abs(len(taken) / len(labels) - fraction), k
+
+    return folds[min(range(len(folds)), key=cost)]
 
 
 def grouped_three_way(

@@ -6,11 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
+from sklearn.model_selection import StratifiedGroupKFold
 
 from benchmark.data.dataset import Split
 from benchmark.data.folder import load_folder
 from benchmark.data.groups import assign_groups, group_key, splits_frame
-from benchmark.data.splits import group_split_off, grouped_three_way, stratified_three_way
+from benchmark.data.splits import group_split_off, grouped_three_way, missing_classes, stratified_three_way
 from benchmark.errors import BenchmarkError
 
 BASE = {"split": [0.7, 0.1, 0.2], "val_fraction": 0.2, "split_seed": 0, "group_overlap": "error"}
@@ -253,3 +254,47 @@ def test_group_split_warnings_name_the_class(tmp_path: Path, caplog):
         load_folder(tmp_path, cfg(group_pattern=PATTERN))
     warned = [r.getMessage() for r in caplog.records if r.name == "benchmark.data.splits"]
     assert warned and all("class 'tumor'" in w and "index" not in w for w in warned), warned
+
+
+def patient_labels(patients: dict[int, tuple[int, int]]) -> tuple[np.ndarray, list[str]]:
+    """Labels and groups of {class: (patients, images each)}, patient numbers running on across classes."""
+    labels, groups = [], []
+    for label, (n_patients, n_images) in patients.items():
+        for _ in range(n_patients):
+            groups += [f"p{len(set(groups)):02d}"] * n_images
+            labels += [label] * n_images
+    return np.array(labels), groups
+
+
+def test_group_split_off_picks_a_fold_with_every_class_when_one_exists(caplog):
+    """57 images of 15 patients, 3 of class 'gamma': sklearn's first fold leaves 'gamma' out of test,
+    although another fold of the same seed gives test one of its patients."""
+    labels, groups = patient_labels({0: (8, 4), 1: (4, 4), 2: (3, 3)})
+    splitter = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=0)
+    _, first = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    assert 2 not in labels[first]  # what the split was before
+    with caplog.at_level(logging.WARNING):
+        kept, taken = group_split_off(labels, groups, 0.2, 0, "test", ["alpha", "beta", "gamma"])
+    assert set(labels[taken].tolist()) == set(labels[kept].tolist()) == {0, 1, 2}
+    assert not {groups[i] for i in kept} & {groups[i] for i in taken}
+    assert 0.15 < len(taken) / len(labels) < 0.25
+    assert "group-aware split" not in caplog.text
+    again = group_split_off(labels, groups, 0.2, 0, "test", ["alpha", "beta", "gamma"])
+    assert np.array_equal(again[1], taken)
+
+
+def test_a_grouped_three_way_split_gives_test_a_patient_of_a_three_patient_class():
+    labels, groups = patient_labels({0: (8, 4), 1: (4, 4), 2: (3, 3)})
+    for seed in range(3):
+        splits = grouped_three_way(labels, groups, [0.7, 0.1, 0.2], seed, ["alpha", "beta", "gamma"])
+        assert set(labels[splits["test"]].tolist()) == {0, 1, 2}
+        assert set(labels[splits["train"]].tolist()) == {0, 1, 2}
+
+
+def test_when_no_fold_can_cover_a_class_the_fold_missing_fewest_is_taken_and_named(caplog):
+    labels, groups = patient_labels({0: (8, 4), 1: (4, 4), 2: (1, 3)})  # one 'gamma' patient
+    with caplog.at_level(logging.WARNING):
+        kept, taken = group_split_off(labels, groups, 0.2, 0, "test", ["alpha", "beta", "gamma"])
+    assert missing_classes(labels, kept, taken) == 1  # only 'gamma', on one side
+    assert {0, 1} <= set(labels[taken].tolist()) and {0, 1} <= set(labels[kept].tolist())
+    assert "class 'gamma' (too few groups" in caplog.text and "groups of that class: 1" in caplog.text
