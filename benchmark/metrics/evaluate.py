@@ -5,6 +5,7 @@ settings, so the report and the ensemble can recompute it from `predictions.csv`
 are recorded in `metrics.json` next to the numbers they shaped.
 """
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -19,6 +20,8 @@ from benchmark.metrics.scores import per_class_counts, predictive_entropy
 from benchmark.metrics.table import BOOTSTRAPPED, OVERALL, PER_CLASS
 
 COVERAGES = tuple(round(0.1 * k, 1) for k in range(1, 11))
+# the overall numbers classification_report.txt shows, computed as metrics.json's are
+REPORTED = ("accuracy", *(f"{a}_{k}" for a in ("macro", "weighted") for k in ("precision", "recall", "f1")))
 
 
 @dataclass(frozen=True)
@@ -100,9 +103,10 @@ def evaluate(
     groups: Sequence | None = None,
 ) -> dict:
     """Every test metric of a run, flat snake_case keys plus `per_class`, `confusion_matrix` and the
-    `evaluation` settings that shaped them. With `groups` (patient/study/site of each test image) the
-    intervals come from the cluster bootstrap: `bootstrap_unit` says which, `n_test_groups` how many."""
-    scores: dict = {"n_test": int(len(y_true))}
+    `evaluation` settings that shaped them; `absent_classes` names the classes without a test image. With
+    `groups` (patient/study/site of each test image) the intervals come from the cluster bootstrap:
+    `bootstrap_unit` says which, `n_test_groups` how many."""
+    scores: dict = {"n_test": int(len(y_true)), "absent_classes": absent_classes(y_true, class_names)}
     scores["bootstrap_unit"] = "image" if groups is None else "group"
     scores["n_test_groups"] = None if groups is None else int(len(set(groups)))
     scores |= {m.key: m.compute(y_true, probabilities, settings) for m in OVERALL}
@@ -119,18 +123,58 @@ def evaluate(
     return scores
 
 
+def absent_classes(y_true: np.ndarray, class_names: Sequence[str]) -> list[str]:
+    """Classes without a test image: their sensitivity and every mean over classes are undefined."""
+    found = np.bincount(np.asarray(y_true, dtype=int), minlength=len(class_names))
+    return [name for name, n in zip(class_names, found, strict=True) if n == 0]
+
+
+def report_line(name: str, values: Sequence[float | None], support: int, width: int) -> str:
+    """One row as sklearn's classification_report spaces it (4 digits); None leaves a cell empty."""
+    cells = ["" if value is None else f"{value:.4f}" for value in values]
+    return f"{name:>{width}} " + "".join(f" {cell:>9}" for cell in cells) + f" {support:>9}"
+
+
+def report_notes(found: dict[str, np.ndarray], class_names: list[str]) -> list[str]:
+    """Why a number is nan, where sklearn's own report (zero_division=0) would print 0."""
+    notes = []
+    absent = [name for name, n in zip(class_names, found["support"], strict=True) if n == 0]
+    if absent:
+        notes.append(
+            f"nan = undefined. No test images of {', '.join(map(repr, absent))}: recall (sensitivity), F1 "
+            "and AUROC of it, and every mean over classes (macro averages, balanced accuracy, macro-AUROC), "
+            "are undefined, as in metrics.json (absent_classes); sklearn's classification_report would "
+            "print 0 for them (zero_division=0)."
+        )
+    never = [name for name, p, n in zip(class_names, found["precision"], found["support"], strict=True)
+             if np.isnan(p) and n > 0]
+    if never:
+        notes.append(
+            f"Never predicted: {', '.join(map(repr, never))}: precision undefined (nan); the macro and "
+            "weighted precision count it as 0 (sklearn's zero_division=0), as metrics.json does."
+        )
+    return notes
+
+
 def classification_report(y_true: np.ndarray, probabilities: np.ndarray, class_names: list[str]) -> str:
-    """sklearn's text report plus the clinical pair (sensitivity, specificity) per class."""
-    text = skm.classification_report(
-        y_true,
-        probabilities.argmax(axis=1),
-        labels=range(len(class_names)),
-        target_names=class_names,
-        digits=4,
-        zero_division=0,
-    )
+    """sklearn's report layout, plus sensitivity and specificity per class, with metrics.json's numbers:
+    both come from the metric table, so a class without test images is nan in both (sklearn's report
+    printed 0 for its recall and F1, and a macro-F1 that metrics.json calls undefined)."""
     found = per_class_counts(y_true, probabilities)
-    rows = [f"{'class':>20} {'sensitivity':>12} {'specificity':>12}"]
+    overall = {m.key: m.compute(y_true, probabilities, None) for m in OVERALL if m.key in REPORTED}
+    width = max(len("weighted avg"), *(len(name) for name in class_names))
+    n = len(y_true)
+    header = ("precision", "recall", "f1-score", "support")
+    lines = [f"{'':>{width}} " + "".join(f" {h:>9}" for h in header), ""]
     for k, name in enumerate(class_names):
-        rows.append(f"{name:>20} {found['sensitivity'][k]:>12.4f} {found['specificity'][k]:>12.4f}")
-    return text + "\n" + "\n".join(rows) + "\n"
+        values = (found["precision"][k], found["recall"][k], found["f1"][k])
+        lines.append(report_line(name, values, int(found["support"][k]), width))
+    lines += ["", report_line("accuracy", (None, None, overall["accuracy"]), n, width)]
+    for average in ("macro", "weighted"):
+        values = [overall[f"{average}_{key}"] for key in ("precision", "recall", "f1")]
+        lines.append(report_line(f"{average} avg", values, n, width))
+    lines += ["", f"{'class':>20} {'sensitivity':>12} {'specificity':>12}"]
+    for k, name in enumerate(class_names):
+        lines.append(f"{name:>20} {found['sensitivity'][k]:>12.4f} {found['specificity'][k]:>12.4f}")
+    notes = report_notes(found, class_names)
+    return "\n".join(lines + [line for note in notes for line in ("", *textwrap.wrap(note, 100))]) + "\n"

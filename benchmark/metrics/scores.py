@@ -98,23 +98,33 @@ def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_
     return float(ece)
 
 
-def per_class_counts(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Per class: precision, recall (= sensitivity), F1, specificity, AUROC and support, as arrays."""
-    n_classes = probabilities.shape[1]
-    predicted = probabilities.argmax(axis=1)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, predicted, labels=range(n_classes), zero_division=0
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0: a rate with no cases is undefined, not 0."""
+    return np.divide(
+        numerator, denominator, out=np.full(len(denominator), np.nan), where=denominator > 0, dtype=float
     )
-    counts = confusion(y_true, predicted, n_classes)
-    negatives = counts.sum() - counts.sum(1)
-    true_negatives = negatives - (counts.sum(0) - np.diag(counts))
-    specificity = np.divide(true_negatives, negatives, out=np.full(n_classes, np.nan), where=negatives > 0)
+
+
+def per_class_counts(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+    """Per class: precision, recall (= sensitivity), F1, specificity, AUROC and support, as arrays.
+
+    A rate with no cases is NaN, not sklearn's zero_division=0: recall and F1 of a class with no test
+    images, precision of a class never predicted, specificity when every image is of the class. A model
+    never tested on a class has no sensitivity for it, and 0 would read as "misses every case".
+    """
+    n_classes = probabilities.shape[1]
+    counts = confusion(y_true, probabilities.argmax(axis=1), n_classes)
+    tp = np.diag(counts)
+    support, called = counts.sum(1), counts.sum(0)
+    negatives = counts.sum() - support
+    recall = ratio(tp, support)
+    f1 = np.where(support > 0, ratio(2 * tp, support + called), np.nan)
     return {
-        "precision": precision,
+        "precision": ratio(tp, called),
         "recall": recall,
         "f1": f1,
         "sensitivity": recall,
-        "specificity": specificity,
+        "specificity": ratio(negatives - (called - tp), negatives),
         "auroc": ovr_auroc(y_true, probabilities),
         "support": support,
     }

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from sklearn.metrics import classification_report as sklearn_report
 from sklearn.metrics import f1_score, roc_auc_score
 
-from benchmark.metrics.evaluate import Settings, coverage_curve, evaluate
+from benchmark.metrics.evaluate import Settings, classification_report, coverage_curve, evaluate
 from benchmark.metrics.predictions import predictions_frame, read_predictions
 from benchmark.metrics.scores import (
     expected_calibration_error,
@@ -94,3 +95,43 @@ def test_predictions_round_trip_keeps_class_names_as_text(tmp_path):
     frame.to_csv(tmp_path / "p.csv", index=False)
     back = read_predictions(tmp_path / "p.csv")
     assert back["true_label"].tolist() == ["00", "NA"] and back["predicted_label"].tolist() == ["00", "NA"]
+
+
+def without_gamma() -> tuple[np.ndarray, np.ndarray]:
+    """12 test images of 'alpha' and 'beta' only, two of them called 'gamma'."""
+    y = np.array([0] * 8 + [1] * 4)
+    return y, np.eye(3)[[0, 0, 0, 0, 1, 1, 2, 2, 1, 1, 1, 0]] * 0.8 + 0.2 / 3
+
+
+def test_a_class_without_test_images_has_undefined_rates_and_is_named():
+    y, p = without_gamma()
+    scores = evaluate(y, p, ["alpha", "beta", "gamma"], CFG)
+    gamma = scores["per_class"]["gamma"]
+    assert gamma["support"] == 0 and gamma["precision"] == 0.0  # 2 'gamma' calls, both wrong: defined
+    assert all(np.isnan(gamma[key]) for key in ("sensitivity", "recall", "f1", "auroc")), gamma
+    assert gamma["specificity"] == pytest.approx(10 / 12)
+    assert scores["absent_classes"] == ["gamma"]
+    assert evaluate(*noisy_predictions(), list("abc"), CFG)["absent_classes"] == []
+
+
+def test_a_rate_with_no_cases_is_nan_for_a_class_never_predicted():
+    y, p = np.array([0, 0, 1, 1, 2, 2]), np.eye(3)[[0, 0, 0, 1, 1, 1]]
+    c = evaluate(y, p, list("abc"), CFG)["per_class"]["c"]
+    assert np.isnan(c["precision"]) and c["recall"] == 0.0 and c["f1"] == 0.0 and c["specificity"] == 1.0
+
+
+def test_classification_report_says_what_metrics_json_says():
+    y, p = without_gamma()
+    scores = evaluate(y, p, ["alpha", "beta", "gamma"], CFG)
+    text = classification_report(y, p, ["alpha", "beta", "gamma"])
+    rows = {line[:12].strip(): line[12:].split() for line in text.splitlines() if line[:12].strip()}
+    assert rows["gamma"][:3] == ["0.0000", "nan", "nan"] and rows["macro avg"][:3] == ["nan"] * 3
+    assert rows["weighted avg"][2] == f"{scores['weighted_f1']:.4f}" and np.isnan(scores["macro_f1"])
+    assert "No test images of 'gamma'" in text and "zero_division" in text
+
+
+def test_classification_report_is_sklearns_when_every_class_is_present_and_predicted():
+    y, p = noisy_predictions(seed=4)
+    names = ["normal", "pneumonia", "tumor"]
+    ours = classification_report(y, p, names)
+    assert ours.startswith(sklearn_report(y, p.argmax(1), target_names=names, digits=4))
