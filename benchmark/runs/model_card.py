@@ -6,6 +6,7 @@ import math
 
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
+from benchmark.metrics.table import BY_KEY
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
             ("macro_f1", "macro-F1"), ("macro_auroc", "macro-AUROC"))
@@ -17,11 +18,66 @@ def number(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def with_interval(metrics: dict, key: str, digits: int = 3) -> str:
-    """`value [low, high]` of a one-run metric (metrics.json's `<key>_ci_low/high`), `—` when missing."""
+def is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def rate(value: object) -> str:
+    """A test rate; NaN when test has no case to count (no images of the class: no sensitivity)."""
+    return "undefined" if is_nan(value) else number(value)
+
+
+def classes_phrase(names: list[str], start: str = "class") -> str:
+    """`class 'gamma' has` / `classes 'a', 'b' have` (`start="Class"` to open a sentence)."""
+    return f"{start} {names[0]!r} has" if len(names) == 1 else f"{start}es {', '.join(map(repr, names))} have"
+
+
+def absent_from(metrics: dict, manifest: dict, split: str) -> list[str]:
+    """Classes with no images in a split: metrics.json's `absent_classes` for test (older runs lack it),
+    else the manifest's counts per split."""
+    if split == "test" and isinstance(metrics.get("absent_classes"), list):
+        return list(metrics["absent_classes"])
+    counts = ((manifest.get("dataset") or {}).get("class_counts") or {}).get(split)
+    if not counts:  # a split the run did not have (data that is only scored has no train or val)
+        return []
+    return [name for name in metrics["classes"] if counts.get(name, 0) == 0]
+
+
+def undefined(metrics: dict, manifest: dict, key: str) -> str:
+    """Why a metric is NaN, when the run says: a mean over classes needs every class in test."""
+    absent = absent_from(metrics, manifest, "test")
+    if absent and key in BY_KEY and BY_KEY[key].over_classes:
+        return f"undefined ({classes_phrase(absent)} no test images)"
+    return "undefined"
+
+
+def with_interval(metrics: dict, key: str, digits: int = 3, manifest: dict | None = None) -> str:
+    """`value [low, high]` of a one-run metric (metrics.json's `<key>_ci_low/high`), `value (no CI)`
+    without an interval, `undefined (why)` for a NaN value, `—` when not recorded."""
+    if is_nan(metrics.get(key)):  # not "— (no CI)": that reads as a value without an interval
+        return undefined(metrics, manifest or {}, key)
     low, high = number(metrics.get(f"{key}_ci_low"), digits), number(metrics.get(f"{key}_ci_high"), digits)
     interval = f" [{low}, {high}]" if "—" not in (low, high) else " (no CI)"
-    return number(metrics.get(key), digits) + interval
+    value = number(metrics.get(key), digits)
+    return value if value == "—" else value + interval
+
+
+def absent_limits(metrics: dict, manifest: dict) -> list[str]:
+    """A class missing from a split, and what that leaves unmeasured."""
+    found = []
+    for split, unmeasured in (
+        ("test", ", so the test metrics say nothing about {them}: {their} sensitivity and F1, and every "
+                 "mean over classes (balanced accuracy, macro-F1, macro-AUROC), are undefined."),
+        ("val", ": early stopping, temperature scaling and the operating-point thresholds were chosen "
+                "without {them}."),
+        ("train", ": the model never learned {them}."),
+    ):
+        if absent := absent_from(metrics, manifest, split):
+            them, their = ("it", "its") if len(absent) == 1 else ("them", "their")
+            split_name = {"val": "validation", "train": "training"}.get(split, split)
+            found.append(f"{classes_phrase(absent, 'Class')} no {split_name} images"
+                         + unmeasured.format(them=them, their=their))
+    return found
 
 
 def limits(metrics: dict, manifest: dict) -> list[str]:
@@ -38,6 +94,7 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     if shared := metrics.get("groups_in_several_splits"):
         found.append(f"{shared} {metrics.get('split_by')}(s) sit in more than one split "
                      "(dataset.group_overlap=warn), which inflates test metrics.")
+    found += absent_limits(metrics, manifest)
     if (metrics.get("n_test") or 0) < 100:
         found.append(f"The test split has {metrics.get('n_test')} images: intervals are wide.")
     found_kinds = metrics.get("cross_split_duplicates") or {}  # older runs counted the hints in here too
@@ -99,7 +156,7 @@ def model_card(metrics: dict, manifest: dict) -> str:
         "",
         "| metric | value [95% CI] |",
         "|---|---|",
-        *(f"| {name} | {with_interval(metrics, key)} |" for key, name in HEADLINE),
+        *(f"| {name} | {with_interval(metrics, key, manifest=manifest)} |" for key, name in HEADLINE),
         f"| ECE | {number(metrics.get('ece'))} |",
         "",
         "## Calibration",
@@ -122,6 +179,6 @@ def model_card(metrics: dict, manifest: dict) -> str:
                 continue
             test = found.get("test", {})
             lines.append(f"| {name} | {rule} | {number(found.get('threshold'))} | "
-                         f"{number(test.get('sensitivity'))} | {number(test.get('specificity'))} |")
+                         f"{rate(test.get('sensitivity'))} | {rate(test.get('specificity'))} |")
     lines += ["", "## Known limits", *(f"- {limit}" for limit in limits(metrics, manifest)), ""]
     return "\n".join(lines)
