@@ -108,8 +108,8 @@ def group_split_off(
 
     One fold of sklearn's StratifiedGroupKFold (n_splits = round(1/fraction), shuffled by `seed`): no
     group lands on both sides, and the class mix is kept as far as the groups allow. Which fold is
-    `best_fold`'s choice: sklearn's first fold alone can leave a class out of the split-off set although
-    another fold of the same seed would have given it one of the class's groups.
+    `best_fold`'s choice: sklearn's first fold, unless it leaves a class out of a side although another
+    fold of the same seed would have given it one of the class's groups.
     """
     if not 0 < fraction < 1:
         raise BenchmarkError(f"the {what} fraction {fraction} must lie between 0 and 1")
@@ -155,14 +155,15 @@ def missing_classes(labels: np.ndarray, kept: np.ndarray, taken: np.ndarray) -> 
 def best_fold(
     folds: Sequence[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The (kept, taken) fold with every class on both sides, or else the fewest classes missing; among
-    those the one whose split-off share of images is closest to `fraction`, then the earliest. A class
-    missing from test cannot be scored at all, so coverage comes before size; the folds come from a
-    seeded splitter, so the same seed still gives the same split."""
+    """The (kept, taken) fold with the fewest classes missing from either side; of those sklearn's
+    first fold when it is one, else the one whose split-off share is closest to `fraction`, then the
+    earliest. A class missing from test cannot be scored at all, so coverage comes first; but where
+    the first fold covers every class it stays, because the split, and with it the data fingerprint
+    every run, cache and study name depends on, is then the one earlier versions made."""
 
-    def cost(k: int) -> tuple[int, float, int]:
+    def cost(k: int) -> tuple[int, bool, float, int]:
         kept, taken = folds[k]
-        return missing_classes(labels, kept, taken), abs(len(taken) / len(labels) - fraction), k
+        return missing_classes(labels, kept, taken), k != 0, abs(len(taken) / len(labels) - fraction), k
 
     return folds[min(range(len(folds)), key=cost)]
 
