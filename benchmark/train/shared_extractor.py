@@ -52,36 +52,76 @@ def shared_extractor(
 
 
 def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
-    """The extractor saved at `path`, or built and saved there when it is missing or damaged."""
+    """The extractor saved at `path`, or built and saved there when it is missing or damaged.
+
+    A damaged one is set aside (`aside_path`) and removed only once its rebuild is saved: where the rebuild
+    fails (offline without the ImageNet weights, out of memory) it goes back in place, so the completed
+    runs that name it keep what they had. One left aside by a process killed in between is put back
+    (or, next to a saved rebuild, removed) by the next caller."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(path.with_name(f".{path.name}.lock")):
-        if path.exists() and (model := loaded(path)) is not None:
-            return model
-        model = build()
-        with atomic_path(path) as tmp:
-            model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
+        aside = aside_path(path)
+        settle(path, aside)
+        if path.exists():
+            if (model := loaded(path)) is not None:
+                return model
+            path.rename(aside)
+        try:
+            model = build()
+            with atomic_path(path) as tmp:
+                model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
+        except BaseException:
+            settle(path, aside)  # the damaged one back: a rebuild that fails takes nothing away
+            raise
+        settle(path, aside)
         log.info("saved the frozen extractor %s (shared by every run of this backbone)", path)
         return model
 
 
+def aside_path(path: Path) -> Path:
+    """Where a damaged extractor waits, a hidden sibling, until its rebuild is saved."""
+    return path.with_name(f".{path.name}.damaged")
+
+
+def settle(path: Path, aside: Path) -> None:
+    """A set-aside extractor back in place where `path` is missing, or removed where `path` was saved."""
+    if not aside.exists():
+        return
+    if not path.exists():
+        aside.rename(path)
+    elif aside.is_dir():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink()
+
+
 def loaded(path: Path) -> keras.Model | None:
-    """The saved extractor, or None where it cannot be loaded (a truncated or corrupt weights file, a
-    folder missing half of itself), which is then removed to be built again. Rebuilding gives the same
-    network, so completed runs that name this file still predict their own numbers: everything the
-    weights depend on is in its key (`extractor_key`), and building is deterministic (ImageNet's or the
-    file's weights; a random init under backbone.init_seed, its BatchNorm recalibrated on the same rows
-    of the same train images)."""
+    """The saved extractor, or None where the file is damaged (a truncated or corrupt weights file, a
+    folder missing half of itself): the caller builds it again. Rebuilding gives the same network, so
+    completed runs that name this file still predict their own numbers: everything the weights depend
+    on is in its key (`extractor_key`), and building is deterministic (ImageNet's or the file's weights;
+    a random init under backbone.init_seed, its BatchNorm recalibrated on the same rows of the same train
+    images). Any other failure (out of memory on a GPU) is raised: the file may be intact."""
     import backbones.preprocess  # noqa: F401  registers the Preprocess layer inside the file
 
     try:
         return keras.models.load_model(path)
-    except Exception as error:  # h5py's OSError, then Keras's UnboundLocalError; a bad config's ValueError
+    except Exception as error:
+        if not damaged(error):
+            raise
         log.warning("the frozen extractor %s cannot be loaded (%s): rebuilding", path, first_cause(error))
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink()
     return None
+
+
+def damaged(error: BaseException) -> bool:
+    """Whether loading failed on the file itself: an OSError or ValueError anywhere in the chain (h5py's
+    'truncated file' or 'file signature not found' behind Keras's UnboundLocalError, a cut-off
+    config.json's JSONDecodeError, Keras's 'Expected a model.weights.h5' for a folder without it)."""
+    while error is not None:
+        if isinstance(error, OSError | ValueError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def first_cause(error: BaseException) -> str:

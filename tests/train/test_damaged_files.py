@@ -15,6 +15,7 @@ import backbones.preprocess  # noqa: F401  registers the Preprocess layer for lo
 from benchmark import cli
 from benchmark.data.images import decode_file
 from benchmark.runs.pipeline import run
+from benchmark.train.shared_extractor import aside_path, load_or_build
 
 
 @pytest.fixture
@@ -44,6 +45,7 @@ def test_a_truncated_extractor_is_rebuilt_as_the_same_network_and_earlier_runs_s
     assert metrics["backbone_built"] is True
     (warning,) = [w for w in warnings_of(caplog) if "extractor" in w]
     assert "cannot be loaded" in warning and warning.endswith("rebuilding") and "\n" not in warning
+    assert not aside_path(folder).exists()  # the damaged one is gone once its rebuild is saved
     rebuilt = keras.models.load_model(folder).get_weights()  # deterministic: the init seed, the same images
     assert len(rebuilt) == len(saved)
     assert all(np.array_equal(a, b) for a, b in zip(rebuilt, saved, strict=True))
@@ -69,3 +71,70 @@ def test_a_truncated_onnx_export_is_exported_again(tiny_cfg, warm: Path, caplog:
     assert "cannot be loaded" in warning and warning.endswith("exporting it again") and "\n" not in warning
     assert metrics["extraction_engine"] == "onnxruntime" and metrics["engine_onnx_writer"] == "medbench"
     assert metrics["engine_export_s"] > 0 and 0 <= metrics["engine_parity_max_rel"] <= 1e-4  # still checked
+
+
+def small_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_truncated_extractor_is_replaced_by_its_rebuild(tmp_path: Path, caplog):
+    folder = tmp_path / "extractors" / "small"
+    small_model(0).save(folder, zipped=False)  # as an extractor is saved: a Keras folder
+    truncate(folder / "model.weights.h5")
+    with caplog.at_level(logging.WARNING):
+        model = load_or_build(folder, lambda: small_model(1))
+    assert "truncated file" in caplog.text
+    assert not aside_path(folder).exists()  # removed once the rebuild was saved
+    again = keras.models.load_model(folder).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(again, model.get_weights(), strict=True))
+
+
+def test_a_damaged_extractor_whose_rebuild_fails_is_put_back(tmp_path: Path):
+    """Offline without the ImageNet weights, or out of memory again: the runs that name the extractor
+    keep the file they had instead of losing it."""
+    folder = tmp_path / "extractors" / "small"
+    small_model(0).save(folder, zipped=False)
+    truncate(folder / "model.weights.h5")
+    damaged = files_in(folder)
+
+    def unbuildable() -> keras.Model:  # weights that cannot be loaded: a file not there
+        return keras.applications.MobileNetV2(weights=str(tmp_path / "absent.h5"), input_shape=(32, 32, 3))
+
+    with pytest.raises(ValueError, match="weights"):
+        load_or_build(folder, unbuildable)
+    assert files_in(folder) == damaged and not aside_path(folder).exists()
+    rebuilt = load_or_build(folder, lambda: small_model(1))  # the next run that can build it does
+    assert keras.models.load_model(folder).count_params() == rebuilt.count_params()
+
+
+def test_an_extractor_set_aside_by_a_killed_process_is_put_back(tmp_path: Path):
+    folder = tmp_path / "extractors" / "small"
+    small_model(0).save(folder, zipped=False)
+    saved = keras.models.load_model(folder).get_weights()
+    folder.rename(aside_path(folder))  # killed between setting it aside and saving the rebuild
+    model = load_or_build(folder, lambda: small_model(1))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved, strict=True))
+    assert not aside_path(folder).exists()
+
+
+def test_an_extractor_that_fails_to_load_for_another_reason_is_kept(tmp_path: Path):
+    """Not every failure to load is damage (out of memory on a GPU; here a layer this process has not
+    registered): the error is raised and the file, maybe intact, stays."""
+
+    @keras.saving.register_keras_serializable(package="damaged_files_test")
+    class Twice(keras.layers.Layer):
+        def call(self, x):
+            return 2 * x
+
+    folder = tmp_path / "extractors" / "small"
+    keras.Sequential([keras.Input((4,)), Twice(), keras.layers.Dense(3)]).save(folder, zipped=False)
+    files = files_in(folder)
+    keras.saving.get_custom_objects().pop("damaged_files_test>Twice")
+    with pytest.raises(TypeError, match="Could not locate class 'Twice'"):
+        load_or_build(folder, lambda: small_model(1))
+    assert files_in(folder) == files
