@@ -87,20 +87,23 @@ def backbone_speed(name: str, cfg: DictConfig) -> dict:
 def onnxruntime_speed(extractor, batch: np.ndarray, batches: int, cfg: DictConfig, tf_ips: float) -> dict:
     """The same extractor exported and run by ONNX Runtime: export seconds, the export and the session
     together, images/s, and the images (128-px equivalents) from which those pay for themselves in raw
-    forward time (a lower bound for runtime.onnx_min_workload: a run on ONNX Runtime does more, README)."""
+    forward time (a lower bound for runtime.onnx_min_workload: a run on ONNX Runtime does more, README).
+    Exported and opened by `runtime_on_export`, as a run's engine is: its record times the export alone,
+    and the folder is new, so the export is always written and timed here."""
     import tempfile
 
     import tensorflow as tf
 
     from benchmark.metrics.efficiency import timed_calls
-    from benchmark.train.engines import export_onnx, onnxruntime_forward
+    from benchmark.train.engines import runtime_on_export
 
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "extractor.onnx"
         started = time.perf_counter()
-        export_s = export_onnx(extractor, path)["export_s"]
-        forward = onnxruntime_forward(path, tf.config.threading.get_intra_op_parallelism_threads())
+        forward, export = runtime_on_export("onnxruntime", extractor, path, threads)
         ready_s = time.perf_counter() - started  # the export and the session: what an engine costs once
+        export_s = export["export_s"]
         ips = cfg.batch_size / statistics.median(timed_calls(forward, batch, 1, batches))
     saved_per_image = 1 / tf_ips - 1 / ips
     return {

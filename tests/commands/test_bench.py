@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from benchmark.bench import (
     EXTRA_SEED,
@@ -14,6 +16,7 @@ from benchmark.bench import (
     float_ops_per_image,
     memory_by_seed,
     memory_growth_mb,
+    onnxruntime_speed,
     sweep_split,
 )
 
@@ -87,3 +90,15 @@ def test_the_sweep_process_grows_by_its_last_pass_over_its_second():
     leaking = memory_by_seed([*cells(0, [1000]), *cells(1, [1100, 1150]), *cells(2, [1200, 1250])])
     assert memory_growth_mb(leaking) == 100
     assert memory_growth_mb(memory_by_seed(cells(0, [1000]) + cells(1, [1000]))) is None  # no repeated pass
+
+
+def test_onnx_runtime_speed_times_the_export_within_the_export_and_session():
+    """Exported and opened as a run's engine is: the export alone and the export with the session are
+    timed apart (their values are `make bench`'s, only their order is asserted)."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    batch = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype(np.float32)
+    found = onnxruntime_speed(model, batch, 2, OmegaConf.create({"batch_size": 4, "image_size": 16}), 1e-9)
+    assert 0 < found["onnx_export_s"] < found["onnxruntime_ready_s"]
+    assert found["onnxruntime_ips"] > 0 and found["break_even_images"] > 0
