@@ -144,7 +144,10 @@ def parse(name: str, argv: list[str]) -> DictConfig:
 
 def require_model_run(run: str | None) -> Path:
     """A complete run directory that saved its model, or a user error saying which part is missing and
-    what to pass instead (a failed run's reason, an ensemble's member runs)."""
+    what to pass instead (a failed run's reason, an ensemble's member runs). Complete as the sweep counts
+    it (layout.is_complete's rule), so a corrupt metrics.json is one line here, not a traceback."""
+    from benchmark.runs.layout import incomplete_reason
+
     if not run:  # `run=` given empty (e.g. a shell variable that was not set)
         raise BenchmarkError("run= is empty: pass a run directory, "
                              "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
@@ -152,10 +155,11 @@ def require_model_run(run: str | None) -> Path:
     if not run_dir.is_dir():
         raise BenchmarkError(f"run {run_dir} is not a folder: pass a run directory, "
                              "e.g. run=results/runs/synthetic/mobilenetv2/seed0-<hash>")
-    if not (run_dir / "metrics.json").is_file():
+    if problem := incomplete_reason(run_dir):
         if (run_dir / "failed.json").is_file():
             raise BenchmarkError(failed_run(run_dir))
-        raise BenchmarkError(f"run {run_dir} is not a complete run (no metrics.json): finish it first")
+        fix = "finish it first" if problem == "no metrics.json" else "train it again with the same options"
+        raise BenchmarkError(f"run {run_dir} is not a complete run ({problem}): {fix}")
     if is_ensemble(run_dir):
         raise BenchmarkError(ensemble_run(run_dir))
     if not ((run_dir / "model.keras").is_file() or (run_dir / "head.keras").is_file()):

@@ -25,6 +25,7 @@ from benchmark.data import load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
+from benchmark.metrics.calibration import recorded_bound, search_bounds
 
 Exported = tuple[Callable[[np.ndarray], np.ndarray], str]  # the file run by its runtime, who wrote it
 
@@ -102,11 +103,25 @@ def check_options(cfg: DictConfig) -> None:
     cli.require_count("batch_size", cfg.batch_size, minimum=1, example=32)
 
 
+def temperature_use(calibration: dict) -> str:
+    """How to apply the run's temperature, or why not to: a fit at its search bound is no estimate, and
+    predict calibrated=true refuses it, so model.json must not hand out a recipe for it either."""
+    value = calibration.get("temperature")
+    if not isinstance(value, int | float) or not value > 0:
+        return "none recorded (the run was made before calibration was part of a run): do not calibrate"
+    if recorded_bound(calibration) is not None:
+        low, high = search_bounds(calibration)
+        return (f"not to be applied: the fit stopped at the bound of its search [{low:g}, {high:g}], so it "
+                "is not an estimate (predict calibrated=true refuses it)")
+    return "calibrated probabilities = softmax(log(probabilities) / temperature); not applied by the model"
+
+
 def model_facts(metrics: dict) -> dict:
     """What a deployment of the exported file needs and the file itself cannot say: the classes in the
     order of its outputs, its input, the preprocessing inside it, and the temperature fitted on validation
-    (flagged when at its search bound: then no estimate, README), which the file does not apply."""
+    (at its search bound: no estimate, not to be applied, README), which the file does not apply."""
     calibration = metrics.get("calibration") or {}
+    temperature = calibration.get("temperature")
     return {
         "classes": list(metrics["classes"]),
         "image_size": int(metrics["image_size"]),
@@ -115,11 +130,16 @@ def model_facts(metrics: dict) -> dict:
         "output": "probabilities, one per class in the order of classes",
         "backbone": metrics.get("backbone"),
         "preprocessing": f"inside the model: {metrics.get('preprocess') or metrics.get('backbone')}",
-        "temperature": calibration.get("temperature"),
-        "temperature_at_bound": calibration.get("temperature_at_bound"),
-        "temperature_use": "calibrated probabilities = softmax(log(probabilities) / temperature); "
-                           "not applied by the model",
+        "temperature": temperature,
+        "temperature_at_bound": None if temperature is None else recorded_bound(calibration) is not None,
+        "temperature_use": temperature_use(calibration),
     }
+
+
+def within_tolerance(difference: float, tolerance: float) -> bool:
+    """Parity passed: NaN (an export whose outputs are not numbers) fails, which `difference > tolerance`
+    would have let through."""
+    return difference <= tolerance
 
 
 def as_metadata(facts: dict) -> dict[str, str]:
@@ -157,17 +177,20 @@ def work(cfg: DictConfig) -> Path:
         batches = range(0, len(pixels), cfg.batch_size)
         got = np.concatenate([exported(pixels[i : i + cfg.batch_size]) for i in batches])
         difference = float(np.max(np.abs(got - expected)))
-        if difference > cfg.tolerance:
+        if not within_tolerance(difference, cfg.tolerance):
             kept = " (the previous export in that folder is kept)" if folder.exists() else ""
+            how = ("gives outputs that are not numbers (NaN)" if math.isnan(difference) else
+                   f"differs from the Keras model by up to {difference:.2g}")
             raise BenchmarkError(
-                f"the {cfg.format} export differs from the Keras model by up to {difference:.2g} on the "
+                f"the {cfg.format} export {how} on the "
                 f"run's {len(pixels)} test images (tolerance {cfg.tolerance:g}): not written{kept}; try "
                 "another format"
             )
         write_json(staging / "model.json", facts)
         write_json(staging / "parity.json", {
             "format": cfg.format, "writer": writer, "export_s": export_s, "n_images": len(pixels),
-            "max_abs_difference": difference, "tolerance": float(cfg.tolerance), "passed": True})
+            "max_abs_difference": difference, "tolerance": float(cfg.tolerance),
+            "passed": within_tolerance(difference, cfg.tolerance)})
         publish_directory(staging, folder, replace=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

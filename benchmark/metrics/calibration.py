@@ -1,6 +1,8 @@
 """Temperature scaling (Guo et al., 2017): one scalar fitted on validation that softens or sharpens the
 predicted probabilities without changing which class is predicted."""
 
+import math
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
@@ -30,6 +32,28 @@ def at_bound(temperature: float) -> bool:
     """A fit at an end of BOUNDS is no estimate of T: the validation loss still fell beyond it (e.g. a model
     no better than chance: T -> inf), so its value is the search's limit, not the data's answer."""
     return not BOUNDS[0] * 1.01 < temperature < BOUNDS[1] * 0.99
+
+
+def search_bounds(calibration: dict) -> tuple[float, float]:
+    """The range the run's fit searched: the one it recorded, or BOUNDS for runs made before it did."""
+    low, high = calibration.get("temperature_bounds") or BOUNDS
+    return float(low), float(high)
+
+
+def recorded_bound(calibration: dict | None) -> float | None:
+    """The search bound a recorded temperature stopped at (metrics.json's `calibration`), None when the
+    temperature is an estimate or there is none. The one rule that predict, export, the model card and the
+    report share: the run's `temperature_at_bound` flag, or for a run made before the flag was recorded,
+    the value itself (at_bound)."""
+    calibration = calibration or {}
+    value = calibration.get("temperature")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        return None
+    flagged = calibration.get("temperature_at_bound")
+    if not (at_bound(value) if flagged is None else flagged):
+        return None
+    low, high = search_bounds(calibration)
+    return high if abs(math.log(value / high)) < abs(math.log(value / low)) else low
 
 
 def calibration_record(

@@ -451,7 +451,8 @@ def bound_note(rows: list[Row]) -> list[str]:
         "A temperature *at bound* is not an estimate: the fit stopped at an end of its search range, so the "
         "validation loss was still falling beyond it (e.g. validation predictions no better than chance: "
         "T → ∞). Those seeds are counted, not averaged into the mean beside them; the calibrated columns "
-        "still apply each seed's own fitted temperature, as `predict calibrated=true` would."
+        "still apply each seed's own fitted temperature, one at its bound included, which `predict "
+        "calibrated=true` refuses to apply."
     ]
 
 

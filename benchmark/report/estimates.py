@@ -8,7 +8,6 @@ AUROC, its calibration after temperature scaling, and its screening operating po
 name is its column in leaderboard.csv.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from benchmark.files import digest
 from benchmark.metrics import weighted
 from benchmark.metrics.bootstrap import resample_weights
-from benchmark.metrics.calibration import BOUNDS, apply_temperature, at_bound
+from benchmark.metrics.calibration import apply_temperature, recorded_bound
 from benchmark.metrics.estimands import (
     DEGENERATE,
     PROPORTION_COUNTS,
@@ -119,19 +118,10 @@ def temperature(run: Run) -> float | None:
 
 
 def temperature_bound(run: Run) -> float | None:
-    """The search bound the run's temperature fit stopped at (metrics/calibration.py), None when its fit is
-    an estimate or it has none. A fit at its bound is the search's limit, not an estimate, so the report
-    shows the bound instead of the value. The bounds are the ones the run recorded; runs made before they
-    were recorded (or before the flag was) searched calibration.BOUNDS, the one statement of them."""
-    record = run.metrics.get("calibration") or {}
-    value = temperature(run)
-    if value is None:
-        return None
-    flagged = record.get("temperature_at_bound")
-    if not (at_bound(value) if flagged is None else flagged):
-        return None
-    low, high = record.get("temperature_bounds") or BOUNDS
-    return high if abs(math.log(value / high)) < abs(math.log(value / low)) else low
+    """The search bound the run's temperature fit stopped at, None when its fit is an estimate or it has
+    none (calibration.recorded_bound, the rule predict and export apply too). A fit at its bound is the
+    search's limit, not an estimate, so the report shows the bound instead of the value."""
+    return recorded_bound(run.metrics.get("calibration"))
 
 
 def threshold(run: Run, class_name: str, rule: str) -> float | None:

@@ -94,22 +94,35 @@ def check_writable(results_dir: Path) -> None:
 _CORRUPT: set[Path] = set()  # metrics files already warned about in this process
 
 
+def corruption(path: Path) -> str | None:
+    """What is wrong with an existing metrics.json (cut short by a full disk, a broken copy), None when it
+    is a JSON object."""
+    try:
+        return None if isinstance(read_json(path), dict) else "not a JSON object"
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        return str(error)
+
+
+def incomplete_reason(run_dir: Path) -> str | None:
+    """Why a run directory is not a complete run (is_complete's rule, in words), None when it is."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return "no metrics.json"
+    problem = corruption(path)
+    return None if problem is None else f"its metrics.json is corrupt: {problem}"
+
+
 def is_complete(run_dir: Path) -> bool:
-    """`metrics.json` is written last, so it marks a finished run; one that is not a JSON object (cut short
-    by a full disk, a broken copy) does not: the run is redone, not its resume check failing forever."""
+    """`metrics.json` is written last, so it marks a finished run; one that is not a JSON object does not:
+    the run is redone, not its resume check failing forever."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         return False
-    try:
-        if isinstance(read_json(path), dict):
-            return True
-        problem = "not a JSON object"
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        problem = str(error)
-    if path not in _CORRUPT:  # asked by the sweep's progress, the resume check and a failure record
+    problem = corruption(path)
+    if problem is not None and path not in _CORRUPT:  # asked by the progress, resume check, failure record
         _CORRUPT.add(path)
         log.warning("%s is corrupt (%s): running that run again", path, problem)
-    return False
+    return problem is None
 
 
 def read_metrics(run_dir: Path) -> dict:

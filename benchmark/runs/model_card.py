@@ -6,6 +6,7 @@ import math
 
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
+from benchmark.metrics.calibration import recorded_bound, search_bounds
 from benchmark.metrics.table import BY_KEY
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
@@ -106,11 +107,21 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     if hints:
         found.append(f"{hints} file name or DICOM PatientID match(es) cross the splits: check them in "
                      "audit.csv (different images may share a name).")
-    if (metrics.get("calibration") or {}).get("temperature_at_bound"):
+    if recorded_bound(metrics.get("calibration")) is not None:
         found.append("Temperature scaling hit its search bound: validation predictions carry little signal.")
     found.append("No external validation was part of the run itself: `python -m benchmark.evaluate` scores "
                  "other data into `external/<site>/` and the leaderboard's External validation table.")
     return found
+
+
+def bound_phrase(calibration: dict) -> str:
+    """After the temperature: a fit at its search bound is the search's limit, which predict refuses to
+    apply, so the card must not read as if it were a fitted value to use."""
+    if recorded_bound(calibration) is None:
+        return ":"
+    low, high = search_bounds(calibration)
+    return (f", at the bound of its search [{low:g}, {high:g}]: not an estimate; predict calibrated=true "
+            "refuses it. Applied anyway,")
 
 
 def model_card(metrics: dict, manifest: dict) -> str:
@@ -160,7 +171,8 @@ def model_card(metrics: dict, manifest: dict) -> str:
         f"| ECE | {number(metrics.get('ece'))} |",
         "",
         "## Calibration",
-        f"Temperature {number(calibration.get('temperature'), 2)} fitted on validation: test ECE "
+        f"Temperature {number(calibration.get('temperature'), 2)} fitted on validation"
+        f"{bound_phrase(calibration)} test ECE "
         f"{number(calibration.get('ece_before'))} → {number(calibration.get('ece_after'))}, Brier "
         f"{number(calibration.get('brier_before'))} → {number(calibration.get('brier_after'))}.",
         "",

@@ -122,3 +122,43 @@ def test_a_bad_option_stops_before_any_export(saved_run, tmp_path: Path, capsys,
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and errors[0].startswith(message), err[-2000:]
     assert not (run_dir / "exports").exists()
+
+
+def test_an_export_whose_outputs_are_not_numbers_is_refused(saved_run, tmp_path: Path, capsys, monkeypatch):
+    """NaN > tolerance is False: an ONNX file whose outputs are NaN was published with "passed": true."""
+    from benchmark import export
+
+    def nan_onnx(model, folder: Path, metadata: dict[str, str] | None = None):
+        run, writer = onnx(model, folder, metadata)
+        return (lambda x: run(x) * np.nan), writer
+
+    monkeypatch.setitem(export.EXPORTERS, "onnx", nan_onnx)
+    run_dir = copied_run(saved_run, tmp_path)
+    code, err = export_in_process([f"run={run_dir}", "format=onnx"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err[-2000:]
+    assert "the onnx export gives outputs that are not numbers (NaN) on the run's 9 test images" in errors[0]
+    assert not (run_dir / "exports" / "onnx").exists()
+    assert not export.within_tolerance(float("nan"), 1e-3) and export.within_tolerance(1e-4, 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("calibration", "at_bound", "use"),
+    [
+        ({"temperature": 1.7, "temperature_at_bound": False}, False, "calibrated probabilities = softmax("),
+        ({"temperature": 20.0, "temperature_at_bound": True}, True, "not to be applied: the fit stopped at "
+                                                                    "the bound of its search [0.05, 20]"),
+        ({"temperature": 20.0}, True, "not to be applied"),  # a run made before the flag was recorded
+        (None, None, "none recorded"),  # a run made before calibration was recorded
+    ],
+)
+def test_model_json_says_whether_the_temperature_may_be_applied(saved_run, calibration, at_bound, use):
+    """A temperature predict calibrated=true refuses gets no recipe in model.json, and an older run's is
+    flagged from its value, not left null."""
+    from benchmark.export import model_facts
+
+    run_dir, _ = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics.pop("calibration")
+    facts = model_facts({**metrics, **({"calibration": calibration} if calibration else {})})
+    assert facts["temperature_at_bound"] is at_bound and facts["temperature_use"].startswith(use)

@@ -113,3 +113,17 @@ def test_a_bad_explain_option_stops_before_the_data_is_read(saved_run, capsys, m
     monkeypatch.setattr(explain, "load_test_split", no_loading)
     line = error_of("explain", [f"run={saved_run[0]}", option], capsys)
     assert line.startswith(message), line
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_run_whose_metrics_file_is_corrupt_is_not_complete(saved_run, tmp_path: Path, capsys, name):
+    """As the sweep counts it (layout.is_complete): a metrics.json cut short is no finished run, refused in
+    one line, not read into a traceback."""
+    run_dir, data_root = saved_run
+    copy = tmp_path / "results" / run_dir.relative_to(run_dir.parents[3])
+    shutil.copytree(run_dir, copy)
+    metrics = copy / "metrics.json"
+    metrics.write_text(metrics.read_text()[:300])  # a full disk, a broken copy
+    line = error_of(name, arguments(name, copy, data_root), capsys)
+    assert line.startswith(f"error: run {copy} is not a complete run (its metrics.json is corrupt: "), line
+    assert line.endswith("): train it again with the same options")

@@ -55,3 +55,23 @@ def test_a_fit_stopped_at_either_end_of_its_search_says_so_and_which_search_it_w
         assert record["temperature_bounds"] == list(BOUNDS)
     inside = calibration_record(*overconfident(1000, 0.3, 1), *overconfident(1000, 0.3, 2), ece_bins=15)
     assert BOUNDS[0] < inside["temperature"] < BOUNDS[1] and inside["temperature_at_bound"] is False
+
+
+@pytest.mark.parametrize(
+    ("calibration", "bound"),
+    [
+        ({"temperature": 1.7, "temperature_at_bound": False}, None),
+        ({"temperature": 19.9, "temperature_at_bound": True, "temperature_bounds": [0.05, 20.0]}, 20.0),
+        ({"temperature": 20.0}, BOUNDS[1]),  # a run made before the flag was recorded: from its value
+        ({"temperature": BOUNDS[0]}, BOUNDS[0]),
+        ({"temperature": 3.0}, None),
+        ({"temperature": 20.0, "temperature_at_bound": False}, None),  # the recorded flag decides
+        ({}, None),  # a run made before calibration was recorded
+        (None, None),
+    ],
+)
+def test_the_bound_a_recorded_temperature_stopped_at(calibration, bound):
+    """One rule for predict, export, the model card and the report: the flag, else (older runs) the value."""
+    from benchmark.metrics.calibration import recorded_bound
+
+    assert recorded_bound(calibration) == bound

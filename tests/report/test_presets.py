@@ -101,6 +101,7 @@ def test_a_temperature_at_its_bound_is_shown_as_the_bound_not_averaged(preset_sw
     calibration, cell, found = calibration_of(results)
     assert cell == f"1.50 (1/2 seeds); ≥ {BOUNDS[1]:g} at bound (1/2 seeds)"
     assert "A temperature *at bound* is not an estimate" in calibration
+    assert "which `predict calibrated=true` refuses to apply" in " ".join(calibration.split())
     assert found["temperature"] == pytest.approx(1.5) and found["temperature_seeds_at_bound"] == 1
 
 

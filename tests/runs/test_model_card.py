@@ -1,0 +1,32 @@
+"""MODEL_CARD.md of a real run whose temperature stopped at its search bound: the card says it is no
+estimate and that predict refuses it, for a run with the flag and for one made before the flag."""
+
+import json
+
+import pytest
+
+from benchmark.runs.model_card import model_card
+
+
+@pytest.mark.parametrize("flagged", [True, None])  # None: a run made before the flag was recorded
+def test_a_temperature_at_its_bound_is_said_to_be_no_estimate(saved_run, flagged):
+    run_dir, _ = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    calibration = {**metrics["calibration"], "temperature": 20.0, "temperature_at_bound": flagged}
+    metrics["calibration"] = {key: value for key, value in calibration.items() if value is not None}
+    card = model_card(metrics, manifest)
+    section = card.split("## Calibration")[1].split("##")[0]
+    assert ("Temperature 20.00 fitted on validation, at the bound of its search [0.05, 20]: not an "
+            "estimate; predict calibrated=true refuses it." in section)
+    assert "Temperature scaling hit its search bound" in card.split("## Known limits")[1]
+
+
+def test_a_fitted_temperature_is_stated_plainly(saved_run):
+    run_dir, _ = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    metrics["calibration"] |= {"temperature": 1.7, "temperature_at_bound": False}
+    card = model_card(metrics, manifest)
+    assert "Temperature 1.70 fitted on validation: test ECE" in card
+    assert "at the bound" not in card and "hit its search bound" not in card
