@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 LOADERS = ("synthetic", "folder", "medmnist")
 BAD_IMAGE_ACTIONS = ("skip", "error")
 DECODER_VERSION = 2  # bump when decoding changes what pixels an image gives, so caches are rebuilt
+# The dataset.* settings that decide what `fingerprint` hashes (images, labels, groups, split, decoding;
+# near_duplicate_bits with dedupe=drop); the others (name, path, image_size, group_name, ...) never change it.
+FINGERPRINT_SETTINGS = ("loader", "n_per_class", "size", "seed", "difficulty", "slices_per_patient",
+                        "class_names", "split", "val_fraction", "split_seed", "groups", "group_pattern",
+                        "group_depth", "dedupe", "near_duplicate_bits", "window", "intensity", "resize")
 
 
 def user_path(cfg: DictConfig) -> Path:

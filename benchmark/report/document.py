@@ -30,6 +30,7 @@ from benchmark.report.tables import (
     preset_markdown,
 )
 from benchmark.report.versions import Stale
+from benchmark.runs.layout import ENSEMBLE
 
 WARNING = "> ⚠️"
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
@@ -86,31 +87,40 @@ def version_text(fingerprint: str, classes: Sequence[str]) -> str:
 
 def stale_banners(stale: list[Stale]) -> list[str]:
     """Runs set aside as made on another version of their dataset's data (versions.py), one warning per
-    version: which, why they are not ranked, and what brings them onto the current data."""
+    version: which, why they are not ranked, and what brings them onto the current data. An ensemble is
+    never re-run: building ensembles removes one on another version (ensemble.py), so the remedy says that."""
     found = []
     for group in stale:
         n = len(group.runs)
         runs = f"{n} run{'s' if n > 1 else ''} of `{group.dataset}` {'were' if n > 1 else 'was'} made"
-        them = "them" if n > 1 else "it"
         listed = ", ".join(f"`{run.rel}`" for run in group.runs[:LISTED_RUNS])
         listed += f" and {n - LISTED_RUNS} more" if n > LISTED_RUNS else ""
         current = (
             f"the current data is {version_text(group.current.fingerprint, group.current.classes)}, "
             "that of the most recently finished run"
         )
+        trained = sum(run.metrics.get("backbone") != ENSEMBLE for run in group.runs)
+        them = ("them" if trained > 1 else "it") if trained == n else "each trained run"
+        ensemble = (
+            " An ensemble is not re-run: building ensembles (the report's `ensemble_k=`, or `python -m "
+            "benchmark.ensemble`) removes it, and makes a new one once two rows are on the current data."
+            if trained < n else ""
+        )
         if changed := group.settings_changed:
             found.append(
                 f"{WARNING} **{runs} with other dataset settings** ({', '.join(changed)}; "
                 f"{version_text(group.version.fingerprint, group.version.classes)}; {current}): not ranked, "
                 "pooled, compared or ensembled, since one leaderboard compares runs on one version of the "
-                f"data. Give each data setup its own `dataset.name=` or `results_dir=`. Set aside: {listed}."
+                f"data. Give each data setup its own `dataset.name=` or `results_dir=`.{ensemble} "
+                f"Set aside: {listed}."
             )
         else:
+            rerun = (f" The same command re-runs {them} on the current data (a complete run whose data "
+                     "changed is trained again)." if trained else "")
             found.append(
                 f"{WARNING} **{runs} on another version of the data** "
                 f"({version_text(group.version.fingerprint, group.version.classes)}; {current}): not ranked, "
-                f"pooled, compared or ensembled. The same command re-runs {them} on the current data (a "
-                f"complete run whose data changed is trained again). Set aside: {listed}."
+                f"pooled, compared or ensembled.{rerun}{ensemble} Set aside: {listed}."
             )
     return found
 

@@ -20,6 +20,7 @@ from benchmark.metrics.predictions import predictions_frame
 from benchmark.report.load import collect
 from benchmark.report.paired import NotComparable, Predictions, seed_averaged
 from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
+from benchmark.report.versions import Stale
 from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,17 @@ def retire_old_ensembles(results_dir: Path, dataset: str) -> None:
     """Members change as runs are added: an old ensemble would linger as a second, stale row."""
     for old in ensemble_dirs(results_dir, dataset):
         shutil.rmtree(old)
+
+
+def retire_stale_ensembles(results_dir: Path, stale: list[Stale], dataset: str) -> None:
+    """An ensemble on another version of the data than its dataset's current one is never ranked, and no
+    command re-runs it: it is removed, as a replaced one is, and made again from the current runs once two
+    rows are on them."""
+    for group in stale:
+        for run in group.runs:
+            if group.dataset == dataset and run.metrics.get("backbone") == ENSEMBLE:
+                log.info("removing %s: an ensemble of runs on another version of %s's data", run.rel, dataset)
+                shutil.rmtree(results_dir / run.rel)
 
 
 def members_settings(members: list[Row]) -> Settings:
@@ -104,18 +116,21 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
 
 
 def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, strict: bool = True) -> list[Path]:
-    """One ensemble per dataset (or the named one); a dataset with fewer than 2 candidates is skipped.
+    """One ensemble per dataset (or the named one), its ensemble on another version of
+    the data removed first (versions.py); a dataset with fewer than 2 candidates then has none.
 
     `strict=False` (the report's option) turns members tested on different images into a warning.
     """
     if k < 2:
         raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
-    rows = group_rows(collect(results_dir).runs)  # members among the rows chosen on validation
+    collection = collect(results_dir)
+    rows = group_rows(collection.runs)  # members among the rows chosen on validation
     if dataset is not None and dataset not in rows:
         raise BenchmarkError(f"dataset={dataset} has no complete runs under {results_dir}/runs: "
                              f"choose one of {', '.join(sorted(rows)) or '(none)'}")
     written = []
     for name in [dataset] if dataset else sorted(rows):
+        retire_stale_ensembles(results_dir, collection.stale, name)
         members = select_members(choose_on_validation(rows[name])[0], k)
         if len(members) < 2:
             log.warning("no ensemble for %s: fewer than 2 rows with a validation loss", name)

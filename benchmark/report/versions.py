@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
+from benchmark.data import FINGERPRINT_SETTINGS
 from benchmark.runs.layout import ENSEMBLE
 
 if TYPE_CHECKING:
@@ -45,8 +46,8 @@ class Stale:
 
     @property
     def settings_changed(self) -> list[str]:
-        """The dataset.* settings that differ from the current version's run (e.g. another split seed):
-        empty when they agree or are unknown, i.e. the data itself changed on disk."""
+        """The dataset.* settings of the data that differ from the current version's run (e.g. another split
+        seed): empty when they agree or are unknown, i.e. the data itself changed on disk."""
         return changed_settings(self.version.settings, self.current.settings)
 
 
@@ -83,23 +84,15 @@ def dataset_settings(run: Run, results_dir: Path) -> dict | None:
     return settings if isinstance(settings, dict) else None
 
 
-def flat(settings: dict, prefix: str = "dataset") -> dict[str, object]:
-    found: dict[str, object] = {}
-    for key, value in settings.items():
-        name = f"{prefix}.{key}"
-        found |= flat(value, name) if isinstance(value, dict) else {name: value}
-    return found
-
-
 def changed_settings(old: dict | None, new: dict | None) -> list[str]:
-    """`dataset.split_seed=1 (now 0)` for each setting that differs; empty when either is unknown."""
+    """`dataset.split_seed=1 (now 0)` for each setting that feeds the fingerprint and differs (another
+    dataset.path or image_size leaves the data as it is, so cannot be why); empty when either is unknown."""
     if old is None or new is None:
         return []
-    before, after = flat(old), flat(new)
     return [
-        f"{key}={before.get(key)} (now {after.get(key)})"
-        for key in sorted(set(before) | set(after))
-        if before.get(key) != after.get(key)
+        f"dataset.{key}={old.get(key)} (now {new.get(key)})"
+        for key in FINGERPRINT_SETTINGS
+        if old.get(key) != new.get(key)
     ]
 
 
@@ -134,5 +127,7 @@ def current_data(runs: list[Run], results_dir: Path) -> tuple[list[Run], list[St
     for (dataset, found), members in sorted(others.items()):
         reference = newest[dataset]
         current = version_of(reference, str(fingerprints[reference.rel]), results_dir)
-        stale.append(Stale(dataset, version_of(members[0], found, results_dir), current, tuple(members)))
+        # an ensemble's config.yaml names its members, not the dataset.* settings
+        trained = next((run for run in members if run.metrics.get("backbone") != ENSEMBLE), members[0])
+        stale.append(Stale(dataset, version_of(trained, found, results_dir), current, tuple(members)))
     return kept, stale

@@ -385,3 +385,45 @@ def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg
     markdown = (results / "leaderboard.md").read_text()
     assert "another version of the data" not in markdown
     assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "2")]
+
+
+def test_data_changed_in_a_moved_folder_is_another_version_not_another_setting(tiny_cfg, tmp_path):
+    """Real runs: seed 0 on a folder, then the folder copied elsewhere, a class renamed there and seed 1 run
+    on the copy. dataset.path says where the data is, not what it is: the page says the data changed and
+    that re-running brings the seed onto it, not that the setup needs a dataset.name of its own."""
+    from benchmark.runs.pipeline import run
+
+    data, moved, results = tmp_path / "disk1" / "lungs", tmp_path / "disk2" / "lungs", tmp_path / "results"
+    write_images(data, ("alpha", "beta", "gamma"))
+    run(tiny_cfg("dataset=folder", f"dataset.path={data}", synthetic=False))
+    shutil.copytree(data, moved)
+    (moved / "gamma").rename(moved / "zeta")
+    run(tiny_cfg("dataset=folder", f"dataset.path={moved}", "seed=1", synthetic=False))
+    build_report(report_config(results))
+    top = (results / "leaderboard.md").read_text().split("## lungs", 1)[0]
+    assert "⚠️ **1 run of `lungs` was made on another version of the data** (fingerprint " in top
+    assert "The same command re-runs it on the current data" in top
+    assert "other dataset settings" not in top and "dataset.path" not in top
+
+
+def test_an_ensemble_on_another_split_is_never_said_to_be_re_run_and_is_removed_by_the_next_build(
+    tiny_sweep, tiny_cfg, tmp_path
+):
+    """Real runs: the sweep's ensemble, then a run on another split, now the current data with one row (no
+    ensemble of it). The old ensemble is set aside with its members' settings (its own config.yaml names
+    none) and a remedy that holds for an ensemble; building ensembles removes it."""
+    from benchmark.report.ensemble import build_ensembles
+    from benchmark.runs.pipeline import run
+
+    results = tiny_sweep.copy_to(tmp_path).root / "results"
+    (ensemble,) = build_ensembles(results, k=2)
+    run(tiny_cfg("dataset.split_seed=1", "seed=5"))
+    build_report(report_config(results))  # ensemble_k=0: no ensemble is built, the old one is set aside
+    top = (results / "leaderboard.md").read_text().split("## synthetic", 1)[0]
+    said = "⚠️ **5 runs of `synthetic` were made with other dataset settings** (dataset.split_seed=0 (now 1);"
+    assert said in top and f"`{ensemble.relative_to(results).as_posix()}`" in top
+    assert "An ensemble is not re-run: building ensembles" in top and "re-runs" not in top
+    build_report(report_config(results, "ensemble_k=2"))  # one current row: no new ensemble
+    top = (results / "leaderboard.md").read_text().split("## synthetic", 1)[0]
+    assert not ensemble.exists() and "/ensemble/" not in top and "An ensemble is not re-run" not in top
+    assert "⚠️ **4 runs of `synthetic` were made with other dataset settings** (dataset.split_seed=0" in top
