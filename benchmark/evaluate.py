@@ -220,13 +220,12 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     model = cli.load_model(run_dir)
     probabilities = model.predict(pixels.astype(np.float32), batch_size=cfg.batch_size, verbose=0)
     classes = list(metrics["classes"])
-    absent = [c for i, c in enumerate(classes) if not (labels == i).any()]
-    if absent:
-        log.warning("no images of class(es) %s at %s: macro averages over classes (macro-AUROC, macro-F1) "
-                    "are undefined there; accuracy and the per-class metrics of the others are in "
-                    "metrics.json", ", ".join(absent), cfg.name or dataset_name(dataset_cfg))
     scores = evaluate(labels, probabilities, classes, Settings.from_config(run_cfg.evaluate), groups=groups)
     name = cfg.name or dataset_name(dataset_cfg)
+    if scores["absent_classes"]:
+        log.warning("no images of class(es) %s at %s: macro averages over classes (macro-AUROC, macro-F1) "
+                    "are undefined there; accuracy and the per-class metrics of the others are in "
+                    "metrics.json", ", ".join(scores["absent_classes"]), name)
     folder = run_dir / "external" / str(name)
     write_json(folder / "metrics.json", {
         "site": str(name),
@@ -235,7 +234,6 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
         "synthetic_data": other.synthetic,
         "split_by": other.group_name or "image",
         "dataset_config": OmegaConf.to_container(dataset_cfg, resolve=True),
-        "absent_classes": absent,
         "images_in_run_data": repeated,
         "run_data_copies": record,
         **scores,

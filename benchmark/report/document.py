@@ -29,7 +29,7 @@ from benchmark.report.tables import (
     pivot_table,
     preset_markdown,
 )
-from benchmark.report.versions import Stale
+from benchmark.report.versions import Stale, fingerprint_of
 from benchmark.runs.layout import ENSEMBLE
 
 WARNING = "> ⚠️"
@@ -166,7 +166,8 @@ def dataset_facts(rows: list[Row]) -> str:
     splits = unique(
         [" / ".join(f"{k} {v}" for k, v in (run.metrics.get("split_sizes") or {}).items()) for run in runs]
     )
-    fingerprints = unique([data_fingerprint(run) for run in runs])
+    by_rel = {run.rel: run for run in runs}
+    fingerprints = unique([fingerprint_of(run, by_rel) for run in runs])
     tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
     sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
     described = "; ".join(f"{n} images" + (f", {g} groups" if g else "") for n, g in sizes) or "unknown"
@@ -182,11 +183,6 @@ def dataset_facts(rows: list[Row]) -> str:
     if skipped:
         lines.append(f"- {skipped} unreadable image file(s) skipped (listed in each run's manifest.json)")
     return "\n".join(lines + duplicate_warnings(runs))
-
-
-def data_fingerprint(run: Run) -> str | None:
-    """The run's data fingerprint as metrics.json records it (manifest.json for older runs)."""
-    return run.metrics.get("dataset_fingerprint") or (run.manifest.get("dataset") or {}).get("fingerprint")
 
 
 def mixed_data_warning(rows: list[Row]) -> list[str]:
