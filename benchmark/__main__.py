@@ -98,11 +98,15 @@ def search_cell(cfg: DictConfig) -> float | None:
     if not in_sweep():
         or_fail(lambda: check_search(cfg), debug=cfg.debug)
         return or_fail(lambda: search(cfg, pipeline_run(cfg)), debug=cfg.debug)
-    try:
+    try:  # refused before any data: such a cell never runs its study, so its record names none
         check_search(cfg)
-        return search(cfg, pipeline_run(cfg))
+        run = pipeline_run(cfg)
     except Exception as error:
-        try:
+        return failed_cell(cfg, error)
+    try:
+        return search(cfg, run)
+    except Exception as error:
+        try:  # names the data's version: loads the data (once per process) if the study did not
             study = study_name(cfg)
         except Exception:  # a config too broken to name its study: the failure is still recorded
             study = None

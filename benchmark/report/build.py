@@ -29,10 +29,16 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def load(results_dir: Path) -> Collection:
-    """Every run directory, sorted; no complete run at all is the user's to fix, so say how."""
+    """Every run directory, sorted; failed runs and runs set aside as on old data are logged here, once per
+    report; no complete run at all is the user's to fix, so say how."""
     found = collect(results_dir)
     for failure in found.failed:
         log.warning("failed run %s: %s: %s", failure.rel, failure.error_type, failure.error)
+    for stale in found.stale:
+        log.warning(
+            "%d run(s) of %s on another version of the data (fingerprint %s, now %s): not ranked",
+            len(stale.runs), stale.dataset, stale.version.fingerprint, stale.current.fingerprint,
+        )
     if not found.runs:
         raise BenchmarkError(
             f"no complete runs under {runs_root(results_dir)}: "

@@ -541,7 +541,7 @@ def document(
     if external := external_section(every_row, results_dir, cfg.primary_metric, cfg.digits):
         parts += ["## External validation", external]
     if summaries := search_summaries(results_dir):
-        parts += ["## Hyperparameter searches", searches_section(summaries, results_dir, cfg.digits)]
+        parts += ["## Hyperparameter searches", searches_section(summaries, collection.runs, cfg.digits)]
     parts += ["## Failed runs", failed_section(collection.failed)]
     parts += ["## Skipped / incomplete run directories", skipped_section(collection.skipped)]
     return "\n\n".join(parts) + "\n"

@@ -68,7 +68,8 @@ class Collection:
 def collect(results_dir: Path) -> Collection:
     """Sort every run directory into complete, failed and skipped (with the reason logged), and set aside
     complete runs made on another version of their dataset's data (versions.py): nothing that reads runs
-    through here (the leaderboard, the ensemble, the sweep's Grad-CAM maps) can pool or compare them."""
+    through here (the leaderboard, the ensemble, the sweep's Grad-CAM maps) can pool or compare them.
+    Quiet about those: a report collects two or three times, and says so once (build.load)."""
     found = Collection()
     for path in run_dirs(results_dir):
         rel = path.relative_to(results_dir).as_posix()
@@ -85,11 +86,6 @@ def collect(results_dir: Path) -> Collection:
             log.warning("skipping %s: %s", rel, error)
             found.skipped.append(Skipped(rel, str(error)))
     found.runs, found.stale = current_data(found.runs, results_dir)
-    for stale in found.stale:
-        log.warning(
-            "%d run(s) of %s on another version of the data (fingerprint %s, now %s): not ranked",
-            len(stale.runs), stale.dataset, stale.version.fingerprint, stale.current.fingerprint,
-        )
     return found
 
 
@@ -212,14 +208,20 @@ def read_failure(path: Path, rel: str) -> Failure:
 
 
 def made_good(path: Path, results_dir: Path) -> bool:
-    """A search cell's failure (its study held by another process) whose study has since finished with a
-    best trial: that process may remove the record (search.forget_failure) before this one writes it."""
-    study = read_json(path / "failed.json").get("study")
+    """A search cell's failure (its study held by another process) whose study has since finished all
+    the trials the cell asked for, with a best one: that process may remove the record
+    (search.forget_failure) before this one writes it. A summary with a best trial alone is not enough:
+    it is written after every trial, so a study whose later trial failed has one too."""
+    record = read_json(path / "failed.json")
+    study, wanted = record.get("study"), record.get("n_trials")
     try:
         result = json.loads((results_dir / "search" / f"{study}.json").read_text()) if study else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(result, dict) and bool(result.get("best"))
+    if not (isinstance(result, dict) and result.get("best") and result.get("finished") is True):
+        return False  # summaries written before `finished` was recorded cannot tell
+    target = result.get("target_trials")
+    return is_number(target) and (not is_number(wanted) or target >= wanted)
 
 
 def number(metrics: dict, key: str) -> float:

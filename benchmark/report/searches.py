@@ -1,7 +1,12 @@
-"""The "Hyperparameter searches" table: each Optuna study's best configuration, as chosen on validation."""
+"""The "Hyperparameter searches" table: each Optuna study's best configuration, as chosen on validation,
+for the studies on the data the leaderboard ranks (versions.py)."""
 
 import json
+import re
 from pathlib import Path
+
+from benchmark.report.load import Run
+from benchmark.report.versions import fingerprint_of
 
 
 def search_summaries(results_dir: Path) -> list[dict]:
@@ -9,36 +14,75 @@ def search_summaries(results_dir: Path) -> list[dict]:
     found = []
     for path in sorted((results_dir / "search").glob("*.json")):
         try:
-            found.append(json.loads(path.read_text()))
+            study = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if isinstance(study, dict) and "study" in study:
+            found.append(study)
     return found
 
 
-def searches_section(summaries: list[dict], results_dir: Path, digits: int) -> str:
-    """One line per study: trials finished of all, the best validation value and its parameters, and a
-    link to its run (which the leaderboard lists among the backbone's configurations)."""
-    lines = [
+def run_key(run_dir: str | Path) -> tuple[str, ...]:
+    """A run directory by its dataset, backbone and name: a study records it as the search saw it
+    (relative to where it ran, or absolute), the report as relative to its results_dir."""
+    return Path(run_dir).parts[-3:]
+
+
+def data_of(study: dict) -> str | None:
+    """The fingerprint (or its prefix) of the data the study searched on: recorded in its summary, else
+    the end of its name (`-data<prefix>`); None for a study named before the data's version was."""
+    found = re.search(r"-data([0-9a-f]{8})$", str(study.get("study")))
+    return study.get("data_fingerprint") or (found.group(1) if found else None)
+
+
+def is_current(study: dict, current: dict[tuple[str, ...], str | None], names: set[str]) -> bool:
+    """Whether the study searched the data the page ranks: its best run is one of the page's runs
+    (versions.py) and still on the study's data (not retrained in place on new data); a study without a
+    best run, when its data is current. A study named before its data's version was counts while no
+    successor (its name ending in `-data<prefix>`) exists."""
+    version = data_of(study)
+    if version is None and any(name.startswith(f"{study.get('study')}-data") for name in names):
+        return False
+    best = study.get("best") or {}
+    if not best.get("run_dir"):
+        return version is not None and any((found or "").startswith(version) for found in current.values())
+    key = run_key(best["run_dir"])
+    return key in current and (version is None or (current[key] or "").startswith(version))
+
+
+def searches_section(summaries: list[dict], runs: list[Run], digits: int) -> str:
+    """One line per current study: trials finished of all, the best validation value and its parameters,
+    and a link to its run (which the leaderboard lists among the backbone's configurations). The others
+    are named in one line: their trials are not on this page."""
+    by_rel = {run.rel: run for run in runs}
+    current = {run_key(run.rel): fingerprint_of(run, by_rel) for run in runs}
+    rels = {run_key(run.rel): run.rel for run in runs}
+    names = {str(study.get("study")) for study in summaries}
+    rows, others = [], []
+    for study in summaries:
+        if not is_current(study, current, names):
+            others.append(f"`{study.get('study')}`")
+            continue
+        best = study.get("best")
+        if best:
+            params = ", ".join(f"{key}={format_value(value)}" for key, value in best["params"].items())
+            rel = rels[run_key(best["run_dir"])]
+            link, value = f"[{Path(rel).name}]({rel})", f"{best['value']:.{digits}f}"
+        else:
+            params, link, value = "—", "—", "—"
+        rows.append(f"| {study['study']} | {study['n_complete']} / {study['n_trials']} "
+                    f"| {study['metric']}, {study.get('direction', 'maximize')} "
+                    f"| {value} | {params} | {link} |")
+    table = "\n".join([
         "Each study optimised a validation metric of its backbone (never a test metric); its trials are "
         "ordinary runs, listed under *All configurations* of their dataset.",
         "",
         "| study | trials finished / run | metric (validation), direction | best | parameters | run |",
         "|---|---|---|---|---|---|",
-    ]
-    for study in summaries:
-        best = study.get("best")
-        if best:
-            params = ", ".join(f"{key}={format_value(value)}" for key, value in best["params"].items())
-            run = Path(best["run_dir"] or "")
-            link = f"[{run.name}]({run.relative_to(results_dir.resolve()).as_posix()})" if run.is_relative_to(
-                results_dir.resolve()) else str(run)
-            value = f"{best['value']:.{digits}f}"
-        else:
-            params, link, value = "—", "—", "—"
-        lines.append(f"| {study['study']} | {study['n_complete']} / {study['n_trials']} "
-                     f"| {study['metric']}, {study.get('direction', 'maximize')} "
-                     f"| {value} | {params} | {link} |")
-    return "\n".join(lines)
+        *rows,
+    ]) if rows else ""
+    note = f"Not listed, on another version of the data (not current): {', '.join(others)}." if others else ""
+    return "\n\n".join(part for part in (table, note) if part)
 
 
 def format_value(value: object) -> str:

@@ -360,7 +360,8 @@ def publish_run(
 
 def record_failure(cfg: DictConfig, error: BaseException, study: str | None = None) -> Path | None:
     """Write `failed.json` into the cell's run directory, unless that run is complete (never touch it).
-    `study`: a search cell's study, so that the study finishing later removes the record (search.py)."""
+    `study`: a search cell's study, so that the study finishing later removes the record (search.py);
+    with the number of trials the cell asked for, which a study finished with fewer does not make good."""
     try:
         identity = resolve(cfg)
     except Exception:  # the config itself is unusable: nothing to file the failure under
@@ -378,7 +379,7 @@ def record_failure(cfg: DictConfig, error: BaseException, study: str | None = No
             "error": str(error),
             "traceback": traceback.format_exc(),
             "time": provenance.now(),
-            **({"study": study} if study else {}),
+            **({"study": study, "n_trials": cfg.hparams_search.n_trials} if study else {}),
         },
     )
     return identity.run_dir

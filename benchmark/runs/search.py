@@ -33,12 +33,17 @@ def space_digest(space) -> str:
     return digest(OmegaConf.to_container(space), length=6)
 
 
-def data_version(cfg: DictConfig) -> str:
-    """The first characters of the loaded dataset's fingerprint (its files' content, labels and splits),
-    as runs record it; loaded once per process for a sweep's cells (resume.dataset_of)."""
+def data_fingerprint(cfg: DictConfig) -> str:
+    """The loaded dataset's fingerprint (its files' content, labels and splits), as runs record it; loaded
+    once per process for a sweep's cells (resume.dataset_of)."""
     from benchmark.runs.resume import dataset_of  # imports TensorFlow: after check_search's refusals
 
-    return dataset_of(cfg).fingerprint[:8]
+    return dataset_of(cfg).fingerprint
+
+
+def data_version(cfg: DictConfig) -> str:
+    """The first characters of the data's fingerprint, which end the study's name."""
+    return data_fingerprint(cfg)[:8]
 
 
 def study_name(cfg: DictConfig) -> str:
@@ -75,8 +80,14 @@ def with_values(cfg: DictConfig, values: dict) -> DictConfig:
     return trial_cfg
 
 
-def summary(study, metric: str) -> dict:
-    """What the report shows: every trial and the best finished one (the run directory of each)."""
+DONE = ("COMPLETE", "FAIL", "PRUNED")  # trial states the study does not run again
+
+
+def summary(study, metric: str, n_trials: int, data: str | None = None) -> dict:
+    """What the report shows: every trial and the best finished one (the run directory of each). Written
+    after every trial, so it also says whether the study is `finished` (its `target_trials` all done:
+    the report trusts a finished study over a failure its cell recorded) and the fingerprint of the data
+    it searched on (the report lists a study only on the data it ranks)."""
     trials = [
         {"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
          "run_dir": t.user_attrs.get("run_dir")}
@@ -89,11 +100,22 @@ def summary(study, metric: str) -> dict:
         "study": study.study_name,
         "metric": metric,
         "direction": direction,
+        "data_fingerprint": data,
+        "target_trials": n_trials,
+        "finished": len(trials) >= n_trials and all(t["state"] in DONE for t in trials),
         "n_trials": len(trials),
         "n_complete": len(finished),
         "best": best(finished, key=lambda t: t["value"]) if finished else None,
         "trials": trials,
     }
+
+
+def write_summary(study, cfg: DictConfig) -> dict:
+    """<results_dir>/search/<study>.json, as it stands now."""
+    spec = cfg.hparams_search
+    result = summary(study, spec.metric, spec.n_trials, data_fingerprint(cfg))
+    write_json(Path(cfg.results_dir) / "search" / f"{study.study_name}.json", result)
+    return result
 
 
 def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
@@ -132,27 +154,28 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
             evaluate(optuna.trial.Trial(study, frozen._trial_id), study, cfg, run)
         while len(study.trials) < spec.n_trials:
             evaluate(study.ask(), study, cfg, run)
-        result = summary(study, spec.metric)
-        write_json(folder / f"{name}.json", result)
+        result = write_summary(study, cfg)
     if not result["best"]:
         raise BenchmarkError(f"study {name}: no trial finished (see the failed runs in the log)")
-    forget_failure(resolve(cfg).run_dir, name)
+    forget_failure(resolve(cfg).run_dir, name, spec.n_trials)
     best = result["best"]
     log.info("study %s: best %s %.4f with %s (%s)", name, spec.metric, best["value"], best["params"],
              best["run_dir"])
     return float(best["value"])
 
 
-def forget_failure(run_dir: Path, study: str) -> None:
+def forget_failure(run_dir: Path, study: str, n_trials: int) -> None:
     """Remove the failed.json a sweep recorded for this study (held by another process, say) once it has
-    finished, and the folder it alone made: the report would list it as failed long after."""
+    finished as many trials as that cell asked for, and the folder it alone made: the report would list
+    it as failed long after."""
     record = run_dir / "failed.json"
     try:
-        if json.loads(record.read_text()).get("study") != study:
-            return  # none, or an ordinary run's failure of this configuration
+        failed = json.loads(record.read_text())
+        if failed.get("study") != study or failed.get("n_trials", 0) > n_trials:
+            return  # none, an ordinary run's failure of this configuration, or a cell that asked for more
         record.unlink()
         run_dir.rmdir()  # only when the record was all it held
-    except (OSError, ValueError):
+    except (OSError, ValueError, TypeError, AttributeError):  # unreadable, or not a record of ours
         return
 
 
@@ -171,11 +194,9 @@ def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict]) -
         raise
     except Exception as error:  # out of memory, a diverged run: the trial failed, the study goes on
         log.error("study %s: trial %d failed: %s", study.study_name, trial.number, error)
+        value = math.nan
+    if math.isnan(value):  # also e.g. a validation split without every class: no AUROC
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
-    if math.isnan(value):  # e.g. a validation split without every class: no AUROC
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return
-    study.tell(trial, value)
-    write_json(Path(cfg.results_dir) / "search" / f"{study.study_name}.json",
-               summary(study, cfg.hparams_search.metric))
+    else:
+        study.tell(trial, value)
+    write_summary(study, cfg)

@@ -1,6 +1,7 @@
 """`python -m benchmark.report` on real run directories made once by a real tiny multirun of the benchmark."""
 
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -354,9 +355,10 @@ def write_images(folder: Path, classes: tuple[str, ...], seed: int = 0) -> None:
             Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(folder / name / f"{i}.png")
 
 
-def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg, tmp_path):
+def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg, tmp_path, caplog):
     """Real runs: seed 0 on classes alpha/beta/gamma, then gamma renamed and seed 1 run. The leaderboard
-    ranks seed 1 alone and names seed 0; the same command then re-runs seed 0 on the current data."""
+    ranks seed 1 alone and names seed 0 (logged once, though the ensemble reads the runs too); the same
+    command then re-runs seed 0 on the current data."""
     from benchmark.runs.pipeline import run
 
     data, results = tmp_path / "lungs", tmp_path / "results"
@@ -365,7 +367,12 @@ def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg
     old = run(tiny_cfg(*folder, synthetic=False))
     (data / "gamma").rename(data / "zeta")
     new = run(tiny_cfg(*folder, "seed=1", synthetic=False))
-    build_report(report_config(results))
+    with caplog.at_level(logging.WARNING):
+        build_report(report_config(results, "ensemble_k=2"))
+    assert [r.getMessage() for r in caplog.records if "not ranked" in r.getMessage()] == [
+        f"1 run(s) of lungs on another version of the data (fingerprint {old['dataset_fingerprint']}, "
+        f"now {new['dataset_fingerprint']}): not ranked"
+    ]
     markdown = (results / "leaderboard.md").read_text()
     top = markdown.split("## lungs", 1)[0]
     (seed0,) = (results / "runs" / "lungs" / "mobilenetv2").glob("seed0-*")

@@ -31,7 +31,7 @@ def test_the_best_trial_follows_the_metrics_direction(metric: str):
     study = optuna.create_study(direction=VALIDATION_METRICS[metric])
     for value in (0.7, 0.2, 0.9):
         study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
-    chosen = summary(study, metric)
+    chosen = summary(study, metric, 3)
     assert chosen["direction"] == VALIDATION_METRICS[metric]
     assert chosen["best"]["value"] == (0.9 if VALIDATION_METRICS[metric] == "maximize" else 0.2)
 
@@ -209,31 +209,75 @@ def test_debug_shows_the_traceback_of_search_settings_refused_for_every_cell(tmp
 
 
 def failed_search_cell(results: Path, study: str) -> Path:
-    """The failed.json a sweep writes for a search cell refused its study's lock."""
+    """The failed.json a sweep writes for a search cell (n_trials=2) refused its study's lock."""
     run_dir = results / "runs" / "synthetic" / "mobilenetv2" / "seed0-0123abcd"
     run_dir.mkdir(parents=True)
     (run_dir / "failed.json").write_text(json.dumps({
         "backbone": "mobilenetv2", "dataset": "synthetic", "seed": 0, "config_hash": "0123abcd",
         "error_type": "BenchmarkError", "error": f"study {study} is being run by another process",
-        "study": study}))
+        "study": study, "n_trials": 2}))
     return run_dir
 
 
-@pytest.mark.parametrize(("best", "listed"), [({"value": 0.9}, False), (None, True)])
-def test_a_refused_search_cell_whose_study_finished_is_not_listed_as_failed(tmp_path: Path, best, listed):
+@pytest.mark.parametrize(("result", "listed"), [
+    ({"best": {"value": 0.9}, "finished": True, "target_trials": 2}, False),
+    ({"best": None, "finished": True, "target_trials": 2}, True),
+    ({"best": {"value": 0.9}, "finished": False, "target_trials": 2}, True),  # a later trial failed
+    ({"best": {"value": 0.9}}, True),  # written before `finished` was: cannot tell
+    ({"best": {"value": 0.9}, "finished": True, "target_trials": 1}, True),  # fewer than the cell asked
+])
+def test_a_refused_search_cell_whose_study_finished_is_not_listed_as_failed(tmp_path: Path, result, listed):
     """The process that finished the study removes the record (forget_failure), but the refused process
-    may write it just after: the report trusts the study's result, a finished study with a best trial."""
+    may write it just after: the report trusts the study's result, a study finished with a best trial."""
     results = tmp_path / "results"
     failed_search_cell(results, "head-s")
     (results / "search").mkdir()
-    (results / "search" / "head-s.json").write_text(json.dumps({"study": "head-s", "best": best}))
+    (results / "search" / "head-s.json").write_text(json.dumps({"study": "head-s", **result}))
     assert [failure.backbone for failure in collect(results).failed] == (["mobilenetv2"] if listed else [])
     assert not collect(results).skipped
+
+
+def test_a_study_whose_trial_failed_after_good_ones_does_not_hide_the_cells_failure(tmp_path: Path):
+    """Trials 1-3 of 4 complete, trial 4 raises a BenchmarkError (left RUNNING, the cell recorded failed):
+    the summary written after trial 3 has a best trial, but the study is not finished."""
+    optuna = pytest.importorskip("optuna")
+    results = tmp_path / "results"
+    (results / "search").mkdir(parents=True)
+    study = optuna.create_study(study_name="head-s", direction="maximize")
+    for value in (0.7, 0.8, 0.6):  # the cell asked for 2 trials: this study's 4 are more than enough
+        study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    failing = study.ask()
+
+    def written() -> dict:
+        result = summary(study, "val_macro_auroc", 4, "f" * 16)
+        (results / "search" / "head-s.json").write_text(json.dumps(result))
+        return result
+
+    assert written()["best"]["value"] == 0.8 and not written()["finished"]
+    failed_search_cell(results, "head-s")
+    assert [failure.backbone for failure in collect(results).failed] == ["mobilenetv2"]
+    study.tell(failing, 0.5)  # the study run again to its end: the failure is made good
+    assert written()["finished"] and written()["target_trials"] == 4
+    assert collect(results).failed == []
 
 
 def test_a_refused_search_cell_without_a_study_result_is_listed_as_failed(tmp_path: Path):
     failed_search_cell(tmp_path / "results", "head-s")
     assert len(collect(tmp_path / "results").failed) == 1
+
+
+def test_a_search_cell_refused_before_its_study_does_not_load_the_data(tmp_path: Path):
+    """The frozen cell's search is refused by check_search, the finetune cell's batch size by
+    check_training: neither can run its study, so neither is named (naming it loads the data)."""
+    pytest.importorskip("optuna")
+    result = run_cli(["--multirun", "hparams_search=finetune", "train=frozen,finetune", "train.batch_size=0",
+                      *tiny_overrides(tmp_path)])
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    assert "sweep finished: 0/2 cells complete" in log and "which train=frozen does not have" in log
+    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").rglob("failed.json")]
+    assert len(records) == 2 and not any("study" in record for record in records)
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_search_of_a_folder_whose_images_changed_is_another_study(tmp_path: Path):
@@ -259,3 +303,13 @@ def test_a_search_of_a_folder_whose_images_changed_is_another_study(tmp_path: Pa
     studies = [json.loads(p.read_text()) for p in (tmp_path / "results" / "search").glob("*.json")]
     assert len(studies) == 2 and [s["n_complete"] for s in studies] == [1, 1]
     assert len({s["study"].rsplit("-data", 1)[0] for s in studies}) == 1  # only the data's version differs
+    assert all(s["finished"] and s["target_trials"] == 1 for s in studies)
+    old, new = sorted(studies, key=lambda s: s["study"] in again.stdout + again.stderr)
+    assert old["data_fingerprint"] != new["data_fingerprint"]
+    assert all(s["study"].endswith(f"-data{s['data_fingerprint'][:8]}") for s in studies)
+    report = run_cli([f"results_dir={tmp_path / 'results'}"], module="benchmark.report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    searches = (tmp_path / "results" / "leaderboard.md").read_text().split("## Hyperparameter searches\n")[1]
+    searches = searches.split("\n## ", 1)[0]
+    assert f"| {new['study']} | 1 / 1 |" in searches and f"| {old['study']} |" not in searches
+    assert f"Not listed, on another version of the data (not current): `{old['study']}`." in searches
