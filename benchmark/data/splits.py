@@ -6,7 +6,7 @@ Without groups every image is split on its own (`split_off`, `stratified_three_w
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -103,17 +103,19 @@ def group_split_off(
     seed: int,
     what: str,
     class_names: Sequence[str],
+    then_split: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split-off) with about `fraction` of the images split off, whole groups only.
 
     One fold of sklearn's StratifiedGroupKFold (n_splits = round(1/fraction), shuffled by `seed`): no
     group lands on both sides, and the class mix is kept as far as the groups allow. Which fold is
     `best_fold`'s choice: sklearn's first fold, unless it leaves a class out of a side although another
-    fold of the same seed would have given it one of the class's groups.
+    fold of the same seed would have given it one of the class's groups. `then_split`: the fraction the
+    kept side is split by next (val off the rest after test); a fold whose rest cannot be is avoided.
     """
     if not 0 < fraction < 1:
         raise BenchmarkError(f"the {what} fraction {fraction} must lie between 0 and 1")
-    n_splits = max(2, round(1 / fraction))
+    n_splits = fold_count(fraction)
     labels = np.asarray(labels)
     group_array = np.asarray(groups)
     n_groups = len(np.unique(group_array))
@@ -127,8 +129,15 @@ def group_split_off(
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
-        folds = list(splitter.split(np.zeros(len(labels)), labels, group_array))
-    kept, taken = best_fold(folds, labels, fraction)
+        try:
+            folds = list(splitter.split(np.zeros(len(labels)), labels, group_array))
+        except ValueError as error:  # e.g. every class has fewer images than there are folds
+            raise BenchmarkError(
+                f"cannot split off a {what} set of {fraction:.0%} by group ({error}): add patients, or "
+                "provide the split as train/ val/ test/ folders"
+            ) from None
+    usable = (lambda kept: splittable(labels[kept], group_array[kept], then_split)) if then_split else None
+    kept, taken = best_fold(folds, labels, fraction, usable)
     for side, rows in ((what, taken), (f"the rest after the {what} set", kept)):
         missing = sorted(set(labels.tolist()) - set(labels[rows].tolist()))
         if missing:
@@ -152,18 +161,35 @@ def missing_classes(labels: np.ndarray, kept: np.ndarray, taken: np.ndarray) -> 
     return sum(len(np.setdiff1d(present, labels[side])) for side in (kept, taken))
 
 
-def best_fold(
-    folds: Sequence[tuple[np.ndarray, np.ndarray]], labels: np.ndarray, fraction: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (kept, taken) fold with the fewest classes missing from either side; of those sklearn's
-    first fold when it is one, else the one whose split-off share is closest to `fraction`, then the
-    earliest. A class missing from test cannot be scored at all, so coverage comes first; but where
-    the first fold covers every class it stays, because the split, and with it the data fingerprint
-    every run, cache and study name depends on, is then the one earlier versions made."""
+def fold_count(fraction: float) -> int:
+    return max(2, round(1 / fraction))
 
-    def cost(k: int) -> tuple[int, bool, float, int]:
+
+def splittable(labels: np.ndarray, groups: np.ndarray, fraction: float) -> bool:
+    """Whether sklearn's StratifiedGroupKFold can split these images again by `fraction`: at least as
+    many groups as folds, and some class with at least as many images as folds."""
+    folds = fold_count(fraction)
+    return len(np.unique(groups)) >= folds and np.bincount(labels).max() >= folds
+
+
+def best_fold(
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    fraction: float,
+    usable: Callable[[np.ndarray], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (kept, taken) fold whose kept side can be split next (`usable`), then with the fewest classes
+    missing from either side; of those sklearn's first fold when it is one, else the one whose split-off
+    share is closest to `fraction`, then the earliest. A class missing from test cannot be scored at
+    all, so coverage comes before size; but where the first fold covers every class it stays, because
+    the split, and with it the data fingerprint every run, cache and study name depends on, is then the
+    one earlier versions made."""
+
+    def cost(k: int) -> tuple[bool, int, bool, float, int]:
         kept, taken = folds[k]
-        return missing_classes(labels, kept, taken), k != 0, abs(len(taken) / len(labels) - fraction), k
+        cannot_split = usable is not None and not usable(kept)
+        return (cannot_split, missing_classes(labels, kept, taken), k != 0,
+                abs(len(taken) / len(labels) - fraction), k)
 
     return folds[min(range(len(folds)), key=cost)]
 
@@ -178,13 +204,7 @@ def grouped_three_way(
     """train/val/test index arrays, about the given proportions, no group in two splits."""
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
     groups = tuple(groups)
-    rest, test = group_split_off(labels, groups, test_fraction, seed, "test", class_names)
-    train, val = group_split_off(
-        labels[rest],
-        [groups[i] for i in rest],
-        val_fraction / (train_fraction + val_fraction),
-        seed,
-        "val",
-        class_names,
-    )
+    val_share = val_fraction / (train_fraction + val_fraction)
+    rest, test = group_split_off(labels, groups, test_fraction, seed, "test", class_names, val_share)
+    train, val = group_split_off(labels[rest], [groups[i] for i in rest], val_share, seed, "val", class_names)
     return {"train": rest[train], "val": rest[val], "test": test}

@@ -310,3 +310,16 @@ def test_when_no_fold_can_cover_a_class_the_fold_missing_fewest_is_taken_and_nam
     assert missing_classes(labels, kept, taken) == 1  # only 'gamma', on one side
     assert {0, 1} <= set(labels[taken].tolist()) and {0, 1} <= set(labels[kept].tolist())
     assert "class 'gamma' (too few groups" in caplog.text and "groups of that class: 1" in caplog.text
+
+
+def test_a_split_sklearn_refuses_is_one_line_and_a_test_fold_leaving_an_unsplittable_rest_is_avoided():
+    """Every class with fewer images than folds: sklearn's ValueError becomes our one-line error; and
+    the test fold is chosen so that the rest can still give a validation set (a patient tree of 4
+    patients per class, 2 slices each, split 0.7/0.1/0.2)."""
+    with pytest.raises(BenchmarkError, match="cannot split off a val set of 12% by group"):
+        group_split_off(np.repeat([0, 1, 2], 3), [str(i) for i in range(9)], 0.125, 0, "val", ["a", "b", "c"])
+    labels = np.repeat([0, 1, 2], 8)
+    groups = [f"p{i // 2}" for i in range(24)]
+    splits = grouped_three_way(labels, groups, [0.7, 0.1, 0.2], 0, ["a", "b", "c"])
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(24))
+    assert all(len(rows) for rows in splits.values())
