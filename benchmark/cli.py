@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from benchmark.errors import BenchmarkError
+from benchmark.runs.settings import whole
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 USER_ERRORS = (BenchmarkError, MissingMandatoryValue)
@@ -235,7 +236,7 @@ def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
 
 def require_count(key: str, value: object, minimum: int, example: int) -> int:
     """A whole-number option at least `minimum` (true/false and 2.5 are not counts), else one line."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not whole(value, minimum):
         raise BenchmarkError(
             f"{key}={value} must be a whole number of at least {minimum}: e.g. {key}={example}"
         )

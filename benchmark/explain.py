@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import cli
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
+from benchmark.runs.settings import fraction
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def check_options(cfg: DictConfig) -> None:
             "figure.colormap=jet, viridis, inferno or magma"
         )
     alpha = cfg.figure.alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha <= 1:
+    if not fraction(1)[0](alpha):
         raise BenchmarkError(f"figure.alpha={alpha} must be an opacity from 0 to 1: e.g. figure.alpha=0.4")
     cli.require_count("figure.columns", cfg.figure.columns, minimum=1, example=4)
     cli.require_count("figure.dpi", cfg.figure.dpi, minimum=1, example=120)

@@ -138,8 +138,7 @@ def report_line(name: str, values: Sequence[float | None], support: int, width: 
 def report_notes(found: dict[str, np.ndarray], class_names: list[str]) -> list[str]:
     """Why a number is nan, where sklearn's own report (zero_division=0) would print 0."""
     notes = []
-    absent = [name for name, n in zip(class_names, found["support"], strict=True) if n == 0]
-    if absent:
+    if absent := [name for name, n in zip(class_names, found["support"], strict=True) if n == 0]:
         notes.append(
             f"nan = undefined. No test images of {', '.join(map(repr, absent))}: recall (sensitivity), F1 "
             "and AUROC of it, and every mean over classes (macro averages, balanced accuracy, macro-AUROC), "

@@ -7,6 +7,8 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn import metrics as skm
 
+from benchmark.metrics import weighted
+
 
 def ovr_auroc(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Per-class one-vs-rest AUROC by the rank (Mann-Whitney) formula; NaN for a class absent or alone.
@@ -98,13 +100,6 @@ def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_
     return float(ece)
 
 
-def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, NaN where the denominator is 0: a rate with no cases is undefined, not 0."""
-    return np.divide(
-        numerator, denominator, out=np.full(len(denominator), np.nan), where=denominator > 0, dtype=float
-    )
-
-
 def per_class_counts(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
     """Per class: precision, recall (= sensitivity), F1, specificity, AUROC and support, as arrays.
 
@@ -117,14 +112,14 @@ def per_class_counts(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str,
     tp = np.diag(counts)
     support, called = counts.sum(1), counts.sum(0)
     negatives = counts.sum() - support
-    recall = ratio(tp, support)
-    f1 = np.where(support > 0, ratio(2 * tp, support + called), np.nan)
+    recall = weighted.ratio(tp, support, np.nan)
+    f1 = np.where(support > 0, weighted.ratio(2 * tp, support + called, np.nan), np.nan)
     return {
-        "precision": ratio(tp, called),
+        "precision": weighted.ratio(tp, called, np.nan),
         "recall": recall,
         "f1": f1,
         "sensitivity": recall,
-        "specificity": ratio(negatives - (called - tp), negatives),
+        "specificity": weighted.ratio(negatives - (called - tp), negatives, np.nan),
         "auroc": ovr_auroc(y_true, probabilities),
         "support": support,
     }

@@ -30,7 +30,8 @@ def confusions(weights: np.ndarray, y_true: np.ndarray, predicted: np.ndarray, n
     return cells.reshape(-1, n_classes, n_classes)
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
+def ratio(numerator: np.ndarray, denominator: np.ndarray, empty: float) -> np.ndarray:
+    """numerator / denominator, `empty` where the denominator is 0 (NaN: a rate with no cases)."""
     return np.divide(numerator, denominator, out=np.full(np.shape(numerator), empty), where=denominator > 0)
 
 
@@ -42,7 +43,7 @@ def accuracy(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray)
 def recalls(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """(B, K) sensitivity of each class; NaN for a class with no case in the resample."""
     counts = confusions(weights, y_true, probabilities.argmax(axis=1), probabilities.shape[1])
-    return _ratio(np.diagonal(counts, axis1=1, axis2=2), counts.sum(axis=2), np.nan)
+    return ratio(np.diagonal(counts, axis1=1, axis2=2), counts.sum(axis=2), np.nan)
 
 
 def specificities(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ def specificities(weights: np.ndarray, y_true: np.ndarray, probabilities: np.nda
     total = counts.sum(axis=(1, 2))[:, None]
     negatives = total - counts.sum(axis=2)
     false_positives = counts.sum(axis=1) - np.diagonal(counts, axis1=1, axis2=2)
-    return _ratio(negatives - false_positives, negatives, np.nan)
+    return ratio(negatives - false_positives, negatives, np.nan)
 
 
 def balanced_accuracy(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -63,7 +64,7 @@ def macro_f1(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray)
     """Mean F1 over all classes, 0 for a class neither present nor predicted (sklearn's zero_division=0)."""
     counts = confusions(weights, y_true, probabilities.argmax(axis=1), probabilities.shape[1])
     tp = np.diagonal(counts, axis1=1, axis2=2)
-    return _ratio(2 * tp, counts.sum(axis=1) + counts.sum(axis=2), 0.0).mean(axis=1)
+    return ratio(2 * tp, counts.sum(axis=1) + counts.sum(axis=2), 0.0).mean(axis=1)
 
 
 def ovr_aurocs(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -83,7 +84,7 @@ def ovr_aurocs(weights: np.ndarray, y_true: np.ndarray, probabilities: np.ndarra
         neg = grouped_sums(weights, tie_group, n_groups, 1.0 - positive)
         below = np.cumsum(neg, axis=1) - neg
         pairs = pos.sum(axis=1) * neg.sum(axis=1)
-        found[:, k] = _ratio(np.sum(pos * (below + 0.5 * neg), axis=1), pairs, np.nan)
+        found[:, k] = ratio(np.sum(pos * (below + 0.5 * neg), axis=1), pairs, np.nan)
     return found
 
 
@@ -135,4 +136,4 @@ def rates_at_threshold(
 ) -> dict[str, np.ndarray]:
     """Sensitivity, specificity, PPV and NPV per resample when `scores >= threshold` calls a case positive."""
     counts = counts_at_threshold(weights, y_true, scores, positive_class, threshold)
-    return {name: _ratio(successes, cases, np.nan) for name, (successes, cases) in counts.items()}
+    return {name: ratio(successes, cases, np.nan) for name, (successes, cases) in counts.items()}

@@ -215,10 +215,10 @@ def made_good(path: Path, results_dir: Path) -> bool:
     record = read_json(path / "failed.json")
     study, wanted = record.get("study"), record.get("n_trials")
     try:
-        result = json.loads((results_dir / "search" / f"{study}.json").read_text()) if study else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        result = read_json(results_dir / "search" / f"{study}.json") if study else {}
+    except CorruptRun:
         return False
-    if not (isinstance(result, dict) and result.get("best") and result.get("finished") is True):
+    if not (result.get("best") and result.get("finished") is True):
         return False  # summaries written before `finished` was recorded cannot tell
     target = result.get("target_trials")
     return is_number(target) and (not is_number(wanted) or target >= wanted)

@@ -105,16 +105,11 @@ def current_data(runs: list[Run], results_dir: Path) -> tuple[list[Run], list[St
     by dataset and fingerprint. Ensembles are made from the other runs, so they never set the version."""
     by_rel = {run.rel: run for run in runs}
     fingerprints = {run.rel: fingerprint_of(run, by_rel) for run in runs}
-    newest: dict[str, Run] = {}
-    for run in runs:
-        dataset = str(run.metrics["dataset"])
-        if fingerprints[run.rel] is None or run.metrics.get("backbone") == ENSEMBLE:
-            continue
-        if dataset not in newest or (finished_at(run, results_dir), run.rel) > (
-            finished_at(newest[dataset], results_dir),
-            newest[dataset].rel,
-        ):
-            newest[dataset] = run
+    trained = [run for run in runs
+               if fingerprints[run.rel] is not None and run.metrics.get("backbone") != ENSEMBLE]
+    newest: dict[str, Run] = {}  # the last finished run of each dataset (the sort's last of it wins)
+    for run in sorted(trained, key=lambda run: (finished_at(run, results_dir), run.rel)):
+        newest[str(run.metrics["dataset"])] = run
     kept: list[Run] = []
     others: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:

@@ -326,7 +326,7 @@ def run(cfg: DictConfig) -> dict:
 
 
 def publish_run(
-    cfg: DictConfig, identity: RunIdentity, stage: Path, metrics: dict, figures: list[Future], cell: str = ""
+    cfg: DictConfig, identity: RunIdentity, stage: Path, metrics: dict, figures: list[Future], cell: str
 ) -> None:
     """Complete the staged run once its figures are drawn (in a sweep, on the figure worker's result
     thread while the next cell trains): model card, metrics.json last, then the folder moved into place.
@@ -343,7 +343,7 @@ def publish_run(
         if not background.drawing():  # finished within its own run: the caller reports the error
             raise
         record_failure(cfg, error)  # finished beside a later cell: this cell failed, the sweep goes on
-        log.error("cell %s FAILED: %s", cell or f"{identity.spec.name} seed={identity.seed}", error)
+        log.error("cell %s FAILED: %s", cell, error)
         return
     if cfg.get("logger"):
         tracking.track(cfg, identity.dataset, identity.run_dir, metrics)

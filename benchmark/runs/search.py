@@ -11,7 +11,6 @@ has n trials, not n + the number of kills. The search's settings and space are c
 before the study is created: a space key the run's config lacks, or does not read, is refused.
 """
 
-import json
 import logging
 import math
 from collections.abc import Callable
@@ -21,9 +20,9 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmark.errors import BenchmarkError
-from benchmark.files import digest, write_json
+from benchmark.files import digest, read_json, write_json
 from benchmark.runs.identity import config_hash, resolve
-from benchmark.runs.search_space import check_search, direction_of
+from benchmark.runs.search_space import direction_of
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +109,24 @@ def summary(study, metric: str, n_trials: int, data: str | None = None) -> dict:
     }
 
 
-def write_summary(study, cfg: DictConfig) -> dict:
-    """<results_dir>/search/<study>.json, as it stands now."""
+def write_summary(study, cfg: DictConfig, data: str) -> dict:
+    """<results_dir>/search/<study>.json, as it stands now (`data`: the study's data fingerprint)."""
     spec = cfg.hparams_search
-    result = summary(study, spec.metric, spec.n_trials, data_fingerprint(cfg))
+    result = summary(study, spec.metric, spec.n_trials, data)
     write_json(Path(cfg.results_dir) / "search" / f"{study.study_name}.json", result)
     return result
 
 
 def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
     """Run (or resume) the study up to `n_trials` trials; `run` is the pipeline's run function. Returns
-    the best validation value."""
+    the best validation value. Its settings were checked by the caller (`check_search`, before the data
+    and TensorFlow)."""
     try:
         import optuna
     except ImportError:
         raise BenchmarkError("hparams_search needs Optuna: pip install -e '.[search]'") from None
     spec = cfg.hparams_search
-    check_search(cfg)
+    data = data_fingerprint(cfg)  # the same for every trial of the study
     direction = direction_of(spec.metric)
     name = study_name(cfg)
     folder = Path(cfg.results_dir) / "search"
@@ -151,10 +151,10 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
         interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
         for frozen in interrupted:  # we hold the lock: a RUNNING trial is one a killed process left
             log.info("study %s: resuming interrupted trial %d", name, frozen.number)
-            evaluate(optuna.trial.Trial(study, frozen._trial_id), study, cfg, run)
+            evaluate(optuna.trial.Trial(study, frozen._trial_id), study, cfg, run, data)
         while len(study.trials) < spec.n_trials:
-            evaluate(study.ask(), study, cfg, run)
-        result = write_summary(study, cfg)
+            evaluate(study.ask(), study, cfg, run, data)
+        result = write_summary(study, cfg, data)
     if not result["best"]:
         raise BenchmarkError(f"study {name}: no trial finished (see the failed runs in the log)")
     forget_failure(resolve(cfg).run_dir, name, spec.n_trials)
@@ -170,7 +170,7 @@ def forget_failure(run_dir: Path, study: str, n_trials: int) -> None:
     it as failed long after."""
     record = run_dir / "failed.json"
     try:
-        failed = json.loads(record.read_text())
+        failed = read_json(record)
         if failed.get("study") != study or failed.get("n_trials", 0) > n_trials:
             return  # none, an ordinary run's failure of this configuration, or a cell that asked for more
         record.unlink()
@@ -179,7 +179,7 @@ def forget_failure(run_dir: Path, study: str, n_trials: int) -> None:
         return
 
 
-def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict]) -> None:
+def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict], data: str) -> None:
     """One trial: its run (or the completed run of the same configuration), its validation value told."""
     import optuna
 
@@ -199,4 +199,4 @@ def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict]) -
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
         study.tell(trial, value)
-    write_summary(study, cfg)
+    write_summary(study, cfg, data)

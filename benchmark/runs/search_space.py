@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.cli import CONF
+from benchmark.cli import CONF, option_names
 from benchmark.errors import BenchmarkError
 from benchmark.runs.identity import NOT_PART_OF_THE_EXPERIMENT, NOT_PART_OF_TRAINING
 from benchmark.runs.settings import ABSENT, RULES, number, whole
@@ -171,16 +171,9 @@ def missing_key_fix(cfg: DictConfig, key: str) -> str:
                ] if rest and folder.is_dir() else []
     if options:
         return f"add {' or '.join(f'{group}={option}' for option in options)}"
-    if close := difflib.get_close_matches(key, leaf_keys(OmegaConf.to_container(cfg)), n=1):
+    if close := difflib.get_close_matches(key, option_names(OmegaConf.to_container(cfg)), n=1):
         return f"did you mean {close[0]}? (fix the key in hparams_search.space)"
     return "fix or remove the key in hparams_search.space"
-
-
-def leaf_keys(node: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for name, value in node.items():
-        keys += leaf_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else [f"{prefix}{name}"]
-    return keys
 
 
 def check_values(cfg: DictConfig, item: DictConfig) -> None:

@@ -113,20 +113,10 @@ class ComposeOnceSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Any) -> None:
         loader = self.hydra_context.config_loader
         cells = [loader.validate(self.config, list(overrides)) for overrides in batch]
-        if any(cell.get("hparams_search") for cell in cells):  # medbench's search: checked before any cell
-            check_search_settings(cells, debug=bool(self.config.get("debug")))
+        if any(cell.get("hparams_search") for cell in cells):
+            # medbench's search settings, refused for every cell: one `error:` line and exit 2 here, before
+            # the batch's first cell, where the config's debug is known (debug=true: the traceback)
+            from benchmark.cli import or_fail
+            from benchmark.runs.search_space import check_sweep
 
-
-def check_search_settings(cells: list[DictConfig], debug: bool) -> None:
-    """medbench's search settings of a batch's cells: refused for every cell, one `error:` line and exit 2
-    here, before the batch's first cell, where the config's debug is known (debug=true: the traceback)."""
-    from benchmark.cli import fail
-    from benchmark.errors import BenchmarkError
-    from benchmark.runs.search_space import check_sweep
-
-    try:
-        check_sweep(cells)
-    except BenchmarkError as error:
-        if debug:
-            raise
-        fail(error)
+            or_fail(lambda: check_sweep(cells), debug=bool(self.config.get("debug")))

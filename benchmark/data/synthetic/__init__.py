@@ -94,11 +94,6 @@ def expected_files(n_per_class: int, slices_per_patient: int = 1) -> list[str]:
     ]
 
 
-def missing_files(target: Path, n_per_class: int, slices_per_patient: int = 1) -> list[str]:
-    """The expected images an existing tree lacks (one deleted by hand, a partial copy or sync)."""
-    return [name for name in expected_files(n_per_class, slices_per_patient) if not (target / name).is_file()]
-
-
 def _write_tree(root: Path, n_per_class: int, size: int, seed: int, difficulty: float) -> None:
     """Render every image into `root`, each from its own generator seeded by (seed, class, index), so an
     image never depends on how many others were drawn before it.
@@ -152,12 +147,12 @@ def generate(
     target = dataset_dir(data_dir, n_per_class, size, seed, difficulty, slices_per_patient)
     damaged = target.is_dir()
     if damaged:
-        missing = missing_files(target, n_per_class, slices_per_patient)
+        expected = expected_files(n_per_class, slices_per_patient)
+        missing = [name for name in expected if not (target / name).is_file()]  # deleted, a partial copy
         if not missing:
             return target
-        total = len(expected_files(n_per_class, slices_per_patient))
         logger.warning(
-            "%s lacks %d of its %d images (%s%s): generating it again", target, len(missing), total,
+            "%s lacks %d of its %d images (%s%s): generating it again", target, len(missing), len(expected),
             missing[0], ", ..." if len(missing) > 1 else "",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
