@@ -9,6 +9,8 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, partial
@@ -67,13 +69,14 @@ def kernels(layer: keras.layers.Layer) -> list[np.ndarray]:
 
 
 def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:
-    """A Keras 3 `.weights.h5` file, or a Keras 2 HDF5 file (RadImageNet's), checked to fill every layer."""
+    """A Keras 3 `.weights.h5` file (or `.keras` archive), or a Keras 2 HDF5 file (RadImageNet's), checked
+    to fill every layer."""
     if not path.is_file():
         raise BenchmarkError(
             f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "
             "file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"
         )
-    if damage := hdf5_damage(path):
+    if damage := file_damage(path):
         raise BenchmarkError(
             f"backbone.weights={path} is truncated or corrupt ({damage}): download it again, or save it "
             "again from the model"
@@ -83,17 +86,38 @@ def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone
     return LoadedBackbone(ready(model), f"file:{path.name} (sha256 {weights_id[5:17]})", weights_id)
 
 
+def file_damage(path: Path) -> str | None:
+    """Why a weights file cannot be read (cut short or corrupted by a download or a copy), else None:
+    checked before loading, so that such a file is not blamed on its architecture or image size."""
+    if path.suffix.lower() == ".keras":
+        return archive_damage(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return hdf5_damage(path)
+    return None
+
+
 def hdf5_damage(path: Path) -> str | None:
-    """Why an HDF5 weights file cannot be read (cut short by a download or a copy), else None: checked
-    before loading, so that such a file is not blamed on its architecture or image size."""
-    if path.suffix.lower() not in (".h5", ".hdf5"):
-        return None  # a .keras archive: Keras reads it and says what is wrong
+    """A cut-off file or a damaged object header. HDF5 keeps no checksum of the weights themselves (not
+    written chunked with fletcher32), so a change inside them reads back as other values: reading every
+    dataset would find nothing more."""
     try:
         with h5py.File(path, "r") as f:
             f.visit(lambda name: None)  # every object header, not only the superblock
     except OSError as error:
         return " ".join(str(error).split())[:300]
     return None
+
+
+def archive_damage(path: Path) -> str | None:
+    """A `.keras` archive cut short (no zip directory at its end) or changed anywhere inside: each member
+    is read once against the CRC-32 the zip format records for it (Keras raised zipfile's BadZipFile as a
+    traceback)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        return " ".join(str(error).split())[:300]
+    return None if bad is None else f"bad CRC-32 for {bad} inside the archive"
 
 
 def load_keras2_file(spec: BackboneSpec, image_size: int, path: Path) -> keras.Model:

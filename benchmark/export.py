@@ -24,7 +24,7 @@ from benchmark.data import load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
-from benchmark.metrics.calibration import recorded_bound, search_bounds
+from benchmark.metrics.calibration import bound_range
 from benchmark.runs.layout import staging_directory
 from benchmark.runs.settings import POSITIVE
 
@@ -61,8 +61,8 @@ def tflite(model, folder: Path, metadata: dict[str, str] | None = None) -> Expor
 def onnx(model, folder: Path, metadata: dict[str, str] | None = None) -> Exported:
     """Written as the extraction engine's file is (engines.write_onnx: layer by layer, tf2onnx for a layer
     that writer does not know, such as a kNN probe's vote). Keras's own exporter (tf2onnx through a
-    SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README). `metadata` goes
-    into the file's metadata_props before ONNX Runtime opens it, so the parity check runs the final file."""
+    SavedModel) made InceptionResNetV2's export command take 70 s and 11.6 GB (README). `metadata` is
+    written into the file's metadata_props with it, so the parity check runs the final file."""
     from benchmark.train.engines import ENGINE_PACKAGES, installed, onnxruntime_forward, write_onnx
 
     if not installed("onnxruntime"):
@@ -71,19 +71,8 @@ def onnx(model, folder: Path, metadata: dict[str, str] | None = None) -> Exporte
             "pip install -e ."
         )
     path = folder / "model.onnx"
-    writer = write_onnx(model, path, output="probabilities")
-    if metadata:
-        stamp_onnx(path, metadata)
+    writer = write_onnx(model, path, output="probabilities", metadata=metadata)
     return onnxruntime_forward(path, threads=0), writer  # the engine's session, every core
-
-
-def stamp_onnx(path: Path, metadata: dict[str, str]) -> None:
-    """The model's facts as the ONNX file's metadata_props (ONNX Runtime: session.get_modelmeta())."""
-    import onnx as onnx_format
-
-    proto = onnx_format.load(str(path))
-    onnx_format.helper.set_model_props(proto, metadata)
-    onnx_format.save(proto, str(path))
 
 
 EXPORTERS = {"savedmodel": savedmodel, "tflite": tflite, "onnx": onnx}  # format= -> exporter
@@ -108,8 +97,8 @@ def temperature_use(calibration: dict) -> str:
     value = calibration.get("temperature")
     if not isinstance(value, int | float) or not value > 0:
         return "none recorded (the run was made before calibration was part of a run): do not calibrate"
-    if recorded_bound(calibration) is not None:
-        low, high = search_bounds(calibration)
+    if bounds := bound_range(calibration):
+        low, high = bounds
         return (f"not to be applied: the fit stopped at the bound of its search [{low:g}, {high:g}], so it "
                 "is not an estimate (predict calibrated=true refuses it)")
     return "calibrated probabilities = softmax(log(probabilities) / temperature); not applied by the model"
@@ -130,7 +119,7 @@ def model_facts(metrics: dict) -> dict:
         "backbone": metrics.get("backbone"),
         "preprocessing": f"inside the model: {metrics.get('preprocess') or metrics.get('backbone')}",
         "temperature": temperature,
-        "temperature_at_bound": None if temperature is None else recorded_bound(calibration) is not None,
+        "temperature_at_bound": None if temperature is None else bound_range(calibration) is not None,
         "temperature_use": temperature_use(calibration),
     }
 

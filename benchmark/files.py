@@ -2,7 +2,8 @@
 
 Every file the project writes goes through `atomic_path`: it is written under a hidden temporary name
 in the same folder and renamed into place, so readers (and other processes on a shared filesystem) see
-the old file or the whole new one, never half of one.
+the old file or the whole new one, never half of one. A file made once and kept (the frozen extractor,
+its ONNX export) is read, or made again where it is missing or damaged, by `load_or_remake`.
 """
 
 import hashlib
@@ -14,11 +15,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def digest(*parts: object, length: int = 12) -> str:
@@ -156,7 +159,7 @@ def cached_array(
     if is_intact(path):
         return np.load(path, mmap_mode="r"), True
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(f".{path.name}.lock")):
+    with FileLock(lock_path(path)):
         if is_intact(path):  # another process filled it while we waited
             return np.load(path, mmap_mode="r"), True
         if path.exists():
@@ -169,3 +172,50 @@ def cached_array(
             del array
             write_text(checksum_path(path), file_sha256(tmp))  # before the data: data implies its checksum
     return np.load(path, mmap_mode="r"), False
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside `path` that every process making or replacing `path` takes."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def load_or_remake(path: Path, load: Callable[[Path], T | None], make: Callable[[Path], T]) -> T:
+    """What `load` reads from `path`; where `path` is missing or `load` finds it damaged (returns None),
+    what `make` returns after writing the file or folder at the temporary path it is given, which then
+    takes `path`'s place (atomic_path).
+
+    Under `path`'s lock, so two processes never make the same file twice. A damaged file is set aside
+    (`aside_path`) and removed only once its replacement is in place: where making it fails (offline
+    without the ImageNet weights, out of memory) it goes back, so what names it keeps what it had. One
+    left aside by a process killed in between is put back (or, next to a finished replacement, removed)
+    by the next caller."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_path(path)):
+        aside = aside_path(path)
+        settle(path, aside)
+        if path.exists():
+            if (found := load(path)) is not None:
+                return found
+            path.rename(aside)
+        try:
+            with atomic_path(path) as tmp:
+                return make(tmp)
+        finally:
+            settle(path, aside)  # removed once replaced; put back where making it failed
+
+
+def aside_path(path: Path) -> Path:
+    """Where a damaged file waits, a hidden sibling, until its replacement is in place."""
+    return path.with_name(f".{path.name}.damaged")
+
+
+def settle(path: Path, aside: Path) -> None:
+    """A set-aside file back in place where `path` is missing, or removed where `path` was made again."""
+    if not aside.exists():
+        return
+    if not path.exists():
+        aside.rename(path)
+    elif aside.is_dir():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink()

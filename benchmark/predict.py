@@ -35,7 +35,7 @@ def temperature_of(metrics: dict, run_dir: str) -> float:
     one whose fit stopped at the search's bound is refused: that value is the search's limit, not an
     estimate (README), so its "calibrated" confidences would be an artefact (T=20 pulls every prediction
     towards 1/k) that a warning on stderr would not follow into a saved csv or json."""
-    from benchmark.metrics.calibration import recorded_bound, search_bounds
+    from benchmark.metrics.calibration import bound_range
 
     calibration = metrics.get("calibration") or {}
     value = calibration.get("temperature")
@@ -44,8 +44,8 @@ def temperature_of(metrics: dict, run_dir: str) -> float:
             f"run={run_dir} recorded no temperature (made before calibration was part of a run): re-run it "
             "with force=true, or predict with calibrated=false"
         )
-    if recorded_bound(calibration) is not None:
-        low, high = search_bounds(calibration)
+    if bounds := bound_range(calibration):
+        low, high = bounds
         raise BenchmarkError(
             f"the temperature of run={run_dir}, {value:.3g}, stopped at the bound of its search "
             f"[{low:g}, {high:g}], so it is no estimate (its validation predictions are degenerate, e.g. "

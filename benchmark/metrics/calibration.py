@@ -56,6 +56,14 @@ def recorded_bound(calibration: dict | None) -> float | None:
     return high if abs(math.log(value / high)) < abs(math.log(value / low)) else low
 
 
+def bound_range(calibration: dict | None) -> tuple[float, float] | None:
+    """The range the fit searched where the recorded temperature stopped at its bound (`recorded_bound`),
+    else None: predict, export and the model card name that range when they refuse or flag the value."""
+    if recorded_bound(calibration) is None:
+        return None
+    return search_bounds(calibration or {})
+
+
 def calibration_record(
     y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray, ece_bins: int
 ) -> dict:

@@ -6,7 +6,7 @@ import math
 
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
-from benchmark.metrics.calibration import recorded_bound, search_bounds
+from benchmark.metrics.calibration import bound_range
 from benchmark.metrics.table import BY_KEY
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
@@ -107,7 +107,7 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     if hints:
         found.append(f"{hints} file name or DICOM PatientID match(es) cross the splits: check them in "
                      "audit.csv (different images may share a name).")
-    if recorded_bound(metrics.get("calibration")) is not None:
+    if bound_range(metrics.get("calibration")):
         found.append("Temperature scaling hit its search bound: validation predictions carry little signal.")
     found.append("No external validation was part of the run itself: `python -m benchmark.evaluate` scores "
                  "other data into `external/<site>/` and the leaderboard's External validation table.")
@@ -117,9 +117,9 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
 def bound_phrase(calibration: dict) -> str:
     """After the temperature: a fit at its search bound is the search's limit, which predict refuses to
     apply, so the card must not read as if it were a fitted value to use."""
-    if recorded_bound(calibration) is None:
+    if not (bounds := bound_range(calibration)):
         return ":"
-    low, high = search_bounds(calibration)
+    low, high = bounds
     return (f", at the bound of its search [{low:g}, {high:g}]: not an estimate; predict calibrated=true "
             "refuses it. Applied anyway,")
 

@@ -14,16 +14,16 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
 from backbones.extractor import Forward, batch_free_forward, batch_free_graph
 from benchmark.errors import BenchmarkError
-from benchmark.files import atomic_path
+from benchmark.files import load_or_remake
 from benchmark.runs.layout import onnx_path
 from benchmark.train.shared_extractor import first_cause
 
@@ -76,21 +76,14 @@ def export_onnx(model, path: Path) -> dict:
     """The extractor as ONNX at `path` (kept: later runs reuse it): the seconds spent exporting (0: found)
     and who wrote the file (`write_onnx`: layer by layer 0.05-1.3 s per backbone at 128 px, tf2onnx
     1.4-28 s)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(export_lock(path)):
-        if path.exists():
-            return dict(REUSED)
-        return exported(model, path)
+    return load_or_remake(path, lambda _: dict(REUSED), partial(exported, model, path))
 
 
-def export_lock(path: Path) -> str:
-    return str(path.with_name(f".{path.name}.lock"))
-
-
-def exported(model, path: Path) -> dict:
-    """Write the export now (the caller holds its lock): the seconds it took and who wrote it."""
+def exported(model, path: Path, tmp: Path) -> dict:
+    """Write the export for `path` into `tmp` now (load_or_remake renames it into place): the seconds it
+    took and who wrote it."""
     started = time.perf_counter()
-    writer = write_onnx(model, path)
+    writer = write_onnx(model, tmp)
     seconds = time.perf_counter() - started
     log.info("exported the extractor to ONNX (%s) in %.1fs: %s", writer, seconds, path)
     return {"export_s": seconds, "onnx_writer": writer}
@@ -100,41 +93,49 @@ def runtime_on_export(name: str, model, path: Path, threads: int) -> tuple[Forwa
     """Runtime `name`'s forward pass on the extractor's ONNX export at `path`, exported first where missing,
     and what the export cost (`export_onnx`). An earlier export that cannot be loaded (a truncated or
     corrupt file) is exported again with a one-line warning, as a feature cache that fails its checksum
-    is rebuilt; a file loaded is still checked against Keras on the first batch (`parity_checked`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(export_lock(path)):
-        if path.exists():
-            try:
-                return RUNTIMES[name](path, threads), dict(REUSED)
-            except Exception as error:  # onnxruntime's InvalidProtobuf, OpenVINO's RuntimeError
-                log.warning("the ONNX export %s cannot be loaded (%s): exporting it again", path,
-                            first_cause(error))
-            path.unlink()
-        record = exported(model, path)
-    return RUNTIMES[name](path, threads), record  # a fresh export that fails to load is an error
+    is rebuilt, and put back where that export fails (files.load_or_remake); a file loaded is still
+    checked against Keras on the first batch (`parity_checked`)."""
+    forward, record = load_or_remake(
+        path, partial(reused_runtime, name, threads=threads), lambda tmp: (None, exported(model, path, tmp))
+    )
+    if forward is None:  # exported now: loaded once the lock is free; a fresh export that fails is an error
+        forward = RUNTIMES[name](path, threads)
+    return forward, record
 
 
-def write_onnx(model, path: Path, output: str = "features") -> str:
-    """`model` as ONNX at `path` (atomic), written layer by layer, or by tf2onnx for a layer that writer
-    does not know; returns which of the two wrote it. The extractor's engines and `benchmark.export`'s
-    classifier (output "probabilities") both go through here."""
-    from backbones.onnx_graph import NotWritable, model_proto  # late: onnx is not needed on TF
+def reused_runtime(name: str, path: Path, threads: int) -> tuple[Forward, dict] | None:
+    """Runtime `name` on an earlier export and its cost to this run (none), or None where the file cannot
+    be loaded (damaged: the caller exports it again)."""
+    try:
+        return RUNTIMES[name](path, threads), dict(REUSED)
+    except Exception as error:  # onnxruntime's InvalidProtobuf, OpenVINO's RuntimeError
+        log.warning("the ONNX export %s cannot be loaded (%s): exporting it again", path, first_cause(error))
+    return None
+
+
+def write_onnx(model, path: Path, output: str = "features", metadata: dict[str, str] | None = None) -> str:
+    """`model` as ONNX at `path`, written layer by layer, or by tf2onnx for a layer that writer does not
+    know; returns which of the two wrote it. `metadata` goes into the file's metadata_props (ONNX Runtime:
+    session.get_modelmeta()) before its one write. The extractor's engines and `benchmark.export`'s
+    classifier (output "probabilities") both go through here; both write into a temporary path or folder
+    that is renamed into place."""
+    from onnx import helper  # late: onnx is not needed on TF
+
+    from backbones.onnx_graph import NotWritable, model_proto
 
     try:
         proto, writer = model_proto(model, output), "medbench"
     except NotWritable as reason:
         log.info("tf2onnx writes the ONNX file: %s", reason)
-        proto, writer = None, "tf2onnx"
-    with atomic_path(path) as tmp:
-        if proto is None:
-            tf2onnx_export(model, tmp)
-        else:
-            tmp.write_bytes(proto.SerializeToString())
+        proto, writer = tf2onnx_proto(model), "tf2onnx"
+    if metadata:
+        helper.set_model_props(proto, metadata)
+    path.write_bytes(proto.SerializeToString())
     return writer
 
 
-def tf2onnx_export(model, path: Path) -> None:
-    """tf2onnx straight from the tf.function TensorFlow's extraction runs: Keras's
+def tf2onnx_proto(model):
+    """The ONNX model tf2onnx converts straight from the tf.function TensorFlow's extraction runs: Keras's
     `model.export(format="onnx")` wraps the same converter in a SavedModel archive (measured: 35 s vs 20 s
     for ResNet50). tf2onnx copies the whole graph, weights included, before each of its optimisers so it
     can undo a failing one; with TF2ONNX_CATCH_ERRORS=FALSE a failing optimiser fails the export instead,
@@ -145,7 +146,8 @@ def tf2onnx_export(model, path: Path) -> None:
     patch_tf2onnx()
     os.environ.setdefault("TF2ONNX_CATCH_ERRORS", "FALSE")
     function = batch_free_graph(model)  # the graph TensorFlow's extraction runs (already traced)
-    tf2onnx.convert.from_function(function, input_signature=function.input_signature, output_path=str(path))
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature)
+    return proto
 
 
 def onnxruntime_forward(path: Path, threads: int) -> Forward:

@@ -9,15 +9,13 @@ its backbone.
 """
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
-from filelock import FileLock
 
-from benchmark.files import atomic_path, digest
+from benchmark.files import digest, load_or_remake
 
 log = logging.getLogger(__name__)
 
@@ -52,47 +50,17 @@ def shared_extractor(
 
 
 def load_or_build(path: Path, build: Callable[[], keras.Model]) -> keras.Model:
-    """The extractor saved at `path`, or built and saved there when it is missing or damaged.
+    """The extractor saved at `path`, or built and saved there when it is missing or damaged; a damaged
+    one comes back where its rebuild fails (files.load_or_remake), so the completed runs that name it
+    keep what they had."""
 
-    A damaged one is set aside (`aside_path`) and removed only once its rebuild is saved: where the rebuild
-    fails (offline without the ImageNet weights, out of memory) it goes back in place, so the completed
-    runs that name it keep what they had. One left aside by a process killed in between is put back
-    (or, next to a saved rebuild, removed) by the next caller."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_name(f".{path.name}.lock")):
-        aside = aside_path(path)
-        settle(path, aside)
-        if path.exists():
-            if (model := loaded(path)) is not None:
-                return model
-            path.rename(aside)
-        try:
-            model = build()
-            with atomic_path(path) as tmp:
-                model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
-        except BaseException:
-            settle(path, aside)  # the damaged one back: a rebuild that fails takes nothing away
-            raise
-        settle(path, aside)
+    def saved(tmp: Path) -> keras.Model:
+        model = build()
+        model.save(tmp, zipped=path.suffix == ".keras")  # unzipped: a folder (runs/layout.py)
         log.info("saved the frozen extractor %s (shared by every run of this backbone)", path)
         return model
 
-
-def aside_path(path: Path) -> Path:
-    """Where a damaged extractor waits, a hidden sibling, until its rebuild is saved."""
-    return path.with_name(f".{path.name}.damaged")
-
-
-def settle(path: Path, aside: Path) -> None:
-    """A set-aside extractor back in place where `path` is missing, or removed where `path` was saved."""
-    if not aside.exists():
-        return
-    if not path.exists():
-        aside.rename(path)
-    elif aside.is_dir():
-        shutil.rmtree(aside)
-    else:
-        aside.unlink()
+    return load_or_remake(path, loaded, saved)
 
 
 def loaded(path: Path) -> keras.Model | None:

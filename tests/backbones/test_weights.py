@@ -50,6 +50,28 @@ def test_a_truncated_file_is_called_truncated_not_another_architecture(tmp_path:
     assert "does not fit" not in str(raised.value) and "include_top" not in str(raised.value)
 
 
+def cut_short(data: bytes) -> bytes:
+    return data[: len(data) // 2]  # an interrupted download or copy
+
+
+def zeroed_inside(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes(64) + data[middle + 64 :]  # a bad disk or copy: the length unchanged
+
+
+@pytest.mark.parametrize(("damage", "told"), [(cut_short, "not a zip file"), (zeroed_inside, "bad CRC-32")])
+def test_a_damaged_keras_archive_is_called_corrupt_in_one_line(tmp_path: Path, damage, told: str):
+    """zipfile's BadZipFile came out of Keras's loader as a traceback."""
+    keras.utils.set_random_seed(VERIFY_SEED + 1)  # values the loader's initial ones are not
+    whole = tmp_path / "whole.keras"
+    build(get("mobilenetv2"), 32, None).save(whole)
+    assert from_file(get("mobilenetv2"), 32, whole).weights_used.startswith("file:whole.keras")  # intact
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(damage(whole.read_bytes()))
+    with pytest.raises(BenchmarkError, match=rf"is truncated or corrupt \(.*{told}.*\): download it again"):
+        from_file(get("mobilenetv2"), 32, damaged)
+
+
 def test_a_failed_imagenet_download_is_not_retried_in_the_same_process(tmp_path):
     """Offline, a sweep's cells must not each wait for the same failed download."""
     script = (

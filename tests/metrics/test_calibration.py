@@ -75,3 +75,18 @@ def test_the_bound_a_recorded_temperature_stopped_at(calibration, bound):
     from benchmark.metrics.calibration import recorded_bound
 
     assert recorded_bound(calibration) == bound
+
+
+@pytest.mark.parametrize(
+    ("calibration", "searched"),
+    [
+        ({"temperature": 19.9, "temperature_at_bound": True, "temperature_bounds": [0.1, 19.9]}, (0.1, 19.9)),
+        ({"temperature": 20.0}, BOUNDS),  # a run made before the range was recorded: BOUNDS
+        ({"temperature": 1.7, "temperature_at_bound": False}, None),
+        (None, None),
+    ],
+)
+def test_the_range_named_when_a_temperature_stopped_at_its_bound(calibration, searched):
+    from benchmark.metrics.calibration import bound_range
+
+    assert bound_range(calibration) == searched

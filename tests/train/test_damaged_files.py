@@ -14,8 +14,10 @@ import pytest
 import backbones.preprocess  # noqa: F401  registers the Preprocess layer for loading the extractor
 from benchmark import cli
 from benchmark.data.images import decode_file
+from benchmark.files import aside_path
 from benchmark.runs.pipeline import run
-from benchmark.train.shared_extractor import aside_path, load_or_build
+from benchmark.train.engines import export_onnx, runtime_on_export
+from benchmark.train.shared_extractor import load_or_build
 
 
 @pytest.fixture
@@ -71,6 +73,25 @@ def test_a_truncated_onnx_export_is_exported_again(tiny_cfg, warm: Path, caplog:
     assert "cannot be loaded" in warning and warning.endswith("exporting it again") and "\n" not in warning
     assert metrics["extraction_engine"] == "onnxruntime" and metrics["engine_onnx_writer"] == "medbench"
     assert metrics["engine_export_s"] > 0 and 0 <= metrics["engine_parity_max_rel"] <= 1e-4  # still checked
+
+
+def test_a_damaged_onnx_export_whose_export_fails_is_put_back(tmp_path: Path):
+    """As the extractor's folder: an export that fails again (out of memory; here a model without an
+    input) takes nothing away, and the next run that can export it does."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    path = tmp_path / "extractors" / "small.onnx"
+    export_onnx(model, path)
+    truncate(path)
+    damaged = path.read_bytes()
+    with pytest.raises(AttributeError, match="no defined input"):
+        runtime_on_export("onnxruntime", keras.Sequential([keras.layers.Dense(3)]), path, threads=1)
+    assert path.read_bytes() == damaged and not aside_path(path).exists()
+    forward, record = runtime_on_export("onnxruntime", model, path, threads=1)
+    assert record["onnx_writer"] == "medbench" and not aside_path(path).exists()
+    pixels = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(forward(pixels), model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-6)
 
 
 def small_model(seed: int) -> keras.Model:
