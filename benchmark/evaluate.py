@@ -135,8 +135,9 @@ def copies_of_run_images(
     DICOM SOPInstanceUID ("sop_instance_uid") or a perceptual hash at most `near_bits` apart ("near": a
     PNG re-saved as JPEG, resized, re-exported).
     A "site" that repeats them is not external evidence. The run's files are decoded where they lie
-    (their scan records come from the cache the run filled, when it is still there). None when either
-    side's images are arrays, not files, or the run's files are gone."""
+    (their scan records come from the cache the run filled, when it is still there); the other data's are
+    those its load made. None when either side's images are arrays, not files, or the run's files are
+    gone."""
     data_dir, cache_dir = Path(run_cfg.data_dir), Path(run_cfg.cache_dir)
     root, other_root = files_root(run_cfg.dataset, data_dir), files_root(other_cfg, data_dir)
     if root is None or other_root is None:
@@ -151,8 +152,7 @@ def copies_of_run_images(
     own_records = scan_files(root, list(own_hashes), own_hashes, DecodeOptions.from_config(run_cfg.dataset),
                              cache_dir)
     other_ids = [image_id for s in SPLITS for image_id in other.splits[s].ids]
-    other_records = scan_files(other_root, other_ids, other.file_hashes, DecodeOptions.from_config(other_cfg),
-                               cache_dir)
+    other_records = other.scans  # made by its load, with its decoding: not scanned again
     split_of = dict(zip(own["file"], own["split"], strict=True))
     run_file_of = {digest: name for name, digest in own_hashes.items()}
     same_bytes = pd.DataFrame(

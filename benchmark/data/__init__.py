@@ -4,7 +4,8 @@ Loading a dataset is the whole hygiene pass a careful methods section describes,
 the image files (junk and hidden files ignored), hash them, decode each once (`scan.py`: unreadable
 files are skipped and listed, or all reported at once), assign patient/study groups and split (grouped
 and stratified, `folder.py`), then audit exact and near duplicates across splits (`audit.py`) and drop
-or refuse them if asked. Everything found is kept in `Dataset.records` for the run's manifest.
+or refuse them if asked. Everything found is kept in `Dataset.records` for the run's manifest, and each
+image's scan in `Dataset.scans`.
 """
 
 import hashlib
@@ -144,6 +145,7 @@ def from_folder(
         file_hashes=hashes,
         group_name=str(cfg.get("group_name") or "group") if grouped else None,
         records=found,
+        scans=records,
     )
 
 
@@ -162,7 +164,8 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
         return images[split][int(index)]
 
     ids = [i for split in splits.values() for i in split.ids]
-    splits, found = audited(cfg, splits, scan_arrays(ids, array_of))
+    scans = scan_arrays(ids, array_of)
+    splits, found = audited(cfg, splits, scans)
     found["skipped"] = []
     return Dataset(
         name=name,
@@ -173,6 +176,7 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
         decode=lambda image_id, size: decode_array(array_of(image_id), size, options),
         file_hashes=hashes,
         records=found,
+        scans=scans,
     )
 
 

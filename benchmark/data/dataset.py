@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from benchmark.data.scan import ScanRecord
+
 SPLITS = ("train", "val", "test")
 # What a run's metrics.json says about its data (runs/pipeline.split_summary); an ensemble of runs on the
 # same data inherits them (report/ensemble.py)
@@ -42,6 +44,9 @@ class Dataset:
     file_hashes: dict[str, str]
     group_name: str | None = None  # "patient", "study", ...: None when the split ignored groups
     records: dict = field(default_factory=dict)  # what loading found: skipped files, audit, decoding
+    # each listed image's decode-once scan (skipped files too), kept for what compares images later
+    # (benchmark.evaluate's copies of a run's images) instead of scanning them again
+    scans: dict[str, ScanRecord] = field(default_factory=dict)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, images per class (for the manifest and the leaderboard header)."""

@@ -9,6 +9,8 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from benchmark.data import load_dataset
+from benchmark.data.images import DecodeOptions
+from benchmark.data.scan import scan_files
 from benchmark.errors import BenchmarkError
 
 GOOD_PER_CLASS = 20
@@ -47,6 +49,18 @@ def test_bad_images_are_skipped_and_listed_junk_is_ignored(tmp_path: Path):
     assert all(f in skipped[f] for f in bad), "each reason names its file"
     listed = {i for split in dataset.splits.values() for i in split.ids}
     assert "covid/scan000.PNG" in listed and not any("junk" in i or i.endswith(".txt") for i in listed)
+
+
+def test_the_load_keeps_each_files_scan_the_skipped_ones_too(tmp_path: Path):
+    """What benchmark.evaluate compares a site's images by comes with the dataset: the records a fresh
+    scan of its files would give, the unreadable files' reasons included."""
+    bad = export_with_bad_files(tmp_path / "export")
+    dataset = load_dataset(cfg(tmp_path / "export"), tmp_path, tmp_path / "cache")
+    listed = [i for split in dataset.splits.values() for i in split.ids]
+    assert set(dataset.scans) == {*listed, *bad}
+    again = scan_files(tmp_path / "export", [*listed, *bad], {}, DecodeOptions(), None)  # decoded anew
+    assert dataset.scans == again
+    assert all(dataset.scans[f].reason for f in bad) and all(dataset.scans[i].readable for i in listed)
 
 
 def test_on_bad_image_error_reports_every_bad_file_at_once(tmp_path: Path):

@@ -144,6 +144,7 @@ def test_medmnist_npz_keeps_the_official_splits(tmp_path: Path):
     assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [30, 9, 12]
     assert dataset.decode("test/3", 32).shape == (32, 32, 3)
     assert dataset.splits["test"].labels[4] == 1
+    assert set(dataset.scans) == {i for split in dataset.splits.values() for i in split.ids}
 
 
 def test_medmnist_rgb_and_default_class_names(tmp_path: Path):
