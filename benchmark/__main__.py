@@ -31,27 +31,29 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
 
-    done, _ = completed(cfg, resolve(cfg), in_sweep=in_sweep())
+    done, dataset = completed(cfg, resolve(cfg), in_sweep=in_sweep())
     if done is not None:
         return float(done["best_val_loss"])
     if figure_worker:
         from benchmark.figures import background
 
         background.start()  # it imports the plotting libraries while this process imports TensorFlow
-    return float(pipeline_run(cfg)(cfg)["best_val_loss"])
+    # a run complete but out of date: the data its check loaded is the run's (not loaded or prepared again)
+    return float(pipeline_run(cfg, prepare=dataset is None)(cfg, dataset)["best_val_loss"])
 
 
-def pipeline_run(cfg: DictConfig):
-    """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset),
-    its thread pools sized to the launcher first: they can be sized only before TensorFlow's first
-    operation in the process. A dataset.path that is not there, or a bad train.*/head.* number, stops it
-    before any of that."""
+def pipeline_run(cfg: DictConfig, prepare: bool = True):
+    """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset
+    unless `prepare` is false: this process has loaded it), its thread pools sized to the launcher first:
+    they can be sized only before TensorFlow's first operation in the process. A dataset.path that is not
+    there, or a bad train.*/head.* number, stops it before any of that."""
     from benchmark.data import ahead, check_path
     from benchmark.runs.settings import check_training
 
     check_path(cfg.dataset)
     check_training(cfg)
-    preparing = ahead.start(cfg) if "tensorflow" not in sys.modules else None  # a process's first run
+    first = "tensorflow" not in sys.modules  # a process's first run
+    preparing = ahead.start(cfg) if first and prepare else None
     from benchmark.runs import threads
     from benchmark.runs.pipeline import run
     from benchmark.runs.slate import freeze_imports

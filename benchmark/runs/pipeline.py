@@ -299,13 +299,15 @@ def train_and_evaluate(
     }
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run)."""
+def run(cfg: DictConfig, dataset: Dataset | None = None) -> dict:
+    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run). `dataset`:
+    what the caller's own resume check loaded when it found the run's directory complete but out of date;
+    the run is then not checked again."""
     identity = validate(cfg)
-    # the dataset is loaded (and content-hashed) once: for the resume check, or after the weights below
-    done, dataset = resume.completed(cfg, identity)
-    if done is not None:
-        return done
+    if dataset is None:  # the dataset is loaded (and content-hashed) once: here, or after the weights below
+        done, dataset = resume.completed(cfg, identity)
+        if done is not None:
+            return done
     # A sweep runs many cells in one process: start each from a clean slate, the previous cell's backbone
     # released (one garbage collection: a second one cost 0.22 s a cell for nothing).
     clean_slate()
