@@ -5,14 +5,19 @@ A run is complete only when `metrics.json` exists and parses (one truncated by a
 copy is warned about and the run is redone). Files are written into a hidden staging folder
 that is renamed into place at the end, so a killed run never looks complete and a re-run with
 `force=true` replaces an old run only once the new one has fully succeeded. Hidden folders at any
-level are staging areas and are never listed as runs.
+level are staging areas and are never listed as runs. While a process trains and publishes a run it holds
+the run's lock, a hidden `.<run>.lock` beside it, so an identical command started meanwhile waits for it
+and then finds the run complete instead of training it again.
 """
 
 import logging
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json
@@ -20,6 +25,10 @@ from benchmark.files import publish_directory, read_json
 log = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
+# A waiting process asks for the run's lock this many seconds at a time: filelock refuses an unbounded wait
+# on a lock another FileLock of the same process holds, as a sweep's earlier cell of the same run does
+# until the figure worker's thread publishes it.
+LOCK_POLL_S = 30.0
 
 
 def runs_root(results_dir: Path) -> Path:
@@ -164,3 +173,47 @@ def remove_abandoned_staging(run_dir: Path) -> list[Path]:
 def publish(staging: Path, run_dir: Path) -> None:
     """Move a finished staging folder into place, replacing an older run only now."""
     publish_directory(staging, run_dir, replace=True)
+
+
+def lock_path(run_dir: Path) -> Path:
+    return run_dir.with_name(f".{run_dir.name}.lock")
+
+
+def lock_run(run_dir: Path) -> tuple[FileLock, float]:
+    """Hold the run's lock for its training and publishing: (the lock, seconds waited for it). Another
+    process training the same run makes this one wait, saying so. An OS lock: a killed holder's is gone
+    with it. Keyed by the run directory alone, so a sweep's other runs never wait for this one."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(run_dir), thread_local=False)  # released by the thread that publishes the run
+    try:
+        lock.acquire(timeout=0)
+        return lock, 0.0
+    except Timeout:
+        log.info("%s is being trained by another process: waiting for it", run_dir)
+    started = time.perf_counter()
+    while True:
+        try:
+            lock.acquire(timeout=LOCK_POLL_S)
+            break
+        except Timeout:
+            continue
+    waited = time.perf_counter() - started
+    log.info("waited %.1f s for another process that held %s", waited, run_dir)
+    return lock, waited
+
+
+def unlock_run(lock: FileLock, run_dir: Path) -> None:
+    """Release the run's lock, its file removed while still held (as filelock 3 did itself): a process
+    waiting on the removed file takes a new one, since filelock drops a lock on a file no longer there."""
+    lock_path(run_dir).unlink(missing_ok=True)
+    lock.release()
+
+
+def published_stamp(run_dir: Path) -> tuple[int, int, int] | None:
+    """Which publication of the run is in place (metrics.json's inode, size and time; None: none), so a
+    process can tell that another one published it meanwhile."""
+    try:
+        found = (Path(run_dir) / "metrics.json").stat()
+    except FileNotFoundError:
+        return None
+    return found.st_ino, found.st_size, found.st_mtime_ns

@@ -5,12 +5,14 @@ import shutil
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import check_image_size
@@ -300,14 +302,15 @@ def train_and_evaluate(
 
 
 def run(cfg: DictConfig, dataset: Dataset | None = None) -> dict:
-    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run). `dataset`:
-    what the caller's own resume check loaded when it found the run's directory complete but out of date;
-    the run is then not checked again."""
+    """Train and evaluate one backbone; returns metrics.json's content (skips a completed run, also one
+    another process publishes while this one waits for it). `dataset`: what the caller's own resume check
+    loaded when it found the run's directory complete but out of date; the run is then not checked again."""
     identity = validate(cfg)
     if dataset is None:  # the dataset is loaded (and content-hashed) once: here, or after the weights below
         done, dataset = resume.completed(cfg, identity)
         if done is not None:
             return done
+    stamp = layout.published_stamp(identity.run_dir)
     # A sweep runs many cells in one process: start each from a clean slate, the previous cell's backbone
     # released (one garbage collection: a second one cost 0.22 s a cell for nothing).
     clean_slate()
@@ -316,15 +319,45 @@ def run(cfg: DictConfig, dataset: Dataset | None = None) -> dict:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
         dataset = dataset or resume.load(cfg)
-        stage, figures = layout.staging_directory(identity.run_dir), []
+        lock, waited_s = layout.lock_run(identity.run_dir)  # held until the run is published, or has failed
         try:
-            metrics = train_and_evaluate(cfg, identity, backbone, dataset, stage, figures)
+            done = resume.published_meanwhile(cfg, identity, dataset, stamp)
+            if done is not None:
+                layout.unlock_run(lock, identity.run_dir)
+                return done
+            metrics, stage, figures = staged(cfg, identity, backbone, dataset)
         except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
+            layout.unlock_run(lock, identity.run_dir)
             raise
-    metrics |= memory | {"run_s": time.perf_counter() - started}  # the whole cell, in this process
-    background.then(figures, partial(publish_run, cfg, identity, stage, metrics, cell=current_cell(cfg)))
+    # the whole cell, in this process, less any wait for another process's lock
+    metrics |= memory | {"run_s": time.perf_counter() - started - waited_s}
+    publish = partial(publish_run, cfg, identity, stage, metrics, cell=current_cell(cfg))
+    background.then(figures, partial(then_unlock, lock, identity.run_dir, publish))
     return metrics
+
+
+def staged(
+    cfg: DictConfig, identity: RunIdentity, backbone: LoadedBackbone, dataset: Dataset
+) -> tuple[dict, Path, list[Future]]:
+    """The run trained into a fresh staging folder (removed if it fails): (metrics, the folder, its
+    figures being drawn)."""
+    stage, figures = layout.staging_directory(identity.run_dir), []
+    try:
+        return train_and_evaluate(cfg, identity, backbone, dataset, stage, figures), stage, figures
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def then_unlock(
+    lock: FileLock, run_dir: Path, finish: Callable[[list[Future]], None], figures: list[Future]
+) -> None:
+    """`finish(figures)` (publish_run), then the run's lock released: published or failed, its work is over
+    (in a sweep, on the figure worker's result thread)."""
+    try:
+        finish(figures)
+    finally:
+        layout.unlock_run(lock, run_dir)
 
 
 def publish_run(

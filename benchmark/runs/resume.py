@@ -66,10 +66,28 @@ def completed(
     if cfg.force or not layout.is_complete(identity.run_dir):
         return None, None
     dataset = dataset_of(cfg) if in_sweep else load(cfg)
+    return still_done(cfg, identity, dataset), dataset
+
+
+def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict | None:
+    """metrics.json of the complete run when it still counts for this data and weights (skipped, and
+    tracked if it was made with a logger and not tracked yet), else None: it runs again."""
     if not still_valid(cfg, identity.run_dir, dataset):
-        return None, dataset
+        return None
     log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
     done = layout.read_metrics(identity.run_dir)
     if cfg.get("logger"):  # MLflow is imported only for a run made with a logger and not tracked yet
         tracking.track_if_untracked(cfg, identity.dataset, identity.run_dir, done)
-    return done, dataset
+    return done
+
+
+def published_meanwhile(
+    cfg: DictConfig, identity: RunIdentity, dataset: Dataset, stamp: tuple | None
+) -> dict | None:
+    """metrics.json of the run when another process published it after `stamp` (layout.published_stamp,
+    taken as this run began), while this one loaded its data or waited for the run's lock, and it counts
+    for this data: not trained again, even with force=true (that run is new). Else None."""
+    if layout.published_stamp(identity.run_dir) in (None, stamp) or not layout.is_complete(identity.run_dir):
+        return None
+    log.info("%s was published by another process meanwhile", identity.run_dir)
+    return still_done(cfg, identity, dataset)
