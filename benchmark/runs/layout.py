@@ -203,8 +203,9 @@ def lock_run(run_dir: Path) -> tuple[FileLock, float]:
 
 
 def unlock_run(lock: FileLock, run_dir: Path) -> None:
-    """Release the run's lock, its file removed while still held (as filelock 3 did itself): a process
-    waiting on the removed file takes a new one, since filelock drops a lock on a file no longer there."""
+    """Release the run's lock, its file removed while still held, so no lock file outlives the run's
+    work: a process waiting on the removed file takes a new one, since filelock (>= 4.3, pyproject.toml)
+    does not count a lock on a file no longer there as acquired."""
     lock_path(run_dir).unlink(missing_ok=True)
     lock.release()
 
