@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from benchmark.errors import BenchmarkError
-from benchmark.files import publish_directory, read_json
+from benchmark.files import lock_path, publish_directory, read_json
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +173,6 @@ def remove_abandoned_staging(run_dir: Path) -> list[Path]:
 def publish(staging: Path, run_dir: Path) -> None:
     """Move a finished staging folder into place, replacing an older run only now."""
     publish_directory(staging, run_dir, replace=True)
-
-
-def lock_path(run_dir: Path) -> Path:
-    return run_dir.with_name(f".{run_dir.name}.lock")
 
 
 def lock_run(run_dir: Path) -> tuple[FileLock, float]:

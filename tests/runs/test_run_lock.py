@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 
+from benchmark.files import lock_path
 from benchmark.runs import layout
 from benchmark.runs.identity import resolve
 from tests.conftest import ROOT, compose_config, tiny_overrides
@@ -69,15 +70,15 @@ def test_a_lock_left_by_a_killed_process_stops_nobody(tmp_path: Path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(Timeout):
-            FileLock(layout.lock_path(run_dir)).acquire(timeout=0)
-        other = FileLock(layout.lock_path(beside))
+            FileLock(lock_path(run_dir)).acquire(timeout=0)
+        other = FileLock(lock_path(beside))
         other.acquire(timeout=0)  # another run's lock: free
         other.release()
     finally:
         holder.kill()
         holder.wait()
-    assert layout.lock_path(run_dir).is_file()  # killed: its lock file is still there
+    assert lock_path(run_dir).is_file()  # killed: its lock file is still there
     lock, waited = layout.lock_run(run_dir)
     assert waited == 0.0 and lock.is_locked
     layout.unlock_run(lock, run_dir)
-    assert not layout.lock_path(run_dir).exists()
+    assert not lock_path(run_dir).exists()
