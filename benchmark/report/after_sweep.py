@@ -5,22 +5,30 @@ the leaderboard can never be built from another (older) one. Hydra calls it in t
 launched the sweep, whichever launcher ran the cells.
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+if TYPE_CHECKING:  # the report's modules (pandas, scikit-learn) are imported only at the sweep's end
+    from benchmark.report.load import Collection
+
 log = logging.getLogger(__name__)
 
 
-def build_leaderboard(config: DictConfig, meanwhile: Callable[[], None] | None = None) -> None:
+def build_leaderboard(
+    config: DictConfig, meanwhile: Callable[[], None] | None = None, collection: Collection | None = None
+) -> None:
     """conf/report.yaml with the sweep's results_dir and `report.ensemble_k`; a report error is logged,
     never raised (the runs are complete either way, and `make report` can be run again). `meanwhile`:
-    the missing Grad-CAM maps, made while the sweep's worker draws the leaderboard's figures."""
+    the missing Grad-CAM maps, made while the sweep's worker draws the leaderboard's figures;
+    `collection`: the run directories as read to find them, so the report does not read them again."""
     from benchmark.cli import CONF
     from benchmark.errors import BenchmarkError
     from benchmark.report.build import build_report
@@ -29,21 +37,25 @@ def build_leaderboard(config: DictConfig, meanwhile: Callable[[], None] | None =
     report_cfg.results_dir = str(Path(config.results_dir))
     report_cfg.ensemble_k = config.report.ensemble_k
     try:
-        log.info("leaderboard: %s", build_report(report_cfg, meanwhile))
+        log.info("leaderboard: %s", build_report(report_cfg, meanwhile, collection))
     except BenchmarkError as error:
         log.error("no leaderboard: %s", error)
         if meanwhile is not None:
             meanwhile()  # the report stopped before the maps' turn (build_report raises only before it)
 
 
-def missing_maps(config: DictConfig) -> list[Path]:
+def maps_wanted(config: DictConfig) -> bool:
+    """Whether the sweep makes Grad-CAM panels at its end (once per leaderboard row, of a saved model)."""
+    explain = config.explain
+    return explain.in_sweep == "best_seed" and bool(explain.n_images) and bool(config.train.save_model)
+
+
+def missing_maps(config: DictConfig, collection: Collection) -> list[Path]:
     """The validation-best seed of every row the leaderboard shows, where its Grad-CAM panels are missing
     (one set per backbone instead of one per cell: the maps of the seeds differ only in the head)."""
     from benchmark.report.rows import best_seed_runs
 
-    if config.explain.in_sweep != "best_seed" or not config.explain.n_images or not config.train.save_model:
-        return []
-    return [run_dir for run_dir in best_seed_runs(Path(config.results_dir))
+    return [run_dir for run_dir in best_seed_runs(collection.runs, Path(config.results_dir))
             if not (run_dir / "gradcam.png").exists()]
 
 
@@ -69,25 +81,24 @@ def explain_runs(config: DictConfig, run_dirs: list[Path]) -> None:
 
 def track_explained(run_dir: Path, scores: dict) -> None:
     """Add a run's Grad-CAM to the MLflow run it was tracked in (mlflow_run.json); a failure is logged,
-    the panel stays in the run directory."""
+    never raised (a tracking server down must not stop the report): the panel stays in the run directory."""
     from benchmark.runs import tracking
 
-    try:
-        tracking.log_added(run_dir, scores)
-    except Exception as error:  # a tracking server down must not stop the report
-        log.warning("MLflow: the Grad-CAM of %s is NOT tracked (it is in the run directory): %s",
-                    run_dir, error)
+    tracking.never_raising(lambda: tracking.log_added(run_dir, scores), f"the Grad-CAM of {run_dir}",
+                           "it is in the run directory")
 
 
 class SweepLeaderboard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from benchmark.figures import background
+        from benchmark.report.load import collect
 
         background.settle()  # the runs still waiting for their figures are published first
-        missing = missing_maps(config)
+        collection = collect(Path(config.results_dir)) if maps_wanted(config) else None  # read once
+        missing = missing_maps(config, collection) if collection is not None else []
         make_maps = partial(explain_runs, config, missing) if missing else None
         if config.report.after_sweep:
-            build_leaderboard(config, make_maps)
+            build_leaderboard(config, make_maps, collection)
         elif make_maps is not None:
             make_maps()
         background.stop()

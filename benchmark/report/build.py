@@ -11,7 +11,7 @@ from benchmark.files import digest, write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
 from benchmark.report.document import document, figure_links, gradcam_links
-from benchmark.report.ensemble import build_ensembles
+from benchmark.report.ensemble import with_ensembles
 from benchmark.report.load import Collection, Run, collect
 from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
 from benchmark.report.tables import leaderboard_frame, runs_frame
@@ -28,10 +28,14 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def load(results_dir: Path) -> Collection:
-    """Every run directory, sorted; failed runs and runs set aside as on old data are logged here, once per
-    report; no complete run at all is the user's to fix, so say how."""
-    found = collect(results_dir)
+def load(results_dir: Path, ensemble_k: int = 0, found: Collection | None = None) -> Collection:
+    """Every run directory, sorted and read once per report (`found`: as the caller read them), with the
+    top-`ensemble_k` ensembles built from them; failed runs and runs set aside as on old data are logged
+    here, once per report; no complete run at all is the user's to fix, so say how."""
+    if found is None:
+        found = collect(results_dir)
+    if ensemble_k:
+        found = with_ensembles(results_dir, ensemble_k, found)  # never lose the leaderboard over it
     for failure in found.failed:
         log.warning("failed run %s: %s: %s", failure.rel, failure.error_type, failure.error)
     for stale in found.stale:
@@ -91,14 +95,17 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
     return digest(found, OmegaConf.to_yaml(options), sources, length=16)  # loads it with Hydra's own node
 
 
-def build_report(cfg: DictConfig, meanwhile: Callable[[], None] | None = None) -> Path:
+def build_report(
+    cfg: DictConfig, meanwhile: Callable[[], None] | None = None, collection: Collection | None = None
+) -> Path:
     """Write leaderboard.csv, the figures and leaderboard.md (last, as it links the rest); its path.
 
     Nothing is rebuilt when no run, option or report code changed since the last leaderboard: `make sweep`
     on a complete sweep then ends in a second. `meanwhile` makes more of the inputs (a sweep's missing
     Grad-CAM maps, which the page links) while the figures are drawn by the sweep's worker; the
     leaderboard is then rebuilt. Its own errors (BenchmarkError) are all raised before `meanwhile` runs,
-    so a caller that catches one still has the maps to make."""
+    so a caller that catches one still has the maps to make. `collection`: the run directories as the
+    caller read them (the sweep's end, to find the maps to make), so that they are read once."""
     check_config(cfg)
     results_dir = Path(cfg.results_dir)
     markdown_path, stamp = results_dir / "leaderboard.md", results_dir / ".leaderboard-inputs"
@@ -108,9 +115,7 @@ def build_report(cfg: DictConfig, meanwhile: Callable[[], None] | None = None) -
         return markdown_path
     from benchmark.figures.leaderboard import draw_figures, figures_written  # plotting: only to rebuild
 
-    if cfg.ensemble_k:
-        build_ensembles(results_dir, cfg.ensemble_k, strict=False)  # never lose the leaderboard over it
-    collection = load(results_dir)
+    collection = load(results_dir, cfg.ensemble_k, collection)
     settings = common_settings(collection.runs)
     ranked: dict[str, list[Row]] = {}
     others: dict[str, dict[tuple[str, str, str], list[Row]]] = {}
@@ -122,10 +127,8 @@ def build_report(cfg: DictConfig, meanwhile: Callable[[], None] | None = None) -
     }
     csv_path = results_dir / "leaderboard.csv"
     write_text(csv_path, leaderboard_frame(ranked, not_chosen).to_csv(index=False))
-    write_text(
-        results_dir / "runs.csv",
-        runs_frame({d: rows + not_chosen[d] for d, rows in ranked.items()}).to_csv(index=False),
-    )
+    every_row = {dataset: rows + not_chosen[dataset] for dataset, rows in ranked.items()}
+    write_text(results_dir / "runs.csv", runs_frame(every_row, collection.stale).to_csv(index=False))
     log.info("wrote %s and runs.csv", csv_path)
     drawing = {
         dataset: draw_figures(rows, dataset, cfg, settings, results_dir / "figures")

@@ -7,6 +7,7 @@ directory, so the report ranks it next to the single backbones.
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.files import digest, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
 from benchmark.metrics.predictions import predictions_frame
-from benchmark.report.load import collect
+from benchmark.report.load import Collection, Run, Skipped, collect, sort_into
 from benchmark.report.paired import NotComparable, Predictions, seed_averaged
 from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
 from benchmark.report.versions import Stale
@@ -115,15 +116,20 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
     return run_dir
 
 
-def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, strict: bool = True) -> list[Path]:
+def build_ensembles(
+    results_dir: Path, k: int, dataset: str | None = None, strict: bool = True,
+    collection: Collection | None = None,
+) -> list[Path]:
     """One ensemble per dataset (or the named one), its ensemble on another version of
     the data removed first (versions.py); a dataset with fewer than 2 candidates then has none.
 
     `strict=False` (the report's option) turns members tested on different images into a warning.
+    `collection`: the run directories as the caller read them (the report), else read here.
     """
     if k < 2:
         raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
-    collection = collect(results_dir)
+    if collection is None:
+        collection = collect(results_dir)
     rows = group_rows(collection.runs)  # members among the rows chosen on validation
     if dataset is not None and dataset not in rows:
         raise BenchmarkError(f"dataset={dataset} has no complete runs under {results_dir}/runs: "
@@ -143,3 +149,28 @@ def build_ensembles(results_dir: Path, k: int, dataset: str | None = None, stric
             log.warning("no ensemble for %s: %s", name, error)
     return written
 
+
+def with_ensembles(results_dir: Path, k: int, collection: Collection) -> Collection:
+    """The report's ensembles built from its collection (a member tested on other images is a warning),
+    and that collection as the disk now holds it: the ensembles written read in (one may replace an
+    ensemble of the same name), the ones removed (replaced, or on another version of the data) left out,
+    in collect's order. The other runs are not read a second time."""
+    written = build_ensembles(results_dir, k, strict=False, collection=collection)
+    made = Collection()
+    for path in written:
+        sort_into(made, path, results_dir)
+    new = {found.rel for found in [*made.runs, *made.skipped]}
+
+    def kept(found: Run | Skipped) -> bool:
+        return found.rel not in new and (results_dir / found.rel).is_dir()
+
+    def order(found: Run | Skipped) -> tuple[str, ...]:  # collect's: run_dirs sorts paths
+        return Path(found.rel).parts
+
+    stale = [replace(group, runs=tuple(filter(kept, group.runs))) for group in collection.stale]
+    return replace(
+        collection,
+        runs=sorted([*filter(kept, collection.runs), *made.runs], key=order),
+        skipped=sorted([*filter(kept, collection.skipped), *made.skipped], key=order),
+        stale=[group for group in stale if group.runs],
+    )

@@ -13,6 +13,7 @@ from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.predictions import labels_of, probabilities_of, probability_column, read_predictions
 from benchmark.metrics.table import HEADLINE
 from benchmark.report.versions import Stale, current_data
+from benchmark.runs import search
 from benchmark.runs.layout import ENSEMBLE, run_dirs
 
 log = logging.getLogger(__name__)
@@ -69,24 +70,32 @@ def collect(results_dir: Path) -> Collection:
     """Sort every run directory into complete, failed and skipped (with the reason logged), and set aside
     complete runs made on another version of their dataset's data (versions.py): nothing that reads runs
     through here (the leaderboard, the ensemble, the sweep's Grad-CAM maps) can pool or compare them.
-    Quiet about those: a report collects two or three times, and says so once (build.load)."""
+    Quiet about those: the report says so (build.load), once it has built its ensembles from the same
+    collection; a report collects once."""
     found = Collection()
     for path in run_dirs(results_dir):
-        rel = path.relative_to(results_dir).as_posix()
-        try:
-            if (path / "metrics.json").exists():
-                found.runs.append(read_run(path, rel))
-            elif (path / "failed.json").exists():
-                failure = read_failure(path, rel)
-                if not made_good(path, results_dir):
-                    found.failed.append(failure)
-            else:
-                found.skipped.append(Skipped(rel, "incomplete: no metrics.json (killed or still running?)"))
-        except CorruptRun as error:
-            log.warning("skipping %s: %s", rel, error)
-            found.skipped.append(Skipped(rel, str(error)))
+        sort_into(found, path, results_dir)
     found.runs, found.stale = current_data(found.runs, results_dir)
     return found
+
+
+def sort_into(found: Collection, path: Path, results_dir: Path) -> None:
+    """One run directory into the collection: complete, failed (unless a study made it good) or skipped,
+    with the reason logged; each of its files read once."""
+    rel = path.relative_to(results_dir).as_posix()
+    try:
+        if (path / "metrics.json").exists():
+            found.runs.append(read_run(path, rel))
+        elif (path / "failed.json").exists():
+            record = read_json(path / "failed.json")
+            failure = failure_of(record, rel)
+            if not made_good(record, results_dir):
+                found.failed.append(failure)
+        else:
+            found.skipped.append(Skipped(rel, "incomplete: no metrics.json (killed or still running?)"))
+    except CorruptRun as error:
+        log.warning("skipping %s: %s", rel, error)
+        found.skipped.append(Skipped(rel, str(error)))
 
 
 def read_json(path: Path) -> dict:
@@ -190,8 +199,8 @@ def read_history(path: Path) -> pd.DataFrame | None:
     return history
 
 
-def read_failure(path: Path, rel: str) -> Failure:
-    record = read_json(path / "failed.json")
+def failure_of(record: dict, rel: str) -> Failure:
+    """failed.json's record, checked: the report lists it."""
     missing = [key for key in FAILURE_KEYS if key not in record]
     if missing:
         raise CorruptRun(f"failed.json lacks {', '.join(missing)}")
@@ -207,21 +216,16 @@ def read_failure(path: Path, rel: str) -> Failure:
     )
 
 
-def made_good(path: Path, results_dir: Path) -> bool:
-    """A search cell's failure (its study held by another process) whose study has since finished all
-    the trials the cell asked for, with a best one: that process may remove the record
-    (search.forget_failure) before this one writes it. A summary with a best trial alone is not enough:
-    it is written after every trial, so a study whose later trial failed has one too."""
-    record = read_json(path / "failed.json")
-    study, wanted = record.get("study"), record.get("n_trials")
+def made_good(record: dict, results_dir: Path) -> bool:
+    """A search cell's failure whose study has since finished what the cell asked for (search.made_good,
+    the one statement of that rule): the process that finished it may remove the record
+    (search.forget_failure) before this one writes it."""
+    study = record.get("study")
     try:
         result = read_json(results_dir / "search" / f"{study}.json") if study else {}
     except CorruptRun:
         return False
-    if not (result.get("best") and result.get("finished") is True):
-        return False  # summaries written before `finished` was recorded cannot tell
-    target = result.get("target_trials")
-    return is_number(target) and (not is_number(wanted) or target >= wanted)
+    return search.made_good(record, result)
 
 
 def number(metrics: dict, key: str) -> float:

@@ -19,7 +19,7 @@ from benchmark.report.estimates import (
     temperature,
     temperature_bound,
 )
-from benchmark.report.load import Run, collect, is_number, number
+from benchmark.report.load import Run, is_number, number
 from benchmark.runs.layout import ENSEMBLE
 
 PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
@@ -286,10 +286,11 @@ def best_seed(row: Row) -> Run:
     )
 
 
-def best_seed_runs(results_dir: Path) -> list[Path]:
-    """The validation-best run directory of every row chosen on validation (ensembles have no model)."""
+def best_seed_runs(runs: list[Run], results_dir: Path) -> list[Path]:
+    """The validation-best run directory of every row chosen on validation among `runs` (a collection's,
+    load.collect), ensembles left out (they have no model)."""
     found = []
-    for rows in group_rows(collect(results_dir).runs).values():
+    for rows in group_rows(runs).values():
         chosen, _ = choose_on_validation(rows)
         found += [results_dir / best_seed(row).rel for row in chosen if not row.is_ensemble]
     return found

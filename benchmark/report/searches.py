@@ -2,11 +2,11 @@
 for the studies on the data the leaderboard ranks (versions.py)."""
 
 import json
-import re
 from pathlib import Path
 
 from benchmark.report.load import Run
 from benchmark.report.versions import fingerprint_of
+from benchmark.runs.search import data_in_name
 
 
 def search_summaries(results_dir: Path) -> list[dict]:
@@ -30,18 +30,17 @@ def run_key(run_dir: str | Path) -> tuple[str, ...]:
 
 def data_of(study: dict) -> str | None:
     """The fingerprint (or its prefix) of the data the study searched on: recorded in its summary, else
-    the end of its name (`-data<prefix>`); None for a study named before the data's version was."""
-    found = re.search(r"-data([0-9a-f]{8})$", str(study.get("study")))
-    return study.get("data_fingerprint") or (found.group(1) if found else None)
+    the end of its name (search.with_data); None for a study named before the data's version was."""
+    return study.get("data_fingerprint") or data_in_name(str(study.get("study")))[1]
 
 
 def is_current(study: dict, current: dict[tuple[str, ...], str | None], names: set[str]) -> bool:
     """Whether the study searched the data the page ranks: its best run is one of the page's runs
     (versions.py) and still on the study's data (not retrained in place on new data); a study without a
     best run, when its data is current. A study named before its data's version was counts while no
-    successor (its name ending in `-data<prefix>`) exists."""
-    version = data_of(study)
-    if version is None and any(name.startswith(f"{study.get('study')}-data") for name in names):
+    successor (its name followed by a data version, search.with_data) exists."""
+    version, named = data_of(study), str(study.get("study"))
+    if version is None and any(name != named and data_in_name(name)[0] == named for name in names):
         return False
     best = study.get("best") or {}
     if not best.get("run_dir"):

@@ -2,7 +2,7 @@
 markdown tables of leaderboard.md."""
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -20,6 +20,7 @@ from benchmark.report.rows import (
     class_mean,
     estimate,
     estimated_temperatures,
+    group_rows,
     mean_of,
     mean_temperature,
     preset_of,
@@ -27,6 +28,7 @@ from benchmark.report.rows import (
     seed_counts,
     training_time,
 )
+from benchmark.report.versions import Stale
 
 NOT_SCALAR = (
     "classes",
@@ -40,11 +42,15 @@ NOT_SCALAR = (
 EXACT_MARK = "‡"
 
 
-def run_record(run: Run, label: str) -> dict:
-    """Every scalar of metrics.json, split sizes and per-class metrics as flat columns, plus provenance."""
+CURRENT, SET_ASIDE = "current", "set_aside"  # runs.csv's status of a run: on its dataset's current data?
+
+
+def run_record(run: Run, label: str, set_aside: str | None = None) -> dict:
+    """Every scalar of metrics.json, split sizes and per-class metrics as flat columns, plus provenance;
+    `set_aside`: why the run is in no leaderboard number (versions.py), None for a run on current data."""
     metrics = run.metrics
     record = {key: metrics[key] for key in ("dataset", "backbone", "seed", "config_hash", "weights_used")} | {
-        "row": label
+        "row": label, "status": SET_ASIDE if set_aside else CURRENT, "set_aside_reason": set_aside,
     }
     record |= {
         key: value
@@ -65,11 +71,19 @@ def run_record(run: Run, label: str) -> dict:
     return record
 
 
-def runs_frame(ranked: dict[str, list[Row]]) -> pd.DataFrame:
-    """runs.csv: one line per run, datasets in order, rows in rank order, seeds in order."""
-    return pd.DataFrame.from_records(
-        [run_record(run, row.label) for rows in ranked.values() for row in rows for run in row.runs]
-    )
+def runs_frame(ranked: dict[str, list[Row]], stale: Sequence[Stale] = ()) -> pd.DataFrame:
+    """runs.csv: one line per run, datasets in order, rows in rank order, seeds in order; then the runs set
+    aside as on another version of their dataset's data, with why (status, set_aside_reason): listed, so
+    the CSV holds every complete run, but in no leaderboard number."""
+    current = [run_record(run, row.label) for rows in ranked.values() for row in rows for run in row.runs]
+    aside = [
+        run_record(run, row.label, group.reason)
+        for group in stale
+        for rows in group_rows(list(group.runs)).values()
+        for row in rows
+        for run in row.runs
+    ]
+    return pd.DataFrame.from_records(current + aside)
 
 
 def row_record(row: Row, rank: int | None, chosen: bool) -> dict:

@@ -50,6 +50,14 @@ class Stale:
         seed): empty when they agree or are unknown, i.e. the data itself changed on disk."""
         return changed_settings(self.version.settings, self.current.settings)
 
+    @property
+    def reason(self) -> str:
+        """Why these runs are set aside, in one line (runs.csv): the settings that differ, else the data."""
+        versions = f"data fingerprint {self.version.fingerprint} (now {self.current.fingerprint})"
+        if changed := self.settings_changed:
+            return f"other dataset settings: {'; '.join(changed)}; {versions}"
+        return f"another version of the data: {versions}"
+
 
 def fingerprint_of(run: Run, by_rel: dict[str, Run]) -> str | None:
     """The run's data fingerprint (metrics.json, else manifest.json); an ensemble without one of its own
@@ -119,9 +127,12 @@ def current_data(runs: list[Run], results_dir: Path) -> tuple[list[Run], list[St
         else:
             others[(dataset, found)].append(run)
     stale = []
+    currents: dict[str, Version] = {}  # each dataset's current version: its config.yaml read once
     for (dataset, found), members in sorted(others.items()):
-        reference = newest[dataset]
-        current = version_of(reference, str(fingerprints[reference.rel]), results_dir)
+        if dataset not in currents:
+            reference = newest[dataset]
+            currents[dataset] = version_of(reference, str(fingerprints[reference.rel]), results_dir)
+        current = currents[dataset]
         # an ensemble's config.yaml names its members, not the dataset.* settings
         trained = next((run for run in members if run.metrics.get("backbone") != ENSEMBLE), members[0])
         stale.append(Stale(dataset, version_of(trained, found, results_dir), current, tuple(members)))

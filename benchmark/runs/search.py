@@ -13,6 +13,7 @@ before the study is created: a space key the run's config lacks, or does not rea
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +24,11 @@ from benchmark.errors import BenchmarkError
 from benchmark.files import digest, read_json, write_json
 from benchmark.runs.identity import config_hash, resolve
 from benchmark.runs.search_space import direction_of
+from benchmark.runs.settings import number
 
 log = logging.getLogger(__name__)
+DATA_SUFFIX = re.compile(r"-data([0-9a-f]{8})$")  # a study's name ends in its data's version (with_data)
+
 
 def space_digest(space) -> str:
     """A short hash of the searched keys and their choices or ranges: another space is another study
@@ -40,23 +44,33 @@ def data_fingerprint(cfg: DictConfig) -> str:
     return dataset_of(cfg).fingerprint
 
 
-def data_version(cfg: DictConfig) -> str:
-    """The first characters of the data's fingerprint, which end the study's name."""
-    return data_fingerprint(cfg)[:8]
+def with_data(name: str, fingerprint: str) -> str:
+    """The study's name ended by its data's version (the fingerprint's first 8 characters): the same
+    folder with other images is another study."""
+    return f"{name}-data{fingerprint[:8]}"
 
 
-def study_name(cfg: DictConfig) -> str:
+def data_in_name(name: str) -> tuple[str, str | None]:
+    """A study's name split into what precedes its data's version and that version (with_data); (name,
+    None) for a study named before the data's version was."""
+    found = DATA_SUFFIX.search(name)
+    return (name[: found.start()], found.group(1)) if found else (name, None)
+
+
+def study_name(cfg: DictConfig, data: str | None = None) -> str:
     """Search, metric, dataset, backbone, mode, seed, the hash of every setting the search does not vary
     (the run's own config hash with the searched keys blanked), the hash of the space and the data's
     version: another base configuration, metric or space is another study
     (Optuna would load a stored study with its old direction and distributions), and so is the same
-    folder with other images (its trials' values are not comparable with the old data's)."""
+    folder with other images (its trials' values are not comparable with the old data's). `data`: the
+    data's fingerprint, where the caller has it."""
     run = resolve(cfg)
     base = with_values(cfg, {item.key: None for item in cfg.hparams_search.space})
     fixed = config_hash(base, run.image_size)
     search = cfg.hparams_search
-    return (f"{search.name}-{search.metric}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}"
-            f"-{fixed}-space{space_digest(search.space)}-data{data_version(cfg)}")
+    name = (f"{search.name}-{search.metric}-{run.dataset}-{run.spec.name}-{cfg.train.mode}-seed{run.seed}"
+            f"-{fixed}-space{space_digest(search.space)}")
+    return with_data(name, data or data_fingerprint(cfg))
 
 
 def suggest(trial, space) -> dict:
@@ -128,7 +142,7 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
     spec = cfg.hparams_search
     data = data_fingerprint(cfg)  # the same for every trial of the study
     direction = direction_of(spec.metric)
-    name = study_name(cfg)
+    name = study_name(cfg, data)
     folder = Path(cfg.results_dir) / "search"
     folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / f".{name}.lock")
@@ -157,21 +171,31 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
         result = write_summary(study, cfg, data)
     if not result["best"]:
         raise BenchmarkError(f"study {name}: no trial finished (see the failed runs in the log)")
-    forget_failure(resolve(cfg).run_dir, name, spec.n_trials)
+    forget_failure(resolve(cfg).run_dir, result)
     best = result["best"]
     log.info("study %s: best %s %.4f with %s (%s)", name, spec.metric, best["value"], best["params"],
              best["run_dir"])
     return float(best["value"])
 
 
-def forget_failure(run_dir: Path, study: str, n_trials: int) -> None:
-    """Remove the failed.json a sweep recorded for this study (held by another process, say) once it has
-    finished as many trials as that cell asked for, and the folder it alone made: the report would list
-    it as failed long after."""
+def made_good(failure: dict, result: dict) -> bool:
+    """Whether a search cell's failed.json is answered by its study's summary (result): the same study,
+    finished (all its target trials done, none left running) with a best trial, and at least the trials
+    the cell asked for. A best trial alone is not enough: the summary is written after every trial, so a
+    study whose later trial failed has one too; a summary written before `finished` was cannot tell."""
+    study, wanted, target = failure.get("study"), failure.get("n_trials"), result.get("target_trials")
+    if not study or study != result.get("study") or not result.get("best"):
+        return False
+    return result.get("finished") is True and number(target) and (not number(wanted) or target >= wanted)
+
+
+def forget_failure(run_dir: Path, result: dict) -> None:
+    """Remove the failed.json a sweep recorded for this study (held by another process, say) once the
+    study's summary makes it good (made_good), and the folder it alone made: the report would list it as
+    failed long after."""
     record = run_dir / "failed.json"
     try:
-        failed = read_json(record)
-        if failed.get("study") != study or failed.get("n_trials", 0) > n_trials:
+        if not made_good(read_json(record), result):
             return  # none, an ordinary run's failure of this configuration, or a cell that asked for more
         record.unlink()
         run_dir.rmdir()  # only when the record was all it held

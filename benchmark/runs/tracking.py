@@ -17,8 +17,9 @@ import socket
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from filelock import FileLock
@@ -29,8 +30,10 @@ from benchmark.files import read_json, write_json
 from benchmark.runs.settings import number
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECORD = "mlflow_run.json"  # in a tracked run directory: its store, experiment and MLflow run id
+ON_DISK = "the run is complete on disk"  # what an untracked run still is (never_raising)
 
 # MLflow's HTTP client retries a request 7 times with a backoff factor of 2 (about 4 minutes against a
 # server that is down) and waits 120 s for an answer. The run is complete before it is tracked, so a server
@@ -220,16 +223,23 @@ def log_run(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str:
     return run_id
 
 
+def never_raising(action: Callable[[], T], what: str, kept: str, failed: str = "logging failed") -> T | None:
+    """Run one tracking step; a failure is logged, never raised (the one place that says so): what it
+    would track is on disk already (`kept` says where), and a tracking server that is down must not turn
+    a finished run into a failed cell, a skip into a failure or stop a sweep's report. An unreachable
+    server is a warning; anything else (`failed`: what went wrong) an error."""
+    try:
+        return action()
+    except Unreachable as error:
+        log.warning("MLflow: %s is NOT tracked (%s): %s", what, kept, error)
+    except Exception as error:
+        log.error("MLflow: %s is NOT tracked (%s): %s: %s", what, kept, failed, error)
+    return None
+
+
 def track(cfg: DictConfig, dataset: str, run_dir: Path, metrics: dict) -> str | None:
     """Log a published run; a failure is reported, never raised: the finished run stays as it is."""
-    try:
-        return log_run(cfg, dataset, run_dir, metrics)
-    except Unreachable as error:  # a server down must not turn a finished run into a failed cell
-        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): %s", run_dir, error)
-    except Exception as error:
-        log.error("MLflow: %s is NOT tracked (the run is complete on disk): logging failed: %s",
-                  run_dir, error)
-    return None
+    return never_raising(lambda: log_run(cfg, dataset, run_dir, metrics), str(run_dir), ON_DISK)
 
 
 def untracked_config(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
@@ -253,13 +263,9 @@ def track_if_untracked(cfg: DictConfig, dataset: str, run_dir: Path, metrics: di
     """Track a complete run met again (skipped on resume) that was made with a logger but is not tracked:
     it finished while the server was down, or its logging failed half way; no later sweep would otherwise
     ever log it. Its params come from its own config.yaml, as if tracked when it finished. A skip never
-    fails: what cannot be read is a warning."""
-    try:
-        run_cfg = untracked_config(cfg, run_dir)
-    except Exception as error:
-        log.warning("MLflow: %s is NOT tracked (the run is complete on disk): its config.yaml or %s cannot "
-                    "be read: %s", run_dir, RECORD, error)
-        return None
+    fails: what cannot be read is logged (never_raising)."""
+    run_cfg = never_raising(lambda: untracked_config(cfg, run_dir), str(run_dir), ON_DISK,
+                            f"its config.yaml or {RECORD} cannot be read")
     if run_cfg is None:
         return None
     run_cfg.logger = OmegaConf.to_container(cfg.logger, resolve=True)  # where to track it: the store of now

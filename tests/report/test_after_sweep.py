@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from benchmark.figures import background
 from benchmark.report.after_sweep import SweepLeaderboard, build_leaderboard
+from benchmark.report.load import collect
 from benchmark.report.rows import best_seed_runs
 from tests.conftest import CONF, tiny_overrides
 
@@ -16,7 +17,7 @@ def test_the_maps_are_made_while_the_worker_draws_and_the_page_links_both(tiny_s
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*overrides, "explain.n_images=2"])
     results = root / "results"
-    best = best_seed_runs(results)
+    best = best_seed_runs(collect(results).runs, results)
     assert len(best) == 2 and not any((run / "gradcam.png").exists() for run in best)
     background.start()
     try:

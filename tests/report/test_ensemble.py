@@ -1,12 +1,13 @@
 """The top-k ensemble on the suite's real sweep: chosen on validation, evaluated like any run, ranked."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 
-from benchmark.report.ensemble import build_ensembles
-from benchmark.report.load import collect
+from benchmark.report.ensemble import build_ensembles, with_ensembles
+from benchmark.report.load import Collection, collect
 from benchmark.report.rows import group_rows, mean_of
 from tests.conftest import run_cli
 
@@ -43,3 +44,30 @@ def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
 def test_ensemble_cli_refuses_fewer_than_two_members(tmp_path):
     result = run_cli([f"results_dir={tmp_path}", "k=1"], module="benchmark.ensemble")
     assert result.returncode == 2 and "needs at least 2 members" in result.stderr
+
+
+def listed(found: Collection) -> tuple:
+    """What a collection holds, by run directory."""
+    return ([run.rel for run in found.runs], [skip.rel for skip in found.skipped],
+            [(group.dataset, [run.rel for run in group.runs]) for group in found.stale])
+
+
+def test_the_reports_collection_after_its_ensembles_is_what_the_disk_then_holds(tiny_sweep, tmp_path):
+    """The report reads the runs once and builds its ensembles from that reading: the collection it ranks
+    is the one a second reading would give, with the new ensemble in, the replaced, the broken and the
+    stale ones (on another version of the data) out."""
+    results = tiny_sweep.copy_to(tmp_path).root / "results"
+    (old,) = build_ensembles(results, k=2)
+    stale = old.with_name("top2-0ld0ld0l")
+    shutil.copytree(old, stale)
+    metrics = json.loads((stale / "metrics.json").read_text())
+    (stale / "metrics.json").write_text(json.dumps({**metrics, "dataset_fingerprint": "0ld0ld0ld0ld0ld0"}))
+    old.with_name("top2-broken00").mkdir()  # an ensemble killed before its metrics.json
+    before = collect(results)
+    assert any(stale.name in rel for _, rels in listed(before)[2] for rel in rels)
+    assert any("top2-broken00" in rel for rel in listed(before)[1])
+    after = with_ensembles(results, 2, before)
+    assert listed(after) == listed(collect(results))
+    ensembles = [run.rel for run in after.runs if run.metrics["backbone"] == "ensemble"]
+    assert ensembles == [old.relative_to(results).as_posix()]
+    assert not after.stale and not any("ensemble" in rel for rel in listed(after)[1])

@@ -4,6 +4,8 @@ import json
 import logging
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.report.after_sweep import build_leaderboard
 from benchmark.report.build import build_report
+from benchmark.report.load import collect
 from benchmark.report.rows import Row
-from tests.conftest import CONF, run_cli
+from tests.conftest import CONF, ROOT, run_cli
 
 CLASSES = ("normal", "pneumonia", "tumor")
 BACKBONES = ("mobilenetv2", "resnet50")
@@ -299,7 +302,15 @@ def test_runs_on_another_split_are_set_aside_with_the_setting_that_differs(tiny_
     assert said in top
     assert f"fingerprint `{newest['dataset_fingerprint']}`" in top and "Give each data setup its own" in top
     assert [(r[1], r[-1]) for r in table_rows(page, "rank")] == [("mobilenetv2", "1")]
-    assert pd.read_csv(results / "runs.csv")["seed"].tolist() == [5]
+    runs = pd.read_csv(results / "runs.csv")
+    assert runs[runs["status"] == "current"]["seed"].tolist() == [5]
+    aside = runs[runs["status"] == "set_aside"]
+    assert sorted(aside["seed"].tolist()) == [0, 0, 1, 1]
+    assert set(aside["set_aside_reason"]) == {
+        "other dataset settings: dataset.split_seed=0 (now 1); data fingerprint "
+        f"{aside['dataset_fingerprint'].iloc[0]} (now {newest['dataset_fingerprint']})"
+    }
+    assert pd.read_csv(results / "leaderboard.csv")["n_seeds"].tolist() == [1]
     assert "different splits of this dataset" not in page
 
 
@@ -341,8 +352,59 @@ def test_a_backbone_on_older_data_is_not_ranked_compared_or_ensembled(swept, tmp
     assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "2")]
     assert "Only one row: nothing to compare." in markdown and not ensemble_dirs(results, "synthetic")
     assert "0ld0ld0ld0ld0ld0" not in section(markdown, "synthetic")
-    assert set(pd.read_csv(results / "runs.csv")["backbone"]) == {"mobilenetv2"}
-    assert [path.parent.name for path in best_seed_runs(results)] == ["mobilenetv2"]
+    runs = pd.read_csv(results / "runs.csv")  # every complete run, those set aside marked with why
+    assert runs.groupby("status")["backbone"].apply(set).to_dict() == {
+        "current": {"mobilenetv2"}, "set_aside": {"resnet50"}}
+    aside = runs[runs["status"] == "set_aside"]
+    assert sorted(aside["run_dir"]) == [run_dir.relative_to(results).as_posix() for run_dir in older]
+    assert set(aside["set_aside_reason"]) == {
+        f"another version of the data: data fingerprint 0ld0ld0ld0ld0ld0 (now {current})"}
+    assert runs[runs["status"] == "current"]["set_aside_reason"].isna().all()
+    assert set(pd.read_csv(results / "leaderboard.csv")["backbone"]) == {"mobilenetv2"}
+    assert [path.parent.name for path in best_seed_runs(collect(results).runs, results)] == ["mobilenetv2"]
+
+
+# Builds a report (ensemble_k=2) in a fresh process and prints how often each file under results_dir was
+# opened for reading: an audit hook sees every open, and a subprocess keeps it out of the test process.
+COUNT_READS = """
+import collections, json, sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from benchmark.report.build import build_report
+
+results, reads = Path(sys.argv[1]).resolve(), collections.Counter()
+
+def count(event, args):
+    path = Path(str(args[0])).resolve() if event == "open" and isinstance(args[0], str | Path) else None
+    if path is not None and "r" in str(args[1] or "") and path.is_relative_to(results):
+        reads[path.relative_to(results).as_posix()] += 1
+
+cfg = OmegaConf.load("conf/report.yaml")
+cfg.results_dir, cfg.ensemble_k = str(results), 2
+sys.addaudithook(count)
+build_report(cfg)
+print(json.dumps(reads))
+"""
+
+
+def test_a_report_reads_each_run_directory_once(swept, tmp_path):
+    """Ensembles, set-aside runs, failures made good by a study and the page itself all work from one
+    reading of the runs: each run's files are opened once (the ensemble's after it is written)."""
+    results = copy_runs(swept, tmp_path)
+    (older, _) = sorted((results / "runs" / "synthetic" / "resnet50").glob("seed*"))
+    with_fingerprint(older, "0ld0ld0ld0ld0ld0", "2000-01-01T00:00:00+00:00")  # set aside; two rows remain
+    done = subprocess.run([sys.executable, "-c", COUNT_READS, str(results)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reads = json.loads(done.stdout.strip().splitlines()[-1])
+    names = ("metrics.json", "failed.json", "config.yaml", "predictions.csv", "manifest.json")
+    counted = {path: n for path, n in reads.items() if path.rsplit("/", 1)[-1] in names}
+    run_dirs = {path.rsplit("/", 1)[0] for path in counted}
+    assert len(run_dirs) == 7  # 2 x 2 complete (1 set aside), 2 inceptionv3 failed, the new ensemble
+    assert any(path.startswith("runs/synthetic/ensemble/") for path in run_dirs)
+    assert sum(path.endswith("/failed.json") for path in counted) == 2
+    assert sum(path.endswith("/config.yaml") for path in counted) == 2  # the set-aside and current data's
+    assert counted and set(counted.values()) == {1}, counted
 
 
 def write_images(folder: Path, classes: tuple[str, ...], seed: int = 0) -> None:
@@ -385,7 +447,8 @@ def test_a_seed_trained_before_a_class_folder_was_renamed_is_not_pooled(tiny_cfg
     assert "(1 more on another version of the data, not ranked)" in top
     assert [(r[1], r[-1]) for r in table_rows(markdown, "rank")] == [("mobilenetv2", "1")]
     assert "- classes: alpha, beta, zeta\n" in markdown and "gamma" not in section(markdown, "lungs")
-    assert pd.read_csv(results / "runs.csv")["seed"].tolist() == [1]
+    runs = pd.read_csv(results / "runs.csv")
+    assert list(zip(runs["seed"], runs["status"], strict=True)) == [(1, "current"), (0, "set_aside")]
     again = run(tiny_cfg(*folder, synthetic=False))  # the same command as seed 0's: trained again
     assert again["dataset_fingerprint"] == new["dataset_fingerprint"]
     build_report(report_config(results))
@@ -430,6 +493,8 @@ def test_an_ensemble_on_another_split_is_never_said_to_be_re_run_and_is_removed_
     said = "⚠️ **5 runs of `synthetic` were made with other dataset settings** (dataset.split_seed=0 (now 1);"
     assert said in top and f"`{ensemble.relative_to(results).as_posix()}`" in top
     assert "An ensemble is not re-run: building ensembles" in top and "re-runs" not in top
+    runs = pd.read_csv(results / "runs.csv")  # kept while no ensemble is asked for; listed as set aside
+    assert runs.set_index("run_dir").loc[ensemble.relative_to(results).as_posix(), "status"] == "set_aside"
     build_report(report_config(results, "ensemble_k=2"))  # one current row: no new ensemble
     top = (results / "leaderboard.md").read_text().split("## synthetic", 1)[0]
     assert not ensemble.exists() and "/ensemble/" not in top and "An ensemble is not re-run" not in top

@@ -11,7 +11,8 @@ from filelock import FileLock
 
 from benchmark.errors import BenchmarkError
 from benchmark.report.load import collect
-from benchmark.runs.search import study_name, summary
+from benchmark.report.searches import data_of, is_current
+from benchmark.runs.search import data_in_name, forget_failure, study_name, summary, with_data
 from benchmark.runs.search_space import VALIDATION_METRICS, check_search, check_sweep
 from tests.conftest import compose_config, run_cli, tiny_overrides
 
@@ -225,16 +226,33 @@ def failed_search_cell(results: Path, study: str) -> Path:
     ({"best": {"value": 0.9}, "finished": False, "target_trials": 2}, True),  # a later trial failed
     ({"best": {"value": 0.9}}, True),  # written before `finished` was: cannot tell
     ({"best": {"value": 0.9}, "finished": True, "target_trials": 1}, True),  # fewer than the cell asked
+    ({"best": {"value": 0.9}, "finished": True, "target_trials": 2, "study": "head-t"}, True),  # another
 ])
 def test_a_refused_search_cell_whose_study_finished_is_not_listed_as_failed(tmp_path: Path, result, listed):
     """The process that finished the study removes the record (forget_failure), but the refused process
-    may write it just after: the report trusts the study's result, a study finished with a best trial."""
+    may write it just after: the report trusts the study's result, a study finished with a best trial.
+    Both follow one rule (search.made_good): the report lists exactly the failures the study keeps."""
     results = tmp_path / "results"
-    failed_search_cell(results, "head-s")
+    run_dir = failed_search_cell(results, "head-s")
     (results / "search").mkdir()
-    (results / "search" / "head-s.json").write_text(json.dumps({"study": "head-s", **result}))
+    result = {"study": "head-s", **result}
+    (results / "search" / "head-s.json").write_text(json.dumps(result))
     assert [failure.backbone for failure in collect(results).failed] == (["mobilenetv2"] if listed else [])
     assert not collect(results).skipped
+    forget_failure(run_dir, result)
+    assert (run_dir / "failed.json").exists() == listed
+
+
+def test_a_study_names_its_data_version_where_the_report_reads_it():
+    """The name's data suffix is made (with_data) and read back (data_in_name) in one place; a study named
+    before it existed stops counting once a successor with a data version does."""
+    name = with_data("head-val_loss-synthetic-mobilenetv2-frozen-seed0-0123abcd-space0a1b2c", "f" * 16)
+    assert data_in_name(name) == (name.removesuffix("-dataffffffff"), "ffffffff")
+    assert data_in_name("head-s") == ("head-s", None) and data_of({"study": name}) == "ffffffff"
+    old = {"study": "head-s", "best": {"run_dir": "/elsewhere/runs/synthetic/mobilenetv2/seed0-1"}}
+    current = {("synthetic", "mobilenetv2", "seed0-1"): "f" * 16}
+    assert is_current(old, current, {"head-s", "head-s-other"})
+    assert not is_current(old, current, {"head-s", with_data("head-s", "e" * 16)})
 
 
 def test_a_study_whose_trial_failed_after_good_ones_does_not_hide_the_cells_failure(tmp_path: Path):

@@ -167,6 +167,25 @@ def test_a_down_server_leaves_the_sweeps_gradcam_untracked_with_a_warning(tmp_pa
     assert tracking.log_added(tmp_path / "untracked", {"gradcam_images": 2}) is None
 
 
+def test_every_tracking_step_fails_the_same_way_logged_never_raised(caplog):
+    """A run's tracking, a skipped run's and a sweep's Grad-CAM all go through never_raising: a server
+    down is a warning, anything else an error naming what failed; the caller gets None, never the error."""
+    def broken() -> str:
+        raise OSError("disk full")
+
+    def down() -> str:
+        raise tracking.Unreachable("server x is unreachable")
+
+    with caplog.at_level(logging.WARNING):
+        assert tracking.never_raising(lambda: "run-id", "run a", "kept") == "run-id"
+        assert tracking.never_raising(broken, "run b", "it is on disk") is None
+        assert tracking.never_raising(down, "run c", "it is on disk", "cannot be read") is None
+    assert [(record.levelname, record.getMessage()) for record in caplog.records] == [
+        ("ERROR", "MLflow: run b is NOT tracked (it is on disk): logging failed: disk full"),
+        ("WARNING", "MLflow: run c is NOT tracked (it is on disk): server x is unreachable"),
+    ]
+
+
 def test_a_run_finished_while_the_server_was_down_is_tracked_once_when_met_again(saved_run, tmp_path, caplog):
     """A run made with logger=mlflow that finished while the server was down has no mlflow_run.json: it is
     skipped on resume and tracked then, with what it would have logged at the time; never twice."""
@@ -246,7 +265,7 @@ def test_logging_that_failed_after_the_mlflow_run_was_created_ends_in_that_run(s
     assert "config.yaml" in {a.path for a in client.list_artifacts(logged.info.run_id)}
 
 
-def test_a_damaged_config_yaml_is_a_warning_not_a_failed_cell(saved_run, tmp_path, caplog):
+def test_a_damaged_config_yaml_is_an_error_line_not_a_failed_cell(saved_run, tmp_path, caplog):
     from benchmark.runs.pipeline import run
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
