@@ -31,15 +31,19 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
 
-    done, dataset = completed(cfg, resolve(cfg), in_sweep=in_sweep())
-    if done is not None:
-        return float(done["best_val_loss"])
+    check = completed(cfg, resolve(cfg), in_sweep=in_sweep())
+    if check.done is not None:
+        return float(check.done["best_val_loss"])
     if figure_worker:
         from benchmark.figures import background
 
         background.start()  # it imports the plotting libraries while this process imports TensorFlow
-    # a run complete but out of date: the data its check loaded is the run's (not loaded or prepared again)
-    return float(pipeline_run(cfg, prepare=dataset is None)(cfg, dataset)["best_val_loss"])
+    # A single run complete but out of date: the data its check loaded is the run's (not loaded or prepared
+    # again). A sweep's check used the data loaded once for every cell (resume.dataset_of), which a file
+    # changed since would not match: the run checks and loads its own.
+    handed = None if in_sweep() else check
+    run = pipeline_run(cfg, prepare=handed is None or handed.dataset is None)
+    return float(run(cfg, handed)["best_val_loss"])
 
 
 def pipeline_run(cfg: DictConfig, prepare: bool = True):

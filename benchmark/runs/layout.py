@@ -176,34 +176,44 @@ def publish(staging: Path, run_dir: Path) -> None:
 
 
 def lock_run(run_dir: Path) -> tuple[FileLock, float]:
-    """Hold the run's lock for its training and publishing: (the lock, seconds waited for it). Another
-    process training the same run makes this one wait, saying so. An OS lock: a killed holder's is gone
-    with it. Keyed by the run directory alone, so a sweep's other runs never wait for this one."""
+    """Hold the run's lock for its training and publishing: (the lock, seconds waited for it). Whoever holds
+    it (another process, or in a sweep this process's earlier cell of the same run until its figures are
+    drawn) makes this one wait, saying so every LOCK_POLL_S. An OS lock: a killed holder's is gone with it
+    (on a filesystem without OS locks filelock falls back to a marker file, which a holder killed on another
+    host leaves behind). Keyed by the run directory alone, so a sweep's other runs never wait for this one."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(lock_path(run_dir), thread_local=False)  # released by the thread that publishes the run
+    started = time.perf_counter()
     try:
         lock.acquire(timeout=0)
         return lock, 0.0
     except Timeout:
-        log.info("%s is being trained by another process: waiting for it", run_dir)
-    started = time.perf_counter()
+        log.info("%s is held by another run of the same configuration: waiting for it", run_dir)
     while True:
         try:
             lock.acquire(timeout=LOCK_POLL_S)
             break
         except Timeout:
-            continue
+            log.info("still waiting for %s (%.0f s so far)", run_dir, time.perf_counter() - started)
     waited = time.perf_counter() - started
-    log.info("waited %.1f s for another process that held %s", waited, run_dir)
+    log.info("waited %.1f s for the other run that held %s", waited, run_dir)
     return lock, waited
 
 
 def unlock_run(lock: FileLock, run_dir: Path) -> None:
     """Release the run's lock, its file removed while still held, so no lock file outlives the run's
     work: a process waiting on the removed file takes a new one, since filelock (>= 4.3, pyproject.toml)
-    does not count a lock on a file no longer there as acquired."""
-    lock_path(run_dir).unlink(missing_ok=True)
-    lock.release()
+    does not count a lock on a file no longer there as acquired. A file that cannot be removed stays;
+    the lock is released all the same. Released already (an error path's second call): nothing, since the
+    file may be another process's lock by now."""
+    if not lock.is_locked:
+        return
+    try:
+        lock_path(run_dir).unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("could not remove the lock file of %s (%s)", run_dir, error)
+    finally:
+        lock.release()
 
 
 def published_stamp(run_dir: Path) -> tuple[int, int, int] | None:

@@ -301,27 +301,27 @@ def train_and_evaluate(
     }
 
 
-def run(cfg: DictConfig, dataset: Dataset | None = None) -> dict:
+def run(cfg: DictConfig, check: resume.Check | None = None) -> dict:
     """Train and evaluate one backbone; returns metrics.json's content (skips a completed run, also one
-    another process publishes while this one waits for it). `dataset`: what the caller's own resume check
-    loaded when it found the run's directory complete but out of date; the run is then not checked again."""
+    another run publishes while this one waits for it). `check`: the caller's own resume check, which
+    found the run's directory complete but out of date; the run is then not checked (nor its data loaded)
+    again."""
     identity = validate(cfg)
-    if dataset is None:  # the dataset is loaded (and content-hashed) once: here, or after the weights below
-        done, dataset = resume.completed(cfg, identity)
-        if done is not None:
-            return done
-    stamp = layout.published_stamp(identity.run_dir)
+    if check is None:  # the dataset is loaded (and content-hashed) once: here, or after the weights below
+        check = resume.completed(cfg, identity)
+        if check.done is not None:
+            return check.done
     # A sweep runs many cells in one process: start each from a clean slate, the previous cell's backbone
     # released (one garbage collection: a second one cost 0.22 s a cell for nothing).
     clean_slate()
-    started = time.perf_counter()
+    started, cell = time.perf_counter(), current_cell(cfg)
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
-        dataset = dataset or resume.load(cfg)
+        dataset = check.dataset or resume.load(cfg)
         lock, waited_s = layout.lock_run(identity.run_dir)  # held until the run is published, or has failed
         try:
-            done = resume.published_meanwhile(cfg, identity, dataset, stamp)
+            done = resume.published_meanwhile(cfg, identity, dataset, check.stamp)
             if done is not None:
                 layout.unlock_run(lock, identity.run_dir)
                 return done
@@ -329,10 +329,15 @@ def run(cfg: DictConfig, dataset: Dataset | None = None) -> dict:
         except BaseException:
             layout.unlock_run(lock, identity.run_dir)
             raise
-    # the whole cell, in this process, less any wait for another process's lock
-    metrics |= memory | {"run_s": time.perf_counter() - started - waited_s}
-    publish = partial(publish_run, cfg, identity, stage, metrics, cell=current_cell(cfg))
-    background.then(figures, partial(then_unlock, lock, identity.run_dir, publish))
+    try:
+        # the whole cell, in this process, less any wait for another run's lock
+        metrics |= memory | {"run_s": time.perf_counter() - started - waited_s}
+        publish = partial(publish_run, cfg, identity, stage, metrics, cell=cell)
+        background.then(figures, partial(then_unlock, lock, identity.run_dir, publish))
+    except BaseException:  # interrupted before the publishing was handed on: nothing else releases it
+        shutil.rmtree(stage, ignore_errors=True)
+        layout.unlock_run(lock, identity.run_dir)
+        raise
     return metrics
 
 

@@ -6,6 +6,7 @@ trained on (otherwise it runs again, saying why).
 
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -59,14 +60,22 @@ def load(cfg: DictConfig) -> Dataset:
     return load_dataset(cfg.dataset, Path(cfg.data_dir), Path(cfg.cache_dir))
 
 
-def completed(
-    cfg: DictConfig, identity: RunIdentity, in_sweep: bool = False
-) -> tuple[dict | None, Dataset | None]:
-    """(metrics.json of the finished run, or None; the dataset if it had to be loaded to check)."""
+class Check(NamedTuple):
+    """What a resume check found: metrics.json of the finished run (None: it runs), the dataset if it had
+    to be loaded to check, and which publication of the run it looked at (layout.published_stamp, taken
+    before the check, so a run another process publishes after it is never trained over)."""
+
+    done: dict | None
+    dataset: Dataset | None
+    stamp: tuple | None
+
+
+def completed(cfg: DictConfig, identity: RunIdentity, in_sweep: bool = False) -> Check:
+    stamp = layout.published_stamp(identity.run_dir)
     if cfg.force or not layout.is_complete(identity.run_dir):
-        return None, None
+        return Check(None, None, stamp)
     dataset = dataset_of(cfg) if in_sweep else load(cfg)
-    return still_done(cfg, identity, dataset), dataset
+    return Check(still_done(cfg, identity, dataset), dataset, stamp)
 
 
 def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict | None:
@@ -84,10 +93,11 @@ def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict
 def published_meanwhile(
     cfg: DictConfig, identity: RunIdentity, dataset: Dataset, stamp: tuple | None
 ) -> dict | None:
-    """metrics.json of the run when another process published it after `stamp` (layout.published_stamp,
-    taken as this run began), while this one loaded its data or waited for the run's lock, and it counts
-    for this data: not trained again, even with force=true (that run is new). Else None."""
+    """metrics.json of the run when another run published it after `stamp` (Check.stamp, taken before
+    this run's resume check), while this one loaded its data or waited for the run's lock, and it counts
+    for this data: not trained again, even with force=true (that run is new; in one process, a repeated
+    configuration whose earlier run is still being published counts as published meanwhile). Else None."""
     if layout.published_stamp(identity.run_dir) in (None, stamp) or not layout.is_complete(identity.run_dir):
         return None
-    log.info("%s was published by another process meanwhile", identity.run_dir)
+    log.info("%s was published by another run meanwhile", identity.run_dir)
     return still_done(cfg, identity, dataset)

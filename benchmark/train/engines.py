@@ -72,13 +72,6 @@ def workload(n_images: int, image_size: int) -> float:
     return n_images * (image_size / 128) ** 2
 
 
-def export_onnx(model, path: Path) -> dict:
-    """The extractor as ONNX at `path` (kept: later runs reuse it): the seconds spent exporting (0: found)
-    and who wrote the file (`write_onnx`: layer by layer 0.05-1.3 s per backbone at 128 px, tf2onnx
-    1.4-28 s)."""
-    return load_or_remake(path, lambda _: dict(REUSED), partial(exported, model, path))
-
-
 def exported(model, path: Path, tmp: Path) -> dict:
     """Write the export for `path` into `tmp` now (load_or_remake renames it into place): the seconds it
     took and who wrote it."""
@@ -91,8 +84,9 @@ def exported(model, path: Path, tmp: Path) -> dict:
 
 def runtime_on_export(name: str, model, path: Path, threads: int) -> tuple[Forward, dict]:
     """Runtime `name`'s forward pass on the extractor's ONNX export at `path`, exported first where missing,
-    and what the export cost (`export_onnx`). An earlier export that cannot be loaded (a truncated or
-    corrupt file) is exported again with a one-line warning, as a feature cache that fails its checksum
+    and what the export cost (`exported`: layer by layer 0.05-1.3 s per backbone at 128 px, tf2onnx
+    1.4-28 s; kept, later runs reuse it). An earlier export that cannot be loaded (a truncated or corrupt
+    file) is exported again with a one-line warning, as a feature cache that fails its checksum
     is rebuilt, and put back where that export fails (files.load_or_remake); a file loaded is still
     checked against Keras on the first batch (`parity_checked`)."""
     forward, record = load_or_remake(

@@ -16,7 +16,7 @@ from benchmark import cli
 from benchmark.data.images import decode_file
 from benchmark.files import aside_path
 from benchmark.runs.pipeline import run
-from benchmark.train.engines import export_onnx, runtime_on_export
+from benchmark.train.engines import runtime_on_export
 from benchmark.train.shared_extractor import load_or_build
 
 
@@ -82,7 +82,7 @@ def test_a_damaged_onnx_export_whose_export_fails_is_put_back(tmp_path: Path):
     inputs = keras.Input((8, 8, 3))
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
     path = tmp_path / "extractors" / "small.onnx"
-    export_onnx(model, path)
+    runtime_on_export("onnxruntime", model, path, threads=1)
     truncate(path)
     damaged = path.read_bytes()
     with pytest.raises(AttributeError, match="no defined input"):
