@@ -83,7 +83,7 @@ def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict
     tracked if it was made with a logger and not tracked yet), else None: it runs again."""
     if not still_valid(cfg, identity.run_dir, dataset):
         return None
-    log.info("skip: %s is complete (force=true re-runs it)", identity.run_dir)
+    log.info("skip: %s is complete%s", identity.run_dir, "" if cfg.force else " (force=true re-runs it)")
     done = layout.read_metrics(identity.run_dir)
     if cfg.get("logger"):  # MLflow is imported only for a run made with a logger and not tracked yet
         tracking.track_if_untracked(cfg, identity.dataset, identity.run_dir, done)
