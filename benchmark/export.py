@@ -24,7 +24,7 @@ from benchmark.data import load_dataset
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
-from benchmark.metrics.calibration import bound_range
+from benchmark.metrics.calibration import bound_range, recorded_temperature
 from benchmark.runs.layout import staging_directory
 from benchmark.runs.settings import POSITIVE
 
@@ -91,13 +91,13 @@ def check_options(cfg: DictConfig) -> None:
     cli.require_count("batch_size", cfg.batch_size, minimum=1, example=32)
 
 
-def temperature_use(calibration: dict) -> str:
-    """How to apply the run's temperature, or why not to: a fit at its search bound is no estimate, and
-    predict calibrated=true refuses it, so model.json must not hand out a recipe for it either."""
-    value = calibration.get("temperature")
-    if not isinstance(value, int | float) or not value > 0:
+def temperature_use(calibration: dict, bounds: tuple[float, float] | None) -> str:
+    """How to apply the run's temperature, or why not to: a fit at its search bound (`bounds`, its
+    calibration.bound_range) is no estimate, and predict calibrated=true refuses it, so model.json must not
+    hand out a recipe for it either."""
+    if recorded_temperature(calibration) is None:
         return "none recorded (the run was made before calibration was part of a run): do not calibrate"
-    if bounds := bound_range(calibration):
+    if bounds:
         low, high = bounds
         return (f"not to be applied: the fit stopped at the bound of its search [{low:g}, {high:g}], so it "
                 "is not an estimate (predict calibrated=true refuses it)")
@@ -109,7 +109,7 @@ def model_facts(metrics: dict) -> dict:
     order of its outputs, its input, the preprocessing inside it, and the temperature fitted on validation
     (at its search bound: no estimate, not to be applied, README), which the file does not apply."""
     calibration = metrics.get("calibration") or {}
-    temperature = calibration.get("temperature")
+    temperature, bounds = calibration.get("temperature"), bound_range(calibration)
     return {
         "classes": list(metrics["classes"]),
         "image_size": int(metrics["image_size"]),
@@ -119,8 +119,8 @@ def model_facts(metrics: dict) -> dict:
         "backbone": metrics.get("backbone"),
         "preprocessing": f"inside the model: {metrics.get('preprocess') or metrics.get('backbone')}",
         "temperature": temperature,
-        "temperature_at_bound": None if temperature is None else bound_range(calibration) is not None,
-        "temperature_use": temperature_use(calibration),
+        "temperature_at_bound": None if temperature is None else bounds is not None,
+        "temperature_use": temperature_use(calibration, bounds),
     }
 
 

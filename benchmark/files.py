@@ -219,3 +219,11 @@ def settle(path: Path, aside: Path) -> None:
         shutil.rmtree(aside)
     else:
         aside.unlink()
+
+
+def first_cause(error: BaseException) -> str:
+    """The exception that started a chain, on one line: Keras hides h5py's OSError behind its own; what a
+    `load_or_remake` caller logs when it finds a file damaged."""
+    while (earlier := error.__cause__ or error.__context__) is not None:
+        error = earlier
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]

@@ -35,11 +35,10 @@ def temperature_of(metrics: dict, run_dir: str) -> float:
     one whose fit stopped at the search's bound is refused: that value is the search's limit, not an
     estimate (README), so its "calibrated" confidences would be an artefact (T=20 pulls every prediction
     towards 1/k) that a warning on stderr would not follow into a saved csv or json."""
-    from benchmark.metrics.calibration import bound_range
+    from benchmark.metrics.calibration import bound_range, recorded_temperature
 
     calibration = metrics.get("calibration") or {}
-    value = calibration.get("temperature")
-    if not isinstance(value, int | float) or value <= 0:
+    if (value := recorded_temperature(calibration)) is None:
         raise BenchmarkError(
             f"run={run_dir} recorded no temperature (made before calibration was part of a run): re-run it "
             "with force=true, or predict with calibrated=false"
@@ -51,7 +50,7 @@ def temperature_of(metrics: dict, run_dir: str) -> float:
             f"[{low:g}, {high:g}], so it is no estimate (its validation predictions are degenerate, e.g. "
             "no better than chance): predict with calibrated=false"
         )
-    return float(value)
+    return value
 
 
 def check_options(cfg: DictConfig) -> None:

@@ -40,14 +40,22 @@ def search_bounds(calibration: dict) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def recorded_temperature(calibration: dict | None) -> float | None:
+    """metrics.json's fitted temperature, None for a run made before calibration was part of a run (or a
+    value that is no temperature): the one test predict, export, the model card and the report share."""
+    value = (calibration or {}).get("temperature")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        return None
+    return float(value)
+
+
 def recorded_bound(calibration: dict | None) -> float | None:
     """The search bound a recorded temperature stopped at (metrics.json's `calibration`), None when the
     temperature is an estimate or there is none. The one rule that predict, export, the model card and the
     report share: the run's `temperature_at_bound` flag, or for a run made before the flag was recorded,
     the value itself (at_bound)."""
     calibration = calibration or {}
-    value = calibration.get("temperature")
-    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+    if (value := recorded_temperature(calibration)) is None:
         return None
     flagged = calibration.get("temperature_at_bound")
     if not (at_bound(value) if flagged is None else flagged):

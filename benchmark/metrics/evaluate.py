@@ -135,10 +135,11 @@ def report_line(name: str, values: Sequence[float | None], support: int, width: 
     return f"{name:>{width}} " + "".join(f" {cell:>9}" for cell in cells) + f" {support:>9}"
 
 
-def report_notes(found: dict[str, np.ndarray], class_names: list[str]) -> list[str]:
-    """Why a number is nan, where sklearn's own report (zero_division=0) would print 0."""
+def report_notes(found: dict[str, np.ndarray], class_names: list[str], absent: list[str]) -> list[str]:
+    """Why a number is nan, where sklearn's own report (zero_division=0) would print 0 (`absent`: the
+    classes without test images, absent_classes)."""
     notes = []
-    if absent := [name for name, n in zip(class_names, found["support"], strict=True) if n == 0]:
+    if absent:
         notes.append(
             f"nan = undefined. No test images of {', '.join(map(repr, absent))}: recall (sensitivity), F1 "
             "and AUROC of it, and every mean over classes (macro averages, balanced accuracy, macro-AUROC), "
@@ -175,5 +176,5 @@ def classification_report(y_true: np.ndarray, probabilities: np.ndarray, class_n
     lines += ["", f"{'class':>20} {'sensitivity':>12} {'specificity':>12}"]
     for k, name in enumerate(class_names):
         lines.append(f"{name:>20} {found['sensitivity'][k]:>12.4f} {found['specificity'][k]:>12.4f}")
-    notes = report_notes(found, class_names)
+    notes = report_notes(found, class_names, absent_classes(y_true, class_names))
     return "\n".join(lines + [line for note in notes for line in ("", *textwrap.wrap(note, 100))]) + "\n"

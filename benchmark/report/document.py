@@ -29,7 +29,7 @@ from benchmark.report.tables import (
     pivot_table,
     preset_markdown,
 )
-from benchmark.report.versions import Stale, fingerprint_of
+from benchmark.report.versions import Stale, fingerprints_of
 from benchmark.runs.layout import ENSEMBLE
 
 WARNING = "> ⚠️"
@@ -166,8 +166,7 @@ def dataset_facts(rows: list[Row]) -> str:
     splits = unique(
         [" / ".join(f"{k} {v}" for k, v in (run.metrics.get("split_sizes") or {}).items()) for run in runs]
     )
-    by_rel = {run.rel: run for run in runs}
-    fingerprints = unique([fingerprint_of(run, by_rel) for run in runs])
+    fingerprints = unique(list(fingerprints_of(runs).values()))
     tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
     sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
     described = "; ".join(f"{n} images" + (f", {g} groups" if g else "") for n, g in sizes) or "unknown"
@@ -288,19 +287,21 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
             f"- the bootstrap was degenerate for {listed} (every resample gave the same value): those "
             f"intervals are exact ({EXACT_MARK}) or absent"
         )
-    problems = [
-        f"{row.label}: {row.estimates.problem}" for row in rows if row.estimates and row.estimates.problem
-    ]
-    if problems:
+    if problems := interval_problems(rows):
         found.append(f"{WARNING} **No intervals for** {'; '.join(problems)}.")
     return found
 
 
-def no_interval_notes(rows: list[Row]) -> list[str]:
-    """Why a configuration not chosen shows `(no CI)` (the chosen rows' reasons are warned above)."""
-    problems = [
+def interval_problems(rows: list[Row]) -> list[str]:
+    """Each row without intervals, with why (its estimates' problem)."""
+    return [
         f"{row.label}: {row.estimates.problem}" for row in rows if row.estimates and row.estimates.problem
     ]
+
+
+def no_interval_notes(rows: list[Row]) -> list[str]:
+    """Why a configuration not chosen shows `(no CI)` (the chosen rows' reasons are warned above)."""
+    problems = interval_problems(rows)
     return [f"- no intervals for {'; '.join(problems)}"] if problems else []
 
 

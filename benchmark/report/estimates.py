@@ -15,7 +15,7 @@ import numpy as np
 from benchmark.files import digest
 from benchmark.metrics import weighted
 from benchmark.metrics.bootstrap import resample_weights
-from benchmark.metrics.calibration import apply_temperature, recorded_bound
+from benchmark.metrics.calibration import apply_temperature, recorded_bound, recorded_temperature
 from benchmark.metrics.estimands import (
     DEGENERATE,
     PROPORTION_COUNTS,
@@ -113,8 +113,7 @@ def seed_stream(settings: Settings, identity: tuple[str, ...]) -> list[int]:
 
 
 def temperature(run: Run) -> float | None:
-    value = (run.metrics.get("calibration") or {}).get("temperature")
-    return float(value) if isinstance(value, int | float) and value > 0 else None
+    return recorded_temperature(run.metrics.get("calibration"))
 
 
 def temperature_bound(run: Run) -> float | None:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from benchmark.report.load import Run
-from benchmark.report.versions import fingerprint_of
+from benchmark.report.versions import fingerprints_of
 from benchmark.runs.search import data_in_name
 
 
@@ -53,8 +53,7 @@ def searches_section(summaries: list[dict], runs: list[Run], digits: int) -> str
     """One line per current study: trials finished of all, the best validation value and its parameters,
     and a link to its run (which the leaderboard lists among the backbone's configurations). The others
     are named in one line: their trials are not on this page."""
-    by_rel = {run.rel: run for run in runs}
-    current = {run_key(run.rel): fingerprint_of(run, by_rel) for run in runs}
+    current = {run_key(rel): found for rel, found in fingerprints_of(runs).items()}
     rels = {run_key(run.rel): run.rel for run in runs}
     names = {str(study.get("study")) for study in summaries}
     rows, others = [], []

@@ -59,6 +59,12 @@ class Stale:
         return f"another version of the data: {versions}"
 
 
+def fingerprints_of(runs: list[Run]) -> dict[str, str | None]:
+    """Each run's data fingerprint by its folder (fingerprint_of: an ensemble's from its members)."""
+    by_rel = {run.rel: run for run in runs}
+    return {run.rel: fingerprint_of(run, by_rel) for run in runs}
+
+
 def fingerprint_of(run: Run, by_rel: dict[str, Run]) -> str | None:
     """The run's data fingerprint (metrics.json, else manifest.json); an ensemble without one of its own
     (made before it was recorded) has its members': several joined with `+` never match the current one."""
@@ -111,8 +117,7 @@ def version_of(run: Run, fingerprint: str, results_dir: Path) -> Version:
 def current_data(runs: list[Run], results_dir: Path) -> tuple[list[Run], list[Stale]]:
     """The runs on each dataset's current data (and those without a fingerprint), and the others grouped
     by dataset and fingerprint. Ensembles are made from the other runs, so they never set the version."""
-    by_rel = {run.rel: run for run in runs}
-    fingerprints = {run.rel: fingerprint_of(run, by_rel) for run in runs}
+    fingerprints = fingerprints_of(runs)
     trained = [run for run in runs
                if fingerprints[run.rel] is not None and run.metrics.get("backbone") != ENSEMBLE]
     newest: dict[str, Run] = {}  # the last finished run of each dataset (the sort's last of it wins)

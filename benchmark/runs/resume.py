@@ -19,9 +19,9 @@ from benchmark.runs.identity import RunIdentity
 log = logging.getLogger(__name__)
 
 
-def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset) -> bool:
-    """A complete run counts only if its data and weights file are still what it was trained on."""
-    previous = layout.read_metrics(run_dir)
+def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset, previous: dict) -> bool:
+    """A complete run (`previous`: its metrics.json) counts only if its data and weights file are still what
+    it was trained on."""
     now = dataset.fingerprint
     if previous.get("dataset_fingerprint") not in (None, now):
         log.warning(
@@ -81,10 +81,10 @@ def completed(cfg: DictConfig, identity: RunIdentity, in_sweep: bool = False) ->
 def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict | None:
     """metrics.json of the complete run when it still counts for this data and weights (skipped, and
     tracked if it was made with a logger and not tracked yet), else None: it runs again."""
-    if not still_valid(cfg, identity.run_dir, dataset):
+    done = layout.read_metrics(identity.run_dir)
+    if not still_valid(cfg, identity.run_dir, dataset, done):
         return None
     log.info("skip: %s is complete%s", identity.run_dir, "" if cfg.force else " (force=true re-runs it)")
-    done = layout.read_metrics(identity.run_dir)
     if cfg.get("logger"):  # MLflow is imported only for a run made with a logger and not tracked yet
         tracking.track_if_untracked(cfg, identity.dataset, identity.run_dir, done)
     return done

@@ -23,9 +23,8 @@ import numpy as np
 
 from backbones.extractor import Forward, batch_free_forward, batch_free_graph
 from benchmark.errors import BenchmarkError
-from benchmark.files import load_or_remake
+from benchmark.files import first_cause, load_or_remake
 from benchmark.runs.layout import onnx_path
-from benchmark.train.shared_extractor import first_cause
 
 log = logging.getLogger(__name__)
 

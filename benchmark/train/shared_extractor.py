@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from benchmark.files import digest, load_or_remake
+from benchmark.files import digest, first_cause, load_or_remake
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,3 @@ def damaged(error: BaseException) -> bool:
         error = error.__cause__ or error.__context__
     return False
 
-
-def first_cause(error: BaseException) -> str:
-    """The exception that started a chain, on one line: Keras hides h5py's OSError behind its own."""
-    while (earlier := error.__cause__ or error.__context__) is not None:
-        error = earlier
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
