@@ -24,7 +24,7 @@ from benchmark.data.images import DecodeOptions, decode_array, decode_file
 from benchmark.data.medmnist import check_file, class_names_for, load_npz
 from benchmark.data.scan import ScanRecord, scan_arrays, scan_files
 from benchmark.errors import BenchmarkError
-from benchmark.files import file_sha256
+from benchmark.files import digest, file_sha256
 
 __all__ = ["SPLITS", "Dataset", "Split", "dataset_name", "load_dataset"]
 log = logging.getLogger(__name__)
@@ -140,6 +140,7 @@ def from_folder(
         class_names=tuple(class_names),
         splits=splits,
         fingerprint=fingerprint(hashes, class_names, splits, (DECODER_VERSION, options.record())),
+        decoding=digest(DECODER_VERSION, options.record()),
         synthetic=is_synthetic,
         decode=lambda image_id, size: decode_file(root / image_id, size, options),
         file_hashes=hashes,
@@ -172,6 +173,7 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
         class_names=tuple(class_names),
         splits=splits,
         fingerprint=fingerprint(hashes, class_names, splits, (DECODER_VERSION, options.record())),
+        decoding=digest(DECODER_VERSION, options.record()),
         synthetic=False,
         decode=lambda image_id, size: decode_array(array_of(image_id), size, options),
         file_hashes=hashes,

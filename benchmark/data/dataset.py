@@ -47,6 +47,14 @@ class Dataset:
     # each listed image's decode-once scan (skipped files too), kept for what compares images later
     # (benchmark.evaluate's copies of a run's images) instead of scanning them again
     scans: dict[str, ScanRecord] = field(default_factory=dict)
+    # how an image's file becomes pixels (decoder version, dataset.window/intensity/resize): with each
+    # image's content hash, all that its pixels, and a frozen backbone's features of it, depend on
+    decoding: str = ""
+
+    def image_hashes(self, split: str) -> tuple[str, ...]:
+        """The content hash of each image of `split`, in its order: the key of what is cached per image
+        (pixels, features), which a new label, group or split of the same images leaves valid."""
+        return tuple(self.file_hashes[image_id] for image_id in self.splits[split].ids)
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         """Per split, images per class (for the manifest and the leaderboard header)."""

@@ -1,4 +1,7 @@
-"""Decoded pixels, cached once per (dataset content, split, image size) as a memory-mapped .npy."""
+"""Decoded pixels, cached once per (images in split order, decoding, image size) as a memory-mapped .npy.
+
+Keyed on the images themselves, not the dataset's fingerprint: a relabelled image or a changed patient
+group leaves the pixels of every split whose images stay the same, in the same order, valid."""
 
 from pathlib import Path
 
@@ -12,11 +15,8 @@ from benchmark.files import cached_array, digest
 def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np.ndarray:
     """(n, size, size, 3) uint8 images of a split, decoded and resized once per image size."""
     ids = dataset.splits[split].ids
-    path = (
-        cache_dir
-        / "images"
-        / f"{dataset.name}-{split}-{size}px-{digest(dataset.fingerprint, split, size)}.npy"
-    )
+    key = digest(dataset.decoding, dataset.image_hashes(split), size)
+    path = cache_dir / "images" / f"{dataset.name}-{split}-{size}px-{key}.npy"
 
     def fill(out: np.ndarray) -> None:
         for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):

@@ -199,11 +199,24 @@ def rank(rows: list[Row], key: str) -> list[Row]:
     return sorted(rows, key=order)
 
 
+def extraction_of_every_image(metrics: dict) -> float | None:
+    """A run's extraction seconds, scaled to all its images where some of their features were copied
+    from earlier cache entries (train/features.py) and only the others passed the network; None where it
+    read every feature from the cache or copied them all."""
+    if metrics.get("features_from_cache"):
+        return None
+    seconds, reused = number(metrics, "feature_extraction_s"), metrics.get("features_reused_images") or 0
+    n_images = sum((metrics.get("split_sizes") or {}).values())
+    if not reused:
+        return seconds
+    return seconds * n_images / (n_images - reused) if n_images > reused else None
+
+
 def training_time(row: Row) -> float:
     """Feature extraction + training, in seconds. Extraction is timed on runs that did it rather than
     reading it from the cache, since later seeds reuse the first seed's features."""
-    extracted = [r for r in row.runs if not r.metrics.get("features_from_cache")]
-    extraction = [number(r.metrics, "feature_extraction_s") for r in (extracted or row.runs)]
+    extracted = [s for r in row.runs if (s := extraction_of_every_image(r.metrics)) is not None]
+    extraction = extracted or [number(r.metrics, "feature_extraction_s") for r in row.runs]
     extraction_s = nan_mean(extraction)  # NaN when a mode (finetune) has no separate extraction step
     return (0.0 if math.isnan(extraction_s) else extraction_s) + mean_of(row, "training_s")
 

@@ -87,19 +87,24 @@ def activations(extractor: keras.Model, layer_name: str, pixels: np.ndarray) -> 
 Kept = dict[int, tuple[np.ndarray, np.ndarray]]  # test row -> (its activations, its pooled features)
 
 
-def keeping_forward(extractor: keras.Model, layer_name: str, rows: np.ndarray, kept: Kept) -> Forward:
-    """The test split's extraction forward (batches in split order) that also fills `kept` for `rows`:
-    the graph returns the activations beside the features anyway, so the pool then needs no second
-    forward pass of its 32 images (the seven pools of a default sweep: 9.5 s -> 4.4 s)."""
+def keeping_forward(
+    extractor: keras.Model, layer_name: str, rows: np.ndarray, kept: Kept, passed: np.ndarray | None = None
+) -> Forward:
+    """The test split's extraction forward (batches of the `passed` rows in order: every row when None)
+    that also fills `kept` for `rows`: the graph returns the activations beside the features anyway, so
+    the pool then needs no second forward pass of its 32 images (the seven pools of a default sweep:
+    9.5 s -> 4.4 s). Rows whose features were reused from the cache never pass; the pool passes those."""
     graph, wanted, offset = batch_free_graph(extractor, side_output=layer_name), {int(r) for r in rows}, [0]
 
     def forward(batch: np.ndarray) -> np.ndarray:
         features, layer = graph(tf.convert_to_tensor(batch, tf.float32))
         features, start = features.numpy(), offset[0]
-        here = [row for row in range(start, start + len(batch)) if row in wanted]
+        positions = range(start, start + len(batch))
+        here = [(p, int(passed[p]) if passed is not None else p) for p in positions]
+        here = [(p, row) for p, row in here if row in wanted]
         if here:
             values = layer.numpy()
-            kept.update({row: (values[row - start].copy(), features[row - start].copy()) for row in here})
+            kept.update({row: (values[p - start].copy(), features[p - start].copy()) for p, row in here})
         offset[0] += len(batch)
         return features
 

@@ -1,12 +1,20 @@
-"""Frozen-backbone features, computed once per (dataset content, split, backbone, weights, size).
+"""Frozen-backbone features, cached per split and reused per image.
 
 On a 2-core CPU a backbone's forward pass is the whole cost of a frozen run, so seeds, head settings
-and re-runs reuse the cached arrays instead of recomputing them.
+and re-runs reuse the cached arrays instead of recomputing them. A split's entry is keyed on its images
+(content hashes, in order), their decoding and the extractor, not on labels, groups or which split an
+image fell in. Where an entry is missing, the rows of images that another entry of the same extractor
+and decoding already holds are copied from it and only the others pass the network: a relabelled image,
+a new split seed or ten added images cost the forward passes of the images not seen before, not of the
+whole dataset. (A recalibrated random-init extractor depends on the train images, so its key, and with
+it every entry's, changes with the data: nothing is reused across data versions there.)
 """
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -17,7 +25,7 @@ from tqdm import tqdm
 from backbones.extractor import batch_free_forward
 from benchmark.data import Dataset
 from benchmark.data.pixels import split_pixels
-from benchmark.files import cached_array, digest, read_json, write_json
+from benchmark.files import cached_array, digest, is_intact, read_json, write_json
 from benchmark.train.engines import Engine, Forward
 
 log = logging.getLogger(__name__)
@@ -30,8 +38,10 @@ def extract(
     desc: str,
     steady: list | None = None,
     forward: Forward | None = None,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pooled features of every image, batch by batch, with a progress bar.
+    """Pooled features of every image (of `pixels`' `rows` only, in their order, when given), batch by
+    batch, with a progress bar.
 
     The default forward is the extractor's graph with a free batch dimension
     (backbones/extractor.py): the short last batch runs as it is, without a new trace and without
@@ -42,9 +52,11 @@ def extract(
     """
     forward = forward or batch_free_forward(extractor)
     dim = extractor.output_shape[-1]
-    features = np.empty((len(pixels), dim), dtype=np.float32)
-    for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", leave=False):
-        batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)
+    count = len(pixels) if rows is None else len(rows)
+    features = np.empty((count, dim), dtype=np.float32)
+    for start in tqdm(range(0, count, batch_size), desc=desc, unit="batch", leave=False):
+        chosen = slice(start, start + batch_size) if rows is None else rows[start : start + batch_size]
+        batch = np.asarray(pixels[chosen], dtype=np.float32)
         n = len(batch)
         started = time.perf_counter()
         features[start : start + n] = forward(batch)
@@ -53,13 +65,87 @@ def extract(
     return features
 
 
+@dataclass(frozen=True)
+class FeaturePlan:
+    """One split's entry (`path`, its images' content hashes in row order) and, where it is not cached,
+    how it will be filled: `reused` maps a row to (another entry of the same extractor and decoding
+    holding that image, its row there); `to_extract` lists the rows that pass the network."""
+
+    split: str
+    path: Path
+    hashes: tuple[str, ...]
+    cached: bool
+    reused: dict[int, tuple[Path, int]]
+    to_extract: np.ndarray
+
+
+def plan_features(
+    extractor_id: str, name: str, size: int, dataset: Dataset, split: str, cache_dir: Path
+) -> FeaturePlan:
+    """Where `split`'s features are cached for this extractor (`extractor_id`: what its weights depend
+    on), and what filling them will take: known before any network is built or engine chosen."""
+    hashes = dataset.image_hashes(split)
+    store = digest(extractor_id, dataset.decoding, keras.__version__, tf.__version__)
+    path = cache_dir / "features" / f"{dataset.name}-{split}-{name}-{size}px-{store}-{digest(hashes)}.npy"
+    every_row = np.arange(len(hashes))
+    if is_intact(path):
+        return FeaturePlan(split, path, hashes, True, {}, every_row)
+    reused = reusable_rows(path, store, hashes)
+    to_extract = np.array([row for row in every_row if row not in reused], dtype=int)
+    return FeaturePlan(split, path, hashes, False, reused, to_extract)
+
+
+def rows_path(path: Path) -> Path:
+    """The content hash of each row's image, beside a feature entry (written before it is in place)."""
+    return path.with_suffix(".rows.json")
+
+
+def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, tuple[Path, int]]:
+    """Row -> (an intact entry of the same extractor and decoding, not `path`, holding that row's image,
+    its row there): entries of other splits, split seeds, data versions and datasets alike."""
+    wanted: dict[str, list[int]] = defaultdict(list)
+    for row, image_hash in enumerate(hashes):
+        wanted[image_hash].append(row)
+    found: dict[int, tuple[Path, int]] = {}
+    for other in sorted(path.parent.glob(f"*-{store}-*.npy")):
+        if not wanted:
+            break
+        if other == path or not rows_path(other).exists() or not is_intact(other):
+            continue
+        for their_row, image_hash in enumerate(read_json(rows_path(other))):
+            for row in wanted.pop(image_hash, ()):
+                found[row] = (other, their_row)
+    return found
+
+
+def copy_reused(out: np.ndarray, reused: dict[int, tuple[Path, int]]) -> None:
+    """Each reused row from its entry, one memory map per entry."""
+    by_entry: dict[Path, list[tuple[int, int]]] = defaultdict(list)
+    for row, (entry, their_row) in reused.items():
+        by_entry[entry].append((row, their_row))
+    for entry, pairs in by_entry.items():
+        rows, their_rows = (np.array(part) for part in zip(*pairs, strict=True))
+        out[rows] = np.load(entry, mmap_mode="r")[their_rows]
+
+
+def engine_path(path: Path) -> Path:
+    """Which engine computed a feature entry (and how many of its rows were copied from other entries)."""
+    return path.with_suffix(".engine.json")
+
+
+def reused_engine(plan: FeaturePlan) -> dict:
+    """The engine that computed the reused rows (of their first entry), its export not paid again."""
+    if not plan.reused:
+        return {}
+    record = read_json(engine_path(next(iter(plan.reused.values()))[0]))
+    return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
+
+
 def split_features(
+    plan: FeaturePlan,
     extractor: Callable[[], keras.Model],
-    name: str,
-    size: int,
     dataset: Dataset,
-    split: str,
-    weights_id: str,
+    size: int,
     cache_dir: Path,
     batch_size: int,
     steady: list | None = None,
@@ -68,26 +154,33 @@ def split_features(
     """Cached features of one split, whether they came from the cache, and the engine that computed them.
 
     `extractor` (and `engine`, the forward pass: TensorFlow when None) is called, and the network built,
-    only when the entry must be computed; `name` and `size` key the entry. The engine is not part of the
-    key: every engine's features are checked equal to Keras's (engines.py); a record beside the array
-    says which one computed them."""
-    key = digest(dataset.fingerprint, split, name, weights_id, size, keras.__version__, tf.__version__)
-    path = cache_dir / "features" / f"{dataset.name}-{split}-{name}-{size}px-{key}.npy"
+    only when some row must pass the network. The engine is not part of the key: every engine's features
+    are checked equal to Keras's (engines.py); a record beside the array says which one computed them."""
+    split, path = plan.split, plan.path
 
     def fill(out: np.ndarray) -> None:
-        pixels = split_pixels(dataset, split, size, cache_dir)
-        found = engine() if engine else None
-        forward, record = (found.forward, found.record) if found else (None, {"engine": "tf"})
-        started = time.perf_counter()
-        out[:] = extract(extractor(), pixels, batch_size, f"features {split}", steady, forward)
-        log.info("features %s: %d images in %.1fs (%s)", split, len(pixels), time.perf_counter() - started,
-                 record["engine"])
-        write_json(record_path, record)
+        copy_reused(out, plan.reused)
+        record = reused_engine(plan)
+        if len(plan.to_extract):
+            pixels = split_pixels(dataset, split, size, cache_dir)
+            found = engine() if engine else None
+            forward, record = (found.forward, found.record) if found else (None, {"engine": "tf"})
+            rows = None if len(plan.to_extract) == len(out) else plan.to_extract
+            started = time.perf_counter()
+            out[plan.to_extract] = extract(extractor(), pixels, batch_size, f"features {split}", steady,
+                                           forward, rows)
+            log.info("features %s: %d images in %.1fs (%s), %d reused", split, len(plan.to_extract),
+                     time.perf_counter() - started, record["engine"], len(plan.reused))
+        else:
+            log.info("features %s: all %d images reused from earlier entries", split, len(out))
+        write_json(rows_path(path), list(plan.hashes))
+        write_json(engine_path(path), {**record, "reused_images": len(plan.reused)})
 
     def shape() -> tuple[int, int]:
-        return (len(dataset.splits[split]), extractor().output_shape[-1])
+        if plan.reused and not len(plan.to_extract):  # no network needed: the width of the reused rows
+            return (len(plan.hashes), np.load(next(iter(plan.reused.values()))[0], mmap_mode="r").shape[1])
+        return (len(plan.hashes), extractor().output_shape[-1])
 
-    record_path = path.with_suffix(".engine.json")
     features, was_cached = cached_array(path, shape, "float32", fill)
-    record = read_json(record_path) if record_path.exists() else {"engine": "tf"}  # older caches: TF
+    record = read_json(engine_path(path)) if engine_path(path).exists() else {"engine": "tf"}
     return np.asarray(features), was_cached, record

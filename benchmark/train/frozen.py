@@ -18,7 +18,7 @@ from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path, onnx_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
-from benchmark.train.features import split_features
+from benchmark.train.features import plan_features, split_features
 from benchmark.train.head import (
     check_fold,
     feature_batches,
@@ -108,11 +108,12 @@ def frozen_extractor(
 
 def test_engine_keeping_pool(
     cfg: DictConfig, dataset: Dataset, spec: BackboneSpec, extractor: Callable[[], keras.Model],
-    engine: Callable[[], engines.Engine], kept: Kept,
+    engine: Callable[[], engines.Engine], kept: Kept, passed: np.ndarray,
 ) -> Callable[[], engines.Engine]:
     """The test split's engine: TensorFlow's forward then also keeps the activations of the images the
-    run pools for Grad-CAM (saliency/pool.py `keeping_forward`); other engines have no side output (the
-    pool then passes its images forward itself)."""
+    run pools for Grad-CAM (saliency/pool.py `keeping_forward`; `passed`: the test rows the extraction
+    gives it, in order); other engines have no side output (the pool then passes its images forward
+    itself)."""
     n_images = pooled_images(cfg.explain)
     if not n_images:
         return engine
@@ -122,16 +123,17 @@ def test_engine_keeping_pool(
         found = engine()
         if found.name != "tf":
             return found
-        return replace(found, forward=keeping_forward(extractor(), spec.last_conv_layer, rows, kept))
+        return replace(found, forward=keeping_forward(extractor(), spec.last_conv_layer, rows, kept, passed))
 
     return get
 
 
 def extraction_engine(
-    cfg: DictConfig, dataset: Dataset, extractor: Callable[[], keras.Model], image_size: int
+    cfg: DictConfig, extractor: Callable[[], keras.Model], image_size: int, n_images: int
 ) -> Callable[[], engines.Engine]:
     """The forward pass for features not cached yet, made once on first use (`runtime.engine`; `auto`
-    weighs the images to extract against the export's cost, runtime.onnx_min_workload)."""
+    weighs the `n_images` to pass through the network against the export's cost,
+    runtime.onnx_min_workload)."""
     made: list[engines.Engine] = []
 
     def get() -> engines.Engine:
@@ -139,7 +141,6 @@ def extraction_engine(
             import tensorflow as tf
 
             onnx_file = onnx_path(extractor.path)
-            n_images = sum(len(dataset.splits[s]) for s in SPLITS)
             work = engines.workload(n_images, image_size)
             gpu = bool(tf.config.list_physical_devices("GPU"))
             name = engines.choose(
@@ -181,16 +182,18 @@ def cached_features(
     only then). Shared by the frozen head and the probes (train/probes.py)."""
     weights_id = features_weights_id(cfg, dataset, backbone)
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
-    engine, kept = extraction_engine(cfg, dataset, extractor, image_size), {}
-    split_engines = {s: engine for s in SPLITS}
-    split_engines["test"] = test_engine_keeping_pool(cfg, dataset, spec, extractor, engine, kept)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
+    plans = {s: plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir) for s in SPLITS}
+    to_extract = sum(len(plan.to_extract) for plan in plans.values() if not plan.cached)
+    engine, kept = extraction_engine(cfg, extractor, image_size, to_extract), {}
+    split_engines = {s: engine for s in SPLITS}
+    split_engines["test"] = test_engine_keeping_pool(
+        cfg, dataset, spec, extractor, engine, kept, plans["test"].to_extract
+    )
     cached = {
-        s: split_features(
-            extractor, name, image_size, dataset, s, weights_id, cache_dir, batch, steady, split_engines[s]
-        )
-        for s in SPLITS
+        s: split_features(plan, extractor, dataset, image_size, cache_dir, batch, steady, split_engines[s])
+        for s, plan in plans.items()
     }
     extraction_s = time.perf_counter() - started
     images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
@@ -202,6 +205,9 @@ def cached_features(
             "feature_extraction_s": extraction_s,
             "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: not needed)
             "features_from_cache": all(hit for _, hit, _ in cached.values()),
+            # rows copied from entries of the same extractor on other splits or data versions
+            "features_reused_images": sum(record.get("reused_images", 0) for _, hit, record in cached.values()
+                                          if not hit),
             **engine_record(cached["train"][2]),
             "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
             "backbone_built": backbone.built,

@@ -17,6 +17,7 @@ from benchmark.report.rows import (
     group_rows,
     pareto_front,
     rank,
+    training_time,
     with_estimates,
 )
 
@@ -176,3 +177,19 @@ def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
     (row,) = rows_of(run)
     table = operating_points_table([row], 3)
     assert "| m | covid |" in table and "| m | normal |" in table
+
+
+def test_train_time_counts_the_extraction_of_every_image_where_some_features_were_reused():
+    """Seed 0 read its features from the cache, seed 1 extracted 30 of 90 images in 2 s (60 copied from
+    another split's entries), seed 2 copied all 90: the row's extraction is seed 1's scaled to 90, 6 s."""
+    probabilities, sizes = noisy(LABELS, 0.6, 0), {"split_sizes": {"train": 60, "val": 10, "test": 20}}
+    runs = [
+        fake_run("vgg19", probabilities, LABELS, seed=0, training_s=1.0, features_from_cache=True,
+                 feature_extraction_s=0.01, **sizes),
+        fake_run("vgg19", probabilities, LABELS, seed=1, training_s=1.0, features_from_cache=False,
+                 feature_extraction_s=2.0, features_reused_images=60, **sizes),
+        fake_run("vgg19", probabilities, LABELS, seed=2, training_s=1.0, features_from_cache=False,
+                 feature_extraction_s=0.02, features_reused_images=90, **sizes),
+    ]
+    (row,) = group_rows(runs)["synthetic"]
+    assert training_time(row) == pytest.approx(6.0 + 1.0)

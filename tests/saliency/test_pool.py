@@ -104,6 +104,23 @@ def test_the_pool_kept_by_the_test_extraction_equals_a_second_forward_pass(tmp_p
         np.testing.assert_allclose(from_extraction[name], passed_again[name], rtol=1e-4, atol=1e-5)
 
 
+def test_a_test_extraction_of_some_rows_keeps_each_pooled_image_under_its_own_row():
+    """Rows whose features were reused from the cache never pass the network: what the others keep is
+    filed under their split rows, not under their place in the extraction."""
+    images, labels = disc_images(7), np.array([0, 1, 2, 0, 1, 2, 0])
+    extractor, _, _ = frozen_classifier("mobilenetv2", images)
+    layer, kept = get("mobilenetv2").last_conv_layer, {}
+    rows, passed = candidate_rows(labels, 1, 3), np.array([1, 2, 4, 5, 6])
+    forward = keeping_forward(extractor, layer, rows, kept, passed)
+    features = extract(extractor, images, 2, "test", forward=forward, rows=passed)
+    assert len(features) == len(passed) and sorted(kept) == sorted(set(rows.tolist()) & set(passed.tolist()))
+    both = np.array(sorted(kept))
+    expected_layer, expected_features = activations(extractor, layer, images[both])
+    kept_layer, kept_features = (np.stack([kept[int(r)][k] for r in both]) for k in (0, 1))
+    np.testing.assert_allclose(kept_layer, expected_layer, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kept_features, expected_features, rtol=1e-4, atol=1e-5)
+
+
 def test_a_layer_followed_by_more_than_pooling_keeps_no_pool(tmp_path):
     images = disc_images(3)
     extractor, _, _ = frozen_classifier("mobilenetv2", images)

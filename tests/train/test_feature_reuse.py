@@ -1,0 +1,64 @@
+"""Frozen features are cached per image: a new split, a new label or an added image costs the forward
+passes of the images the extractor has not seen, not of the whole dataset."""
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+from PIL import Image
+
+from backbones.registry import build, get
+from benchmark.runs.pipeline import run
+from tests.metrics.test_efficiency import class_folders
+
+
+def extracted_counts(caplog) -> list[str]:
+    return [r.getMessage().split(" in ")[0] for r in caplog.records if " images in " in r.getMessage()]
+
+
+def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the_network(
+    tiny_cfg, tmp_path: Path, caplog
+):
+    keras.utils.set_random_seed(3)
+    weights = tmp_path / "mobilenetv2_no_top.weights.h5"  # trained weights: no BatchNorm recalibration
+    build(get("mobilenetv2"), 32, None).save_weights(weights)
+    data = class_folders(tmp_path / "lungs", 3, 12)  # 36 images split 70/10/20 by dataset.split_seed
+
+    def folder(*extra: str):
+        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}", *extra,
+                        synthetic=False)
+
+    caplog.set_level(logging.INFO, logger="benchmark.train.features")
+    first = run(folder())
+    assert first["features_reused_images"] == 0 and extracted_counts(caplog) == [
+        "features train: 25 images", "features val: 4 images", "features test: 7 images"]
+    caplog.clear()
+    reshuffled = run(folder("dataset.split_seed=1"))
+    assert reshuffled["dataset_fingerprint"] != first["dataset_fingerprint"]
+    assert reshuffled["features_reused_images"] == 36 and not reshuffled["features_from_cache"]
+    assert extracted_counts(caplog) == []  # every image's features came from the first split's entries
+    fresh = run(folder("dataset.split_seed=1", f"cache_dir={tmp_path / 'fresh'}",
+                       f"results_dir={tmp_path / 'fresh_results'}"))
+    assert fresh["features_reused_images"] == 0
+    for entry in (tmp_path / "fresh" / "features").glob("*.npy"):  # the same names: the same images
+        np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(reshuffled["accuracy"], fresh["accuracy"])
+
+    Image.fromarray(np.full((24, 24), 200, np.uint8)).save(data / "c1" / "new_scan.png")
+    caplog.clear()
+    added = run(folder("dataset.split_seed=1"))
+    assert added["features_reused_images"] == 36
+    assert extracted_counts(caplog) in (
+        [f"features {split}: 1 images"] for split in ("train", "val", "test"))
+
+
+def test_a_recalibrated_random_init_backbone_reuses_nothing_across_data_versions(tiny_cfg, tmp_path: Path):
+    """Its BatchNorm statistics come from the train images, so another split is another extractor."""
+    data = class_folders(tmp_path / "lungs", 3, 12)
+    for split_seed in (0, 1):
+        metrics = run(tiny_cfg("dataset=folder", f"dataset.path={data}", f"dataset.split_seed={split_seed}",
+                               synthetic=False))
+        assert metrics["bn_recalibrated"] and metrics["features_reused_images"] == 0
+        assert not metrics["features_from_cache"]
