@@ -173,7 +173,9 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
         class_names=tuple(class_names),
         splits=splits,
         fingerprint=fingerprint(hashes, class_names, splits, (DECODER_VERSION, options.record())),
-        decoding=digest(DECODER_VERSION, options.record()),
+        # the arrays' dtype and image shape too: the hashes are of raw bytes, which decode by dtype
+        decoding=digest(DECODER_VERSION, options.record(),
+                        {split: (str(array.dtype), array.shape[1:]) for split, array in images.items()}),
         synthetic=False,
         decode=lambda image_id, size: decode_array(array_of(image_id), size, options),
         file_hashes=hashes,

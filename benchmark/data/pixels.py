@@ -23,3 +23,15 @@ def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np
             out[row] = dataset.decode(image_id, size)
 
     return cached_array(path, (len(ids), size, size, 3), "uint8", fill)[0]
+
+
+class DecodedRows:
+    """A split's images decoded when asked for, by row: for the few images a partly reused feature entry
+    passes through the network, which would not pay for decoding and caching the whole split. Indexed by
+an array of rows, like `split_pixels`' array."""
+
+    def __init__(self, dataset: Dataset, split: str, size: int) -> None:
+        self.decode, self.ids, self.size = dataset.decode, dataset.splits[split].ids, size
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return np.stack([self.decode(self.ids[row], self.size) for row in rows]).astype(np.uint8)

@@ -93,7 +93,8 @@ def keeping_forward(
     """The test split's extraction forward (batches of the `passed` rows in order: every row when None)
     that also fills `kept` for `rows`: the graph returns the activations beside the features anyway, so
     the pool then needs no second forward pass of its 32 images (the seven pools of a default sweep:
-    9.5 s -> 4.4 s). Rows whose features were reused from the cache never pass; the pool passes those."""
+    9.5 s -> 4.4 s). Rows whose features were reused from the cache never pass: `keep_pool` passes
+    those of its images."""
     graph, wanted, offset = batch_free_graph(extractor, side_output=layer_name), {int(r) for r in rows}, [0]
 
     def forward(batch: np.ndarray) -> np.ndarray:
@@ -115,15 +116,17 @@ def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, label
               n_images: int, seed: int, path: Path, kept: Kept | None = None) -> Path | None:
     """Write the pool for this extractor to `path` (None: the layer is not followed by pooling alone,
     so Grad-CAM keeps the gradient path). `pixels`, `labels`: the whole test split; `kept`: what the
-    test split's extraction kept (`keeping_forward`), else the pool's images are passed forward now."""
+    test split's extraction kept (`keeping_forward`); the pool's images it did not keep (all, without
+    it) are passed forward now."""
     if not pooling_only_after(extractor, layer_name):
         return None
     rows = candidate_rows(labels, n_images, seed)
-    images = np.asarray(pixels[rows], np.float32)
-    if kept and all(int(row) in kept for row in rows):
-        layer, features = (np.stack([kept[int(row)][k] for row in rows]) for k in (0, 1))
-    else:
-        layer, features = activations(extractor, layer_name, images)
+    images, kept = np.asarray(pixels[rows], np.float32), dict(kept or {})
+    missing = [k for k, row in enumerate(rows) if int(row) not in kept]
+    if missing:
+        passed = activations(extractor, layer_name, images[missing])
+        kept.update({int(rows[k]): (passed[0][i], passed[1][i]) for i, k in enumerate(missing)})
+    layer, features = (np.stack([kept[int(row)][k] for row in rows]) for k in (0, 1))
     with redrawn_backbone(extractor, layer_name, seed):  # restored on exit: the extractor is shared
         redrawn_activations, redrawn_features = activations(extractor, layer_name, images[:n_images])
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from backbones.extractor import batch_free_forward
 from benchmark.data import Dataset
-from benchmark.data.pixels import split_pixels
+from benchmark.data.pixels import DecodedRows, split_pixels
 from benchmark.files import cached_array, digest, is_intact, read_json, write_json
 from benchmark.train.engines import Engine, Forward
 
@@ -76,7 +76,11 @@ class FeaturePlan:
     hashes: tuple[str, ...]
     cached: bool
     reused: dict[int, tuple[Path, int]]
-    to_extract: np.ndarray
+    to_extract: np.ndarray  # when `cached`, every row: what filling it takes if it is damaged meanwhile
+
+    def first_source(self) -> Path:
+        """The entry the first reused row comes from."""
+        return next(iter(self.reused.values()))[0]
 
 
 def plan_features(
@@ -110,11 +114,13 @@ def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, 
     for other in sorted(path.parent.glob(f"*-{store}-*.npy")):
         if not wanted:
             break
-        if other == path or not rows_path(other).exists() or not is_intact(other):
+        if other == path or not rows_path(other).exists():  # a temporary file, or being written
             continue
-        for their_row, image_hash in enumerate(read_json(rows_path(other))):
-            for row in wanted.pop(image_hash, ()):
-                found[row] = (other, their_row)
+        held = [(row, their_row) for their_row, image_hash in enumerate(read_json(rows_path(other)))
+                if image_hash in wanted for row in wanted[image_hash]]
+        if held and is_intact(other):  # hashed only where it holds a wanted image
+            found.update({row: (other, their_row) for row, their_row in held if row not in found})
+            wanted = {h: rows for h, rows in wanted.items() if rows[0] not in found}
     return found
 
 
@@ -135,9 +141,8 @@ def engine_path(path: Path) -> Path:
 
 def reused_engine(plan: FeaturePlan) -> dict:
     """The engine that computed the reused rows (of their first entry), its export not paid again."""
-    if not plan.reused:
-        return {}
-    record = read_json(engine_path(next(iter(plan.reused.values()))[0]))
+    found = engine_path(plan.first_source()) if plan.reused else None
+    record = read_json(found) if found and found.exists() else {"engine": "tf"}
     return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
 
 
@@ -162,13 +167,15 @@ def split_features(
         copy_reused(out, plan.reused)
         record = reused_engine(plan)
         if len(plan.to_extract):
-            pixels = split_pixels(dataset, split, size, cache_dir)
+            # a whole split's pixels are cached for other uses; a few new images are decoded as they pass
+            every_row = len(plan.to_extract) == len(out)
+            pixels = (split_pixels(dataset, split, size, cache_dir) if every_row
+                      else DecodedRows(dataset, split, size))
             found = engine() if engine else None
             forward, record = (found.forward, found.record) if found else (None, {"engine": "tf"})
-            rows = None if len(plan.to_extract) == len(out) else plan.to_extract
             started = time.perf_counter()
             out[plan.to_extract] = extract(extractor(), pixels, batch_size, f"features {split}", steady,
-                                           forward, rows)
+                                           forward, None if every_row else plan.to_extract)
             log.info("features %s: %d images in %.1fs (%s), %d reused", split, len(plan.to_extract),
                      time.perf_counter() - started, record["engine"], len(plan.reused))
         else:
@@ -178,7 +185,7 @@ def split_features(
 
     def shape() -> tuple[int, int]:
         if plan.reused and not len(plan.to_extract):  # no network needed: the width of the reused rows
-            return (len(plan.hashes), np.load(next(iter(plan.reused.values()))[0], mmap_mode="r").shape[1])
+            return (len(plan.hashes), np.load(plan.first_source(), mmap_mode="r").shape[1])
         return (len(plan.hashes), extractor().output_shape[-1])
 
     features, was_cached = cached_array(path, shape, "float32", fill)

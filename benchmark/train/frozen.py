@@ -197,6 +197,8 @@ def cached_features(
     }
     extraction_s = time.perf_counter() - started
     images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
+    filled = [s for s in SPLITS if not cached[s][1]]
+    extracted = [s for s in filled if len(plans[s].to_extract)]  # this run's engine computed some rows
     return CachedFeatures(
         {s: cached[s][0] for s in SPLITS},
         {s: dataset.splits[s].labels for s in SPLITS},
@@ -204,11 +206,12 @@ def cached_features(
         {
             "feature_extraction_s": extraction_s,
             "extractor_ready_s": extractor.seconds,  # of which building/loading the network (0: not needed)
-            "features_from_cache": all(hit for _, hit, _ in cached.values()),
-            # rows copied from entries of the same extractor on other splits or data versions
-            "features_reused_images": sum(record.get("reused_images", 0) for _, hit, record in cached.values()
-                                          if not hit),
-            **engine_record(cached["train"][2]),
+            "features_from_cache": not filled,
+            # of the images not read from the cache: those that passed the network, and those whose rows
+            # were copied from entries of the same extractor on other splits or data versions
+            "features_extracted_images": sum(len(plans[s].to_extract) for s in extracted),
+            "features_reused_images": sum(len(plans[s].reused) for s in filled),
+            **engine_record(cached[(extracted or ["train"])[0]][2]),
             "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
             "backbone_built": backbone.built,
             **bn_record(cfg, spec, backbone, dataset),

@@ -104,7 +104,7 @@ def test_the_pool_kept_by_the_test_extraction_equals_a_second_forward_pass(tmp_p
         np.testing.assert_allclose(from_extraction[name], passed_again[name], rtol=1e-4, atol=1e-5)
 
 
-def test_a_test_extraction_of_some_rows_keeps_each_pooled_image_under_its_own_row():
+def test_a_test_extraction_of_some_rows_keeps_each_pooled_image_under_its_own_row(tmp_path):
     """Rows whose features were reused from the cache never pass the network: what the others keep is
     filed under their split rows, not under their place in the extraction."""
     images, labels = disc_images(7), np.array([0, 1, 2, 0, 1, 2, 0])
@@ -119,6 +119,10 @@ def test_a_test_extraction_of_some_rows_keeps_each_pooled_image_under_its_own_ro
     kept_layer, kept_features = (np.stack([kept[int(r)][k] for r in both]) for k in (0, 1))
     np.testing.assert_allclose(kept_layer, expected_layer, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(kept_features, expected_features, rtol=1e-4, atol=1e-5)
+    partly_kept = read_pool(keep_pool(extractor, layer, images, labels, 1, 3, tmp_path / "a.npz", kept))
+    passed_again = read_pool(keep_pool(extractor, layer, images, labels, 1, 3, tmp_path / "b.npz"))
+    for name in passed_again:  # the pooled images the extraction did not keep are passed now
+        np.testing.assert_allclose(partly_kept[name], passed_again[name], rtol=1e-4, atol=1e-5)
 
 
 def test_a_layer_followed_by_more_than_pooling_keeps_no_pool(tmp_path):

@@ -31,12 +31,14 @@ def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the
 
     caplog.set_level(logging.INFO, logger="benchmark.train.features")
     first = run(folder())
-    assert first["features_reused_images"] == 0 and extracted_counts(caplog) == [
+    assert first["features_reused_images"] == 0 and first["features_extracted_images"] == 36
+    assert extracted_counts(caplog) == [
         "features train: 25 images", "features val: 4 images", "features test: 7 images"]
     caplog.clear()
     reshuffled = run(folder("dataset.split_seed=1"))
     assert reshuffled["dataset_fingerprint"] != first["dataset_fingerprint"]
-    assert reshuffled["features_reused_images"] == 36 and not reshuffled["features_from_cache"]
+    assert reshuffled["features_reused_images"] == 36 and reshuffled["features_extracted_images"] == 0
+    assert not reshuffled["features_from_cache"]
     assert extracted_counts(caplog) == []  # every image's features came from the first split's entries
     fresh = run(folder("dataset.split_seed=1", f"cache_dir={tmp_path / 'fresh'}",
                        f"results_dir={tmp_path / 'fresh_results'}"))
@@ -48,8 +50,8 @@ def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the
 
     Image.fromarray(np.full((24, 24), 200, np.uint8)).save(data / "c1" / "new_scan.png")
     caplog.clear()
-    added = run(folder("dataset.split_seed=1"))
-    assert added["features_reused_images"] == 36
+    added = run(folder("dataset.split_seed=1"))  # one more image moves the stratified split: every entry
+    assert added["features_reused_images"] == 36 and added["features_extracted_images"] == 1  # is new
     assert extracted_counts(caplog) in (
         [f"features {split}: 1 images"] for split in ("train", "val", "test"))
 
