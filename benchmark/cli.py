@@ -223,7 +223,13 @@ def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
     """The run's own images, where its config.yaml says they are; the commands that use a finished run
     have no dataset.path option, so a folder that moved is named with the fixes they can take."""
     from benchmark.data import check_path
+    from benchmark.data.audit import DEDUPE
 
+    if dataset_cfg.get("dedupe", "warn") not in DEDUPE:  # an edited config.yaml: not a moved folder
+        raise BenchmarkError(
+            f"run {run_dir}'s config.yaml has dataset.dedupe={dataset_cfg.get('dedupe')}, not one of "
+            f"{' | '.join(DEDUPE)}: put back the value it was trained with, or train the run again"
+        )
     try:
         check_path(dataset_cfg)
     except BenchmarkError:

@@ -94,6 +94,19 @@ def test_a_run_whose_images_moved_gets_a_fix_the_command_takes(moved_folder_run,
     assert not (run_dir / "exports").exists()
 
 
+def test_a_run_whose_config_yaml_was_edited_to_a_bad_dedupe_is_not_told_its_images_moved(
+    moved_folder_run, capsys
+):
+    """The images are back where the run's config.yaml says; its dataset.dedupe is what is wrong."""
+    run_dir, images = moved_folder_run
+    (images.parent / "ct-moved").rename(images)
+    config = run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("dedupe: warn", "dedupe: delete"))
+    line = error_of("explain", [f"run={run_dir}"], capsys)
+    assert line == (f"error: run {run_dir}'s config.yaml has dataset.dedupe=delete, not one of warn | drop | "
+                    "error: put back the value it was trained with, or train the run again")
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
