@@ -221,15 +221,18 @@ def ensemble_run(run_dir: Path, shown: int = 3) -> str:
 
 def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
     """The run's own images, where its config.yaml says they are; the commands that use a finished run
-    have no dataset.path option, so a folder that moved is named with the fixes they can take."""
+    have no dataset.path option, so a folder that moved is named with the fixes they can take (and a
+    dataset.dedupe edited in its config.yaml as such)."""
     from benchmark.data import check_path
-    from benchmark.data.audit import DEDUPE
+    from benchmark.data.audit import check_dedupe
 
-    if dataset_cfg.get("dedupe", "warn") not in DEDUPE:  # an edited config.yaml: not a moved folder
+    try:  # a bad value here is an edited config.yaml, not a moved folder
+        check_dedupe(dataset_cfg.get("dedupe", "warn"))
+    except BenchmarkError as error:
         raise BenchmarkError(
-            f"run {run_dir}'s config.yaml has dataset.dedupe={dataset_cfg.get('dedupe')}, not one of "
-            f"{' | '.join(DEDUPE)}: put back the value it was trained with, or train the run again"
-        )
+            f"run {run_dir}'s config.yaml: {error}: put back the value it was trained with, or train the "
+            "run again"
+        ) from None
     try:
         check_path(dataset_cfg)
     except BenchmarkError:

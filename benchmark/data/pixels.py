@@ -27,8 +27,8 @@ def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np
 
 class DecodedRows:
     """A split's images decoded when asked for, by row: for the few images a partly reused feature entry
-    passes through the network, which would not pay for decoding and caching the whole split. Indexed by
-an array of rows, like `split_pixels`' array."""
+    passes through the network, or a Grad-CAM pool, which would not pay for decoding and caching the
+    whole split. Indexed by an array of rows, like `split_pixels`' array."""
 
     def __init__(self, dataset: Dataset, split: str, size: int) -> None:
         self.decode, self.ids, self.size = dataset.decode, dataset.splits[split].ids, size

@@ -200,26 +200,24 @@ def rank(rows: list[Row], key: str) -> list[Row]:
 
 
 def extraction_of_every_image(metrics: dict) -> float | None:
-    """A run's extraction seconds for all its images: as timed where every image not read from the cache
-    passed the network; where only some did (the others' rows copied from earlier entries of the same
-    extractor, train/features.py), its network's ready seconds plus all images at the throughput it
-    measured (else at the rate its extracted images took); None where it read or copied every feature."""
+    """A run's extraction seconds for all its images: as timed, plus the images whose features it copied
+    from earlier entries of the same extractor (train/features.py) at the backbone's throughput it
+    measured (its extraction's, else its efficiency's); None where it read every feature from the cache,
+    or copied some without a throughput to price them."""
     if metrics.get("features_from_cache"):
         return None
-    seconds, extracted = number(metrics, "feature_extraction_s"), metrics.get("features_extracted_images")
-    if extracted is None or not metrics.get("features_reused_images"):  # runs before reuse: as timed
+    seconds, reused = number(metrics, "feature_extraction_s"), metrics.get("features_reused_images") or 0
+    if not reused:  # and runs from before features were copied: as timed
         return seconds
-    if not extracted:
-        return None
-    n_images, ready = sum(metrics["split_sizes"].values()), metrics.get("extractor_ready_s") or 0.0
-    throughput = metrics.get("extraction_ips")
-    return ready + (n_images / throughput if throughput else (seconds - ready) * n_images / extracted)
+    throughput = metrics.get("extraction_ips") or metrics.get("throughput_ips")
+    return seconds + reused / throughput if throughput else None
 
 
 def training_time(row: Row) -> float:
     """Feature extraction + training, in seconds. Extraction is timed on runs that did it rather than
-    reading it from the cache, since later seeds reuse the first seed's features (scaled to every image
-    where some were copied from other entries); where no run did, the runs' own (cache reading) time."""
+    reading it from the cache, since later seeds reuse the first seed's features (with the images whose
+    features were copied from other entries priced in); where no run did, the runs' own (cache reading)
+    time."""
     extracted = [s for r in row.runs if (s := extraction_of_every_image(r.metrics)) is not None]
     extraction = extracted or [number(r.metrics, "feature_extraction_s") for r in row.runs]
     extraction_s = nan_mean(extraction)  # NaN when a mode (finetune) has no separate extraction step

@@ -20,7 +20,7 @@ from backbones.weights import LoadedBackbone, load_backbone
 from benchmark.data import Dataset
 from benchmark.data.audit import reported_findings
 from benchmark.data.groups import splits_frame
-from benchmark.data.pixels import split_pixels
+from benchmark.data.pixels import DecodedRows, split_pixels
 from benchmark.data.splits import is_test_only
 from benchmark.errors import BenchmarkError
 from benchmark.figures import background
@@ -197,7 +197,7 @@ def keep_gradcam_pool(
         return path
     if not (load or extractor.in_memory()):
         return None
-    pixels = split_pixels(dataset, "test", run.image_size, cache_dir)
+    pixels = DecodedRows(dataset, "test", run.image_size)  # the pool's images only
     started = time.perf_counter()
     if not keep_pool(extractor(), layer, pixels, test.labels, n_images, seed, path, trained.gradcam_kept):
         return None

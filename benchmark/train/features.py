@@ -29,19 +29,20 @@ from benchmark.files import cached_array, digest, is_intact, read_json, write_js
 from benchmark.train.engines import Engine, Forward
 
 log = logging.getLogger(__name__)
+TF_ENGINE = {"engine": "tf"}  # the record of TensorFlow's features (and of entries older than records)
 
 
 def extract(
     extractor: keras.Model,
-    pixels: np.ndarray,
+    pixels: np.ndarray | DecodedRows,
     batch_size: int,
     desc: str,
     steady: list | None = None,
     forward: Forward | None = None,
     rows: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pooled features of every image (of `pixels`' `rows` only, in their order, when given), batch by
-    batch, with a progress bar.
+    """Pooled features of every image (of `pixels`' `rows` only, in their order, when given: a
+    `DecodedRows` has no length, so it needs them), batch by batch, with a progress bar.
 
     The default forward is the extractor's graph with a free batch dimension
     (backbones/extractor.py): the short last batch runs as it is, without a new trace and without
@@ -79,7 +80,7 @@ class FeaturePlan:
     to_extract: np.ndarray  # when `cached`, every row: what filling it takes if it is damaged meanwhile
 
     def first_source(self) -> Path:
-        """The entry the first reused row comes from."""
+        """An entry some reused rows come from (the first found)."""
         return next(iter(self.reused.values()))[0]
 
 
@@ -95,7 +96,7 @@ def plan_features(
     if is_intact(path):
         return FeaturePlan(split, path, hashes, True, {}, every_row)
     reused = reusable_rows(path, store, hashes)
-    to_extract = np.array([row for row in every_row if row not in reused], dtype=int)
+    to_extract = np.setdiff1d(every_row, list(reused)).astype(int)
     return FeaturePlan(split, path, hashes, False, reused, to_extract)
 
 
@@ -142,7 +143,7 @@ def engine_path(path: Path) -> Path:
 def reused_engine(plan: FeaturePlan) -> dict:
     """The engine that computed the reused rows (of their first entry), its export not paid again."""
     found = engine_path(plan.first_source()) if plan.reused else None
-    record = read_json(found) if found and found.exists() else {"engine": "tf"}
+    record = read_json(found) if found and found.exists() else TF_ENGINE
     return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
 
 
@@ -165,20 +166,21 @@ def split_features(
 
     def fill(out: np.ndarray) -> None:
         copy_reused(out, plan.reused)
-        record = reused_engine(plan)
         if len(plan.to_extract):
-            # a whole split's pixels are cached for other uses; a few new images are decoded as they pass
-            every_row = len(plan.to_extract) == len(out)
-            pixels = (split_pixels(dataset, split, size, cache_dir) if every_row
-                      else DecodedRows(dataset, split, size))
+            # most of a split: its pixels cached for other uses too; a few new images: decoded as they pass
+            rows = None if len(plan.to_extract) == len(out) else plan.to_extract
+            few = 2 * len(plan.to_extract) < len(out)
+            pixels = (DecodedRows(dataset, split, size) if few
+                      else split_pixels(dataset, split, size, cache_dir))
             found = engine() if engine else None
-            forward, record = (found.forward, found.record) if found else (None, {"engine": "tf"})
+            forward, record = (found.forward, found.record) if found else (None, TF_ENGINE)
             started = time.perf_counter()
             out[plan.to_extract] = extract(extractor(), pixels, batch_size, f"features {split}", steady,
-                                           forward, None if every_row else plan.to_extract)
+                                           forward, rows)
             log.info("features %s: %d images in %.1fs (%s), %d reused", split, len(plan.to_extract),
                      time.perf_counter() - started, record["engine"], len(plan.reused))
         else:
+            record = reused_engine(plan)
             log.info("features %s: all %d images reused from earlier entries", split, len(out))
         write_json(rows_path(path), list(plan.hashes))
         write_json(engine_path(path), {**record, "reused_images": len(plan.reused)})
@@ -189,5 +191,5 @@ def split_features(
         return (len(plan.hashes), extractor().output_shape[-1])
 
     features, was_cached = cached_array(path, shape, "float32", fill)
-    record = read_json(engine_path(path)) if engine_path(path).exists() else {"engine": "tf"}
+    record = read_json(engine_path(path)) if engine_path(path).exists() else TF_ENGINE
     return np.asarray(features), was_cached, record

@@ -103,7 +103,7 @@ def test_a_run_whose_config_yaml_was_edited_to_a_bad_dedupe_is_not_told_its_imag
     config = run_dir / "config.yaml"
     config.write_text(config.read_text().replace("dedupe: warn", "dedupe: delete"))
     line = error_of("explain", [f"run={run_dir}"], capsys)
-    assert line == (f"error: run {run_dir}'s config.yaml has dataset.dedupe=delete, not one of warn | drop | "
+    assert line == (f"error: run {run_dir}'s config.yaml: dataset.dedupe=delete is not one of warn | drop | "
                     "error: put back the value it was trained with, or train the run again")
 
 

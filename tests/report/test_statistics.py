@@ -180,21 +180,21 @@ def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
 
 
 def test_train_time_counts_the_extraction_of_every_image_where_some_features_were_reused():
-    """Seed 0 read its features from the cache; seed 1 passed 30 of 90 images through the network at a
-    measured 20 img/s after 0.5 s making it ready (60 copied from another split's entries): 0.5 + 90/20 s;
-    seed 2 passed 10 in 1.5 s without a throughput (too few for a full batch): 0.5 + 1.0 x 9 s; seed 3
-    copied all 90. The row's extraction is the mean of seeds 1 and 2."""
+    """Seed 0 read its features from the cache; seed 1 timed 2 s and copied 60 images' features from
+    another split's entries, priced at its extraction's 20 img/s: 2 + 60/20 s; seed 2 (too few new images
+    for an extraction throughput) at its efficiency's 10 img/s: 1.5 + 80/10 s; seed 3 copied all 90 with
+    no throughput to price them. The row's extraction is the mean of seeds 1 and 2."""
     probabilities, sizes = noisy(LABELS, 0.6, 0), {"split_sizes": {"train": 60, "val": 10, "test": 20}}
-    common = {"training_s": 1.0, "extractor_ready_s": 0.5, **sizes}
+    common = {"training_s": 1.0, "features_from_cache": False, **sizes}
     runs = [
-        fake_run("vgg19", probabilities, LABELS, seed=0, features_from_cache=True, feature_extraction_s=0.01,
+        fake_run("vgg19", probabilities, LABELS, seed=0, training_s=1.0, features_from_cache=True,
+                 feature_extraction_s=0.01),
+        fake_run("vgg19", probabilities, LABELS, seed=1, feature_extraction_s=2.0, features_reused_images=60,
+                 extraction_ips=20.0, throughput_ips=10.0, **common),
+        fake_run("vgg19", probabilities, LABELS, seed=2, feature_extraction_s=1.5, features_reused_images=80,
+                 extraction_ips=None, throughput_ips=10.0, **common),
+        fake_run("vgg19", probabilities, LABELS, seed=3, feature_extraction_s=0.02, features_reused_images=90,
                  **common),
-        fake_run("vgg19", probabilities, LABELS, seed=1, features_from_cache=False, feature_extraction_s=2.0,
-                 features_extracted_images=30, features_reused_images=60, extraction_ips=20.0, **common),
-        fake_run("vgg19", probabilities, LABELS, seed=2, features_from_cache=False, feature_extraction_s=1.5,
-                 features_extracted_images=10, features_reused_images=80, extraction_ips=None, **common),
-        fake_run("vgg19", probabilities, LABELS, seed=3, features_from_cache=False, feature_extraction_s=0.02,
-                 features_extracted_images=0, features_reused_images=90, **common),
     ]
     (row,) = group_rows(runs)["synthetic"]
     assert training_time(row) == pytest.approx((5.0 + 9.5) / 2 + 1.0)

@@ -27,6 +27,8 @@ NOT_RESULTS = {  # timings, cache provenance and paths: they differ between equa
     "peak_memory_mb",
     "peak_gpu_memory_mb",
     "features_from_cache",
+    "features_extracted_images",
+    "features_reused_images",
     "efficiency_from_cache",
     "backbone_built",
     "model_size_mb",

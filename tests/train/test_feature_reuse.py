@@ -46,7 +46,6 @@ def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the
     for entry in (tmp_path / "fresh" / "features").glob("*.npy"):  # the same names: the same images
         np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
                                    rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(reshuffled["accuracy"], fresh["accuracy"])
 
     Image.fromarray(np.full((24, 24), 200, np.uint8)).save(data / "c1" / "new_scan.png")
     caplog.clear()
