@@ -156,9 +156,9 @@ def interval_note(settings: Settings) -> str:
         "interval can be estimated. One row per backbone and weights: the configuration with the lowest mean "
         "validation loss (the others are listed under *All configurations*); the test set never chooses. "
         f"ECE uses {settings.ece_bins} confidence bins; cost columns are means over seeds; train time = "
-        "feature extraction (timed where it was not read from the cache; images whose features were "
-        "copied from another split or data version priced at the run's measured throughput) + head "
-        "training."
+        "feature extraction (timed where it was not read from the cache; where every seed copied features "
+        "from another split or data version, every image priced at the run's measured throughput, without "
+        "the network's one-off build and tracing seconds) + head training."
     )
 
 

@@ -199,27 +199,29 @@ def rank(rows: list[Row], key: str) -> list[Row]:
     return sorted(rows, key=order)
 
 
-def extraction_of_every_image(metrics: dict) -> float | None:
-    """A run's extraction seconds for all its images: as timed, plus the images whose features it copied
-    from earlier entries of the same extractor (train/features.py) at the backbone's throughput it
-    measured (its extraction's, else its efficiency's); None where it read every feature from the cache,
-    or copied some without a throughput to price them."""
-    if metrics.get("features_from_cache"):
-        return None
-    seconds, reused = number(metrics, "feature_extraction_s"), metrics.get("features_reused_images") or 0
-    if not reused:  # and runs from before features were copied: as timed
-        return seconds
+def timed_extraction(metrics: dict) -> float | None:
+    """A run's extraction seconds where every image it did not read from the cache passed the network."""
+    copied = metrics.get("features_reused_images")
+    return None if metrics.get("features_from_cache") or copied else number(metrics, "feature_extraction_s")
+
+
+def priced_extraction(metrics: dict) -> float | None:
+    """A run that copied features from earlier cache entries (train/features.py): every image's forward
+    pass at the backbone throughput it measured (its extraction's, else its efficiency's), without the
+    one-off seconds (network build, tracing) a cold run pays once; None without a throughput."""
     throughput = metrics.get("extraction_ips") or metrics.get("throughput_ips")
-    return seconds + reused / throughput if throughput else None
+    if not metrics.get("features_reused_images") or not throughput:
+        return None
+    return sum(metrics["split_sizes"].values()) / throughput
 
 
 def training_time(row: Row) -> float:
     """Feature extraction + training, in seconds. Extraction is timed on runs that did it rather than
-    reading it from the cache, since later seeds reuse the first seed's features (with the images whose
-    features were copied from other entries priced in); where no run did, the runs' own (cache reading)
-    time."""
-    extracted = [s for r in row.runs if (s := extraction_of_every_image(r.metrics)) is not None]
-    extraction = extracted or [number(r.metrics, "feature_extraction_s") for r in row.runs]
+    reading it from the cache, since later seeds reuse the first seed's features; where none did, priced
+    on runs that copied features from other entries; where neither, the runs' own (cache reading) time."""
+    timed = [s for r in row.runs if (s := timed_extraction(r.metrics)) is not None]
+    priced = [s for r in row.runs if (s := priced_extraction(r.metrics)) is not None]
+    extraction = timed or priced or [number(r.metrics, "feature_extraction_s") for r in row.runs]
     extraction_s = nan_mean(extraction)  # NaN when a mode (finetune) has no separate extraction step
     return (0.0 if math.isnan(extraction_s) else extraction_s) + mean_of(row, "training_s")
 

@@ -136,14 +136,35 @@ def copy_reused(out: np.ndarray, reused: dict[int, tuple[Path, int]]) -> None:
 
 
 def engine_path(path: Path) -> Path:
-    """Which engine computed a feature entry (and how many of its rows were copied from other entries)."""
+    """Which engine computed a feature entry (`engines`: every engine that computed one of its rows, those
+    copied from other entries included) and how many of its rows were copied."""
     return path.with_suffix(".engine.json")
 
 
+def engine_of(entry: Path) -> dict:
+    """An entry's engine record; an entry made before records were kept: TensorFlow's."""
+    found = engine_path(entry)
+    return read_json(found) if found.exists() else TF_ENGINE
+
+
+def engines_in(record: dict) -> list[str]:
+    """Every engine that computed a row of the entry `record` describes (before copies: its own)."""
+    return record.get("engines", [record["engine"]])
+
+
+def source_engines(plan: FeaturePlan) -> set[str]:
+    """Every engine that computed the rows this entry copies."""
+    sources = {entry for entry, _ in plan.reused.values()}
+    return {name for entry in sources for name in engines_in(engine_of(entry))}
+
+
 def reused_engine(plan: FeaturePlan) -> dict:
-    """The engine that computed the reused rows (of their first entry), its export not paid again."""
-    found = engine_path(plan.first_source()) if plan.reused else None
-    record = read_json(found) if found and found.exists() else TF_ENGINE
+    """The engine of an entry whose rows are all copied: the one engine that computed them (its export
+    not paid again), or "mixed" where rows of several engines were copied."""
+    engines = source_engines(plan)
+    if len(engines) > 1:
+        return {"engine": "mixed"}
+    record = engine_of(plan.first_source())
     return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
 
 
@@ -182,8 +203,10 @@ def split_features(
         else:
             record = reused_engine(plan)
             log.info("features %s: all %d images reused from earlier entries", split, len(out))
+        engines = source_engines(plan) | ({record["engine"]} if len(plan.to_extract) else set())
         write_json(rows_path(path), list(plan.hashes))
-        write_json(engine_path(path), {**record, "reused_images": len(plan.reused)})
+        write_json(engine_path(path), {**record, "engines": sorted(engines),
+                                       "reused_images": len(plan.reused)})
 
     def shape() -> tuple[int, int]:
         if plan.reused and not len(plan.to_extract):  # no network needed: the width of the reused rows
@@ -191,5 +214,4 @@ def split_features(
         return (len(plan.hashes), extractor().output_shape[-1])
 
     features, was_cached = cached_array(path, shape, "float32", fill)
-    record = read_json(engine_path(path)) if engine_path(path).exists() else TF_ENGINE
-    return np.asarray(features), was_cached, record
+    return np.asarray(features), was_cached, engine_of(path)

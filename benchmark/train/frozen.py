@@ -18,7 +18,7 @@ from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path, onnx_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
-from benchmark.train.features import plan_features, split_features
+from benchmark.train.features import engines_in, plan_features, split_features
 from benchmark.train.head import (
     check_fold,
     feature_batches,
@@ -212,6 +212,8 @@ def cached_features(
             "features_extracted_images": sum(len(plans[s].to_extract) for s in extracted),
             "features_reused_images": sum(len(plans[s].reused) for s in filled),
             **engine_record(cached[(extracted or ["train"])[0]][2]),
+            # every engine that computed a row of the features, those copied from other entries included
+            "feature_engines": sorted({name for _, _, made in cached.values() for name in engines_in(made)}),
             "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
             "backbone_built": backbone.built,
             **bn_record(cfg, spec, backbone, dataset),

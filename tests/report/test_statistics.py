@@ -179,11 +179,11 @@ def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
     assert "| m | covid |" in table and "| m | normal |" in table
 
 
-def test_train_time_counts_the_extraction_of_every_image_where_some_features_were_reused():
-    """Seed 0 read its features from the cache; seed 1 timed 2 s and copied 60 images' features from
-    another split's entries, priced at its extraction's 20 img/s: 2 + 60/20 s; seed 2 (too few new images
-    for an extraction throughput) at its efficiency's 10 img/s: 1.5 + 80/10 s; seed 3 copied all 90 with
-    no throughput to price them. The row's extraction is the mean of seeds 1 and 2."""
+def test_train_time_is_timed_where_a_seed_extracted_and_priced_where_every_seed_copied_features():
+    """Seed 0 read its features from the cache; seeds 1-3 copied some from another split's entries: seed 1
+    priced at its extraction's 20 img/s (90/20 s), seed 2, too few new images for an extraction
+    throughput, at its efficiency's 10 img/s (90/10 s), seed 3 without any throughput not at all. Once a
+    seed extracts every image it did not read from the cache (seed 4, 7 s), its time is the row's."""
     probabilities, sizes = noisy(LABELS, 0.6, 0), {"split_sizes": {"train": 60, "val": 10, "test": 20}}
     common = {"training_s": 1.0, "features_from_cache": False, **sizes}
     runs = [
@@ -191,10 +191,14 @@ def test_train_time_counts_the_extraction_of_every_image_where_some_features_wer
                  feature_extraction_s=0.01),
         fake_run("vgg19", probabilities, LABELS, seed=1, feature_extraction_s=2.0, features_reused_images=60,
                  extraction_ips=20.0, throughput_ips=10.0, **common),
-        fake_run("vgg19", probabilities, LABELS, seed=2, feature_extraction_s=1.5, features_reused_images=80,
+        fake_run("vgg19", probabilities, LABELS, seed=2, feature_extraction_s=1.5, features_reused_images=89,
                  extraction_ips=None, throughput_ips=10.0, **common),
         fake_run("vgg19", probabilities, LABELS, seed=3, feature_extraction_s=0.02, features_reused_images=90,
                  **common),
     ]
     (row,) = group_rows(runs)["synthetic"]
-    assert training_time(row) == pytest.approx((5.0 + 9.5) / 2 + 1.0)
+    assert training_time(row) == pytest.approx((4.5 + 9.0) / 2 + 1.0)
+    cold = fake_run("vgg19", probabilities, LABELS, seed=4, feature_extraction_s=7.0,
+                    features_reused_images=0, extraction_ips=15.0, **common)
+    (row,) = group_rows([*runs, cold])["synthetic"]
+    assert training_time(row) == pytest.approx(7.0 + 1.0)

@@ -63,3 +63,23 @@ def test_a_recalibrated_random_init_backbone_reuses_nothing_across_data_versions
                                synthetic=False))
         assert metrics["bn_recalibrated"] and metrics["features_reused_images"] == 0
         assert not metrics["features_from_cache"]
+
+
+def test_copied_rows_keep_the_engine_that_computed_them(tiny_cfg, tmp_path: Path):
+    """Features extracted by ONNX Runtime, then one image added and the rest copied into a TensorFlow
+    run's entries: the run says TensorFlow extracted and both engines computed its features."""
+    keras.utils.set_random_seed(4)
+    weights = tmp_path / "mobilenetv2_no_top.weights.h5"
+    build(get("mobilenetv2"), 32, None).save_weights(weights)
+    data = class_folders(tmp_path / "lungs", 3, 12)
+
+    def folder(engine: str):
+        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}",
+                        f"runtime.engine={engine}", synthetic=False)
+
+    first = run(folder("onnxruntime"))
+    assert first["extraction_engine"] == "onnxruntime" and first["feature_engines"] == ["onnxruntime"]
+    Image.fromarray(np.full((24, 24), 90, np.uint8)).save(data / "c2" / "new_scan.png")
+    added = run(folder("tf"))
+    assert added["features_extracted_images"] == 1 and added["features_reused_images"] == 36
+    assert added["extraction_engine"] == "tf" and added["feature_engines"] == ["onnxruntime", "tf"]
