@@ -156,9 +156,10 @@ def interval_note(settings: Settings) -> str:
         "interval can be estimated. One row per backbone and weights: the configuration with the lowest mean "
         "validation loss (the others are listed under *All configurations*); the test set never chooses. "
         f"ECE uses {settings.ece_bins} confidence bins; cost columns are means over seeds; train time = "
-        "feature extraction (timed where it was not read from the cache; where every seed copied features "
-        "from another split or data version, every image priced at the run's measured throughput, without "
-        "the network's one-off build and tracing seconds) + head training."
+        "feature extraction (timed on seeds that passed every image they did not read from the cache "
+        "through the network; where none did, seeds that copied features from other cache entries priced "
+        "as all images at their measured forward throughput, without the build, tracing, decoding and "
+        "cache writes a cold run also pays; else the seeds' own time) + head training."
     )
 
 

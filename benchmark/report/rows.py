@@ -206,9 +206,10 @@ def timed_extraction(metrics: dict) -> float | None:
 
 
 def priced_extraction(metrics: dict) -> float | None:
-    """A run that copied features from earlier cache entries (train/features.py): every image's forward
-    pass at the backbone throughput it measured (its extraction's, else its efficiency's), without the
-    one-off seconds (network build, tracing) a cold run pays once; None without a throughput."""
+    """Seconds for every image's forward pass at the throughput a run that copied features from earlier
+    cache entries (train/features.py) measured (its extraction's, else its efficiency's): without the
+    build, tracing, decoding and cache writes a cold run also pays. None for a run that copied nothing,
+    or without a throughput."""
     throughput = metrics.get("extraction_ips") or metrics.get("throughput_ips")
     if not metrics.get("features_reused_images") or not throughput:
         return None

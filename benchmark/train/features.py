@@ -144,7 +144,7 @@ def engine_path(path: Path) -> Path:
 def engine_of(entry: Path) -> dict:
     """An entry's engine record; an entry made before records were kept: TensorFlow's."""
     found = engine_path(entry)
-    return read_json(found) if found.exists() else TF_ENGINE
+    return read_json(found) if found.exists() else dict(TF_ENGINE)
 
 
 def engines_in(record: dict) -> list[str]:
@@ -158,12 +158,13 @@ def source_engines(plan: FeaturePlan) -> set[str]:
     return {name for entry in sources for name in engines_in(engine_of(entry))}
 
 
-def reused_engine(plan: FeaturePlan) -> dict:
-    """The engine of an entry whose rows are all copied: the one engine that computed them (its export
-    not paid again), or "mixed" where rows of several engines were copied."""
-    engines = source_engines(plan)
+def reused_engine(plan: FeaturePlan, engines: set[str]) -> dict:
+    """The engine of an entry whose rows are all copied, by the `engines` that computed them: the one
+    engine (its export not paid again), or "mixed"."""
     if len(engines) > 1:
         return {"engine": "mixed"}
+    if not plan.reused:  # no rows at all
+        return dict(TF_ENGINE)
     record = engine_of(plan.first_source())
     return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
 
@@ -187,6 +188,7 @@ def split_features(
 
     def fill(out: np.ndarray) -> None:
         copy_reused(out, plan.reused)
+        engines = source_engines(plan)
         if len(plan.to_extract):
             # most of a split: its pixels cached for other uses too; a few new images: decoded as they pass
             rows = None if len(plan.to_extract) == len(out) else plan.to_extract
@@ -194,16 +196,16 @@ def split_features(
             pixels = (DecodedRows(dataset, split, size) if few
                       else split_pixels(dataset, split, size, cache_dir))
             found = engine() if engine else None
-            forward, record = (found.forward, found.record) if found else (None, TF_ENGINE)
+            forward, record = (found.forward, found.record) if found else (None, dict(TF_ENGINE))
             started = time.perf_counter()
             out[plan.to_extract] = extract(extractor(), pixels, batch_size, f"features {split}", steady,
                                            forward, rows)
             log.info("features %s: %d images in %.1fs (%s), %d reused", split, len(plan.to_extract),
                      time.perf_counter() - started, record["engine"], len(plan.reused))
+            engines.add(record["engine"])
         else:
-            record = reused_engine(plan)
+            record = reused_engine(plan, engines)
             log.info("features %s: all %d images reused from earlier entries", split, len(out))
-        engines = source_engines(plan) | ({record["engine"]} if len(plan.to_extract) else set())
         write_json(rows_path(path), list(plan.hashes))
         write_json(engine_path(path), {**record, "engines": sorted(engines),
                                        "reused_images": len(plan.reused)})

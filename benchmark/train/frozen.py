@@ -213,7 +213,7 @@ def cached_features(
             "features_reused_images": sum(len(plans[s].reused) for s in filled),
             **engine_record(cached[(extracted or ["train"])[0]][2]),
             # every engine that computed a row of the features, those copied from other entries included
-            "feature_engines": sorted({name for _, _, made in cached.values() for name in engines_in(made)}),
+            "feature_engines": sorted({each for _, _, made in cached.values() for each in engines_in(made)}),
             "extraction_ips": images / seconds if seconds else None,  # backbone throughput, traced batches
             "backbone_built": backbone.built,
             **bn_record(cfg, spec, backbone, dataset),

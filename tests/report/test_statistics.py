@@ -180,10 +180,11 @@ def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
 
 
 def test_train_time_is_timed_where_a_seed_extracted_and_priced_where_every_seed_copied_features():
-    """Seed 0 read its features from the cache; seeds 1-3 copied some from another split's entries: seed 1
-    priced at its extraction's 20 img/s (90/20 s), seed 2, too few new images for an extraction
-    throughput, at its efficiency's 10 img/s (90/10 s), seed 3 without any throughput not at all. Once a
-    seed extracts every image it did not read from the cache (seed 4, 7 s), its time is the row's."""
+    """Seed 0 read its features from the cache; seeds 1-3 copied features from another split's entries
+    (seed 3 all of them): seed 1 priced at its extraction's 20 img/s (90/20 s), seed 2, too few new
+    images for an extraction throughput, at its efficiency's 10 img/s (90/10 s), seed 3 without any
+    throughput not at all. Once a seed extracts every image it did not read from the cache (seed 4, 7 s),
+    its time is the row's."""
     probabilities, sizes = noisy(LABELS, 0.6, 0), {"split_sizes": {"train": 60, "val": 10, "test": 20}}
     common = {"training_s": 1.0, "features_from_cache": False, **sizes}
     runs = [

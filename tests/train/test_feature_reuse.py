@@ -1,6 +1,7 @@
 """Frozen features are cached per image: a new split, a new label or an added image costs the forward
 passes of the images the extractor has not seen, not of the whole dataset."""
 
+import json
 import logging
 from pathlib import Path
 
@@ -67,15 +68,16 @@ def test_a_recalibrated_random_init_backbone_reuses_nothing_across_data_versions
 
 def test_copied_rows_keep_the_engine_that_computed_them(tiny_cfg, tmp_path: Path):
     """Features extracted by ONNX Runtime, then one image added and the rest copied into a TensorFlow
-    run's entries: the run says TensorFlow extracted and both engines computed its features."""
+    run's entries: the run says TensorFlow extracted and both engines computed its features; a new split
+    seed then copies every row, from entries of both engines ("mixed")."""
     keras.utils.set_random_seed(4)
     weights = tmp_path / "mobilenetv2_no_top.weights.h5"
     build(get("mobilenetv2"), 32, None).save_weights(weights)
     data = class_folders(tmp_path / "lungs", 3, 12)
 
-    def folder(engine: str):
+    def folder(engine: str, *extra: str):
         return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}",
-                        f"runtime.engine={engine}", synthetic=False)
+                        f"runtime.engine={engine}", *extra, synthetic=False)
 
     first = run(folder("onnxruntime"))
     assert first["extraction_engine"] == "onnxruntime" and first["feature_engines"] == ["onnxruntime"]
@@ -83,3 +85,8 @@ def test_copied_rows_keep_the_engine_that_computed_them(tiny_cfg, tmp_path: Path
     added = run(folder("tf"))
     assert added["features_extracted_images"] == 1 and added["features_reused_images"] == 36
     assert added["extraction_engine"] == "tf" and added["feature_engines"] == ["onnxruntime", "tf"]
+    reshuffled = run(folder("tf", "dataset.split_seed=1"))
+    assert reshuffled["features_extracted_images"] == 0
+    assert reshuffled["feature_engines"] == ["onnxruntime", "tf"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "features").glob("*.engine.json")]
+    assert any(r["engine"] == "mixed" and r["engines"] == ["onnxruntime", "tf"] for r in records)
