@@ -31,7 +31,8 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
 
-    check = completed(cfg, resolve(cfg), in_sweep=in_sweep())
+    sweep = in_sweep()
+    check = completed(cfg, resolve(cfg), in_sweep=sweep)
     if check.done is not None:
         return float(check.done["best_val_loss"])
     if figure_worker:
@@ -41,7 +42,7 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     # A single run complete but out of date: the data its check loaded is the run's (not loaded or prepared
     # again). A sweep's check used the data loaded once for every cell (resume.dataset_of), which a file
     # changed since would not match: the run checks and loads its own.
-    handed = None if in_sweep() else check
+    handed = None if sweep else check
     run = pipeline_run(cfg, prepare=handed is None or handed.dataset is None)
     return float(run(cfg, handed)["best_val_loss"])
 

@@ -223,7 +223,7 @@ def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
     """The run's own images, where its config.yaml says they are; the commands that use a finished run
     have no dataset.path option, so a folder that moved is named with the fixes they can take (and a
     dataset.dedupe edited in its config.yaml as such)."""
-    from benchmark.data import check_path
+    from benchmark.data import check_data_path
     from benchmark.data.audit import check_dedupe
 
     try:  # a bad value here is an edited config.yaml, not a moved folder
@@ -234,7 +234,7 @@ def require_run_data(run_dir: Path, dataset_cfg: DictConfig, why: str) -> None:
             "run again"
         ) from None
     try:
-        check_path(dataset_cfg)
+        check_data_path(dataset_cfg)
     except BenchmarkError:
         raise BenchmarkError(
             f"run {run_dir}'s images are no longer at dataset.path={dataset_cfg.get('path')} (its "

@@ -200,6 +200,11 @@ def check_path(cfg: DictConfig) -> None:
     weights: a typo then stops at once, without the ImageNet warning first. The loaders check it too;
     so is dataset.dedupe, which the audit would reach only after every image is decoded."""
     check_dedupe(cfg.get("dedupe", "warn"))
+    check_data_path(cfg)
+
+
+def check_data_path(cfg: DictConfig) -> None:
+    """The folder or .npz dataset.path names is there (the synthetic data has none)."""
     if cfg.loader == "folder":
         check_root(user_path(cfg))
     elif cfg.loader == "medmnist":

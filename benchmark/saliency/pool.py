@@ -88,9 +88,9 @@ Kept = dict[int, tuple[np.ndarray, np.ndarray]]  # test row -> (its activations,
 
 
 def keeping_forward(
-    extractor: keras.Model, layer_name: str, rows: np.ndarray, kept: Kept, passed: np.ndarray | None = None
+    extractor: keras.Model, layer_name: str, rows: np.ndarray, kept: Kept, passed: np.ndarray
 ) -> Forward:
-    """The test split's extraction forward (batches of the `passed` rows in order: every row when None)
+    """The test split's extraction forward (batches of the `passed` rows, in order)
     that also fills `kept` for `rows`: the graph returns the activations beside the features anyway, so
     the pool then needs no second forward pass of its 32 images (the seven pools of a default sweep:
     9.5 s -> 4.4 s). Rows whose features were reused from the cache never pass: `keep_pool` passes
@@ -100,9 +100,7 @@ def keeping_forward(
     def forward(batch: np.ndarray) -> np.ndarray:
         features, layer = graph(tf.convert_to_tensor(batch, tf.float32))
         features, start = features.numpy(), offset[0]
-        positions = range(start, start + len(batch))
-        here = [(p, int(passed[p]) if passed is not None else p) for p in positions]
-        here = [(p, row) for p, row in here if row in wanted]
+        here = [(p, int(passed[p])) for p in range(start, start + len(batch)) if int(passed[p]) in wanted]
         if here:
             values = layer.numpy()
             kept.update({row: (values[p - start].copy(), features[p - start].copy()) for p, row in here})
