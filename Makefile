@@ -13,9 +13,10 @@ ENSEMBLE  ?= 3
 ARGS      ?=
 TEST_JOBS ?= 2
 JOBS      ?= 1
+DAYS      ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint run sweep report bench clean
+.PHONY: help install test lint run sweep report bench cache clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +47,9 @@ report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ens
 
 bench: ## measure extraction speed, latency and the feature cache's speed-up (targets in conf/bench.yaml)
 	$(PY) -m benchmark.bench 'out_dir=$(RESULTS)'
+
+cache: ## what cache/ holds by kind; make cache DAYS=30 removes the entries no run used for 30 days
+	$(PY) -m benchmark.cache $(if $(DAYS),unused_days=$(DAYS)) $(ARGS)
 
 clean: ## remove caches and generated results (keeps results/README.md)
 	rm -rf cache outputs multirun .pytest_cache .ruff_cache

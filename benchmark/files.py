@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,9 +23,11 @@ from filelock import FileLock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+KEY_LENGTH = 12  # hex digits of a cache key: every cache entry's name ends in its key
+UNFINISHED = re.compile(r"\.[0-9a-f]{8}\.tmp(\.|$)")  # in the name of what `atomic_path` is writing
 
 
-def digest(*parts: object, length: int = 12) -> str:
+def digest(*parts: object, length: int = KEY_LENGTH) -> str:
     """A short stable hash of JSON-serialisable parts (cache keys, config hashes)."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
@@ -157,10 +160,12 @@ def cached_array(
     only when the entry must be filled (e.g. a feature width known once the network is built).
     """
     if is_intact(path):
+        mark_used(checksum_path(path))
         return np.load(path, mmap_mode="r"), True
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(lock_path(path)):
         if is_intact(path):  # another process filled it while we waited
+            mark_used(checksum_path(path))
             return np.load(path, mmap_mode="r"), True
         if path.exists():
             log.warning("cache file %s does not match its checksum (corrupt or truncated): rebuilding", path)
@@ -172,6 +177,14 @@ def cached_array(
             del array
             write_text(checksum_path(path), file_sha256(tmp))  # before the data: data implies its checksum
     return np.load(path, mmap_mode="r"), False
+
+
+def mark_used(path: Path) -> None:
+    """Record that a cache entry is read now, as the modification time of `path` (a file of the entry that
+    nothing else dates by it: a checksum, not the data `is_intact` dates), so `python -m benchmark.cache
+    unused_days=N` removes only what no run used for N days. A read-only cache records nothing."""
+    with suppress(OSError):
+        os.utime(path)
 
 
 def lock_path(path: Path) -> Path:

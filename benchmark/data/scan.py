@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from benchmark.data.images import BadImage, DecodeOptions, dicom_tags, read_rgb, rescale_to_uint8
-from benchmark.files import digest, write_json
+from benchmark.files import digest, mark_used, write_json
 
 log = logging.getLogger(__name__)
 HASH_SIDE = 16
@@ -212,6 +212,8 @@ def scan_files(
             found.update(pool.map(decode, keys))
     else:
         found.update(map(decode, keys))
+    if folder is not None:
+        mark_used(folder)  # its records, one entry for `python -m benchmark.cache`
     if keys or ids:
         log.info("scanned %d image files in %.1fs (%d decoded, the rest from the cache or identical bytes)",
                  len(ids), time.perf_counter() - started, len(keys))

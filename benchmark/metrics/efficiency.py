@@ -15,7 +15,7 @@ from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.extractor import Forward, batch_free_forward
-from benchmark.files import digest, read_json, write_json
+from benchmark.files import digest, lock_path, mark_used, read_json, write_json
 from benchmark.runs.provenance import machine
 
 
@@ -123,8 +123,9 @@ def measure(
     path = (
         cache_dir / "efficiency" / f"{digest(*key, image_size, OmegaConf.to_container(cfg), machine())}.json"
     )
-    with FileLock(f"{path}.lock"):
+    with FileLock(lock_path(path)):
         if path.exists():
+            mark_used(path)
             return {"model_size_mb": size_mb} | read_json(path) | {"efficiency_from_cache": True}
         built = model()
         timed = forward() if forward else None

@@ -26,7 +26,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.figures import background
 from benchmark.figures import run as run_figures
 from benchmark.figures.audit import audit_figure
-from benchmark.files import read_json, size_bytes, write_json, write_text
+from benchmark.files import mark_used, read_json, size_bytes, write_json, write_text
 from benchmark.metrics import efficiency
 from benchmark.metrics.calibration import calibration_record
 from benchmark.metrics.evaluate import Settings, classification_report, evaluate
@@ -194,6 +194,7 @@ def keep_gradcam_pool(
     cache_dir = Path(cfg.cache_dir)
     path = pool_path(cache_dir, extractor.path, dataset.fingerprint, test.ids, layer, n_images, seed)
     if path.is_file():
+        mark_used(path)
         return path
     if not (load or extractor.in_memory()):
         return None

@@ -25,7 +25,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from backbones.extractor import Forward, batch_free_graph, nested_base
-from benchmark.files import atomic_path, digest
+from benchmark.files import atomic_path, digest, mark_used
 from benchmark.saliency.gradcam import class_logits, final_dense, redrawn_backbone
 
 PANEL_CHOICE = 4  # pooled test images per panel to choose from
@@ -142,6 +142,7 @@ def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, label
 def read_pool(path: Path) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         return None
+    mark_used(path)
     with np.load(path) as stored:
         return {name: stored[name] for name in stored.files}
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from backbones.extractor import batch_free_forward
 from benchmark.data import Dataset
 from benchmark.data.pixels import DecodedRows, split_pixels
-from benchmark.files import cached_array, digest, is_intact, read_json, write_json
+from benchmark.files import cached_array, checksum_path, digest, is_intact, mark_used, read_json, write_json
 from benchmark.train.engines import Engine, Forward
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, 
         held = [(row, their_row) for their_row, image_hash in enumerate(read_json(rows_path(other)))
                 if image_hash in wanted for row in wanted[image_hash]]
         if held and is_intact(other):  # hashed only where it holds a wanted image
+            mark_used(checksum_path(other))  # now, not at the copy: `python -m benchmark.cache` keeps it
             found.update({row: (other, their_row) for row, their_row in held if row not in found})
             wanted = {h: rows for h, rows in wanted.items() if rows[0] not in found}
     return found

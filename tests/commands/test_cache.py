@@ -1,0 +1,117 @@
+"""`python -m benchmark.cache`: entries are dated by their last use, only those unused for `unused_days` go,
+an entry another process is writing stays, and what went is made again by the next run that needs it."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from benchmark.cache import entries, remove
+from benchmark.files import cached_array, checksum_path, lock_path
+from tests.conftest import run_cli, tiny_overrides
+
+DAY_S = 86400
+
+
+def age(root: Path, days: float) -> None:
+    """Every file and folder under `root` last modified `days` ago."""
+    then = time.time() - days * DAY_S
+    for path in [*root.rglob("*"), root]:
+        os.utime(path, (then, then))
+
+
+def filled(path: Path) -> np.ndarray:
+    return cached_array(path, (4, 3), "float32", lambda out: out.__setitem__(..., 1.0))[0]
+
+
+def cache_command(*args: str):
+    return run_cli(list(args), module="benchmark.cache")
+
+
+def test_reading_a_cached_array_marks_its_entry_used_and_leaves_the_data_undated(tmp_path: Path):
+    entry = tmp_path / "features" / f"split-{'a' * 12}.npy"
+    filled(entry)
+    age(tmp_path, 40)
+    data_time = entry.stat().st_mtime_ns
+    filled(entry)
+    assert time.time() - checksum_path(entry).stat().st_mtime < 60  # its use recorded
+    assert entry.stat().st_mtime_ns == data_time  # the data's date, which is_intact checks, unchanged
+    (used,) = entries(tmp_path)
+    assert used.unused_days(time.time()) < 0.01
+
+
+def test_an_entry_is_its_file_with_its_sidecars_and_a_killed_writers_file_is_its_own(tmp_path: Path):
+    kind, key = tmp_path / "features", f"synthetic-test-x_features-32px-{'b' * 12}-{'c' * 12}"
+    kind.mkdir()
+    for name in (f"{key}.npy", f"{key}.npy.sha256", f"{key}.rows.json", f"{key}.engine.json",
+                 f".{key}.npy.lock", f".{key}.0123abcd.tmp.npy"):
+        (kind / name).write_text("x")
+    (tmp_path / "scan" / ("d" * 12) / "ab").mkdir(parents=True)
+    found = {(e.kind, e.name): len(e.paths) for e in entries(tmp_path)}
+    assert found == {("features", key): 5, ("features", f"{key} (unfinished)"): 1, ("scan", "d" * 12): 1}
+
+
+def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_path: Path):
+    old, busy, new = (tmp_path / "images" / f"{name}-{'0' * 11}{key}.npy" for name, key in enumerate("abc"))
+    for entry in (old, busy, new):
+        filled(entry)
+    age(tmp_path, 40)
+    filled(new)  # read now
+    listed = cache_command(f"cache_dir={tmp_path}", "unused_days=30", "dry_run=true")
+    assert listed.returncode == 0, listed.stderr
+    assert "2 entries" in listed.stdout and old.exists() and busy.exists()
+    with FileLock(lock_path(busy)):  # this process is writing it
+        removed = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
+    assert removed.returncode == 0, removed.stderr
+    assert "removed 1 entries" in removed.stdout
+    assert "kept 1 that another process is writing" in removed.stdout
+    assert not old.exists() and not checksum_path(old).exists() and not lock_path(old).exists()
+    assert busy.exists() and new.exists() and checksum_path(new).exists()
+
+
+def test_an_entry_a_run_uses_after_it_was_listed_stays(tmp_path: Path):
+    entry = tmp_path / "features" / f"x-{'f' * 12}.npy"
+    filled(entry)
+    age(tmp_path, 40)
+    (listed,) = entries(tmp_path)
+    filled(entry)  # a run reads it between the listing and the removal
+    assert not remove(listed, cutoff=time.time() - 30 * DAY_S) and entry.exists()
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["unused_days=0"], "unused_days=0 must be a number of days above 0"),
+    (["unused_days=-3"], "unused_days=-3 must be a number of days above 0"),
+    (["unused_days=month"], "unused_days=month must be a number of days above 0"),
+    (["cache_dir=/no/such/cache"], "cache_dir=/no/such/cache is not a folder"),
+    (["unused=30"], "unused is not an option of benchmark.cache"),
+])
+def test_bad_options_are_one_line_and_remove_nothing(tmp_path: Path, args: list[str], problem: str):
+    entry = tmp_path / "images" / f"x-{'e' * 12}.npy"
+    filled(entry)
+    age(tmp_path, 40)
+    result = cache_command(f"cache_dir={tmp_path}", *args)
+    (line,) = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and line.startswith("error: ") and problem in line and entry.exists()
+
+
+def test_a_sweeps_cache_keeps_what_a_run_used_and_a_run_makes_again_what_went(tiny_sweep, tmp_path: Path):
+    sweep = tiny_sweep.copy_to(tmp_path / "sweep")
+    cache = sweep.root / "cache"
+    age(cache, 40)
+    mobilenet = run_cli(["backbone=mobilenetv2", "seed=2", *tiny_overrides(sweep.root)])
+    assert mobilenet.returncode == 0, mobilenet.stderr[-2000:]
+    pruned = cache_command(f"cache_dir={cache}", "unused_days=30")
+    assert pruned.returncode == 0, pruned.stderr
+    assert len(list((cache / "features").glob("*-mobilenetv2_*.npy"))) == 3  # read by the run: kept
+    assert len(list((cache / "scan").iterdir())) == 1  # the dataset's scan records, read by the run: kept
+    assert not list((cache / "features").glob("*-resnet50_*"))  # unused since the sweep: gone
+    resnet = run_cli(["backbone=resnet50", "seed=2", *tiny_overrides(sweep.root)])
+    assert resnet.returncode == 0, resnet.stderr[-2000:]
+    (run_dir,) = (sweep.root / "results" / "runs" / "synthetic" / "resnet50").glob("seed2-*")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["features_from_cache"] is False  # extracted again
+    assert len(list((cache / "features").glob("*-resnet50_*.npy"))) == 3
