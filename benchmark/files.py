@@ -24,7 +24,8 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 KEY_LENGTH = 12  # hex digits of a cache key: every cache entry's name ends in its key
-UNFINISHED = re.compile(r"\.[0-9a-f]{8}\.tmp(\.|$)")  # in the name of what `atomic_path` is writing
+WRITER_TAG = 8  # hex digits naming a writer's temporary file (`atomic_path`)
+UNFINISHED = re.compile(rf"\.[0-9a-f]{{{WRITER_TAG}}}\.tmp(\.|$)")  # in the name of a temporary file
 
 
 def digest(*parts: object, length: int = KEY_LENGTH) -> str:
@@ -53,7 +54,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     as `publish_directory` keeps it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:WRITER_TAG]}.tmp{path.suffix}")
     try:
         yield tmp
         if tmp.is_dir():
@@ -159,13 +160,13 @@ def cached_array(
     (thousands of 299x299 images) out of RAM while they are written. `shape` may be a function, called
     only when the entry must be filled (e.g. a feature width known once the network is built).
     """
+    mark_used(checksum_path(path))  # before the check: `python -m benchmark.cache` then keeps it
     if is_intact(path):
-        mark_used(checksum_path(path))
-        return np.load(path, mmap_mode="r"), True
+        with suppress(FileNotFoundError):  # else removed meanwhile: filled again below
+            return np.load(path, mmap_mode="r"), True
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(lock_path(path)):
         if is_intact(path):  # another process filled it while we waited
-            mark_used(checksum_path(path))
             return np.load(path, mmap_mode="r"), True
         if path.exists():
             log.warning("cache file %s does not match its checksum (corrupt or truncated): rebuilding", path)

@@ -184,6 +184,8 @@ def scan_files(
     """
     started = time.perf_counter()
     folder = None if cache_dir is None else cache_folder(Path(cache_dir), options)
+    if folder is not None:
+        mark_used(folder)  # its records are one entry for `python -m benchmark.cache`, dated by the folder
     found: dict[str, ScanRecord] = {}  # key -> record, its reason naming FILE_TOKEN
     todo: dict[str, Path] = {}  # key -> the one file to decode
     key_of: dict[str, str] = {}
@@ -212,8 +214,6 @@ def scan_files(
             found.update(pool.map(decode, keys))
     else:
         found.update(map(decode, keys))
-    if folder is not None:
-        mark_used(folder)  # its records, one entry for `python -m benchmark.cache`
     if keys or ids:
         log.info("scanned %d image files in %.1fs (%d decoded, the rest from the cache or identical bytes)",
                  len(ids), time.perf_counter() - started, len(keys))

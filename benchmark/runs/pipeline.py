@@ -193,8 +193,8 @@ def keep_gradcam_pool(
     n_images, seed = pooled_images(cfg.explain), int(cfg.explain.seed)
     cache_dir = Path(cfg.cache_dir)
     path = pool_path(cache_dir, extractor.path, dataset.fingerprint, test.ids, layer, n_images, seed)
+    mark_used(path)  # before the check: `python -m benchmark.cache` keeps it
     if path.is_file():
-        mark_used(path)
         return path
     if not (load or extractor.in_memory()):
         return None

@@ -140,11 +140,12 @@ def keep_pool(extractor: keras.Model, layer_name: str, pixels: np.ndarray, label
 
 
 def read_pool(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
+    mark_used(path)  # before the read: `python -m benchmark.cache` keeps it
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except FileNotFoundError:
         return None
-    mark_used(path)
-    with np.load(path) as stored:
-        return {name: stored[name] for name in stored.files}
 
 
 def head_weights(head: keras.Model, features: np.ndarray, classes: np.ndarray) -> np.ndarray:

@@ -93,6 +93,7 @@ def plan_features(
     store = digest(extractor_id, dataset.decoding, keras.__version__, tf.__version__)
     path = cache_dir / "features" / f"{dataset.name}-{split}-{name}-{size}px-{store}-{digest(hashes)}.npy"
     every_row = np.arange(len(hashes))
+    mark_used(checksum_path(path))  # now, not at its read after other splits' extraction: kept by a prune
     if is_intact(path):
         return FeaturePlan(split, path, hashes, True, {}, every_row)
     reused = reusable_rows(path, store, hashes)
@@ -117,10 +118,16 @@ def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, 
             break
         if other == path or not rows_path(other).exists():  # a temporary file, or being written
             continue
-        held = [(row, their_row) for their_row, image_hash in enumerate(read_json(rows_path(other)))
+        try:
+            their_hashes = read_json(rows_path(other))
+        except FileNotFoundError:  # removed meanwhile: not a source
+            continue
+        held = [(row, their_row) for their_row, image_hash in enumerate(their_hashes)
                 if image_hash in wanted for row in wanted[image_hash]]
-        if held and is_intact(other):  # hashed only where it holds a wanted image
-            mark_used(checksum_path(other))  # now, not at the copy: `python -m benchmark.cache` keeps it
+        if not held:
+            continue
+        mark_used(checksum_path(other))  # before its check, not at the copy: kept by a prune meanwhile
+        if is_intact(other):  # hashed only where it holds a wanted image
             found.update({row: (other, their_row) for row, their_row in held if row not in found})
             wanted = {h: rows for h, rows in wanted.items() if rows[0] not in found}
     return found

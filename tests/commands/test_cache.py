@@ -3,6 +3,8 @@ an entry another process is writing stays, and what went is made again by the ne
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ def age(root: Path, days: float) -> None:
     """Every file and folder under `root` last modified `days` ago."""
     then = time.time() - days * DAY_S
     for path in [*root.rglob("*"), root]:
-        os.utime(path, (then, then))
+        os.utime(path, (then, then), follow_symlinks=False)
 
 
 def filled(path: Path) -> np.ndarray:
@@ -45,14 +47,25 @@ def test_reading_a_cached_array_marks_its_entry_used_and_leaves_the_data_undated
 
 
 def test_an_entry_is_its_file_with_its_sidecars_and_a_killed_writers_file_is_its_own(tmp_path: Path):
-    kind, key = tmp_path / "features", f"synthetic-test-x_features-32px-{'b' * 12}-{'c' * 12}"
-    kind.mkdir()
-    for name in (f"{key}.npy", f"{key}.npy.sha256", f"{key}.rows.json", f"{key}.engine.json",
-                 f".{key}.npy.lock", f".{key}.0123abcd.tmp.npy"):
-        (kind / name).write_text("x")
-    (tmp_path / "scan" / ("d" * 12) / "ab").mkdir(parents=True)
-    found = {(e.kind, e.name): len(e.paths) for e in entries(tmp_path)}
-    assert found == {("features", key): 5, ("features", f"{key} (unfinished)"): 1, ("scan", "d" * 12): 1}
+    key, speed, pool = (f"synthetic-test-x_features-32px-{'b' * 12}-{'c' * 12}", "0123456789ab",
+                        f"mobilenetv2-32px-{'d' * 12}-{'e' * 12}")
+    files = {"features": [f"{key}.npy", f"{key}.npy.sha256", f"{key}.rows.json", f"{key}.engine.json",
+                          f".{key}.npy.lock", f".{key}.0123abcd.tmp.npy"],
+             "efficiency": [f"{speed}.json", f".{speed}.json.lock", f".{speed}.89abcdef.tmp.json"],
+             "gradcam": [f"{pool}.npz", f".{pool}.npz.lock"]}
+    for kind, names in files.items():
+        (tmp_path / kind).mkdir()
+        for name in names:
+            (tmp_path / kind / name).write_text("x")
+    (tmp_path / "scan" / ("f" * 12) / "ab").mkdir(parents=True)
+    found = {(e.kind, e.name): ([p.name for p in e.paths], [p.name for p in e.locks])
+             for e in entries(tmp_path)}
+    unfinished = f"{key} (unfinished)", f"{speed} (unfinished)"
+    assert {name: len(paths) for (_, name), (paths, _) in found.items()} == {
+        key: 5, unfinished[0]: 1, speed: 2, unfinished[1]: 1, pool: 2, "f" * 12: 1}
+    # an unfinished file is removed holding its entry's lock, which stays
+    assert found["features", unfinished[0]][1] == [f".{key}.npy.lock"]
+    assert found["efficiency", unfinished[1]][1] == [f".{speed}.json.lock"]
 
 
 def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_path: Path):
@@ -67,8 +80,7 @@ def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_
     with FileLock(lock_path(busy)):  # this process is writing it
         removed = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
     assert removed.returncode == 0, removed.stderr
-    assert "removed 1 entries" in removed.stdout
-    assert "kept 1 that another process is writing" in removed.stdout
+    assert "removed 1 entry" in removed.stdout and "kept 1 entry another process is writing" in removed.stdout
     assert not old.exists() and not checksum_path(old).exists() and not lock_path(old).exists()
     assert busy.exists() and new.exists() and checksum_path(new).exists()
 
@@ -79,13 +91,15 @@ def test_an_entry_a_run_uses_after_it_was_listed_stays(tmp_path: Path):
     age(tmp_path, 40)
     (listed,) = entries(tmp_path)
     filled(entry)  # a run reads it between the listing and the removal
-    assert not remove(listed, cutoff=time.time() - 30 * DAY_S) and entry.exists()
+    assert remove(listed, cutoff=time.time() - 30 * DAY_S) == "in use" and entry.exists()
 
 
 @pytest.mark.parametrize("args, problem", [
     (["unused_days=0"], "unused_days=0 must be a number of days above 0"),
     (["unused_days=-3"], "unused_days=-3 must be a number of days above 0"),
     (["unused_days=month"], "unused_days=month must be a number of days above 0"),
+    (["unused_days=nan"], "unused_days=nan must be a number of days above 0"),
+    (["unused_days=30", "dry_run=0"], "dry_run=0 must be true or false"),
     (["cache_dir=/no/such/cache"], "cache_dir=/no/such/cache is not a folder"),
     (["unused=30"], "unused is not an option of benchmark.cache"),
 ])
@@ -96,6 +110,30 @@ def test_bad_options_are_one_line_and_remove_nothing(tmp_path: Path, args: list[
     result = cache_command(f"cache_dir={tmp_path}", *args)
     (line,) = result.stderr.strip().splitlines()
     assert result.returncode == 2 and line.startswith("error: ") and problem in line and entry.exists()
+
+
+def test_an_unfinished_file_another_process_is_writing_stays_and_a_linked_folder_goes_alone(tmp_path: Path):
+    entry = tmp_path / "features" / f"x-{'a' * 12}.npy"
+    filled(entry)
+    writing = entry.with_name(f".{entry.stem}.0123abcd.tmp.npy")
+    writing.write_bytes(b"x")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-records"
+    (elsewhere / "ab").mkdir(parents=True)
+    (tmp_path / "scan").mkdir()
+    (tmp_path / "scan" / ("b" * 12)).symlink_to(elsewhere)
+    age(tmp_path, 40)
+    with FileLock(lock_path(entry)):
+        held = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
+    assert held.returncode == 0 and writing.exists() and entry.exists(), held.stdout + held.stderr
+    assert not (tmp_path / "scan" / ("b" * 12)).exists() and (elsewhere / "ab").is_dir()
+    freed = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
+    assert "removed 2 entries" in freed.stdout and not writing.exists() and not entry.exists()
+
+
+def test_the_default_cache_not_made_yet_is_said_so(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "benchmark.cache"], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and "cache: nothing cached yet" in result.stdout, result.stderr
 
 
 def test_a_sweeps_cache_keeps_what_a_run_used_and_a_run_makes_again_what_went(tiny_sweep, tmp_path: Path):
@@ -109,6 +147,7 @@ def test_a_sweeps_cache_keeps_what_a_run_used_and_a_run_makes_again_what_went(ti
     assert len(list((cache / "features").glob("*-mobilenetv2_*.npy"))) == 3  # read by the run: kept
     assert len(list((cache / "scan").iterdir())) == 1  # the dataset's scan records, read by the run: kept
     assert not list((cache / "features").glob("*-resnet50_*"))  # unused since the sweep: gone
+    assert len(list((cache / "efficiency").glob("*.json"))) == 1  # the run's speed, read from the cache
     resnet = run_cli(["backbone=resnet50", "seed=2", *tiny_overrides(sweep.root)])
     assert resnet.returncode == 0, resnet.stderr[-2000:]
     (run_dir,) = (sweep.root / "results" / "runs" / "synthetic" / "resnet50").glob("seed2-*")
