@@ -48,7 +48,7 @@ report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ens
 bench: ## measure extraction speed, latency and the feature cache's speed-up (targets in conf/bench.yaml)
 	$(PY) -m benchmark.bench 'out_dir=$(RESULTS)'
 
-cache: ## what cache/ holds by kind; make cache DAYS=30 removes the entries no run used for 30 days
+cache: ## what cache/ holds; make cache DAYS=30 [ARGS=dry_run=true] removes (lists) what no run used for 30 days
 	$(PY) -m benchmark.cache $(if $(DAYS),unused_days=$(DAYS)) $(ARGS)
 
 clean: ## remove caches and generated results (keeps results/README.md)

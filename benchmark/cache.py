@@ -1,18 +1,19 @@
 """`python -m benchmark.cache [unused_days=N] [dry_run=true]`: what the cache holds, and removing the entries
 no run has used lately.
 
-Everything under `cache_dir` is made again by the next run or command (explain, export, evaluate) that
-needs it (decoded pixels, frozen features, a Grad-CAM pool, a backbone's measured speed, the decode-once
-scan records), and no finished run keeps a file there, so removing an entry costs time, never a finished
-run's result. The cache only grows
-otherwise: every split seed, data version and image size writes entries of its own.
+Everything in the cache's folders (KINDS) is made again by the next run or command that needs it (decoded
+pixels, frozen features, a Grad-CAM pool, a backbone's measured speed, the decode-once scan records), and
+no finished run keeps a file there, so removing an entry costs time, never a finished run's result. The
+cache only grows otherwise: every split seed, data version and image size writes entries of its own.
+Nothing outside those folders is touched, so a `cache_dir` that is not a cache loses nothing.
 
-Each read dates its entry (`files.mark_used`) before it reads. An entry is a file with its sidecars
-(checksum, row hashes, engine record, lock), which share the name up to its 12-hex-digit key, and last
-used at the newest of their modification times; or a folder of records (`scan/<decode options>/`), dated
-by the folder's own time, which each scan sets. A file a killed writer left (`.<entry>.<8 hex>.tmp...`)
-is an entry of its own, dated by its last write. An entry is kept whatever its age where another process
-holds its lock (it is being written) or has dated it since it was listed.
+Each read dates what it reads (`files.mark_used`) before reading. An entry is a file with its sidecars
+(checksum, row hashes, engine record, lock), which share the name up to its 12-hex-digit key, last used at
+the newest of their modification times; or a folder of scan records (`scan/<decode options>/`), dated by
+the folder, which each scan dates, and each record by its own read. A file a killed writer left
+(`.<entry>.<8 hex>.tmp...`) is an entry of its own, dated by its last write, removed holding its entry's
+lock. An entry is kept whatever its age where another process holds its lock (it is being written) or has
+dated it since it was listed; a run that finds a source it planned to copy rows from gone plans again.
 """
 
 import math
@@ -29,15 +30,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.errors import BenchmarkError
-from benchmark.files import KEY_LENGTH, UNFINISHED
+from benchmark.files import KEY_LENGTH, UNFINISHED, WRITER_TAG
 
 DAY_S = 86400.0
-ENTRY_KEY = re.compile(rf"^\.?(?P<key>.*?[0-9a-f]{{{KEY_LENGTH}}})\.")  # a name up to its key
+# The folders medbench writes under cache_dir (a test checks a sweep writes no other); RECORDS holds
+# folders of records, one per set of decode options (data/scan.py).
+KINDS = ("efficiency", "features", "gradcam", "images", "scan")
+RECORDS = "scan"
+# A cache file's name: its entry's key, then what `features.rows_path`/`engine_path`, `atomic_path`,
+# `checksum_path`, `lock_path` and `aside_path` add to it.
+CACHE_FILE = re.compile(
+    rf"^\.?(?P<key>.*[0-9a-f]{{{KEY_LENGTH}}})(\.(rows|engine))?(\.[0-9a-f]{{{WRITER_TAG}}}\.tmp)?"
+    r"\.(npy|npz|json)(\.(sha256|lock|damaged))?$"
+)
+REMOVED, GONE, IN_USE = "removed", "gone", "in use"
 
 
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # the cache's subfolder: features, images, gradcam, efficiency, scan
+    kind: str  # one of KINDS
     name: str
     paths: tuple[Path, ...]  # what removing it removes
     locks: tuple[Path, ...]  # held while it is removed: its own, or (unfinished) its key's
@@ -51,7 +62,7 @@ class Entry:
 def entry_of(path: Path) -> tuple[str, bool]:
     """(the entry a file of a kind's folder belongs to: its key, or its own name where it has none,
     whether it is a writer's unfinished file)."""
-    found = ENTRY_KEY.match(path.name)
+    found = CACHE_FILE.match(path.name)
     return (found.group("key") if found else path.name.lstrip(".")), bool(UNFINISHED.search(path.name))
 
 
@@ -69,21 +80,22 @@ def stats(paths: list[Path]) -> list[os.stat_result]:
     return found
 
 
-def folder_entry(kind: str, folder: Path) -> Entry:
-    """A folder of records, used as one (the scan records of one set of decode options)."""
+def records_entry(folder: Path) -> Entry:
+    """A folder of scan records, used as one (a link to one: the link alone)."""
     inside = [] if folder.is_symlink() else list(folder.rglob("*"))
     size = sum(map(on_disk, stats([folder, *inside])))
-    return Entry(kind, folder.name, (folder,), (), folder.lstat().st_mtime, size)
+    return Entry(RECORDS, folder.name, (folder,), (), folder.lstat().st_mtime, size)
 
 
 def kind_entries(kind: Path) -> list[Entry]:
-    """The entries of one kind's folder."""
+    """The entries of one kind's folder (a folder in it, other than scan's, is not the cache's)."""
     found: list[Entry] = []
     groups: dict[str, list[Path]] = {}
     unfinished: dict[str, list[Path]] = {}
     for path in sorted(kind.iterdir()):
         if path.is_dir():
-            found.append(folder_entry(kind.name, path))
+            if kind.name == RECORDS:
+                found.append(records_entry(path))
             continue
         key, is_unfinished = entry_of(path)
         (unfinished if is_unfinished else groups).setdefault(key, []).append(path)
@@ -101,9 +113,9 @@ def kind_entries(kind: Path) -> list[Entry]:
 
 
 def entries(cache_dir: Path) -> list[Entry]:
-    """Every entry under `cache_dir`, by kind and name (files directly in it are not the cache's)."""
+    """Every entry under `cache_dir`'s KINDS, by kind and name."""
     try:
-        return [e for kind in sorted(cache_dir.iterdir()) if kind.is_dir() for e in kind_entries(kind)]
+        return [e for kind in KINDS if (cache_dir / kind).is_dir() for e in kind_entries(cache_dir / kind)]
     except PermissionError as error:
         raise BenchmarkError(f"cannot read {error.filename}: the cache is another user's; list it as that "
                              "user, or give your own cache_dir") from None
@@ -117,37 +129,69 @@ def delete(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove(entry: Entry, cutoff: float) -> str | None:
-    """Remove an entry's files, holding each of its locks (a lock file of its own removed last, while held,
-    as `layout.unlock_run` does). None where removed; else why it stays: another process holds a lock or
-    has dated the entry since `cutoff` (a run that has just planned to copy its rows), or a file cannot be
-    removed (its error)."""
-    held: list[FileLock] = []
+def remove(entry: Entry, cutoff: float) -> str:
+    """Remove an entry's files, holding each of its locks (a lock file of its own removed last, while
+    held, as `layout.unlock_run` does; one this call made for an unfinished file's entry removed too).
+    REMOVED; GONE where another prune removed it first; IN_USE where another process holds a lock or has
+    dated the entry since `cutoff` (a run that has just planned to copy its rows); else the error that
+    kept a file."""
+    existed = {p for p in entry.locks if p.exists()}
+    held: dict[Path, FileLock] = {}
     try:
-        for lock in (FileLock(p) for p in entry.locks):
+        for path in entry.locks:
+            lock = FileLock(path)
             lock.acquire(timeout=0)
-            held.append(lock)
-        there = stats(list(entry.paths))
-        if not there or max(s.st_mtime for s in there) > cutoff:
-            return "in use"
-        for path in sorted(entry.paths, key=lambda p: p.name.endswith(".lock")):
+            held[path] = lock
+        data = [p for p in entry.paths if not p.name.endswith(".lock")]
+        there = stats(data)
+        if data and not there:
+            result = GONE
+        elif there and max(s.st_mtime for s in there) > cutoff:
+            return IN_USE
+        else:
+            result = REMOVED
+        for path in [*data, *(p for p in entry.paths if p not in data)]:
             delete(path)
+        return result
     except Timeout:
-        return "in use"
+        return IN_USE
     except OSError as error:
         return f"{type(error).__name__}: {error.strerror or error} ({error.filename})"
     finally:
-        for lock in held:
+        for path, lock in held.items():
+            if path not in existed:  # made by acquiring it here (another prune removed it): not left behind
+                path.unlink(missing_ok=True)
             lock.release()
-    return None
+
+
+def prune_records(folder: Path, cutoff: float, dry_run: bool) -> tuple[int, int]:
+    """(records, bytes) of a scan folder in use that no run has read since `cutoff`: those of images no
+    longer in any dataset read lately (removed unless `dry_run`; one a run reads meanwhile is decoded
+    again)."""
+    count = size = 0
+    for path in folder.rglob("*"):
+        with suppress(FileNotFoundError):
+            stat = path.lstat()
+            if path.is_file() and stat.st_mtime <= cutoff:
+                if not dry_run:
+                    path.unlink()
+                count, size = count + 1, size + on_disk(stat)
+    return count, size
+
+
+def records_in(folders: list[Path], cutoff: float, dry_run: bool) -> tuple[int, int]:
+    """(records, bytes) that `prune_records` finds in all of `folders`."""
+    found = [prune_records(folder, cutoff, dry_run) for folder in folders]
+    return sum(n for n, _ in found), sum(size for _, size in found)
 
 
 def megabytes(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
-def counted(n: int) -> str:
-    return f"{n} {'entry' if n == 1 else 'entries'}"
+def counted(n: int, noun: str = "entry") -> str:
+    plural = "entries" if noun == "entry" else f"{noun}s"
+    return f"{n:,} {noun if n == 1 else plural}"
 
 
 def days_range(ages: list[float]) -> str:
@@ -157,11 +201,23 @@ def days_range(ages: list[float]) -> str:
 
 def table(found: list[Entry], now: float) -> list[str]:
     """One line per kind: entries, size on disk, and how many days ago its entries were last used."""
-    lines = [f"{'kind':<12}{'entries':>8}{'on disk':>14}   last used (days ago)"]
-    for kind in sorted({e.kind for e in found}):
-        mine = [e for e in found if e.kind == kind]
-        lines.append(f"{kind:<12}{len(mine):>8}{megabytes(sum(e.size for e in mine)):>14}   "
-                     f"{days_range([e.unused_days(now) for e in mine])}")
+    lines = [f"{'kind':<12}{'entries':>8}{'on disk':>14}   last used (days ago, oldest to newest entry)"]
+    for kind in KINDS:
+        if mine := [e for e in found if e.kind == kind]:
+            lines.append(f"{kind:<12}{len(mine):>8}{megabytes(sum(e.size for e in mine)):>14}   "
+                         f"{days_range([e.unused_days(now) for e in mine])}")
+    return lines
+
+
+def by_kind(chosen: list[Entry], records: tuple[int, int]) -> list[str]:
+    """Per kind: how many entries, how many megabytes; and the scan records of data no run read."""
+    lines = []
+    for kind in KINDS:
+        if mine := [e for e in chosen if e.kind == kind]:
+            lines.append(f"  {kind:<12}{counted(len(mine)):>16}{megabytes(sum(e.size for e in mine)):>14}")
+    if records[0]:
+        lines.append(f"  {RECORDS:<12}{counted(records[0], 'record'):>16}{megabytes(records[1]):>14}"
+                     "   of images no run read for as long")
     return lines
 
 
@@ -174,34 +230,49 @@ def check_options(cfg: DictConfig) -> Path | None:
                              "removes what no run used for 30 days")
     if not isinstance(cfg.dry_run, bool):
         raise BenchmarkError(f"dry_run={cfg.dry_run} must be true or false")
+    if not isinstance(cfg.cache_dir, str) or not cfg.cache_dir:
+        raise BenchmarkError(f"cache_dir={cfg.cache_dir} must name a folder: the cache_dir your runs used "
+                             "(conf/config.yaml's default: cache)")
     cache_dir = Path(cfg.cache_dir).expanduser()
-    if cache_dir.is_dir():
-        return cache_dir
-    if cfg.cache_dir == OmegaConf.load(cli.CONF / "cache.yaml").cache_dir and not cache_dir.exists():
+    if not cache_dir.exists() and cfg.cache_dir == OmegaConf.load(cli.CONF / "cache.yaml").cache_dir:
         return None
-    raise BenchmarkError(f"cache_dir={cfg.cache_dir} is not a folder: give the cache_dir your runs used "
-                         "(conf/config.yaml's default: cache)")
+    if not cache_dir.is_dir():
+        raise BenchmarkError(f"cache_dir={cfg.cache_dir} is not a folder: give the cache_dir your runs used "
+                             "(conf/config.yaml's default: cache)")
+    if any(cache_dir.iterdir()) and not any((cache_dir / kind).is_dir() for kind in KINDS):
+        raise BenchmarkError(f"cache_dir={cfg.cache_dir} is not a medbench cache: it has none of the "
+                             f"folders {', '.join(KINDS)}; give the cache_dir your runs used")
+    return cache_dir
 
 
 def prune(found: list[Entry], cfg: DictConfig, now: float) -> list[Entry]:
-    """Remove (or, `dry_run`, list) the entries unused for `unused_days`; those removed (or that would be)."""
-    stale = [e for e in found if e.unused_days(now) >= cfg.unused_days]
-    unused = f"unused for {cfg.unused_days} days or more"
+    """Remove (or, `dry_run`, list) the entries unused for `unused_days`, and the scan records no run read
+    for as long in folders still in use; the entries removed (or that would be). Exit status 1 where a
+    file could not be removed."""
+    cutoff = now - cfg.unused_days * DAY_S
+    stale = sorted((e for e in found if e.last_used <= cutoff), key=lambda e: e.last_used)
+    unused = f"unused for {cfg.unused_days:g} days or more"
+    in_use = [e.paths[0] for e in found if e.kind == RECORDS and e not in stale]  # their records pruned
     if cfg.dry_run:
         for entry in stale:
             print(f"would remove {entry.kind}/{entry.name} ({megabytes(entry.size)}, "
                   f"unused for {entry.unused_days(now):.1f} days)")
-        print(f"{counted(len(stale))} ({megabytes(sum(e.size for e in stale))}) {unused}: "
-              "nothing removed (dry_run=true)")
+        records = records_in(in_use, cutoff, dry_run=True)
+        print(f"would remove {counted(len(stale))} ({megabytes(sum(e.size for e in stale))}) {unused}; "
+              "nothing removed (dry_run=true)", *by_kind(stale, records), sep="\n")
         return stale
-    kept = {e: remove(e, cutoff=now - cfg.unused_days * DAY_S) for e in stale}
-    removed = [e for e, why in kept.items() if why is None]
-    busy = [e for e, why in kept.items() if why == "in use"]
-    failed = [(e, why) for e, why in kept.items() if why not in (None, "in use")]
-    print(f"removed {counted(len(removed))} ({megabytes(sum(e.size for e in removed))}) {unused}"
-          + (f"; kept {counted(len(busy))} another process is writing or has just used" if busy else ""))
+    outcome = {e: remove(e, cutoff) for e in stale}
+    records = records_in(in_use, cutoff, dry_run=False)
+    removed = [e for e, result in outcome.items() if result == REMOVED]
+    print(f"removed {counted(len(removed))} ({megabytes(sum(e.size for e in removed))}) {unused}",
+          *by_kind(removed, records), sep="\n")
+    if busy := [e for e, result in outcome.items() if result == IN_USE]:
+        print(f"kept {counted(len(busy))} that another process is writing or has just used")
+    failed = [(e, result) for e, result in outcome.items() if result not in (REMOVED, GONE, IN_USE)]
     for entry, why in failed:
         print(f"could not remove {entry.kind}/{entry.name}: {why}")
+    if failed:
+        raise SystemExit(1)
     return removed
 
 
@@ -216,11 +287,14 @@ def work(cfg: DictConfig) -> list[Entry]:
     print(f"{cache_dir}: {counted(len(found))}, {megabytes(sum(e.size for e in found))}")
     if found:
         print("\n".join(table(found, now)))
-    if cfg.unused_days is None:
-        print("remove what no run used for 30 days: python -m benchmark.cache unused_days=30 "
-              "(dry_run=true lists it first)")
-        return []
-    return prune(found, cfg, now)
+    if others := sorted(p.name for p in cache_dir.iterdir() if p.name not in KINDS):
+        print(f"not the cache's, left alone: {', '.join(others)}")
+    if cfg.unused_days is not None:
+        return prune(found, cfg, now)
+    if found:
+        print("remove what no run used for 30 days: make cache DAYS=30, or python -m benchmark.cache "
+              "unused_days=30 (dry_run=true lists it first)")
+    return []
 
 
 if __name__ == "__main__":

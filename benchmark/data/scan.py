@@ -146,6 +146,7 @@ def read_entry(path: Path, sha256: str, options: DecodeOptions) -> ScanRecord | 
         data = json.loads(path.read_text())
         if data["sha256"] != sha256 or data["options"] != options.record() or data["version"] != SCAN_VERSION:
             return None
+        mark_used(path)  # `python -m benchmark.cache` prunes records no run read (a removed image's)
         return ScanRecord.from_json(data["record"])
     except FileNotFoundError:
         return None

@@ -133,6 +133,19 @@ def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, 
     return found
 
 
+class SourceRemoved(Exception):
+    """An entry a plan copies rows from is gone (`python -m benchmark.cache` removed it since the plan)."""
+
+
+def source(entry: Path) -> np.ndarray:
+    """An entry a plan copies rows from, dated again now that it is read."""
+    mark_used(checksum_path(entry))
+    try:
+        return np.load(entry, mmap_mode="r")
+    except FileNotFoundError:
+        raise SourceRemoved(f"{entry.name} was removed since this run planned to copy from it") from None
+
+
 def copy_reused(out: np.ndarray, reused: dict[int, tuple[Path, int]]) -> None:
     """Each reused row from its entry, one memory map per entry."""
     by_entry: dict[Path, list[tuple[int, int]]] = defaultdict(list)
@@ -140,7 +153,7 @@ def copy_reused(out: np.ndarray, reused: dict[int, tuple[Path, int]]) -> None:
         by_entry[entry].append((row, their_row))
     for entry, pairs in by_entry.items():
         rows, their_rows = (np.array(part) for part in zip(*pairs, strict=True))
-        out[rows] = np.load(entry, mmap_mode="r")[their_rows]
+        out[rows] = source(entry)[their_rows]
 
 
 def engine_path(path: Path) -> Path:
@@ -220,7 +233,7 @@ def split_features(
 
     def shape() -> tuple[int, int]:
         if plan.reused and not len(plan.to_extract):  # no network needed: the width of the reused rows
-            return (len(plan.hashes), np.load(plan.first_source(), mmap_mode="r").shape[1])
+            return (len(plan.hashes), source(plan.first_source()).shape[1])
         return (len(plan.hashes), extractor().output_shape[-1])
 
     features, was_cached = cached_array(path, shape, "float32", fill)

@@ -1,5 +1,6 @@
 """The `frozen` strategy: pooled features cached once per backbone, only the head is trained on them."""
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -18,7 +19,7 @@ from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path, onnx_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
-from benchmark.train.features import engines_in, plan_features, split_features
+from benchmark.train.features import SourceRemoved, engines_in, plan_features, split_features
 from benchmark.train.head import (
     check_fold,
     feature_batches,
@@ -40,6 +41,8 @@ from benchmark.train.shared import (
     training_record,
 )
 from benchmark.train.shared_extractor import extractor_key, shared_extractor
+
+log = logging.getLogger(__name__)
 
 
 class EagerValidation(keras.callbacks.Callback):
@@ -187,14 +190,23 @@ def cached_features(
     plans = {s: plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir) for s in SPLITS}
     to_extract = sum(len(plan.to_extract) for plan in plans.values() if not plan.cached)
     engine, kept = extraction_engine(cfg, extractor, image_size, to_extract), {}
-    split_engines = {s: engine for s in SPLITS}
-    split_engines["test"] = test_engine_keeping_pool(
-        cfg, dataset, spec, extractor, engine, kept, plans["test"].to_extract
-    )
-    cached = {
-        s: split_features(plan, extractor, dataset, image_size, cache_dir, batch, steady, split_engines[s])
-        for s, plan in plans.items()
-    }
+
+    def fill(s: str) -> tuple[np.ndarray, bool, dict]:
+        split_engine = (engine if s != "test"
+                        else test_engine_keeping_pool(cfg, dataset, spec, extractor, engine, kept,
+                                                      plans[s].to_extract))
+        return split_features(plans[s], extractor, dataset, image_size, cache_dir, batch, steady,
+                              split_engine)
+
+    def filled(s: str) -> tuple[np.ndarray, bool, dict]:
+        try:
+            return fill(s)
+        except SourceRemoved as error:  # by `python -m benchmark.cache` since the plan: plan the split again
+            log.info("%s; planning features %s again", error, s)
+            plans[s] = plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir)
+            return fill(s)
+
+    cached = {s: filled(s) for s in SPLITS}
     extraction_s = time.perf_counter() - started
     images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
     filled = [s for s in SPLITS if not cached[s][1]]

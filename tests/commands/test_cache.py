@@ -6,14 +6,16 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
 import pytest
 from filelock import FileLock
 
-from benchmark.cache import entries, remove
-from benchmark.files import cached_array, checksum_path, lock_path
+from benchmark.cache import KINDS, entries, remove
+from benchmark.files import atomic_path, cached_array, checksum_path, lock_path
+from benchmark.train.features import engine_path, rows_path
 from tests.conftest import run_cli, tiny_overrides
 
 DAY_S = 86400
@@ -46,26 +48,73 @@ def test_reading_a_cached_array_marks_its_entry_used_and_leaves_the_data_undated
     assert used.unused_days(time.time()) < 0.01
 
 
+def writers_file(path: Path) -> Path:
+    """The temporary file `atomic_path` writes for `path` (and removes when it is done)."""
+    with suppress(InterruptedError), atomic_path(path) as tmp:
+        name = tmp.name
+        raise InterruptedError  # the writer killed: nothing renamed into place
+    return path.with_name(name)
+
+
 def test_an_entry_is_its_file_with_its_sidecars_and_a_killed_writers_file_is_its_own(tmp_path: Path):
-    key, speed, pool = (f"synthetic-test-x_features-32px-{'b' * 12}-{'c' * 12}", "0123456789ab",
+    # a dataset named like a scanner export: 12 hex digits and a dot before the entry's own key
+    key, speed, pool = (f"ct_202401151230.v2-test-x_features-32px-{'b' * 12}-{'c' * 12}", "0123456789ab",
                         f"mobilenetv2-32px-{'d' * 12}-{'e' * 12}")
-    files = {"features": [f"{key}.npy", f"{key}.npy.sha256", f"{key}.rows.json", f"{key}.engine.json",
-                          f".{key}.npy.lock", f".{key}.0123abcd.tmp.npy"],
-             "efficiency": [f"{speed}.json", f".{speed}.json.lock", f".{speed}.89abcdef.tmp.json"],
-             "gradcam": [f"{pool}.npz", f".{pool}.npz.lock"]}
-    for kind, names in files.items():
-        (tmp_path / kind).mkdir()
-        for name in names:
-            (tmp_path / kind / name).write_text("x")
+    features, efficiency, gradcam = (tmp_path / kind for kind in ("features", "efficiency", "gradcam"))
+    data = features / f"{key}.npy"
+    speeds, pools = efficiency / f"{speed}.json", gradcam / f"{pool}.npz"
+    paths = [data, checksum_path(data), rows_path(data), engine_path(data), lock_path(data),
+             writers_file(data), speeds, lock_path(speeds), writers_file(speeds), pools, lock_path(pools),
+             features / "notes" / "mine.txt"]  # a folder in a kind's folder, not scan's: not the cache's
+    for path in paths:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
     (tmp_path / "scan" / ("f" * 12) / "ab").mkdir(parents=True)
+    (tmp_path / "mydata").mkdir()  # not a kind: not the cache's
     found = {(e.kind, e.name): ([p.name for p in e.paths], [p.name for p in e.locks])
              for e in entries(tmp_path)}
     unfinished = f"{key} (unfinished)", f"{speed} (unfinished)"
     assert {name: len(paths) for (_, name), (paths, _) in found.items()} == {
         key: 5, unfinished[0]: 1, speed: 2, unfinished[1]: 1, pool: 2, "f" * 12: 1}
     # an unfinished file is removed holding its entry's lock, which stays
-    assert found["features", unfinished[0]][1] == [f".{key}.npy.lock"]
-    assert found["efficiency", unfinished[1]][1] == [f".{speed}.json.lock"]
+    assert found["features", unfinished[0]][1] == [lock_path(data).name]
+    assert found["efficiency", unfinished[1]][1] == [lock_path(speeds).name]
+
+
+def test_a_sweep_writes_only_the_kinds_the_cache_command_knows(tiny_sweep):
+    assert {p.name for p in (tiny_sweep.root / "cache").iterdir()} <= set(KINDS)
+
+
+def test_an_entry_another_prune_removed_first_is_gone_and_leaves_no_lock_made_for_it(tmp_path: Path):
+    """Two prunes at once: the second finds each entry the first listed and removed; taking its lock made
+    the lock file again, which must not stay behind (as a fresh, never-pruned entry)."""
+    entry = tmp_path / "images" / f"x-{'c' * 12}.npy"
+    filled(entry)
+    unfinished = writers_file(entry)
+    unfinished.write_bytes(b"x")  # a killed writer's file beside it
+    age(tmp_path, 40)
+    listed = entries(tmp_path)
+    for path in (tmp_path / "images").iterdir():  # the other prune, first
+        path.unlink()
+    cutoff = time.time() - 30 * DAY_S
+    assert [remove(e, cutoff) for e in listed] == ["gone", "gone"]
+    assert list((tmp_path / "images").iterdir()) == []
+
+
+def test_scan_records_no_run_read_go_from_a_folder_in_use(tmp_path: Path):
+    folder = tmp_path / "scan" / ("a" * 12)
+    old, read = (folder / "ab" / f"{name * 64}.json" for name in "12")
+    for record in (old, read):
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text("{}")
+    age(tmp_path, 40)
+    for path in (read, folder):  # a run's scan dates its folder and each record it reads
+        os.utime(path)
+    listed = cache_command(f"cache_dir={tmp_path}", "unused_days=30", "dry_run=true")
+    assert "would remove 0 entries" in listed.stdout and "1 record" in listed.stdout and old.exists()
+    pruned = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
+    assert pruned.returncode == 0 and "1 record" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert not old.exists() and read.exists()
 
 
 def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_path: Path):
@@ -80,7 +129,8 @@ def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_
     with FileLock(lock_path(busy)):  # this process is writing it
         removed = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
     assert removed.returncode == 0, removed.stderr
-    assert "removed 1 entry" in removed.stdout and "kept 1 entry another process is writing" in removed.stdout
+    assert "removed 1 entry" in removed.stdout
+    assert "kept 1 entry that another process is writing" in removed.stdout
     assert not old.exists() and not checksum_path(old).exists() and not lock_path(old).exists()
     assert busy.exists() and new.exists() and checksum_path(new).exists()
 
@@ -101,15 +151,19 @@ def test_an_entry_a_run_uses_after_it_was_listed_stays(tmp_path: Path):
     (["unused_days=nan"], "unused_days=nan must be a number of days above 0"),
     (["unused_days=30", "dry_run=0"], "dry_run=0 must be true or false"),
     (["cache_dir=/no/such/cache"], "cache_dir=/no/such/cache is not a folder"),
+    (["cache_dir=null"], "cache_dir=None must name a folder"),
+    (["cache_dir={tmp}/results"], "cache_dir={tmp}/results is not a medbench cache"),
     (["unused=30"], "unused is not an option of benchmark.cache"),
 ])
 def test_bad_options_are_one_line_and_remove_nothing(tmp_path: Path, args: list[str], problem: str):
     entry = tmp_path / "images" / f"x-{'e' * 12}.npy"
     filled(entry)
+    (tmp_path / "results" / "runs" / "synthetic").mkdir(parents=True)  # a results folder, not a cache
     age(tmp_path, 40)
-    result = cache_command(f"cache_dir={tmp_path}", *args)
+    result = cache_command(f"cache_dir={tmp_path}", *(arg.format(tmp=tmp_path) for arg in args))
     (line,) = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and line.startswith("error: ") and problem in line and entry.exists()
+    assert result.returncode == 2 and line.startswith("error: ") and problem.format(tmp=tmp_path) in line
+    assert entry.exists() and (tmp_path / "results" / "runs" / "synthetic").is_dir()
 
 
 def test_an_unfinished_file_another_process_is_writing_stays_and_a_linked_folder_goes_alone(tmp_path: Path):

@@ -3,6 +3,7 @@ passes of the images the extractor has not seen, not of the whole dataset."""
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import keras
@@ -90,3 +91,47 @@ def test_copied_rows_keep_the_engine_that_computed_them(tiny_cfg, tmp_path: Path
     assert reshuffled["feature_engines"] == ["onnxruntime", "tf"]
     records = [json.loads(p.read_text()) for p in (tmp_path / "cache" / "features").glob("*.engine.json")]
     assert any(r["engine"] == "mixed" and r["engines"] == ["onnxruntime", "tf"] for r in records)
+
+
+def test_a_source_entry_pruned_between_the_plan_and_the_copy_is_planned_again(
+    tiny_cfg, tmp_path: Path, monkeypatch, caplog
+):
+    """`python -m benchmark.cache` removes an entry a run planned to copy rows from before it copies them
+    (the run dated it, but other splits' extraction took longer than `unused_days`): the run plans that
+    split again and extracts what it can no longer copy, with the same features as a cold cache."""
+    from benchmark.cache import entries, remove
+    from benchmark.train import frozen
+    from benchmark.train.features import plan_features
+
+    keras.utils.set_random_seed(5)
+    weights = tmp_path / "mobilenetv2_no_top.weights.h5"
+    build(get("mobilenetv2"), 32, None).save_weights(weights)
+    data = class_folders(tmp_path / "lungs", 3, 12)
+
+    def folder(*extra: str):
+        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}", *extra,
+                        synthetic=False)
+
+    run(folder())
+    pruned: list[str] = []
+
+    def planned_then_pruned(*args):
+        plan = plan_features(*args)
+        if plan.split == "test" and plan.reused:
+            sources = {entry for entry, _ in plan.reused.values()}
+            for entry in entries(tmp_path / "cache"):
+                if sources & set(entry.paths) and remove(entry, cutoff=time.time() + 1) == "removed":
+                    pruned.append(entry.name)
+        return plan
+
+    monkeypatch.setattr(frozen, "plan_features", planned_then_pruned)
+    caplog.set_level(logging.INFO, logger="benchmark.train.frozen")
+    reshuffled = run(folder("dataset.split_seed=1"))
+    assert pruned and any("planning features test again" in r.getMessage() for r in caplog.records)
+    assert reshuffled["features_extracted_images"] > 0  # the test images it could no longer copy
+    monkeypatch.undo()
+    run(folder("dataset.split_seed=1", f"cache_dir={tmp_path / 'fresh'}",
+               f"results_dir={tmp_path / 'fresh_results'}"))
+    for entry in (tmp_path / "fresh" / "features").glob("*.npy"):
+        np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
+                                   rtol=1e-5, atol=1e-5)
