@@ -37,12 +37,14 @@ DAY_S = 86400.0
 # folders of records, one per set of decode options (data/scan.py).
 KINDS = ("efficiency", "features", "gradcam", "images", "scan")
 RECORDS = "scan"
-# A cache file's name: its entry's key, then what `features.rows_path`/`engine_path`, `atomic_path`,
-# `checksum_path`, `lock_path` and `aside_path` add to it.
+# A cache file's name: its entry's key, then what `features.rows_path`/`engine_path`, `checksum_path`,
+# `atomic_path` (of any of them), `lock_path` and `aside_path` add to it. Files of other names are not
+# the cache's and are left alone, as are folders other than scan's record folders (KEY_LENGTH hex digits).
 CACHE_FILE = re.compile(
-    rf"^\.?(?P<key>.*[0-9a-f]{{{KEY_LENGTH}}})(\.(rows|engine))?(\.[0-9a-f]{{{WRITER_TAG}}}\.tmp)?"
-    r"\.(npy|npz|json)(\.(sha256|lock|damaged))?$"
+    rf"^\.?(?P<key>.*[0-9a-f]{{{KEY_LENGTH}}})(\.(rows|engine|npy|npz|json))?"
+    rf"(\.[0-9a-f]{{{WRITER_TAG}}}\.tmp)?\.(npy|npz|json|sha256)(\.(sha256|lock|damaged))?$"
 )
+RECORD_FOLDER = re.compile(rf"^[0-9a-f]{{{KEY_LENGTH}}}$")
 REMOVED, GONE, IN_USE = "removed", "gone", "in use"
 
 
@@ -59,11 +61,11 @@ class Entry:
         return (now - self.last_used) / DAY_S
 
 
-def entry_of(path: Path) -> tuple[str, bool]:
-    """(the entry a file of a kind's folder belongs to: its key, or its own name where it has none,
-    whether it is a writer's unfinished file)."""
+def entry_of(path: Path) -> tuple[str, bool] | None:
+    """(the entry a file of a kind's folder belongs to, whether it is a writer's unfinished file); None for
+    a file that is not the cache's."""
     found = CACHE_FILE.match(path.name)
-    return (found.group("key") if found else path.name.lstrip(".")), bool(UNFINISHED.search(path.name))
+    return (found.group("key"), bool(UNFINISHED.search(path.name))) if found else None
 
 
 def on_disk(stat: os.stat_result) -> int:
@@ -80,11 +82,16 @@ def stats(paths: list[Path]) -> list[os.stat_result]:
     return found
 
 
-def records_entry(folder: Path) -> Entry:
-    """A folder of scan records, used as one (a link to one: the link alone)."""
+def records_entry(folder: Path) -> Entry | None:
+    """A folder of scan records, used as one, dated by the folder each scan dates (a link to one: dated by
+    its target, which the scan dates, and removed as the link alone). None where it went meanwhile."""
     inside = [] if folder.is_symlink() else list(folder.rglob("*"))
+    try:
+        dated = folder.stat() if folder.exists() else folder.lstat()
+    except FileNotFoundError:
+        return None
     size = sum(map(on_disk, stats([folder, *inside])))
-    return Entry(RECORDS, folder.name, (folder,), (), folder.lstat().st_mtime, size)
+    return Entry(RECORDS, folder.name, (folder,), (), dated.st_mtime, size)
 
 
 def kind_entries(kind: Path) -> list[Entry]:
@@ -94,11 +101,11 @@ def kind_entries(kind: Path) -> list[Entry]:
     unfinished: dict[str, list[Path]] = {}
     for path in sorted(kind.iterdir()):
         if path.is_dir():
-            if kind.name == RECORDS:
-                found.append(records_entry(path))
-            continue
-        key, is_unfinished = entry_of(path)
-        (unfinished if is_unfinished else groups).setdefault(key, []).append(path)
+            if kind.name == RECORDS and RECORD_FOLDER.match(path.name) and (entry := records_entry(path)):
+                found.append(entry)
+        elif owned := entry_of(path):
+            key, is_unfinished = owned
+            (unfinished if is_unfinished else groups).setdefault(key, []).append(path)
 
     def locks_of(key: str) -> tuple[Path, ...]:
         return tuple(p for p in groups.get(key, []) if p.name.endswith(".lock"))
@@ -142,7 +149,9 @@ def remove(entry: Entry, cutoff: float) -> str:
             lock = FileLock(path)
             lock.acquire(timeout=0)
             held[path] = lock
-        data = [p for p in entry.paths if not p.name.endswith(".lock")]
+        # the array or record first, its sidecars after: a reader then finds no entry rather than half of one
+        data = sorted((p for p in entry.paths if not p.name.endswith(".lock")),
+                      key=lambda p: p.name != f"{entry.name}{p.suffix}")
         there = stats(data)
         if data and not there:
             result = GONE
@@ -156,7 +165,7 @@ def remove(entry: Entry, cutoff: float) -> str:
     except Timeout:
         return IN_USE
     except OSError as error:
-        return f"{type(error).__name__}: {error.strerror or error} ({error.filename})"
+        return why(error)
     finally:
         for path, lock in held.items():
             if path not in existed:  # made by acquiring it here (another prune removed it): not left behind
@@ -164,25 +173,33 @@ def remove(entry: Entry, cutoff: float) -> str:
             lock.release()
 
 
-def prune_records(folder: Path, cutoff: float, dry_run: bool) -> tuple[int, int]:
+def prune_records(folder: Path, cutoff: float, dry_run: bool, failed: list[str]) -> tuple[int, int]:
     """(records, bytes) of a scan folder in use that no run has read since `cutoff`: those of images no
     longer in any dataset read lately (removed unless `dry_run`; one a run reads meanwhile is decoded
-    again)."""
+    again). What cannot be removed is added to `failed`."""
     count = size = 0
     for path in folder.rglob("*"):
-        with suppress(FileNotFoundError):
+        try:
             stat = path.lstat()
             if path.is_file() and stat.st_mtime <= cutoff:
                 if not dry_run:
                     path.unlink()
                 count, size = count + 1, size + on_disk(stat)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            failed.append(f"{RECORDS}/{path.relative_to(folder.parent)}: {why(error)}")
     return count, size
 
 
-def records_in(folders: list[Path], cutoff: float, dry_run: bool) -> tuple[int, int]:
+def records_in(folders: list[Path], cutoff: float, dry_run: bool, failed: list[str]) -> tuple[int, int]:
     """(records, bytes) that `prune_records` finds in all of `folders`."""
-    found = [prune_records(folder, cutoff, dry_run) for folder in folders]
+    found = [prune_records(folder, cutoff, dry_run, failed) for folder in folders]
     return sum(n for n, _ in found), sum(size for _, size in found)
+
+
+def why(error: OSError) -> str:
+    return f"{type(error).__name__}: {error.strerror or error} ({error.filename})"
 
 
 def megabytes(size: int) -> str:
@@ -239,7 +256,7 @@ def check_options(cfg: DictConfig) -> Path | None:
     if not cache_dir.is_dir():
         raise BenchmarkError(f"cache_dir={cfg.cache_dir} is not a folder: give the cache_dir your runs used "
                              "(conf/config.yaml's default: cache)")
-    if any(cache_dir.iterdir()) and not any((cache_dir / kind).is_dir() for kind in KINDS):
+    if not any((cache_dir / kind).is_dir() for kind in KINDS) and any(cache_dir.iterdir()):
         raise BenchmarkError(f"cache_dir={cfg.cache_dir} is not a medbench cache: it has none of the "
                              f"folders {', '.join(KINDS)}; give the cache_dir your runs used")
     return cache_dir
@@ -252,25 +269,29 @@ def prune(found: list[Entry], cfg: DictConfig, now: float) -> list[Entry]:
     cutoff = now - cfg.unused_days * DAY_S
     stale = sorted((e for e in found if e.last_used <= cutoff), key=lambda e: e.last_used)
     unused = f"unused for {cfg.unused_days:g} days or more"
-    in_use = [e.paths[0] for e in found if e.kind == RECORDS and e not in stale]  # their records pruned
+    # scan folders kept: their records no run read are pruned (a linked folder's are not the cache's)
+    record_folders = [e.paths[0] for e in found
+                      if e.kind == RECORDS and e not in stale and not e.paths[0].is_symlink()]
+    failed: list[str] = []
     if cfg.dry_run:
         for entry in stale:
             print(f"would remove {entry.kind}/{entry.name} ({megabytes(entry.size)}, "
                   f"unused for {entry.unused_days(now):.1f} days)")
-        records = records_in(in_use, cutoff, dry_run=True)
+        records = records_in(record_folders, cutoff, True, failed)
         print(f"would remove {counted(len(stale))} ({megabytes(sum(e.size for e in stale))}) {unused}; "
               "nothing removed (dry_run=true)", *by_kind(stale, records), sep="\n")
         return stale
     outcome = {e: remove(e, cutoff) for e in stale}
-    records = records_in(in_use, cutoff, dry_run=False)
+    records = records_in(record_folders, cutoff, False, failed)
     removed = [e for e, result in outcome.items() if result == REMOVED]
     print(f"removed {counted(len(removed))} ({megabytes(sum(e.size for e in removed))}) {unused}",
           *by_kind(removed, records), sep="\n")
     if busy := [e for e, result in outcome.items() if result == IN_USE]:
         print(f"kept {counted(len(busy))} that another process is writing or has just used")
-    failed = [(e, result) for e, result in outcome.items() if result not in (REMOVED, GONE, IN_USE)]
-    for entry, why in failed:
-        print(f"could not remove {entry.kind}/{entry.name}: {why}")
+    failed += [f"{e.kind}/{e.name}: {result}" for e, result in outcome.items()
+               if result not in (REMOVED, GONE, IN_USE)]
+    for failure in failed:
+        print(f"could not remove {failure}")
     if failed:
         raise SystemExit(1)
     return removed

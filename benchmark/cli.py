@@ -284,8 +284,13 @@ def main(name: str, work: Callable[[DictConfig], object], argv: list[str] | None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    debug = "debug=true" in argv
     try:
-        return or_fail(lambda: work(parse(name, argv)), debug="debug=true" in argv)
+        done = or_fail(lambda: work(parse(name, argv)), debug)
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return done
     except BrokenPipeError:  # stdout piped into a reader that stopped (`| head`): what Python's docs advise
+        if debug:
+            raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         raise SystemExit(1) from None

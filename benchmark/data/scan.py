@@ -142,11 +142,11 @@ def cache_entry(folder: Path, sha256: str) -> Path:
 
 def read_entry(path: Path, sha256: str, options: DecodeOptions) -> ScanRecord | None:
     """A cached record, or None when absent or unusable (corrupt, another key, older format)."""
+    mark_used(path)  # before the read: `python -m benchmark.cache` prunes records no run read
     try:
         data = json.loads(path.read_text())
         if data["sha256"] != sha256 or data["options"] != options.record() or data["version"] != SCAN_VERSION:
             return None
-        mark_used(path)  # `python -m benchmark.cache` prunes records no run read (a removed image's)
         return ScanRecord.from_json(data["record"])
     except FileNotFoundError:
         return None

@@ -164,8 +164,10 @@ def engine_path(path: Path) -> Path:
 
 def engine_of(entry: Path) -> dict:
     """An entry's engine record; an entry made before records were kept: TensorFlow's."""
-    found = engine_path(entry)
-    return read_json(found) if found.exists() else dict(TF_ENGINE)
+    try:
+        return read_json(engine_path(entry))
+    except FileNotFoundError:
+        return dict(TF_ENGINE)
 
 
 def engines_in(record: dict) -> list[str]:
@@ -208,8 +210,8 @@ def split_features(
     split, path = plan.split, plan.path
 
     def fill(out: np.ndarray) -> None:
+        engines = source_engines(plan)  # before the rows: a source pruned since is then missed at the copy
         copy_reused(out, plan.reused)
-        engines = source_engines(plan)
         if len(plan.to_extract):
             # most of a split: its pixels cached for other uses too; a few new images: decoded as they pass
             rows = None if len(plan.to_extract) == len(out) else plan.to_extract

@@ -198,7 +198,7 @@ def cached_features(
         return split_features(plans[s], extractor, dataset, image_size, cache_dir, batch, steady,
                               split_engine)
 
-    def filled(s: str) -> tuple[np.ndarray, bool, dict]:
+    def fill_or_plan_again(s: str) -> tuple[np.ndarray, bool, dict]:
         try:
             return fill(s)
         except SourceRemoved as error:  # by `python -m benchmark.cache` since the plan: plan the split again
@@ -206,7 +206,7 @@ def cached_features(
             plans[s] = plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir)
             return fill(s)
 
-    cached = {s: filled(s) for s in SPLITS}
+    cached = {s: fill_or_plan_again(s) for s in SPLITS}
     extraction_s = time.perf_counter() - started
     images, seconds = np.sum(steady, axis=0) if steady else (0, 0.0)
     filled = [s for s in SPLITS if not cached[s][1]]

@@ -64,10 +64,12 @@ def test_an_entry_is_its_file_with_its_sidecars_and_a_killed_writers_file_is_its
     data = features / f"{key}.npy"
     speeds, pools = efficiency / f"{speed}.json", gradcam / f"{pool}.npz"
     paths = [data, checksum_path(data), rows_path(data), engine_path(data), lock_path(data),
-             writers_file(data), speeds, lock_path(speeds), writers_file(speeds), pools, lock_path(pools),
-             features / "notes" / "mine.txt"]  # a folder in a kind's folder, not scan's: not the cache's
+             writers_file(data), writers_file(checksum_path(data)), speeds, lock_path(speeds),
+             writers_file(speeds), pools, lock_path(pools),
+             features / "notes" / "mine.txt",  # a folder in a kind's folder, not scan's: not the cache's
+             tmp_path / "images" / "patient1.png", tmp_path / "scan" / "dicom" / "a.dcm"]  # nor these
     for path in paths:
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
     (tmp_path / "scan" / ("f" * 12) / "ab").mkdir(parents=True)
     (tmp_path / "mydata").mkdir()  # not a kind: not the cache's
@@ -75,7 +77,7 @@ def test_an_entry_is_its_file_with_its_sidecars_and_a_killed_writers_file_is_its
              for e in entries(tmp_path)}
     unfinished = f"{key} (unfinished)", f"{speed} (unfinished)"
     assert {name: len(paths) for (_, name), (paths, _) in found.items()} == {
-        key: 5, unfinished[0]: 1, speed: 2, unfinished[1]: 1, pool: 2, "f" * 12: 1}
+        key: 5, unfinished[0]: 2, speed: 2, unfinished[1]: 1, pool: 2, "f" * 12: 1}
     # an unfinished file is removed holding its entry's lock, which stays
     assert found["features", unfinished[0]][1] == [lock_path(data).name]
     assert found["efficiency", unfinished[1]][1] == [lock_path(speeds).name]
@@ -176,12 +178,22 @@ def test_an_unfinished_file_another_process_is_writing_stays_and_a_linked_folder
     (tmp_path / "scan").mkdir()
     (tmp_path / "scan" / ("b" * 12)).symlink_to(elsewhere)
     age(tmp_path, 40)
+    age(elsewhere, 40)  # a linked folder is dated by its target, which the scan dates
     with FileLock(lock_path(entry)):
         held = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
     assert held.returncode == 0 and writing.exists() and entry.exists(), held.stdout + held.stderr
     assert not (tmp_path / "scan" / ("b" * 12)).exists() and (elsewhere / "ab").is_dir()
     freed = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
     assert "removed 2 entries" in freed.stdout and not writing.exists() and not entry.exists()
+
+
+def test_a_list_piped_into_a_reader_that_stopped_is_no_error(tmp_path: Path):
+    filled(tmp_path / "images" / f"x-{'d' * 12}.npy")
+    age(tmp_path, 40)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}  # as a user's
+    piped = subprocess.run(f"{sys.executable} -m benchmark.cache cache_dir={tmp_path} unused_days=30 "
+                           "dry_run=true | head -n 0", shell=True, capture_output=True, text=True, env=env)
+    assert piped.stderr == ""  # the output still buffered when the command is done: no error at exit
 
 
 def test_the_default_cache_not_made_yet_is_said_so(tmp_path: Path):
