@@ -259,6 +259,7 @@ def train_and_evaluate(
             cfg.explain.n_images,
             cfg.explain.seed,
             stage / "gradcam.png",
+            shown_as=run.run_dir / "gradcam.png",
         )
     elif cfg.explain.get("after_sweep_images"):
         keep_gradcam_pool(cfg, run, dataset, trained)

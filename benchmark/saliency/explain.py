@@ -59,8 +59,10 @@ def explain(
     seed: int,
     out_path: Path,
     overlay: Overlay | None = None,
+    shown_as: Path | None = None,
 ) -> dict:
-    """Write the Grad-CAM overlays of n test images to `out_path`; the keys for metrics.json.
+    """Write the Grad-CAM overlays of n test images to `out_path`; the keys for metrics.json. The log names
+    `shown_as` where given: where the figure will be once its run, staged meanwhile, is published.
 
     `explained`: the model (gradient path), or a frozen run's kept activations and head (saliency/pool.py:
     the panels are chosen among the kept test images). `pixels` are the raw (n, s, s, 3) test images in
@@ -102,7 +104,7 @@ def explain(
         len(rows),
         "not applicable" if spearman is None else f"Spearman {spearman:.3f}",
         time.perf_counter() - started,
-        out_path,
+        shown_as or out_path,
     )
     return {
         "gradcam_images": len(rows),

@@ -49,6 +49,8 @@ def test_one_run_end_to_end(tmp_path: Path):
     assert metrics["params_total"] > metrics["params_trainable"] > 0
     assert metrics["latency_ms"] > 0 and metrics["throughput_ips"] > 0 and metrics["model_size_mb"] > 0
     assert metrics["gradcam_images"] == 4 and -1 <= metrics["gradcam_randomization_spearman"] <= 1
+    (gradcam,) = [line for line in (result.stdout + result.stderr).splitlines() if "grad-cam (" in line]
+    assert gradcam.endswith(f"-> {run_dir / 'gradcam.png'}")  # where it is, not where it was staged
     assert 0 <= metrics["accuracy_at_90_coverage"] <= 1 and len(metrics["coverage_curve"]) == 10
     history = pd.read_csv(run_dir / "history.csv")
     assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "phase"]
