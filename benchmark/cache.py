@@ -7,7 +7,8 @@ no finished run keeps a file there, so removing an entry costs time, never a fin
 cache only grows otherwise: every split seed, data version and image size writes entries of its own.
 Nothing outside those folders is touched, so a `cache_dir` that is not a cache loses nothing.
 
-Each read dates what it reads (`files.mark_used`) before reading. An entry is a file with its sidecars
+Each read dates what it reads (`files.mark_used`; an entry before reading it, a record once read).
+An entry is a file with its sidecars
 (checksum, row hashes, engine record, lock), which share the name up to its 12-hex-digit key, last used at
 the newest of their modification times; or a folder of scan records (`scan/<decode options>/`), dated by
 the folder, which each scan dates, and each record by its own read. A file a killed writer left
@@ -16,7 +17,6 @@ lock. An entry is kept whatever its age where another process holds its lock (it
 dated it since it was listed; a run that finds a source it planned to copy rows from gone plans again.
 """
 
-import math
 import os
 import re
 import shutil
@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.errors import BenchmarkError
-from benchmark.files import KEY_LENGTH, UNFINISHED, WRITER_TAG
+from benchmark.files import KEY_LENGTH, WRITER_TAG
+from benchmark.runs.settings import number
 
 DAY_S = 86400.0
 # The folders medbench writes under cache_dir (a test checks a sweep writes no other); RECORDS holds
@@ -42,7 +43,7 @@ RECORDS = "scan"
 # the cache's and are left alone, as are folders other than scan's record folders (KEY_LENGTH hex digits).
 CACHE_FILE = re.compile(
     rf"^\.?(?P<key>.*[0-9a-f]{{{KEY_LENGTH}}})(\.(rows|engine|npy|npz|json))?"
-    rf"(\.[0-9a-f]{{{WRITER_TAG}}}\.tmp)?\.(npy|npz|json|sha256)(\.(sha256|lock|damaged))?$"
+    rf"(?P<unfinished>\.[0-9a-f]{{{WRITER_TAG}}}\.tmp)?\.(npy|npz|json|sha256)(\.(sha256|lock|damaged))?$"
 )
 RECORD_FOLDER = re.compile(rf"^[0-9a-f]{{{KEY_LENGTH}}}$")
 REMOVED, GONE, IN_USE = "removed", "gone", "in use"
@@ -65,7 +66,7 @@ def entry_of(path: Path) -> tuple[str, bool] | None:
     """(the entry a file of a kind's folder belongs to, whether it is a writer's unfinished file); None for
     a file that is not the cache's."""
     found = CACHE_FILE.match(path.name)
-    return (found.group("key"), bool(UNFINISHED.search(path.name))) if found else None
+    return (found.group("key"), found.group("unfinished") is not None) if found else None
 
 
 def on_disk(stat: os.stat_result) -> int:
@@ -241,8 +242,7 @@ def by_kind(chosen: list[Entry], records: tuple[int, int]) -> list[str]:
 def check_options(cfg: DictConfig) -> Path | None:
     """The cache folder; None where the default one does not exist yet (no run made it)."""
     days = cfg.unused_days
-    if days is not None and (isinstance(days, bool) or not isinstance(days, int | float)
-                             or not math.isfinite(days) or days <= 0):
+    if days is not None and not (number(days) and days > 0):
         raise BenchmarkError(f"unused_days={days} must be a number of days above 0: e.g. unused_days=30 "
                              "removes what no run used for 30 days")
     if not isinstance(cfg.dry_run, bool):
@@ -273,16 +273,15 @@ def prune(found: list[Entry], cfg: DictConfig, now: float) -> list[Entry]:
     record_folders = [e.paths[0] for e in found
                       if e.kind == RECORDS and e not in stale and not e.paths[0].is_symlink()]
     failed: list[str] = []
+    records = records_in(record_folders, cutoff, cfg.dry_run, failed)  # none of a stale entry's folders
     if cfg.dry_run:
         for entry in stale:
             print(f"would remove {entry.kind}/{entry.name} ({megabytes(entry.size)}, "
                   f"unused for {entry.unused_days(now):.1f} days)")
-        records = records_in(record_folders, cutoff, True, failed)
         print(f"would remove {counted(len(stale))} ({megabytes(sum(e.size for e in stale))}) {unused}; "
               "nothing removed (dry_run=true)", *by_kind(stale, records), sep="\n")
         return stale
     outcome = {e: remove(e, cutoff) for e in stale}
-    records = records_in(record_folders, cutoff, False, failed)
     removed = [e for e, result in outcome.items() if result == REMOVED]
     print(f"removed {counted(len(removed))} ({megabytes(sum(e.size for e in removed))}) {unused}",
           *by_kind(removed, records), sep="\n")

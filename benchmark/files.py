@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +24,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 KEY_LENGTH = 12  # hex digits of a cache key: every cache entry's name ends in its key
 WRITER_TAG = 8  # hex digits naming a writer's temporary file (`atomic_path`)
-UNFINISHED = re.compile(rf"\.[0-9a-f]{{{WRITER_TAG}}}\.tmp(\.|$)")  # in the name of a temporary file
 
 
 def digest(*parts: object, length: int = KEY_LENGTH) -> str:

@@ -142,9 +142,9 @@ def cache_entry(folder: Path, sha256: str) -> Path:
 
 def read_entry(path: Path, sha256: str, options: DecodeOptions) -> ScanRecord | None:
     """A cached record, or None when absent or unusable (corrupt, another key, older format)."""
-    mark_used(path)  # before the read: `python -m benchmark.cache` prunes records no run read
     try:
         data = json.loads(path.read_text())
+        mark_used(path)  # read whole: `python -m benchmark.cache` prunes records no run read
         if data["sha256"] != sha256 or data["options"] != options.record() or data["version"] != SCAN_VERSION:
             return None
         return ScanRecord.from_json(data["record"])

@@ -116,11 +116,11 @@ def reusable_rows(path: Path, store: str, hashes: tuple[str, ...]) -> dict[int, 
     for other in sorted(path.parent.glob(f"*-{store}-*.npy")):
         if not wanted:
             break
-        if other == path or not rows_path(other).exists():  # a temporary file, or being written
+        if other == path:
             continue
         try:
             their_hashes = read_json(rows_path(other))
-        except FileNotFoundError:  # removed meanwhile: not a source
+        except FileNotFoundError:  # a temporary file, one being written, or one removed meanwhile
             continue
         held = [(row, their_row) for their_row, image_hash in enumerate(their_hashes)
                 if image_hash in wanted for row in wanted[image_hash]]
@@ -175,20 +175,20 @@ def engines_in(record: dict) -> list[str]:
     return record.get("engines", [record["engine"]])
 
 
-def source_engines(plan: FeaturePlan) -> set[str]:
-    """Every engine that computed the rows this entry copies."""
-    sources = {entry for entry, _ in plan.reused.values()}
-    return {name for entry in sources for name in engines_in(engine_of(entry))}
+def source_records(plan: FeaturePlan) -> dict[Path, dict]:
+    """The engine record of each entry this one copies rows from, read once, `plan.first_source()`'s
+    first."""
+    return {entry: engine_of(entry) for entry in dict.fromkeys(entry for entry, _ in plan.reused.values())}
 
 
-def reused_engine(plan: FeaturePlan, engines: set[str]) -> dict:
+def reused_engine(records: dict[Path, dict], engines: set[str]) -> dict:
     """The engine of an entry whose rows are all copied, by the `engines` that computed them: the one
-    engine (its export not paid again), or "mixed"."""
+    engine (its export not paid again), or "mixed"; its first source's `records` entry says which."""
     if len(engines) > 1:
         return {"engine": "mixed"}
-    if not plan.reused:  # no rows at all
+    if not records:  # no rows at all
         return dict(TF_ENGINE)
-    record = engine_of(plan.first_source())
+    record = next(iter(records.values()))
     return {key: record[key] for key in ("engine", "version", "parity_max_rel") if key in record}
 
 
@@ -210,7 +210,8 @@ def split_features(
     split, path = plan.split, plan.path
 
     def fill(out: np.ndarray) -> None:
-        engines = source_engines(plan)  # before the rows: a source pruned since is then missed at the copy
+        records = source_records(plan)  # before the rows: a source pruned since is then missed at the copy
+        engines = {name for record in records.values() for name in engines_in(record)}
         copy_reused(out, plan.reused)
         if len(plan.to_extract):
             # most of a split: its pixels cached for other uses too; a few new images: decoded as they pass
@@ -227,7 +228,7 @@ def split_features(
                      time.perf_counter() - started, record["engine"], len(plan.reused))
             engines.add(record["engine"])
         else:
-            record = reused_engine(plan, engines)
+            record = reused_engine(records, engines)
             log.info("features %s: all %d images reused from earlier entries", split, len(out))
         write_json(rows_path(path), list(plan.hashes))
         write_json(engine_path(path), {**record, "engines": sorted(engines),

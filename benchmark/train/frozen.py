@@ -19,7 +19,7 @@ from benchmark.metrics.scores import accuracy
 from benchmark.runs.layout import extractor_path, onnx_path
 from benchmark.saliency.pool import Kept, candidate_rows, keeping_forward, pooled_images
 from benchmark.train import engines
-from benchmark.train.features import SourceRemoved, engines_in, plan_features, split_features
+from benchmark.train.features import FeaturePlan, SourceRemoved, engines_in, plan_features, split_features
 from benchmark.train.head import (
     check_fold,
     feature_batches,
@@ -187,7 +187,11 @@ def cached_features(
     extractor = frozen_extractor(cfg, dataset, spec, backbone, image_size, weights_id)
     started, steady = time.perf_counter(), []
     name, cache_dir, batch = f"{spec.name}_features", Path(cfg.cache_dir), cfg.train.batch_size
-    plans = {s: plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir) for s in SPLITS}
+
+    def planned(s: str) -> FeaturePlan:
+        return plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir)
+
+    plans = {s: planned(s) for s in SPLITS}
     to_extract = sum(len(plan.to_extract) for plan in plans.values() if not plan.cached)
     engine, kept = extraction_engine(cfg, extractor, image_size, to_extract), {}
 
@@ -203,7 +207,7 @@ def cached_features(
             return fill(s)
         except SourceRemoved as error:  # by `python -m benchmark.cache` since the plan: plan the split again
             log.info("%s; planning features %s again", error, s)
-            plans[s] = plan_features(extractor.path.name, name, image_size, dataset, s, cache_dir)
+            plans[s] = planned(s)
             return fill(s)
 
     cached = {s: fill_or_plan_again(s) for s in SPLITS}
