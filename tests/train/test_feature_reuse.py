@@ -4,10 +4,12 @@ passes of the images the extractor has not seen, not of the whole dataset."""
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
+from omegaconf import DictConfig
 from PIL import Image
 
 from backbones.registry import build, get
@@ -19,17 +21,36 @@ def extracted_counts(caplog) -> list[str]:
     return [r.getMessage().split(" in ")[0] for r in caplog.records if " images in " in r.getMessage()]
 
 
+def folder_with_weights(tiny_cfg, tmp_path: Path, seed: int) -> tuple[Path, Callable[..., DictConfig]]:
+    """36 images in three class folders (split 70/10/20 by dataset.split_seed) and the config of a run on
+    them with a saved MobileNetV2 weights file (trained weights: no BatchNorm recalibration)."""
+    keras.utils.set_random_seed(seed)
+    weights = tmp_path / "mobilenetv2_no_top.weights.h5"
+    build(get("mobilenetv2"), 32, None).save_weights(weights)
+    data = class_folders(tmp_path / "lungs", 3, 12)
+
+    def folder(*extra: str) -> DictConfig:
+        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}", *extra,
+                        synthetic=False)
+
+    return data, folder
+
+
+def cold_run_matches(tmp_path: Path, folder: Callable[..., DictConfig], *extra: str) -> dict:
+    """The run of `folder(*extra)` again on an empty cache: its metrics, once each of its feature entries
+    is checked equal to the warm cache's entry of the same name (the same images)."""
+    fresh = run(folder(*extra, f"cache_dir={tmp_path / 'fresh'}", f"results_dir={tmp_path / 'fresh_run'}"))
+    for entry in (tmp_path / "fresh" / "features").glob("*.npy"):
+        np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
+                                   rtol=1e-5, atol=1e-5)
+    return fresh
+
+
+
 def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the_network(
     tiny_cfg, tmp_path: Path, caplog
 ):
-    keras.utils.set_random_seed(3)
-    weights = tmp_path / "mobilenetv2_no_top.weights.h5"  # trained weights: no BatchNorm recalibration
-    build(get("mobilenetv2"), 32, None).save_weights(weights)
-    data = class_folders(tmp_path / "lungs", 3, 12)  # 36 images split 70/10/20 by dataset.split_seed
-
-    def folder(*extra: str):
-        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}", *extra,
-                        synthetic=False)
+    data, folder = folder_with_weights(tiny_cfg, tmp_path, 3)
 
     caplog.set_level(logging.INFO, logger="benchmark.train.features")
     first = run(folder())
@@ -42,12 +63,8 @@ def test_a_new_split_seed_and_an_added_image_pass_only_unseen_images_through_the
     assert reshuffled["features_reused_images"] == 36 and reshuffled["features_extracted_images"] == 0
     assert not reshuffled["features_from_cache"]
     assert extracted_counts(caplog) == []  # every image's features came from the first split's entries
-    fresh = run(folder("dataset.split_seed=1", f"cache_dir={tmp_path / 'fresh'}",
-                       f"results_dir={tmp_path / 'fresh_results'}"))
+    fresh = cold_run_matches(tmp_path, folder, "dataset.split_seed=1")
     assert fresh["features_reused_images"] == 0
-    for entry in (tmp_path / "fresh" / "features").glob("*.npy"):  # the same names: the same images
-        np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
-                                   rtol=1e-5, atol=1e-5)
 
     Image.fromarray(np.full((24, 24), 200, np.uint8)).save(data / "c1" / "new_scan.png")
     caplog.clear()
@@ -71,14 +88,10 @@ def test_copied_rows_keep_the_engine_that_computed_them(tiny_cfg, tmp_path: Path
     """Features extracted by ONNX Runtime, then one image added and the rest copied into a TensorFlow
     run's entries: the run says TensorFlow extracted and both engines computed its features; a new split
     seed then copies every row, from entries of both engines ("mixed")."""
-    keras.utils.set_random_seed(4)
-    weights = tmp_path / "mobilenetv2_no_top.weights.h5"
-    build(get("mobilenetv2"), 32, None).save_weights(weights)
-    data = class_folders(tmp_path / "lungs", 3, 12)
+    data, on = folder_with_weights(tiny_cfg, tmp_path, 4)
 
-    def folder(engine: str, *extra: str):
-        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}",
-                        f"runtime.engine={engine}", *extra, synthetic=False)
+    def folder(engine: str, *extra: str) -> DictConfig:
+        return on(f"runtime.engine={engine}", *extra)
 
     first = run(folder("onnxruntime"))
     assert first["extraction_engine"] == "onnxruntime" and first["feature_engines"] == ["onnxruntime"]
@@ -103,15 +116,7 @@ def test_a_source_entry_pruned_between_the_plan_and_the_copy_is_planned_again(
     from benchmark.train import frozen
     from benchmark.train.features import plan_features
 
-    keras.utils.set_random_seed(5)
-    weights = tmp_path / "mobilenetv2_no_top.weights.h5"
-    build(get("mobilenetv2"), 32, None).save_weights(weights)
-    data = class_folders(tmp_path / "lungs", 3, 12)
-
-    def folder(*extra: str):
-        return tiny_cfg("dataset=folder", f"dataset.path={data}", f"backbone.weights={weights}", *extra,
-                        synthetic=False)
-
+    _, folder = folder_with_weights(tiny_cfg, tmp_path, 5)
     run(folder())
     pruned: list[str] = []
 
@@ -130,8 +135,4 @@ def test_a_source_entry_pruned_between_the_plan_and_the_copy_is_planned_again(
     assert pruned and any("planning features test again" in r.getMessage() for r in caplog.records)
     assert reshuffled["features_extracted_images"] > 0  # the test images it could no longer copy
     monkeypatch.undo()
-    run(folder("dataset.split_seed=1", f"cache_dir={tmp_path / 'fresh'}",
-               f"results_dir={tmp_path / 'fresh_results'}"))
-    for entry in (tmp_path / "fresh" / "features").glob("*.npy"):
-        np.testing.assert_allclose(np.load(tmp_path / "cache" / "features" / entry.name), np.load(entry),
-                                   rtol=1e-5, atol=1e-5)
+    cold_run_matches(tmp_path, folder, "dataset.split_seed=1")
