@@ -176,8 +176,8 @@ def remove(entry: Entry, cutoff: float) -> str:
 
 def prune_records(folder: Path, cutoff: float, dry_run: bool, failed: list[str]) -> tuple[int, int]:
     """(records, bytes) of a scan folder in use that no run has read since `cutoff`: those of images no
-    longer in any dataset read lately (removed unless `dry_run`; one a run reads meanwhile is decoded
-    again). What cannot be removed is added to `failed`."""
+    longer in any dataset read lately (removed unless `dry_run`, with the bucket folders they leave empty;
+    one a run reads meanwhile is decoded again). What cannot be removed is added to `failed`."""
     count = size = 0
     for path in folder.rglob("*"):
         try:
@@ -190,6 +190,11 @@ def prune_records(folder: Path, cutoff: float, dry_run: bool, failed: list[str])
             continue
         except OSError as error:
             failed.append(f"{RECORDS}/{path.relative_to(folder.parent)}: {why(error)}")
+    if not dry_run:
+        with suppress(OSError):
+            for bucket in folder.iterdir():
+                with suppress(OSError):  # one holding a record kept, or a file: stays
+                    bucket.rmdir()  # one left empty (a writer between its mkdir and write re-decodes later)
     return count, size
 
 

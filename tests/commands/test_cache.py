@@ -106,17 +106,19 @@ def test_an_entry_another_prune_removed_first_is_gone_and_leaves_no_lock_made_fo
 def test_scan_records_no_run_read_go_from_a_folder_in_use(tmp_path: Path):
     folder = tmp_path / "scan" / ("a" * 12)
     old, read = (folder / "ab" / f"{name * 64}.json" for name in "12")
-    for record in (old, read):
+    alone = folder / "cd" / f"{'3' * 64}.json"  # the only record of its bucket
+    for record in (old, read, alone):
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text("{}")
     age(tmp_path, 40)
     for path in (read, folder):  # a run's scan dates its folder and each record it reads
         os.utime(path)
     listed = cache_command(f"cache_dir={tmp_path}", "unused_days=30", "dry_run=true")
-    assert "would remove 0 entries" in listed.stdout and "1 record" in listed.stdout and old.exists()
+    assert "would remove 0 entries" in listed.stdout and "2 records" in listed.stdout and old.exists()
     pruned = cache_command(f"cache_dir={tmp_path}", "unused_days=30")
-    assert pruned.returncode == 0 and "1 record" in pruned.stdout, pruned.stdout + pruned.stderr
+    assert pruned.returncode == 0 and "2 records" in pruned.stdout, pruned.stdout + pruned.stderr
     assert not old.exists() and read.exists()
+    assert not alone.parent.exists() and read.parent.is_dir()  # an emptied bucket goes, not one in use
 
 
 def test_only_entries_unused_for_unused_days_go_and_one_being_written_stays(tmp_path: Path):
