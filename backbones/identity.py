@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256
 
 IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"  # weights_used of a run whose download failed
@@ -14,6 +15,22 @@ IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"  # weights_used of a run 
 def weights_id_of_file(path: Path) -> str | None:
     """What caches and completed runs key a weights file on: its content, not its name."""
     return f"file-{file_sha256(path)}" if path.is_file() else None
+
+
+def weights_file(backbone: DictConfig) -> Path | None:
+    """The file `backbone.weights` names (`~` expanded); None for ImageNet or random init."""
+    weights = backbone.weights
+    return None if weights is None or str(weights) == "imagenet" else Path(str(weights)).expanduser()
+
+
+def check_weights_file(backbone: DictConfig) -> None:
+    """A weights file that is not there, named before the run imports TensorFlow (a typo then costs ~2 s,
+    not TensorFlow's start-up and its log lines first); `weights.from_file` says the same to other callers."""
+    if (path := weights_file(backbone)) is not None and not path.is_file():
+        raise BenchmarkError(
+            f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "
+            "file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"
+        )
 
 
 def weights_cannot_stop_the_run(backbone: DictConfig) -> bool:

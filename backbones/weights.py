@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from omegaconf import DictConfig
 
-from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
+from backbones.identity import IMAGENET_UNAVAILABLE, check_weights_file, weights_file, weights_id_of_file
 from backbones.keras2_h5 import assign_by_name, is_keras2_h5
 from backbones.registry import BackboneSpec, build
 from backbones.seeding import seed_run
@@ -71,11 +71,6 @@ def kernels(layer: keras.layers.Layer) -> list[np.ndarray]:
 def from_file(spec: BackboneSpec, image_size: int, path: Path) -> LoadedBackbone:
     """A Keras 3 `.weights.h5` file (or `.keras` archive), or a Keras 2 HDF5 file (RadImageNet's), checked
     to fill every layer."""
-    if not path.is_file():
-        raise BenchmarkError(
-            f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "
-            "file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"
-        )
     if damage := file_damage(path):
         raise BenchmarkError(
             f"backbone.weights={path} is truncated or corrupt ({damage}): download it again, or save it "
@@ -241,4 +236,5 @@ def load_backbone(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> Loade
         return LoadedBackbone(make, "random", f"random-{cfg.init_seed}", is_random=True)
     if str(weights) == "imagenet":
         return from_imagenet(spec, image_size, cfg)
-    return from_file(spec, image_size, Path(str(weights)).expanduser())
+    check_weights_file(cfg)
+    return from_file(spec, image_size, weights_file(cfg))

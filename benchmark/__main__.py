@@ -50,12 +50,14 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
 def pipeline_run(cfg: DictConfig, prepare: bool = True):
     """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset
     unless `prepare` is false: this process has loaded it), its thread pools sized to the launcher first:
-    they can be sized only before TensorFlow's first operation in the process. A dataset.path that is not
-    there, or a bad train.*/head.* number, stops it before any of that."""
+    they can be sized only before TensorFlow's first operation in the process. A dataset.path or
+    backbone.weights file that is not there, or a bad train.*/head.* number, stops it before any of that."""
+    from backbones.identity import check_weights_file
     from benchmark.data import ahead, check_path
     from benchmark.runs.settings import check_training
 
     check_path(cfg.dataset)
+    check_weights_file(cfg.backbone)
     check_training(cfg)
     first = "tensorflow" not in sys.modules  # a process's first run
     preparing = ahead.start(cfg) if first and prepare else None

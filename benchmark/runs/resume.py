@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from backbones.identity import IMAGENET_UNAVAILABLE, weights_id_of_file
+from backbones.identity import IMAGENET_UNAVAILABLE, weights_file, weights_id_of_file
 from benchmark.data import Dataset, load_dataset
 from benchmark.files import digest
 from benchmark.runs import layout, tracking
@@ -33,10 +33,8 @@ def still_valid(cfg: DictConfig, run_dir: Path, dataset: Dataset, previous: dict
         return False
     if previous.get("weights_used") == IMAGENET_UNAVAILABLE:
         log.warning("%s used random weights because ImageNet was unavailable; force=true re-runs it", run_dir)
-    weights = cfg.backbone.weights
-    if weights not in (None, "imagenet") and previous.get("weights_id") != weights_id_of_file(
-        Path(weights).expanduser()
-    ):
+    weights = weights_file(cfg.backbone)
+    if weights is not None and previous.get("weights_id") != weights_id_of_file(weights):
         log.warning("%s was trained from another version of %s: running it again", run_dir, weights)
         return False
     return True

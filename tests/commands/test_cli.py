@@ -123,6 +123,11 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, messag
     assert not (tmp_path / "runs").exists()
 
 
+def imported(stderr: str) -> set[str]:
+    """The modules PYTHONPROFILEIMPORTTIME=1 says the process imported, at any depth."""
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
 @pytest.mark.parametrize(
     ("preset", "message"),
     [
@@ -141,8 +146,20 @@ def test_a_sweep_preset_without_multirun_stops_before_tensorflow(tmp_path: Path,
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    imported = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
-    assert imported and not any(line.rstrip().endswith("| tensorflow") for line in imported)
+    assert "json" in imported(result.stderr) and "tensorflow" not in imported(result.stderr)
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_missing_weights_file_stops_before_tensorflow(tmp_path: Path):
+    """A typo in backbone.weights costs the interpreter's start-up, not TensorFlow's and its log lines."""
+    missing = tmp_path / "models" / "resnet50.weights.h5"
+    result = run_cli([*tiny_overrides(tmp_path), f"backbone.weights={missing}"],
+                     env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: backbone.weights={missing} does not exist: pass imagenet, null, or the path "
+                      "of a .weights.h5 file (Keras 3) or a no-top .h5 model (Keras 2, e.g. RadImageNet)"]
+    assert "json" in imported(result.stderr) and "tensorflow" not in imported(result.stderr)
     assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()
 
 
