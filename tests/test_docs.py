@@ -1,0 +1,44 @@
+"""The documents a newcomer reads first stay true to the code: ARCHITECTURE.md names every module, and the
+README's example of adding a backbone is a registry entry that works."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+import backbones.registry as registry
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("benchmark", "backbones", "hydra_plugins")
+
+
+def named_in(text: str, module: Path) -> bool:
+    """By its file name, as a command (`benchmark.<name>`), or as the sub-package folder it is part of."""
+    relative = module.relative_to(ROOT)
+    if len(relative.parts) > 3:  # benchmark/data/synthetic/render.py: the `synthetic/` package
+        return f"{relative.parts[2]}/" in text
+    return module.name in text or (len(relative.parts) == 2 and f"benchmark.{module.stem}" in text)
+
+
+def test_architecture_names_every_module():
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    modules = [path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+               if path.name not in ("__init__.py", "__main__.py")]
+    unnamed = [str(path.relative_to(ROOT)) for path in modules if not named_in(text, path)]
+    assert modules and not unnamed, f"ARCHITECTURE.md does not name {unnamed}"
+
+
+def test_the_readmes_new_backbone_example_is_a_working_registry_entry():
+    """The `BackboneSpec(...)` line of "Extending it", evaluated where the registry's entries are: its
+    preprocessing mode is the one its module's preprocess_input applies (the registry tests' rule)."""
+    from keras.applications import imagenet_utils
+
+    example = re.search(r"^(BackboneSpec\(.*\)),?$", (ROOT / "README.md").read_text(), re.MULTILINE)
+    assert example, "README's 'Extending it' has no BackboneSpec(...) line"
+    spec = eval(example.group(1), vars(registry))  # noqa: S307  the README's own line, the registry's names
+    assert spec.name not in registry.names() and spec.constructor is not None
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.float32)
+    own = spec.preprocess_input(pixels.copy())
+    assert np.allclose(imagenet_utils.preprocess_input(pixels.copy(), mode=spec.native_preprocess), own)
+    network = spec.constructor(include_top=False, weights=None, input_shape=(spec.min_size, spec.min_size, 3))
+    assert network.get_layer(spec.last_conv_layer)  # the Grad-CAM layer it names is there
