@@ -86,6 +86,16 @@ def stratified_indices(
     return [np.concatenate([members[g] for g in draw]) for draw in draws]
 
 
+def single_unit_class(labels: np.ndarray, groups: np.ndarray | None = None) -> str | None:
+    """"image" or "group" when some class's test cases are all one image, or all one group's images, else
+    None. Every class-stratified resample then holds that unit, so nothing of its sampling error reaches
+    an interval: one built from these resamples would be too narrow (estimands.summarise gives none)."""
+    labels = np.asarray(labels)
+    units = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    alone = any(len(np.unique(units[labels == c])) == 1 for c in np.unique(labels))
+    return ("image" if groups is None else "group") if alone else None
+
+
 def resample_weights(
     labels: np.ndarray, n_resamples: int, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:

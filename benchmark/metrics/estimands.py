@@ -9,7 +9,9 @@ seeds' metrics on the drawn rows. A single run is the one-seed case: its interva
 
 When the bootstrap cannot say anything (every valid replicate equal, e.g. three test images all
 classified correctly, or fewer than `MIN_VALID` valid replicates), a proportion metric falls back to the
-exact Clopper-Pearson interval of its pooled counts rather than reporting a zero-width interval.
+exact Clopper-Pearson interval of its pooled counts rather than reporting a zero-width interval. So it
+does where a class's test cases are all one image; where they are all one patient's (a grouped test
+split), the images are not independent and nothing is left to fall back on: no interval.
 """
 
 from collections.abc import Callable, Sequence
@@ -18,11 +20,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta, norm
 
-from benchmark.metrics.bootstrap import percentile_interval, resample_weights
+from benchmark.metrics.bootstrap import percentile_interval, resample_weights, single_unit_class
 
 BOOTSTRAP = "two-level bootstrap"
 CLOPPER_PEARSON_FALLBACK = "Clopper-Pearson (bootstrap degenerate)"
 DEGENERATE = "not estimable (bootstrap degenerate)"  # no counts to fall back on: no interval at all
+SINGLE_UNIT = "not estimable (a class has a single test {unit})"  # bootstrap.single_unit_class
 MIN_VALID = 10  # fewer valid replicates than this and the percentile interval means nothing
 
 
@@ -83,7 +86,8 @@ def two_level_replicates(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
 
 
 def summarise(
-    estimate: float, replicates: np.ndarray, level: float, counts: tuple[float, float] | None = None
+    estimate: float, replicates: np.ndarray, level: float, counts: tuple[float, float] | None = None,
+    single_unit: str | None = None,
 ) -> Interval:
     """The percentile interval of the replicates, or the exact fallback where the bootstrap is degenerate.
 
@@ -91,18 +95,22 @@ def summarise(
     stay visible. Degenerate = fewer than MIN_VALID valid replicates, or all valid ones equal (three test
     images all right): then a proportion with `counts` (successes, n; means over seeds) gets the
     Clopper-Pearson interval (method CLOPPER_PEARSON_FALLBACK); anything else has no interval (NaN,
-    method DEGENERATE) rather than a zero-width one.
+    method DEGENERATE) rather than a zero-width one. `single_unit` ("image" or "group", from
+    `bootstrap.single_unit_class`): the resamples never vary some class, so the bootstrap is degenerate
+    whatever the replicates; a proportion's exact interval needs independent images ("image" only),
+    else no interval (method SINGLE_UNIT).
     """
     _check_level(level)
     valid = replicates[np.isfinite(replicates)]
     n_valid, n_resamples = len(valid), len(replicates)
-    if n_valid >= MIN_VALID and np.ptp(valid) > 1e-12:
+    if single_unit is None and n_valid >= MIN_VALID and np.ptp(valid) > 1e-12:
         low, high = percentile_interval(valid, level)
         return Interval(estimate, low, high, n_valid, n_resamples, BOOTSTRAP)
-    if counts is not None:
+    if counts is not None and single_unit in (None, "image"):
         low, high = clopper_pearson_interval(*counts, level)
         return Interval(estimate, low, high, n_valid, n_resamples, CLOPPER_PEARSON_FALLBACK)
-    return Interval(estimate, float("nan"), float("nan"), n_valid, n_resamples, DEGENERATE)
+    method = DEGENERATE if single_unit is None else SINGLE_UNIT.format(unit=single_unit)
+    return Interval(estimate, float("nan"), float("nan"), n_valid, n_resamples, method)
 
 
 def two_level_interval(
@@ -133,7 +141,7 @@ def two_level_interval(
     counts = None
     if proportion_counts is not None:
         counts = tuple(np.mean([proportion_counts(y_true, p) for p in probabilities_by_seed], axis=0))
-    return summarise(estimate, replicates, level, counts)
+    return summarise(estimate, replicates, level, counts, single_unit_class(y_true, groups))
 
 
 def accuracy_counts(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[int, int]:

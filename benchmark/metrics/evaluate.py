@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from sklearn import metrics as skm
 
 from benchmark.errors import BenchmarkError
-from benchmark.metrics.bootstrap import resample_weights
+from benchmark.metrics.bootstrap import resample_weights, single_unit_class
 from benchmark.metrics.estimands import PROPORTION_COUNTS, summarise
 from benchmark.metrics.scores import per_class_counts, predictive_entropy
 from benchmark.metrics.table import BOOTSTRAPPED, OVERALL, PER_CLASS
@@ -59,6 +59,7 @@ def confidence_intervals(
     drawn), with the exact fallback for proportions where the bootstrap is degenerate."""
     groups = None if groups is None else np.asarray(groups)
     weights = resample_weights(y_true, settings.n_bootstrap, settings.bootstrap_seed, groups)
+    single_unit = single_unit_class(y_true, groups)
     intervals = {}
     for m in BOOTSTRAPPED:
         counts = PROPORTION_COUNTS.get(m.key)
@@ -67,6 +68,7 @@ def confidence_intervals(
             m.resampled(weights, y_true, probabilities, settings),
             settings.ci_level,
             None if counts is None else counts(y_true, probabilities),
+            single_unit,
         )
         intervals[f"{m.key}_ci_low"], intervals[f"{m.key}_ci_high"] = found.low, found.high
         intervals[f"{m.key}_ci_method"] = found.method

@@ -271,11 +271,20 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
                 "class's sensitivity, AUROC and the macro metrics rest on a handful of them and their "
                 "intervals are wide or unstable."
             )
+        if single := [name for name, count in counts.items() if count == 1]:
+            one = "test image" if test.groups is None else "test patient/study"
+            found.append(
+                f"{WARNING} **A class has a single {one}:** {', '.join(single)}. Every resample of the test "
+                f"set holds it, so no interval could show its variability: "
+                + (f"proportions have exact intervals ({EXACT_MARK}), the other metrics none. "
+                   if test.groups is None else "no metric has an interval (`(no CI)`). ")
+                + "Differences between rows here are not evidence."
+            )
     fallback = sorted(
         {
             name
             for row in rows
-            if row.estimates is not None
+            if row.estimates is not None and row.estimates.test and not row.estimates.test.single_unit
             for name, interval in row.estimates.intervals.items()
             if interval.method != BOOTSTRAP
         }

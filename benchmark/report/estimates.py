@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmark.files import digest
 from benchmark.metrics import weighted
-from benchmark.metrics.bootstrap import resample_weights
+from benchmark.metrics.bootstrap import resample_weights, single_unit_class
 from benchmark.metrics.calibration import apply_temperature, recorded_bound, recorded_temperature
 from benchmark.metrics.estimands import (
     DEGENERATE,
@@ -49,6 +49,7 @@ class TestSet:
     labels: np.ndarray
     groups: np.ndarray | None  # patient/study of each image when the split had groups
     weights: np.ndarray = field(repr=False)  # (B, n) draw counts, stratified by class (and group)
+    single_unit: str | None = None  # bootstrap.single_unit_class: these resamples never vary some class
 
     @property
     def n_groups(self) -> int | None:
@@ -103,7 +104,7 @@ class SharedResamples:
         if key not in self.found:
             s = self.settings
             weights = resample_weights(labels, s.n_bootstrap, s.bootstrap_seed, groups)
-            self.found[key] = TestSet(files, labels, groups, weights)
+            self.found[key] = TestSet(files, labels, groups, weights, single_unit_class(labels, groups))
         return self.found[key]
 
 
@@ -146,7 +147,7 @@ def estimate_row(
     def add(name: str, per_seed_point: np.ndarray, per_seed: np.ndarray, counts: tuple | None = None) -> None:
         replicates = two_level_replicates(per_seed, draws)
         point = float(np.nanmean(per_seed_point)) if np.isfinite(per_seed_point).any() else float("nan")
-        found.intervals[name] = summarise(point, replicates, settings.ci_level, counts)
+        found.intervals[name] = summarise(point, replicates, settings.ci_level, counts, test.single_unit)
         found.replicates[name] = replicates
 
     def score(key: str, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

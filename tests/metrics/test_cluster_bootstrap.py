@@ -3,6 +3,7 @@
 import numpy as np
 
 from benchmark.metrics.bootstrap import percentile_interval, resample_weights, stratified_indices
+from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK
 from benchmark.metrics.evaluate import Settings, confidence_intervals, evaluate
 
 SETTINGS = Settings(ci_level=0.95, n_bootstrap=500, bootstrap_seed=0, ece_bins=10)
@@ -68,3 +69,27 @@ def test_evaluate_records_the_bootstrap_unit():
     assert patient_width >= 2 * image_width
     same = confidence_intervals(y, p, SETTINGS, groups)
     assert same["accuracy_ci_low"] == by_patient["accuracy_ci_low"]
+
+
+def test_a_class_whose_test_cases_are_one_patient_has_no_interval():
+    """Every class-stratified resample draws that patient: its variability would be missing from any
+    interval (macro-F1 read [0.739, 0.756] on four test patients before), and its slices are not
+    independent images for an exact interval either."""
+    y, p, groups = patients()
+    keep = (y == 0) | (np.array(groups) == "patient01")  # class 1: patient01's slices alone
+    y, p, groups = y[keep], p[keep], list(np.array(groups)[keep])
+    found = confidence_intervals(y, p, SETTINGS, groups)
+    assert {found[f"{key}_ci_method"] for key in ("accuracy", "macro_f1", "macro_auroc")} == {
+        "not estimable (a class has a single test group)"}
+    assert np.isnan(found["accuracy_ci_low"]) and np.isnan(found["macro_f1_ci_high"])
+    by_image = confidence_intervals(y, p, SETTINGS)  # the same cases as independent images: resampled
+    assert by_image["accuracy_ci_method"] == "two-level bootstrap" and by_image["accuracy_ci_low"] < 1
+
+
+def test_a_class_of_one_test_image_gives_exact_intervals_for_proportions_and_none_for_the_rest():
+    y, p, _ = patients()
+    y, p = np.append(y[y == 0], 1), np.vstack([p[y == 0], [[0.3, 0.7]]])  # class 1: one image
+    found = confidence_intervals(y, p, SETTINGS)
+    assert found["accuracy_ci_method"] == CLOPPER_PEARSON_FALLBACK and found["accuracy_ci_low"] < 1
+    assert found["macro_auroc_ci_method"] == "not estimable (a class has a single test image)"
+    assert np.isnan(found["macro_auroc_ci_low"])

@@ -139,9 +139,9 @@ def test_a_class_only_ever_in_the_minority_is_kept():
         assert np.all(class_counts(labels, rows, 3) > 0)
 
 
-def test_three_correct_images_fall_back_to_clopper_pearson():
-    y = np.array([0, 1, 1])
-    right = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+def test_four_correct_images_fall_back_to_clopper_pearson():
+    y = np.array([0, 0, 1, 1])
+    right = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.3, 0.7]])
     by_seed = [right, right, right]
     interval = two_level_interval(
         weighted.accuracy, y, by_seed, 200, 0, 0.95, proportion_counts=accuracy_counts
@@ -149,7 +149,7 @@ def test_three_correct_images_fall_back_to_clopper_pearson():
     assert isinstance(interval, Interval)
     assert interval.method == CLOPPER_PEARSON_FALLBACK == "Clopper-Pearson (bootstrap degenerate)"
     assert interval.estimate == 1.0 and interval.high - interval.low > 0.5
-    assert interval.low == pytest.approx(beta.ppf(0.025, 3, 1)) and interval.high == 1.0
+    assert interval.low == pytest.approx(beta.ppf(0.025, 4, 1)) and interval.high == 1.0
     assert (interval.n_valid, interval.n_resamples) == (200, 200)
 
     found = two_level_interval(weighted.accuracy, y, by_seed, 200, 0, 0.95)  # no counts: no interval at all

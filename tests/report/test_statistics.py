@@ -20,6 +20,7 @@ from benchmark.report.rows import (
     training_time,
     with_estimates,
 )
+from benchmark.report.tables import fmt_estimate
 
 CLASSES = ("normal", "pneumonia", "tumor")
 SETTINGS = Settings(ci_level=0.95, n_bootstrap=300, bootstrap_seed=0, ece_bins=15)
@@ -74,7 +75,23 @@ def test_three_images_all_right_do_not_get_a_zero_width_interval():
     assert found.estimate == 1.0 and found.method == CLOPPER_PEARSON_FALLBACK
     assert found.high - found.low > 0.5
     warnings = "\n".join(small_test_warnings([row], "accuracy"))
-    assert "Test set too small to rank on" in warnings and "Few test cases" in warnings
+    assert "single test image:** normal, pneumonia, tumor" in warnings and "Few test" in warnings
+    assert estimate(row, "macro_auroc").method == "not estimable (a class has a single test image)"
+
+
+def test_a_class_of_one_test_patient_leaves_every_metric_without_an_interval():
+    """The bootstrap draws that patient in every resample: an interval would be too narrow, and its slices
+    are no independent images for an exact one."""
+    labels = np.repeat(np.arange(3), [20, 20, 4])
+    run = fake_run("m", noisy(labels, 0.3, 0), labels)
+    run.predictions["group"] = [f"p{i % 5}" for i in range(40)] + ["p9"] * 4  # tumor: patient p9 alone
+    (row,) = rows_of(run)
+    assert {estimate(row, key).method for key in ("accuracy", "macro_auroc", "sensitivity_tumor")} == {
+        "not estimable (a class has a single test group)"}
+    assert fmt_estimate(estimate(row, "accuracy"), 3).endswith("(no CI)")
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
+    assert "A class has a single test patient/study:** tumor" in warnings and "(no CI)" in warnings
+    assert "bootstrap was degenerate" not in warnings  # its reason is the single patient, said once
 
 
 def test_a_degenerate_interval_of_another_metric_is_noted_not_a_reason_not_to_rank():
