@@ -10,6 +10,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256
 
 IMAGENET_UNAVAILABLE = "random (imagenet unavailable)"  # weights_used of a run whose download failed
+FALLBACKS = ("random", "error")  # backbone.weights_fallback: ImageNet unavailable -> random init, or stop
 
 
 def weights_id_of_file(path: Path) -> str | None:

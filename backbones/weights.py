@@ -21,14 +21,19 @@ import keras
 import numpy as np
 from omegaconf import DictConfig
 
-from backbones.identity import IMAGENET_UNAVAILABLE, check_weights_file, weights_file, weights_id_of_file
+from backbones.identity import (
+    FALLBACKS,
+    IMAGENET_UNAVAILABLE,
+    check_weights_file,
+    weights_file,
+    weights_id_of_file,
+)
 from backbones.keras2_h5 import assign_by_name, is_keras2_h5
 from backbones.registry import BackboneSpec, build
 from backbones.seeding import seed_run
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
-FALLBACKS = ("random", "error")
 VERIFY_SEED = 0x5EED_F11E  # initial values a loaded file must overwrite (checked after loading)
 DOWNLOAD_FAILED: list[str] = []  # the first failed ImageNet download of this process, if any
 WEIGHTS_ORIGIN = "https://storage.googleapis.com/tensorflow/keras-applications/"  # where Keras downloads from

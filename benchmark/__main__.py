@@ -51,14 +51,12 @@ def pipeline_run(cfg: DictConfig, prepare: bool = True):
     """The pipeline's run function (importing TensorFlow, while a spawned process prepares the dataset
     unless `prepare` is false: this process has loaded it), its thread pools sized to the launcher first:
     they can be sized only before TensorFlow's first operation in the process. A dataset.path or
-    backbone.weights file that is not there, or a bad train.*/head.* number, stops it before any of that."""
-    from backbones.identity import check_weights_file
-    from benchmark.data import ahead, check_path
-    from benchmark.runs.settings import check_training
+    backbone.weights file that is not there, or a bad value (`settings.check_run`), stops it before any of
+    that."""
+    from benchmark.data import ahead
+    from benchmark.runs.settings import check_run
 
-    check_path(cfg.dataset)
-    check_weights_file(cfg.backbone)
-    check_training(cfg)
+    check_run(cfg)
     first = "tensorflow" not in sys.modules  # a process's first run
     preparing = ahead.start(cfg) if first and prepare else None
     from benchmark.runs import threads
@@ -100,7 +98,7 @@ def search_cell(cfg: DictConfig) -> float | None:
     """An Optuna study (runs/search.py); its settings are checked before TensorFlow's import and the data.
     Alone, a refusal is the one-line exit 2; in a sweep it is this cell's failure and the next cell runs
     (settings refused for every cell of its batch stopped the sweep before the batch's first cell:
-    search_space.check_sweep)."""
+    settings.check_sweep)."""
     from benchmark.runs.search import search, study_name
     from benchmark.runs.search_space import check_search
 
@@ -157,3 +155,7 @@ def refuse_sweep_preset(hydra_cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     run_hydra(main)
+    from benchmark.runs.progress import FAILED
+
+    if FAILED:  # the leaderboard is written, the failures listed: a script or `make` still sees them
+        raise SystemExit(1)

@@ -81,12 +81,16 @@ def fingerprint(
     return sha.hexdigest()[:16]
 
 
-def readable_only(records: dict[str, ScanRecord], ids: list[str], action: str) -> list[str]:
-    """The ids whose files decode; the others are skipped with a warning, or all reported in one error."""
+def check_bad_image_action(action: str) -> None:
     if action not in BAD_IMAGE_ACTIONS:
         raise BenchmarkError(
             f"dataset.on_bad_image={action!r} is unknown: use one of {', '.join(BAD_IMAGE_ACTIONS)}"
         )
+
+
+def readable_only(records: dict[str, ScanRecord], ids: list[str], action: str) -> list[str]:
+    """The ids whose files decode; the others are skipped with a warning, or all reported in one error."""
+    check_bad_image_action(action)
     bad = {i: records[i].reason for i in ids if records[i].reason}
     if bad and action == "error":
         listed = "; ".join(f"{i} ({reason})" for i, reason in bad.items())
@@ -198,9 +202,17 @@ def synthetic_parameters(cfg: DictConfig) -> dict:
 def check_path(cfg: DictConfig) -> None:
     """A user's dataset.path that is not there, named before the run imports TensorFlow and probes its
     weights: a typo then stops at once, without the ImageNet warning first. The loaders check it too;
-    so is dataset.dedupe, which the audit would reach only after every image is decoded."""
-    check_dedupe(cfg.get("dedupe", "warn"))
+    so are dataset.dedupe, which the audit would reach only after every image is decoded, and the
+    decoding's choices and dataset.on_bad_image, which the spawned scan would reach first."""
+    check_dataset_values(cfg)
     check_data_path(cfg)
+
+
+def check_dataset_values(cfg: DictConfig) -> None:
+    """The dataset's choices that need no file: dedupe, the decoding's, on_bad_image."""
+    check_dedupe(cfg.get("dedupe", "warn"))
+    DecodeOptions.from_config(cfg)
+    check_bad_image_action(cfg.get("on_bad_image", "skip"))
 
 
 def check_data_path(cfg: DictConfig) -> None:

@@ -37,7 +37,7 @@ from benchmark.runs import layout, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
 from benchmark.runs.progress import current_cell
-from benchmark.runs.settings import check_training
+from benchmark.runs.settings import check_settings
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
 from benchmark.saliency.pool import Pooled, keep_pool, pool_path, pooled_images, read_pool
@@ -162,7 +162,7 @@ def validate(cfg: DictConfig) -> RunIdentity:
     layout.check_writable(Path(cfg.results_dir))
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
-    check_training(cfg)  # an Optuna trial's values too
+    check_settings(cfg)  # an Optuna trial's values too
     if cfg.get("logger"):
         tracking.check_installed()
     engines.choose(cfg.runtime.engine, 0, 1, False)  # an unknown or uninstalled engine, before any work

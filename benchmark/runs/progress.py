@@ -19,6 +19,7 @@ from benchmark.files import write_json
 from benchmark.runs.threads import local_jobs
 
 log = logging.getLogger(__name__)
+FAILED: list[str] = []  # this process's sweep's failed cells, at its end: `python -m benchmark` exits 1
 
 
 def swept_sizes(config: DictConfig) -> dict[str, int]:
@@ -186,6 +187,7 @@ class SweepProgress(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = [cell["cell"] for cell in finished_cells(markers(config)) if not cell["ok"]]
+        FAILED[:] = failed
         done = self.total - len(failed)
         took = f" in {time.monotonic() - self.sweep_started:.0f} s" if self.sweep_started else ""  # started?
         log.info("sweep finished: %d/%d cells complete%s%s", done, self.total, took,

@@ -68,27 +68,6 @@ def check_search(cfg: DictConfig) -> None:
         check_values(cfg, item)
 
 
-def check_sweep(cells: list[DictConfig]) -> None:
-    """A batch of a multirun's cells (every cell, unless hydra.sweeper.max_batch_size splits the sweep),
-    before its first trains: search settings refused for every cell (n_trials=0, a test metric) stop the
-    sweep there, earlier batches having run. A cell refused alone (hparams_search=finetune on its
-    train=frozen) fails at its turn, recorded like any failing cell, and the others run."""
-    first = refusal(cells[0]) if cells else None
-    if first and all(refusal(cell) for cell in cells[1:]):
-        raise first
-
-
-def refusal(cell: DictConfig) -> BenchmarkError | None:
-    """Why check_search refuses this cell's search; None for a cell without a search or one it accepts."""
-    if not cell.get("hparams_search"):
-        return None
-    try:
-        check_search(cell)
-    except BenchmarkError as error:
-        return error
-    return None
-
-
 def shown(value: Any) -> str:
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value)

@@ -1,12 +1,14 @@
-"""The train.*, head.* and augment.* settings, checked before any work (no TensorFlow imported).
+"""The train.*, head.*, augment.* and evaluate.* settings, checked before any work (no TensorFlow imported).
 
 Keras meets these values only after the data is loaded and the features are extracted, and then fails
 with a traceback of its own (train.max_epochs=0: "need at least one array to stack"; train.batch_size=0:
 a division by zero; head.dropout=1.5, train.lr=abc; train.class_weight=balance in scikit-learn), refuses
 one late (train.optimizer=adamm, after decoding and BatchNorm recalibration), trains on one that makes no
 sense (a negative learning rate climbs the loss) or ignores it (Keras's RandomFlip("diagonal") flips
-nothing; a negative augment factor turns the transformation off). Checked here, a bad value is one
-`error:` line naming the key and the fix, before anything is computed or written.
+nothing; a negative augment factor turns the transformation off); evaluate.n_bootstrap=0 failed only
+once the run had trained. Checked here, a bad value is one `error:` line naming the key and the fix,
+before anything is computed or written; `check_run` adds the data, weights and input size, for a single
+run and for each cell of a sweep before its first.
 """
 
 import math
@@ -15,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from backbones.identity import FALLBACKS
 from benchmark.errors import BenchmarkError
 
 
@@ -81,12 +84,18 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "augment.zoom": (*fraction(1, inclusive=False), "0.1"),
     "augment.translation": (*fraction(1), "0.1"),
     "augment.contrast": (*fraction(1), "0.1"),
+    "evaluate.n_bootstrap": (*count(1), "1000"),
+    "evaluate.bootstrap_seed": (*count(0), "0"),
+    "evaluate.ci_level": (lambda v: number(v) and 0 < v < 1, "a number between 0 and 1", "0.95"),
+    "evaluate.ece_bins": (*count(1), "15"),
+    "evaluate.target_sensitivity": (lambda v: number(v) and 0 < v <= 1, "a number above 0, at most 1",
+                                    "0.95"),
+    "backbone.weights_fallback": (*one_of(*FALLBACKS), "random"),
 }
 
 
-def check_training(cfg: DictConfig) -> None:
-    """Raise a BenchmarkError naming the first bad train.*, head.* or augment.* setting, its value and the
-    fix."""
+def check_settings(cfg: DictConfig) -> None:
+    """Raise a BenchmarkError naming the first bad setting of RULES, its value and the fix."""
     for key, (valid, rule, example) in RULES.items():
         value = OmegaConf.select(cfg, key, default=ABSENT)
         if value is ABSENT:
@@ -95,3 +104,53 @@ def check_training(cfg: DictConfig) -> None:
         if not valid(value):
             shown = "null" if value is None else repr(value)
             raise BenchmarkError(f"{key}={shown} must be {rule}: e.g. {key}={example}")
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every value a run can be refused for without reading a file: the dataset's choices, the backbone
+    and its input size, and RULES. A sweep checks each cell's before its first (`search_space.refusal`):
+    on the submitting host, where a cluster's data path need not exist."""
+    from backbones.registry import check_image_size
+    from benchmark.data import check_dataset_values
+    from benchmark.runs.identity import resolve
+
+    check_dataset_values(cfg.dataset)
+    identity = resolve(cfg)
+    check_image_size(identity.spec, identity.image_size)
+    check_settings(cfg)
+
+
+def check_run(cfg: DictConfig) -> None:
+    """Everything a run can be refused for before its data is read or TensorFlow imported: the dataset's
+    path and the weights file (a typo named first, without the ImageNet probe's warning), then its values."""
+    from backbones.identity import check_weights_file
+    from benchmark.data import check_data_path
+
+    check_data_path(cfg.dataset)
+    check_weights_file(cfg.backbone)
+    check_values(cfg)
+
+
+def check_sweep(cells: list[DictConfig]) -> None:
+    """A batch of a multirun's cells (every cell, unless hydra.sweeper.max_batch_size splits the sweep),
+    before its first trains: values refused for every cell (train.lr=abc, n_trials=0, a test metric) stop
+    the sweep there, earlier batches having run. A cell refused alone (inceptionv3 at an image_size below
+    its minimum, hparams_search=finetune on its train=frozen) fails at its turn, recorded like any failing
+    cell, and the others run."""
+    first = refusal(cells[0]) if cells else None
+    if first and all(refusal(cell) for cell in cells[1:]):
+        raise first
+
+
+def refusal(cell: DictConfig) -> BenchmarkError | None:
+    """Why this cell would be refused before its data (`settings.check_values`, and check_search for a
+    search); None for a cell that would run."""
+    from benchmark.runs.search_space import check_search
+
+    try:
+        check_values(cell)
+        if cell.get("hparams_search"):
+            check_search(cell)
+    except BenchmarkError as error:
+        return error
+    return None

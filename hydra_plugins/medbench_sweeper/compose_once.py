@@ -15,9 +15,10 @@ only): `KeptConfigFiles` keeps them for the sweep and gives each composition its
 merges the files' nodes without copying and then edits them. The 21 cells of a default sweep: 4.6-5.3 s
 -> 3.3-3.7 s, the configurations equal.
 
-The validation also checks the search settings of `hparams_search` cells: refused for every cell of a
-batch, the sweep stops with one line before that batch's first cell, the whole sweep's first unless
-`max_batch_size` splits it (`benchmark.runs.search_space.check_sweep`).
+The validation also checks medbench's values of every cell (the settings, the input size, the search
+settings of `hparams_search` cells): refused for every cell of a batch, the sweep stops with one line
+before that batch's first cell, the whole sweep's first unless `max_batch_size` splits it
+(`benchmark.runs.settings.check_sweep`).
 """
 
 import copy
@@ -113,10 +114,9 @@ class ComposeOnceSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Any) -> None:
         loader = self.hydra_context.config_loader
         cells = [loader.validate(self.config, list(overrides)) for overrides in batch]
-        if any(cell.get("hparams_search") for cell in cells):
-            # medbench's search settings, refused for every cell: one `error:` line and exit 2 here, before
-            # the batch's first cell, where the config's debug is known (debug=true: the traceback)
-            from benchmark.cli import or_fail
-            from benchmark.runs.search_space import check_sweep
+        # medbench's values (and search settings), refused for every cell: one `error:` line and exit 2 here,
+        # before the batch's first cell, where the config's debug is known (debug=true: the traceback)
+        from benchmark.cli import or_fail
+        from benchmark.runs.settings import check_sweep
 
-            or_fail(lambda: check_sweep(cells), debug=bool(self.config.get("debug")))
+        or_fail(lambda: check_sweep(cells), debug=bool(self.config.get("debug")))

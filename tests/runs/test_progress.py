@@ -74,7 +74,7 @@ def test_a_failed_cells_line_names_the_swept_settings(tmp_path, launcher):
                       f"dataset.path={tmp_path / 'absent'}", *launcher,
                       *tiny_overrides(tmp_path, synthetic=False)], timeout=600)
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
+    assert result.returncode == 1, log[-3000:]  # failed cells
     failed = sorted(line.split("[ERROR] - ", 1)[1] for line in log.splitlines() if " FAILED: " in line
                     and "[ERROR]" in line)
     assert [line.split(" FAILED: ")[0] for line in failed] == [

@@ -13,7 +13,8 @@ from benchmark.errors import BenchmarkError
 from benchmark.report.load import collect
 from benchmark.report.searches import data_of, is_current
 from benchmark.runs.search import data_in_name, forget_failure, study_name, summary, with_data
-from benchmark.runs.search_space import VALIDATION_METRICS, check_search, check_sweep
+from benchmark.runs.search_space import VALIDATION_METRICS, check_search
+from benchmark.runs.settings import check_sweep
 from tests.conftest import compose_config, run_cli, tiny_overrides
 
 
@@ -162,7 +163,7 @@ def test_a_search_multirun_records_a_refused_cell_and_goes_on(tmp_path: Path):
     with held_study(tmp_path, *search, "seed=0"):
         result = run_cli(["--multirun", *search, "seed=0,1", *tiny_overrides(tmp_path)], timeout=600)
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
+    assert result.returncode == 1, log[-3000:]  # a failed cell
     failed = [line for line in log.splitlines() if "FAILED: study" in line]
     assert len(failed) == 1 and "cell mobilenetv2 seed=0 FAILED" in failed[0], log[-3000:]
     assert "is being run by another process" in failed[0]
@@ -286,7 +287,7 @@ def test_a_refused_search_cell_without_a_study_result_is_listed_as_failed(tmp_pa
 
 def test_a_search_cell_refused_before_its_study_does_not_load_the_data(tmp_path: Path):
     """The frozen cell's search is refused by check_search, the finetune cell's batch size by
-    check_training: neither can run its study, so neither is named (naming it loads the data)."""
+    check_settings: neither can run its study, so neither is named (naming it loads the data)."""
     pytest.importorskip("optuna")
     result = run_cli(["--multirun", "hparams_search=finetune", "train=frozen,finetune", "train.batch_size=0",
                       *tiny_overrides(tmp_path)])

@@ -1,14 +1,22 @@
-"""The train.*, head.* and augment.* settings are checked before any work: a bad one is a BenchmarkError
-naming the key and the fix; every legal value, an integer learning rate included, passes
-(tests/commands/test_cli.py checks the one `error:` line and exit code 2 of a real run, and so does the
-last test here for the choices)."""
+"""The train.*, head.*, augment.*, evaluate.* and dataset choices are checked before any work: a bad one
+is a BenchmarkError naming the key and the fix; every legal value, an integer learning rate included,
+passes (tests/commands/test_cli.py checks the one `error:` line and exit code 2 of a real run, and so do
+the CLI tests here, for a single run and for a sweep whose every cell is refused)."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from benchmark.errors import BenchmarkError
-from benchmark.runs.settings import CLASS_WEIGHTS, FLIP_MODES, OPTIMIZERS, check_training
+from benchmark.runs.settings import (
+    CLASS_WEIGHTS,
+    FLIP_MODES,
+    OPTIMIZERS,
+    check_settings,
+    check_values,
+    refusal,
+)
 from tests.conftest import run_cli, tiny_overrides
 
 
@@ -31,7 +39,7 @@ from tests.conftest import run_cli, tiny_overrides
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
-    check_training(tiny_cfg(*overrides))
+    check_settings(tiny_cfg(*overrides))
 
 
 @pytest.mark.parametrize(
@@ -81,11 +89,18 @@ def test_legal_settings_pass(tiny_cfg, overrides):
          "augment.translation=1.5 must be a number from 0 to 1"),
         (["train=finetune", "augment=light", "augment.contrast=abc"],
          "augment.contrast='abc' must be a number from 0 to 1"),
+        (["evaluate.n_bootstrap=0"], "evaluate.n_bootstrap=0 must be a whole number of at least 1"),
+        (["evaluate.ci_level=95"], "evaluate.ci_level=95 must be a number between 0 and 1: e.g."),
+        (["evaluate.ece_bins=0"], "evaluate.ece_bins=0 must be a whole number of at least 1"),
+        (["evaluate.target_sensitivity=0"], "evaluate.target_sensitivity=0 must be a number above 0"),
+        (["evaluate.bootstrap_seed=-1"], "evaluate.bootstrap_seed=-1 must be a whole number of at least 0"),
+        (["backbone.weights_fallback=bogus"],  # checked with random weights too: it would hash a new run
+         "backbone.weights_fallback='bogus' must be one of random | error"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
     with pytest.raises(BenchmarkError) as raised:
-        check_training(tiny_cfg(*overrides))
+        check_settings(tiny_cfg(*overrides))
     assert str(raised.value).startswith(message), raised.value
 
 
@@ -116,4 +131,32 @@ def test_a_bad_choice_stops_the_cli_before_any_work(tmp_path: Path, overrides):
     key = overrides[-1].split("=")[0]
     assert len(errors) == 1 and errors[0].startswith(f"error: {key}=") and f"e.g. {key}=" in errors[0]
     assert "Traceback" not in result.stderr
+    assert not any((tmp_path / name).exists() for name in ("results/runs", "data", "cache"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset.window=foo"], "dataset.window=foo is not known: use one of auto, header"),
+        (["dataset.on_bad_image=errr"], "dataset.on_bad_image='errr' is unknown: use one of skip, error"),
+        (["image_size=16"], "image_size=16 is below mobilenetv2's minimum of 32"),
+        (["evaluate.n_bootstrap=0"], "evaluate.n_bootstrap=0 must be"),
+    ],
+)
+def test_a_run_and_each_sweep_cell_are_checked_without_reading_a_file(tiny_cfg, overrides, message):
+    """QA: these were refused only after TensorFlow's import (n_bootstrap=0 once the run had trained)."""
+    with pytest.raises(BenchmarkError, match=re.escape(message)):
+        check_values(tiny_cfg(*overrides))
+    assert refusal(tiny_cfg(*overrides)) is not None and refusal(tiny_cfg()) is None
+
+
+def test_a_sweep_whose_every_cell_is_refused_stops_before_the_first(tmp_path: Path):
+    """QA: each cell failed at its turn (after TensorFlow's import) and the sweep exited 0 with a failed.json
+    per cell in the leaderboard; one cell refused alone still fails at its turn (tests/runs/test_sweep.py)."""
+    sweep = ["--multirun", "backbone=mobilenetv2,resnet50"]
+    result = run_cli([*sweep, *tiny_overrides(tmp_path, "train.lr=abc")])
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: train.lr='abc' must be a positive number: e.g. train.lr=1e-3"], errors
+    assert "Traceback" not in result.stderr and "cell 1/2" not in result.stdout + result.stderr
     assert not any((tmp_path / name).exists() for name in ("results/runs", "data", "cache"))
