@@ -30,6 +30,7 @@ from benchmark.errors import BenchmarkError
 from benchmark.files import file_sha256, read_json, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
 from benchmark.metrics.predictions import predictions_frame
+from benchmark.runs.layout import EXTERNAL
 
 log = logging.getLogger(__name__)
 DECODING = ("window", "intensity", "resize")  # follow the run unless the command line sets them
@@ -226,7 +227,7 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
         log.warning("no images of class(es) %s at %s: macro averages over classes (macro-AUROC, macro-F1) "
                     "are undefined there; accuracy and the per-class metrics of the others are in "
                     "metrics.json", ", ".join(scores["absent_classes"]), name)
-    folder = run_dir / "external" / str(name)
+    folder = run_dir / EXTERNAL / str(name)
     write_json(folder / "metrics.json", {
         "site": str(name),
         "dataset": dataset_name(dataset_cfg),

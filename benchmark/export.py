@@ -25,7 +25,7 @@ from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
 from benchmark.metrics.calibration import bound_range, recorded_temperature
-from benchmark.runs.layout import staging_directory
+from benchmark.runs.layout import EXPORTS, staging_directory
 from benchmark.runs.settings import POSITIVE
 
 Exported = tuple[Callable[[np.ndarray], np.ndarray], str]  # the file run by its runtime, who wrote it
@@ -148,7 +148,7 @@ def work(cfg: DictConfig) -> Path:
     )
     model = cli.load_model(run_dir)
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
-    folder = run_dir / "exports" / cfg.format
+    folder = run_dir / EXPORTS / cfg.format
     staging, facts = staging_directory(folder), model_facts(metrics)  # the old export stays until it passes
     try:
         started = time.perf_counter()

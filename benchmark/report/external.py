@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmark.metrics.table import metric
 from benchmark.report.rows import Row
+from benchmark.runs.layout import EXTERNAL
 from benchmark.runs.model_card import with_interval
 
 
@@ -14,7 +15,7 @@ def external_results(results_dir: Path, row: Row) -> list[tuple[dict, dict]]:
     """(the run's metrics, one external site's metrics) for every external score of the row's runs."""
     found = []
     for run in row.runs:
-        for path in sorted((results_dir / run.rel / "external").glob("*/metrics.json")):
+        for path in sorted((results_dir / run.rel / EXTERNAL).glob("*/metrics.json")):
             try:
                 found.append((run.metrics, json.loads(path.read_text())))
             except (OSError, ValueError):

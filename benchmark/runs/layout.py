@@ -25,6 +25,10 @@ from benchmark.files import lock_path, publish_directory, read_json
 log = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"  # the backbone folder the report files ensembles under
+# What commands add to a finished run, per site or format: results of that run's model, which go with it
+# when it is trained again (force=true, changed data)
+EXTERNAL, EXPORTS = "external", "exports"  # <run>/external/<site>/, <run>/exports/<format>/
+ADDED_LATER = (EXTERNAL, EXPORTS)  # benchmark.evaluate, benchmark.export
 # A waiting process asks for the run's lock this many seconds at a time: filelock refuses an unbounded wait
 # on a lock another FileLock of the same process holds, as a sweep's earlier cell of the same run does
 # until the figure worker's thread publishes it.
@@ -67,6 +71,17 @@ def results_dir_of(run_dir: Path) -> Path:
     """The results folder a run directory sits in (four levels up: runs/<dataset>/<backbone>/<run>)."""
     parents = Path(run_dir).resolve().parents
     return parents[min(3, len(parents) - 1)]
+
+
+def warn_replaced(run_dir: Path) -> None:
+    """Before a finished run is trained again: what the later commands added to it goes with the old model
+    when the new run replaces it (an external score or an export of the old model kept beside the new one
+    would describe a model the run no longer holds)."""
+    added = sorted(f"{kind}/{path.name}" for kind in ADDED_LATER for path in Path(run_dir).glob(f"{kind}/*"))
+    if added:
+        log.warning("%s will be replaced by the run starting now, and with it %s, made from the old model: "
+                    "run benchmark.evaluate / benchmark.export again on the new one",
+                    run_dir, ", ".join(added))
 
 
 def run_name(seed: object, config_hash: str) -> str:

@@ -110,15 +110,19 @@ def test_an_extractor_folder_copied_without_its_weights_is_reported_missing(tiny
         cli.load_model(run_dir)
 
 
-def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm):
+def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm, caplog):
     cfg = tiny_cfg()
     metrics = run(cfg)
     written = (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns
     read_back = json.loads((run_dir_of(metrics, cfg) / "metrics.json").read_text())
     assert json.dumps(run(cfg), sort_keys=True) == json.dumps(read_back, sort_keys=True)  # NaN-safe
     assert (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns == written
+    for added in ("external/siteB", "exports/onnx"):  # what benchmark.evaluate and benchmark.export add
+        (run_dir_of(metrics, cfg) / added).mkdir(parents=True)
     run(tiny_cfg("force=true"))
     assert (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns != written
+    (warned,) = [r.getMessage() for r in caplog.records if "will be replaced" in r.getMessage()]
+    assert "with it exports/onnx, external/siteB, made from the old model" in warned  # said before training
     leftovers = [p.name for p in run_dir_of(metrics, cfg).parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
