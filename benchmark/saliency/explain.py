@@ -87,13 +87,16 @@ def explain(
     captions = [
         caption(class_names[y_true[i]], class_names[y_pred[i]], probabilities[i, y_pred[i]]) for i in rows
     ]
-    check = (
-        f"randomisation test on {checked}: Spearman \u03c1 = {spearman:.2f} between the maps of this model "
-        "and of one with re-drawn backbone weights (low = maps depend on the learned weights)"
-        if spearman is not None
-        else "randomisation test: not applicable — the maps carry no spatial information "
-        f"(layer {layer!r} is too small at this input size)"
-    )
+    if spearman is not None:
+        check = (f"randomisation test on {checked}: Spearman \u03c1 = {spearman:.2f} between the maps of "
+                 "this model and of one with re-drawn backbone weights (low = maps depend on the backbone's "
+                 "weights)")
+    elif has_spatial_information(maps):
+        check = ("randomisation test: not applicable — the model with re-drawn backbone weights gives blank "
+                 "maps")
+    else:
+        check = ("randomisation test: not applicable — the maps carry no spatial information "
+                 f"(layer {layer!r} is too small at this input size)")
     suptitle = f"Grad-CAM: {backbone}, layer {layer!r}\n{check}"
     correct = y_true[rows] == y_pred[rows]
     images = np.asarray(pixels[rows], np.float32)

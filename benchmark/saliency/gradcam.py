@@ -6,8 +6,9 @@ layers before the backbone, a probe model on the backbone that also returns that
 layers after it. Nothing here knows a backbone by name; the layer name comes from the registry.
 
 The model-parameter randomisation test (Adebayo et al. 2018) asks whether the maps change when the
-backbone's learned weights are replaced by fresh random ones. If they hardly change, the "explanation"
-is an edge detector that would look the same for any network.
+backbone's weights (ImageNet's, or a random init the head was trained on) are replaced by fresh random
+ones. If they hardly change, the "explanation" is an edge detector that would look the same for any
+network.
 """
 
 from collections.abc import Callable, Iterator
@@ -138,13 +139,14 @@ def redrawn_backbone(model: keras.Model, layer_name: str, seed: int) -> Iterator
 def mean_spearman(first: np.ndarray, second: np.ndarray) -> float | None:
     """Mean over images of the Spearman rank correlation of two maps. Images whose first map is constant
     carry no spatial information and are left out (None when all are); a constant second map against an
-    informative first one ranks nothing alike: 0."""
-    values = [
-        spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(b) > 0 else 0.0
-        for a, b in zip(first, second, strict=True)
-        if np.ptp(a) > 0
-    ]
-    return float(np.mean(values)) if values else None
+    informative first one ranks nothing alike: 0, unless every second map is constant (None: a re-drawn
+    network that gives no map at all, e.g. its activations dead, compares nothing, and 0.0 would read as
+    the strongest pass)."""
+    pairs = [(a, b) for a, b in zip(first, second, strict=True) if np.ptp(a) > 0]
+    if not any(np.ptp(b) > 0 for _, b in pairs):
+        return None
+    return float(np.mean([spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(b) > 0 else 0.0
+                          for a, b in pairs]))
 
 
 def has_spatial_information(maps: np.ndarray) -> bool:
@@ -162,9 +164,10 @@ def randomization_check(
     gradients: Gradients | None = None,
 ) -> float | None:
     """Adebayo et al. 2018: mean Spearman correlation between the maps of `model` and of a copy with
-    re-drawn backbone kernels. Low = the maps depend on the learned weights; near 1 = an edge detector.
+    re-drawn backbone kernels. Low = the maps depend on the backbone's weights; near 1 = an edge detector.
     None = not applicable: the model's maps carry no spatial information (a 1x1 last feature map at a
-    small input size, or constant maps), and a number there would read as a pass. `model` is left as found.
+    small input size, or constant maps), or the re-drawn model's are all blank (`mean_spearman`), and a
+    number there would read as a pass. `model` is left as found.
     `trained`: the model's maps of these images, when already computed (the panels' maps: not computed
     twice); `gradients`: its gradient_function.
     """
