@@ -46,6 +46,18 @@ def test_a_run_scored_on_a_harder_second_site(saved_run, tmp_path: Path):
     assert report.returncode == 0, report.stderr[-2000:]
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "## External validation" in markdown and "| siteB (synthetic) | 45 |" in markdown
+    assert "scored one by one" not in result.stderr  # the run was split by image too
+
+
+def test_a_site_scored_by_image_for_a_run_split_by_patient_is_warned_about(saved_run, tmp_path: Path):
+    """QA: the site's intervals fell back to images silently (split_by: image), too narrow for slices."""
+    run_dir = copied_run(saved_run, tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, "split_by": "patient"}))
+    other = ["dataset=synthetic", *TINY_SYNTHETIC, "dataset.seed=1", "name=siteB"]
+    result = run_cli([f"run={run_dir}", *other], module="benchmark.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "the run was split by patient, but this site's images are scored one by one" in result.stderr
 
 
 def test_a_small_site_without_one_class_is_scored_on_every_image(saved_run, tmp_path: Path):
