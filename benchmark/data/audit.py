@@ -39,6 +39,7 @@ class AuditResult:
     dropped: frozenset[str] = frozenset()  # ids dedupe=drop removes
     dedupe: str = "warn"
     near_bits: int = 28
+    label_conflicts: int = 0  # pairs of one image under two labels (`other_labels`)
 
 
 def split_rank(name: str) -> tuple[int, str]:
@@ -178,6 +179,17 @@ def cross_split(pairs: pd.DataFrame, kinds: tuple[str, ...] = LEAK_KINDS) -> pd.
     return pairs[pairs["kind"].isin(kinds) & (pairs["split_a"] != pairs["split_b"])]
 
 
+def other_labels(pairs: pd.DataFrame, splits: dict[str, Split]) -> pd.DataFrame:
+    """The pairs of one image (exact, near, the same SOPInstanceUID) under two labels, in any splits: label
+    noise the model is trained or tested on, whichever splits hold the copies."""
+    label_of = {image_id: label for split in splits.values()
+                for image_id, label in zip(split.ids, split.labels, strict=True)}
+    same = pairs[pairs["kind"].isin(LEAK_KINDS)]
+    differ = np.array([label_of.get(a) != label_of.get(b) for a, b in zip(same["file_a"], same["file_b"],
+                                                                           strict=True)], dtype=bool)
+    return same[differ] if len(same) else same
+
+
 def audit_counts(pairs: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Per kind, findings per split pair, e.g. {"exact": {"train~test": 2, "train~train": 1}, "near": {}}."""
     counts: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
@@ -229,6 +241,14 @@ def audit(
         )
     pairs = find_duplicates(splits, records, int(near_bits))
     counts = audit_counts(pairs)
+    conflicts = other_labels(pairs, splits)
+    if len(conflicts):
+        first = conflicts.iloc[0]
+        log.warning(
+            "LABEL NOISE: %d pair(s) of copies of one image carry different labels (e.g. %s and %s): correct "
+            "the labels or remove a copy (the run's audit.csv lists every duplicate pair)",
+            len(conflicts), first["file_a"], first["file_b"],
+        )
     advisory = summary(counts, ADVISORY_KINDS)
     if advisory:
         log.warning(
@@ -255,7 +275,7 @@ def audit(
         log.warning(
             "LEAKAGE: dropped %d images that repeat an image of an earlier split (%s)", len(dropped), leaks
         )
-    return AuditResult(pairs, counts, dropped, dedupe, int(near_bits))
+    return AuditResult(pairs, counts, dropped, dedupe, int(near_bits), len(conflicts))
 
 
 def reported_findings(record: dict) -> dict:
@@ -271,6 +291,7 @@ def reported_findings(record: dict) -> dict:
         "cross_split_duplicates": {kind: 0 if dropped else across.get(kind, 0) for kind in LEAK_KINDS},
         "dropped_duplicates": len(record.get("dropped", [])),
         "cross_split_hints": {kind: across.get(kind, 0) for kind in ADVISORY_KINDS},
+        "duplicates_with_other_labels": int(record.get("label_conflicts", 0)),
     }
 
 
@@ -286,6 +307,7 @@ def audit_record(result: AuditResult) -> dict:
             f"{a}~{b}": int(n) for (a, b), n in leaks.groupby(["split_a", "split_b"]).size().items()
         },
         "dropped": sorted(result.dropped),
+        "label_conflicts": result.label_conflicts,
     }
 
 

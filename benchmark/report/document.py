@@ -243,6 +243,9 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     if dropped and not leaks:
         lines.append(f"- {dropped} copies of images in an earlier split dropped before training "
                      "(dataset.dedupe=drop; listed in each run's manifest.json)")
+    if noisy := max(int(run.metrics.get("duplicates_with_other_labels") or 0) for run in runs):
+        lines.append(f"\n{WARNING} **Label noise:** {noisy} pair(s) of copies of one image carry different "
+                     "labels (see each run's audit.csv): correct the labels or remove a copy.")
     if hints:
         described = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in hints.items())
         lines.append(f"- to check: matches across splits by file name or DICOM PatientID ({described}; "
