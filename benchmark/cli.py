@@ -45,9 +45,11 @@ def one_line(error: BaseException) -> str:
     from hydra.errors import OverrideParseException
 
     if isinstance(error, OverrideParseException):  # Hydra's own message points at a column, not the fix
+        key, _, value = str(error.override).partition("=")
+        quoted = f"\"{key}='{value}'\"" if value and "'" not in value else "\"dataset.path='~/data/ct'\""
         return (
             f"cannot read the override {error.override}: quote a value holding ~, brackets or commas, "
-            "e.g. \"dataset.path='~/data/organamnist.npz'\" (Hydra's override grammar)"
+            f"e.g. {quoted} (Hydra's override grammar; the double quotes keep the shell off the single ones)"
         )
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key

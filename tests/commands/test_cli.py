@@ -111,7 +111,10 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
         (["backbone.name=resnet18"], "unknown backbone 'resnet18'"),
         (["backbone=resnet18"], "choose one of: densenet121, inceptionresnetv2"),
         (["dataset.pth=/data"], "dataset.pth is not a setting: check its spelling"),
-        (["dataset=medmnist", "dataset.path=~/organamnist.npz"], "quote a value holding ~"),
+        (["dataset=medmnist", "dataset.path=~/organamnist.npz"],
+         "quote a value holding ~, brackets or commas, e.g. \"dataset.path='~/organamnist.npz'\""),
+        (["dataset.group_pattern=patient(\\d+)_"],  # the shell took the single quotes of the README's form
+         "e.g. \"dataset.group_pattern='patient(\\d+)_'\""),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, message):
