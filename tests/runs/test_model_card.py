@@ -30,3 +30,14 @@ def test_a_fitted_temperature_is_stated_plainly(saved_run):
     card = model_card(metrics, manifest)
     assert "Temperature 1.70 fitted on validation: test ECE" in card
     assert "at the bound" not in card and "hit its search bound" not in card
+
+
+def test_a_grouped_test_split_is_counted_in_patients(saved_run):
+    """QA: a card said "The test split has 34 images" of a split into 9 patients, the bootstrap's unit."""
+    run_dir, _ = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    limits = model_card(metrics | {"n_test": 34, "n_test_groups": 9, "split_by": "patient"}, manifest)
+    assert "The test split has 34 images of 9 patients: intervals are wide." in limits
+    many = model_card(metrics | {"n_test": 3400, "n_test_groups": 60, "split_by": "patient"}, manifest)
+    assert "The test split has 3400 images of 60 patients" in many  # many slices, few patients: still wide
