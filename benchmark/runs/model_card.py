@@ -7,6 +7,7 @@ import math
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.calibration import bound_range
+from benchmark.metrics.estimands import SINGLE_UNIT
 from benchmark.metrics.table import BY_KEY
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
@@ -96,6 +97,11 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
         found.append(f"{shared} {metrics.get('split_by')}(s) sit in more than one split "
                      "(dataset.group_overlap=warn), which inflates test metrics.")
     found += absent_limits(metrics, manifest)
+    single = {SINGLE_UNIT.format(unit=unit): unit for unit in ("image", "group")}
+    if units := {single[v] for key, v in metrics.items() if key.endswith("_ci_method") and v in single}:
+        unit = "image" if "image" in units else metrics.get("split_by") or "group"
+        found.append(f"A class has a single test {unit}: every resample of the test set holds it, so no "
+                     "interval could show its variability; metrics without one say `(no CI)`.")
     groups = metrics.get("n_test_groups")  # the bootstrap's unit when set: a patient's slices are one case
     if (groups or metrics.get("n_test") or 0) < 100:
         of_groups = f" of {groups} {metrics.get('split_by') or 'group'}s" if groups else ""

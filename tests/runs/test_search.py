@@ -285,18 +285,19 @@ def test_a_refused_search_cell_without_a_study_result_is_listed_as_failed(tmp_pa
     assert len(collect(tmp_path / "results").failed) == 1
 
 
-def test_a_search_cell_refused_before_its_study_does_not_load_the_data(tmp_path: Path):
-    """The frozen cell's search is refused by check_search, the finetune cell's batch size by
-    check_settings: neither can run its study, so neither is named (naming it loads the data)."""
+def test_a_search_sweep_whose_every_cell_is_refused_stops_before_the_data(tmp_path: Path):
+    """The frozen cell's search is refused by check_search, both cells' batch size by check_settings: no
+    cell can run its study, so the sweep stops before the first, in one line (it used to record a failed
+    cell each and exit 0); nothing is loaded or written."""
     pytest.importorskip("optuna")
     result = run_cli(["--multirun", "hparams_search=finetune", "train=frozen,finetune", "train.batch_size=0",
                       *tiny_overrides(tmp_path)])
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-3000:]
-    assert "sweep finished: 0/2 cells complete" in log and "which train=frozen does not have" in log
-    records = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").rglob("failed.json")]
-    assert len(records) == 2 and not any("study" in record for record in records)
-    assert not (tmp_path / "data").exists()
+    assert result.returncode == 2, log[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: train.batch_size=0 must be a whole number of at least 1: e.g. "
+                      "train.batch_size=32"]
+    assert not (tmp_path / "results" / "runs").exists() and not (tmp_path / "data").exists()
 
 
 def test_a_search_of_a_folder_whose_images_changed_is_another_study(tmp_path: Path):
