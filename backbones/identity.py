@@ -26,7 +26,8 @@ def weights_file(backbone: DictConfig) -> Path | None:
 
 def check_weights_file(backbone: DictConfig) -> None:
     """A weights file that is not there, named before the run imports TensorFlow (a typo then costs ~2 s,
-    not TensorFlow's start-up and its log lines first); `weights.from_file` says the same to other callers."""
+    not TensorFlow's start-up and its log lines first); `weights.load_backbone` checks it again for other
+    callers."""
     if (path := weights_file(backbone)) is not None and not path.is_file():
         raise BenchmarkError(
             f"backbone.weights={path} does not exist: pass imagenet, null, or the path of a .weights.h5 "

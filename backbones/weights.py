@@ -22,7 +22,6 @@ import numpy as np
 from omegaconf import DictConfig
 
 from backbones.identity import (
-    FALLBACKS,
     IMAGENET_UNAVAILABLE,
     check_weights_file,
     weights_file,
@@ -190,11 +189,7 @@ def origin_unreachable(timeout_s: float = 10.0) -> str | None:
 
 
 def from_imagenet(spec: BackboneSpec, image_size: int, cfg: DictConfig) -> LoadedBackbone:
-    if cfg.weights_fallback not in FALLBACKS:
-        raise BenchmarkError(
-            f"backbone.weights_fallback={cfg.weights_fallback!r} is unknown: "
-            f"use one of {', '.join(FALLBACKS)}"
-        )
+    """`backbone.weights_fallback` is one of FALLBACKS (runs.settings checks it before any work)."""
     if keras_cached(spec):  # the file is here: no download, and no need to build before it is used
         return LoadedBackbone(lambda: build(spec, image_size, "imagenet"), "imagenet", "imagenet")
     warned_before = bool(DOWNLOAD_FAILED)  # this process said it all once already

@@ -218,11 +218,10 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     labels = to_run[np.concatenate([other.splits[s].labels for s in SPLITS])]
     ids = [image_id for s in SPLITS for image_id in other.splits[s].ids]
     groups = [g for s in SPLITS for g in other.splits[s].groups] if other.group_name else None
-    if groups is None and metrics.get("split_by", "image") != "image":
-        log.warning("the run was split by %s, but this site's images are scored one by one: its intervals "
-                    "treat the slices of one %s as independent evidence (too narrow); give its grouping "
-                    "(dataset.groups, dataset.group_pattern or dataset.group_depth)", metrics["split_by"],
-                    metrics["split_by"])
+    if groups is None and (unit := metrics.get("split_by") or "image") != "image":
+        log.warning("the run was split by %s, but this site's images are scored one by one: where a %s has "
+                    "several, its intervals treat them as independent evidence (too narrow); give its "
+                    "grouping (dataset.groups, dataset.group_pattern or dataset.group_depth)", unit, unit)
     model = cli.load_model(run_dir)
     probabilities = model.predict(pixels.astype(np.float32), batch_size=cfg.batch_size, verbose=0)
     classes = list(metrics["classes"])

@@ -12,12 +12,25 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("benchmark", "backbones", "hydra_plugins")
 
 
+def package_rows(text: str) -> dict[str, str]:
+    """The module map's rows by their package: "| `benchmark/data/` | ... |" -> "benchmark/data/"."""
+    rows = ((re.match(r"\| `([\w/]+/)` \|", line), line) for line in text.splitlines())
+    return {found.group(1): line for found, line in rows if found}
+
+
 def named_in(text: str, module: Path) -> bool:
-    """By its file name, as a command (`benchmark.<name>`), or as the sub-package folder it is part of."""
+    """In its package's row of the map by file name (a name such as audit.py exists in two packages), by its
+    path under benchmark/ anywhere (`report/load.py`), or, for a command, as `benchmark.<name>`; a module of
+    a sub-package (benchmark/data/synthetic/render.py) by that sub-package's folder in its package's row."""
     relative = module.relative_to(ROOT)
-    if len(relative.parts) > 3:  # benchmark/data/synthetic/render.py: the `synthetic/` package
-        return f"{relative.parts[2]}/" in text
-    return module.name in text or (len(relative.parts) == 2 and f"benchmark.{module.stem}" in text)
+    rows = package_rows(text)
+    if relative.parts[0] == "benchmark" and len(relative.parts) == 2:  # a command or a shared module
+        return module.name in text or f"benchmark.{module.stem}" in text
+    if len(relative.parts) > 3:
+        return f"{relative.parts[2]}/" in rows.get("/".join(relative.parts[:2]) + "/", "")
+    package = "/".join(relative.parts[:-1]) + "/"
+    in_row = module.name in rows.get(package, "")
+    return in_row or (len(relative.parts) == 3 and "/".join(relative.parts[1:]) in text)
 
 
 def test_architecture_names_every_module():

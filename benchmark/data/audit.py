@@ -39,7 +39,7 @@ class AuditResult:
     dropped: frozenset[str] = frozenset()  # ids dedupe=drop removes
     dedupe: str = "warn"
     near_bits: int = 28
-    label_conflicts: int = 0  # pairs of one image under two labels (`other_labels`)
+    label_conflicts: dict[str, int] | None = None  # kind -> pairs under two labels (`other_labels`)
 
 
 def split_rank(name: str) -> tuple[int, str]:
@@ -179,14 +179,16 @@ def cross_split(pairs: pd.DataFrame, kinds: tuple[str, ...] = LEAK_KINDS) -> pd.
     return pairs[pairs["kind"].isin(kinds) & (pairs["split_a"] != pairs["split_b"])]
 
 
-def other_labels(pairs: pd.DataFrame, splits: dict[str, Split]) -> pd.DataFrame:
-    """The pairs of one image (exact, near, the same SOPInstanceUID) under two labels, in any splits: label
-    noise the model is trained or tested on, whichever splits hold the copies."""
+def other_labels(pairs: pd.DataFrame, splits: dict[str, Split], dropped: frozenset[str]) -> pd.DataFrame:
+    """The duplicate pairs (exact, near, the same SOPInstanceUID) under two labels, in any splits and both
+    kept (dedupe=drop removes a later split's copy): an exact or same-instance pair is label noise the
+    model is trained or tested on; a near pair may be too (a JPEG re-encode filed under another class), or
+    two neighbouring slices that really differ, so it is one to check."""
     label_of = {image_id: label for split in splits.values()
                 for image_id, label in zip(split.ids, split.labels, strict=True)}
     same = pairs[pairs["kind"].isin(LEAK_KINDS)]
-    differ = np.array([label_of.get(a) != label_of.get(b) for a, b in zip(same["file_a"], same["file_b"],
-                                                                           strict=True)], dtype=bool)
+    differ = np.array([label_of.get(a) != label_of.get(b) and not {a, b} & dropped
+                       for a, b in zip(same["file_a"], same["file_b"], strict=True)], dtype=bool)
     return same[differ] if len(same) else same
 
 
@@ -241,14 +243,6 @@ def audit(
         )
     pairs = find_duplicates(splits, records, int(near_bits))
     counts = audit_counts(pairs)
-    conflicts = other_labels(pairs, splits)
-    if len(conflicts):
-        first = conflicts.iloc[0]
-        log.warning(
-            "LABEL NOISE: %d pair(s) of copies of one image carry different labels (e.g. %s and %s): correct "
-            "the labels or remove a copy (the run's audit.csv lists every duplicate pair)",
-            len(conflicts), first["file_a"], first["file_b"],
-        )
     advisory = summary(counts, ADVISORY_KINDS)
     if advisory:
         log.warning(
@@ -275,7 +269,24 @@ def audit(
         log.warning(
             "LEAKAGE: dropped %d images that repeat an image of an earlier split (%s)", len(dropped), leaks
         )
-    return AuditResult(pairs, counts, dropped, dedupe, int(near_bits), len(conflicts))
+    conflicts = other_labels(pairs, splits, dropped)
+    warn_of_other_labels(conflicts)
+    by_kind = {kind: int((conflicts["kind"] == kind).sum()) for kind in LEAK_KINDS}
+    return AuditResult(pairs, counts, dropped, dedupe, int(near_bits), by_kind)
+
+
+def warn_of_other_labels(conflicts: pd.DataFrame) -> None:
+    """`other_labels`' pairs in the log, an example of each: noise, then the near pairs to check."""
+    noise = conflicts[conflicts["kind"] != "near"]
+    if len(noise):
+        log.warning("LABEL NOISE: %d pair(s) of one image carry different labels (e.g. %s and %s): correct "
+                    "the labels or remove a copy (the run's audit.csv lists every duplicate pair)",
+                    len(noise), noise.iloc[0]["file_a"], noise.iloc[0]["file_b"])
+    near = conflicts[conflicts["kind"] == "near"]
+    if len(near):
+        log.warning("LABELS TO CHECK: %d near-duplicate pair(s) carry different labels (e.g. %s and %s): a "
+                    "copy filed under another class is label noise, neighbouring slices that differ are not "
+                    "(audit.csv)", len(near), near.iloc[0]["file_a"], near.iloc[0]["file_b"])
 
 
 def reported_findings(record: dict) -> dict:
@@ -291,7 +302,7 @@ def reported_findings(record: dict) -> dict:
         "cross_split_duplicates": {kind: 0 if dropped else across.get(kind, 0) for kind in LEAK_KINDS},
         "dropped_duplicates": len(record.get("dropped", [])),
         "cross_split_hints": {kind: across.get(kind, 0) for kind in ADVISORY_KINDS},
-        "duplicates_with_other_labels": int(record.get("label_conflicts", 0)),
+        "duplicates_with_other_labels": dict(record.get("label_conflicts") or {}),
     }
 
 

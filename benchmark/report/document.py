@@ -243,14 +243,19 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     if dropped and not leaks:
         lines.append(f"- {dropped} copies of images in an earlier split dropped before training "
                      "(dataset.dedupe=drop; listed in each run's manifest.json)")
-    if noisy := max(int(run.metrics.get("duplicates_with_other_labels") or 0) for run in runs):
-        lines.append(f"\n{WARNING} **Label noise:** {noisy} pair(s) of copies of one image carry different "
-                     "labels (see each run's audit.csv): correct the labels or remove a copy.")
     if hints:
         described = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in hints.items())
         lines.append(f"- to check: matches across splits by file name or DICOM PatientID ({described}; "
                      "audit.csv): different images can share them, but one patient in two splits inflates "
                      "test metrics")
+    other = most_per_kind(runs, "duplicates_with_other_labels")
+    if noise := sum(n for kind, n in other.items() if kind != "near"):
+        lines.append(f"\n{WARNING} **Label noise:** {noise} pair(s) of one image (exact or the same DICOM "
+                     "instance) carry different labels (each run's audit.csv): correct the labels or remove "
+                     "a copy.")
+    if near := other.get("near"):
+        lines.append(f"- to check: {near} near-duplicate pair(s) carry different labels (audit.csv): a copy "
+                     "filed under another class is label noise, neighbouring slices that differ are not")
     return lines
 
 
@@ -274,7 +279,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
                 "class's sensitivity, AUROC and the macro metrics rest on a handful of them and their "
                 "intervals are wide or unstable."
             )
-        if single := [name for name, count in counts.items() if count == 1]:
+        if test.single_unit:  # bootstrap.single_unit_class: a class of one test image, or one group's
+            single = [name for name, count in counts.items() if count == 1]
             one = "test image" if test.groups is None else "test patient/study"
             found.append(
                 f"{WARNING} **A class has a single {one}:** {', '.join(single)}. Every resample of the test "

@@ -85,6 +85,8 @@ def paired_bootstrap(first: Row, second: Row, key: str, level: float) -> Compari
     replicates behind their intervals: p = 2 min(P(diff <= 0), P(diff >= 0)), floored at 1/B."""
     same_test_set(first, second)
     a, b = first.estimates, second.estimates
+    if a.test.single_unit:  # the replicates never vary that class: a difference's spread would be too narrow
+        raise NotComparable(f"a class has a single test {a.test.single_unit}, which every resample holds")
     if key not in a.replicates or key not in b.replicates:
         raise NotComparable(f"{BY_KEY[key].name} has no bootstrap interval")
     diffs = a.replicates[key] - b.replicates[key]

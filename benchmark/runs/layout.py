@@ -75,12 +75,12 @@ def results_dir_of(run_dir: Path) -> Path:
 
 def warn_replaced(run_dir: Path) -> None:
     """Before a finished run is trained again: what the later commands added to it goes with the old model
-    when the new run replaces it (an external score or an export of the old model kept beside the new one
-    would describe a model the run no longer holds)."""
+    once the new run is published (an external score or an export of the old model kept beside the new
+    one would describe a model the run no longer holds; a new run that fails replaces nothing)."""
     added = sorted(f"{kind}/{path.name}" for kind in ADDED_LATER for path in Path(run_dir).glob(f"{kind}/*"))
     if added:
-        log.warning("%s will be replaced by the run starting now, and with it %s, made from the old model: "
-                    "run benchmark.evaluate / benchmark.export again on the new one",
+        log.warning("%s is trained again: once the new run is published, %s (made from the old model) go "
+                    "with it; run benchmark.evaluate / benchmark.export again on the new one",
                     run_dir, ", ".join(added))
 
 

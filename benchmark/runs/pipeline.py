@@ -33,10 +33,9 @@ from benchmark.metrics.evaluate import Settings, classification_report, evaluate
 from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
-from benchmark.runs import layout, provenance, resume, tracking
+from benchmark.runs import layout, progress, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card
-from benchmark.runs.progress import current_cell
 from benchmark.runs.settings import check_settings
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
@@ -313,10 +312,11 @@ def run(cfg: DictConfig, check: resume.Check | None = None) -> dict:
         check = resume.completed(cfg, identity)
         if check.done is not None:
             return check.done
+    layout.warn_replaced(identity.run_dir)
     # A sweep runs many cells in one process: start each from a clean slate, the previous cell's backbone
     # released (one garbage collection: a second one cost 0.22 s a cell for nothing).
     clean_slate()
-    started, cell = time.perf_counter(), current_cell(cfg)
+    started, cell = time.perf_counter(), progress.current_cell(cfg)
     with efficiency.peak_memory() as memory:
         # weights, then data: bad input stops the run before anything is written
         backbone = load_backbone(identity.spec, identity.image_size, cfg.backbone)
@@ -386,6 +386,7 @@ def publish_run(
             raise
         record_failure(cfg, error)  # finished beside a later cell: this cell failed, the sweep goes on
         log.error("cell %s FAILED: %s", cell, error)
+        progress.FAILED.append(cell)  # its marker said done: the sweep's exit status must not
         return
     if cfg.get("logger"):
         tracking.track(cfg, identity.dataset, identity.run_dir, metrics)

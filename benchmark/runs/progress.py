@@ -187,7 +187,7 @@ class SweepProgress(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         failed = [cell["cell"] for cell in finished_cells(markers(config)) if not cell["ok"]]
-        FAILED[:] = failed
+        FAILED.extend(cell for cell in failed if cell not in FAILED)  # with any whose publishing failed
         done = self.total - len(failed)
         took = f" in {time.monotonic() - self.sweep_started:.0f} s" if self.sweep_started else ""  # started?
         log.info("sweep finished: %d/%d cells complete%s%s", done, self.total, took,

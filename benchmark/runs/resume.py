@@ -71,13 +71,9 @@ class Check(NamedTuple):
 def completed(cfg: DictConfig, identity: RunIdentity, in_sweep: bool = False) -> Check:
     stamp = layout.published_stamp(identity.run_dir)
     if cfg.force or not layout.is_complete(identity.run_dir):
-        check = Check(None, None, stamp)
-    else:
-        dataset = dataset_of(cfg) if in_sweep else load(cfg)
-        check = Check(still_done(cfg, identity, dataset), dataset, stamp)
-    if check.done is None:
-        layout.warn_replaced(identity.run_dir)
-    return check
+        return Check(None, None, stamp)
+    dataset = dataset_of(cfg) if in_sweep else load(cfg)
+    return Check(still_done(cfg, identity, dataset), dataset, stamp)
 
 
 def still_done(cfg: DictConfig, identity: RunIdentity, dataset: Dataset) -> dict | None:

@@ -106,51 +106,61 @@ def check_settings(cfg: DictConfig) -> None:
             raise BenchmarkError(f"{key}={shown} must be {rule}: e.g. {key}={example}")
 
 
-def check_values(cfg: DictConfig) -> None:
-    """Every value a run can be refused for without reading a file: the dataset's choices, the backbone
-    and its input size, and RULES. A sweep checks each cell's before its first (`search_space.refusal`):
-    on the submitting host, where a cluster's data path need not exist."""
+def check_model_and_settings(cfg: DictConfig) -> None:
+    """The backbone and its input size, and RULES."""
     from backbones.registry import check_image_size
-    from benchmark.data import check_dataset_values
     from benchmark.runs.identity import resolve
 
-    check_dataset_values(cfg.dataset)
     identity = resolve(cfg)
     check_image_size(identity.spec, identity.image_size)
     check_settings(cfg)
 
 
+def check_values(cfg: DictConfig) -> None:
+    """Every value a run can be refused for without reading a file: the dataset's choices, the backbone
+    and its input size, and RULES. A sweep checks each cell's before its first (`refusal`): on the
+    submitting host, where a cluster's data path need not exist."""
+    from benchmark.data import check_dataset_values
+
+    check_dataset_values(cfg.dataset)
+    check_model_and_settings(cfg)
+
+
 def check_run(cfg: DictConfig) -> None:
     """Everything a run can be refused for before its data is read or TensorFlow imported: the dataset's
-    path and the weights file (a typo named first, without the ImageNet probe's warning), then its values."""
+    path and choices, the weights file (a typo named first, without the ImageNet probe's warning), then
+    the backbone, its input size and RULES."""
     from backbones.identity import check_weights_file
-    from benchmark.data import check_data_path
+    from benchmark.data import check_path
 
-    check_data_path(cfg.dataset)
+    check_path(cfg.dataset)
     check_weights_file(cfg.backbone)
-    check_values(cfg)
+    check_model_and_settings(cfg)
 
 
-def check_sweep(cells: list[DictConfig]) -> None:
-    """A batch of a multirun's cells (every cell, unless hydra.sweeper.max_batch_size splits the sweep),
-    before its first trains: values refused for every cell (train.lr=abc, n_trials=0, a test metric) stop
-    the sweep there, earlier batches having run. A cell refused alone (inceptionv3 at an image_size below
-    its minimum, hparams_search=finetune on its train=frozen) fails at its turn, recorded like any failing
-    cell, and the others run."""
-    first = refusal(cells[0]) if cells else None
-    if first and all(refusal(cell) for cell in cells[1:]):
-        raise first
+def check_sweep(cells: list[DictConfig], whole_sweep: bool = True) -> None:
+    """A batch of a multirun's cells, before its first trains: refused for every cell, the sweep stops
+    there in one line (values such as train.lr=abc where the batch is the whole sweep; search settings such
+    as n_trials=0 or a test metric in any batch, earlier batches having run). Where
+    hydra.sweeper.max_batch_size splits the sweep, a batch of cells whose values are refused (inceptionv3's
+    seeds below its minimum size) is no reason to stop the others: those cells fail at their turn, recorded
+    like any failing cell, as does a cell refused alone (hparams_search=finetune on its train=frozen)."""
+    found = [refusal(cell, values=whole_sweep) for cell in cells]
+    if found and all(found):
+        raise found[0]
 
 
-def refusal(cell: DictConfig) -> BenchmarkError | None:
-    """Why this cell would be refused before its data (`settings.check_values`, and check_search for a
-    search); None for a cell that would run."""
+def refusal(cell: DictConfig, values: bool = True) -> Exception | None:
+    """Why this cell would be refused before its data (`check_values` where `values`, and check_search for
+    a search); None for a cell that would run. Any error counts: a cell whose config cannot be resolved
+    would fail at its turn too."""
     from benchmark.runs.search_space import check_search
 
     try:
-        check_values(cell)
+        if values:
+            check_values(cell)
         if cell.get("hparams_search"):
             check_search(cell)
-    except BenchmarkError as error:
+    except Exception as error:
         return error
     return None

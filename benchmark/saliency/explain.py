@@ -15,10 +15,11 @@ from backbones.registry import get
 from benchmark.errors import BenchmarkError
 from benchmark.figures.gradcam import Overlay, caption, overlay_figure
 from benchmark.saliency.gradcam import (
+    BLANK_WHEN_REDRAWN,
     gradcam,
     gradient_function,
-    has_spatial_information,
     mean_spearman,
+    not_compared,
     randomization_check,
     weighted_maps,
 )
@@ -80,10 +81,10 @@ def explain(
     if len(rows) == 0:
         return {}
     if pooled:
-        maps, spearman, checked = pooled_maps(explained, in_kept, y_pred, pixels.shape[1:3])
+        maps, spearman, checked, why_not = pooled_maps(explained, in_kept, y_pred, pixels.shape[1:3])
     else:
         maps, spearman = gradient_maps(explained, pixels[rows], y_pred[rows], layer, seed)
-        checked = "these images"
+        checked, why_not = "these images", not_compared(maps)  # the test's images are the panels' here
     captions = [
         caption(class_names[y_true[i]], class_names[y_pred[i]], probabilities[i, y_pred[i]]) for i in rows
     ]
@@ -91,7 +92,7 @@ def explain(
         check = (f"randomisation test on {checked}: Spearman \u03c1 = {spearman:.2f} between the maps of "
                  "this model and of one with re-drawn backbone weights (low = maps depend on the backbone's "
                  "weights)")
-    elif has_spatial_information(maps):
+    elif why_not == BLANK_WHEN_REDRAWN:
         check = ("randomisation test: not applicable — the model with re-drawn backbone weights gives blank "
                  "maps")
     else:
@@ -112,9 +113,7 @@ def explain(
     return {
         "gradcam_images": len(rows),
         "gradcam_randomization_spearman": spearman,
-        "gradcam_randomization": "not applicable (maps without spatial information)"
-        if spearman is None
-        else "computed",
+        "gradcam_randomization": why_not if spearman is None else "computed",
         "gradcam_method": METHODS["pooled" if pooled else "gradient"],
     }
 
@@ -132,9 +131,9 @@ def gradient_maps(
 
 def pooled_maps(
     pooled: Pooled, in_pool: np.ndarray, y_pred: np.ndarray, size: tuple[int, int]
-) -> tuple[np.ndarray, float | None, str]:
+) -> tuple[np.ndarray, float | None, str, str]:
     """The maps of the kept images `in_pool`, and the randomisation test's correlation on the kept check
-    images; what that test was measured on."""
+    images; what that test was measured on; why there is no correlation (when there is none)."""
     kept = pooled.arrays
 
     def maps_of(activations: np.ndarray, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -144,5 +143,4 @@ def pooled_maps(
     checked = kept["rows"][: len(kept["redrawn_features"])]
     trained = maps_of(kept["activations"][: len(checked)], kept["features"][: len(checked)], checked)
     redrawn = maps_of(kept["redrawn_activations"], kept["redrawn_features"], checked)
-    spearman = mean_spearman(trained, redrawn) if has_spatial_information(trained) else None
-    return maps, spearman, f"{len(checked)} fixed test images"
+    return maps, mean_spearman(trained, redrawn), f"{len(checked)} fixed test images", not_compared(trained)

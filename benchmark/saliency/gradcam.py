@@ -136,17 +136,22 @@ def redrawn_backbone(model: keras.Model, layer_name: str, seed: int) -> Iterator
             variable.assign(value)
 
 
+NO_SPATIAL_INFORMATION = "not applicable (maps without spatial information)"
+BLANK_WHEN_REDRAWN = "not applicable (the re-drawn model's maps are blank)"
+
+
 def mean_spearman(first: np.ndarray, second: np.ndarray) -> float | None:
-    """Mean over images of the Spearman rank correlation of two maps. Images whose first map is constant
-    carry no spatial information and are left out (None when all are); a constant second map against an
-    informative first one ranks nothing alike: 0, unless every second map is constant (None: a re-drawn
-    network that gives no map at all, e.g. its activations dead, compares nothing, and 0.0 would read as
-    the strongest pass)."""
-    pairs = [(a, b) for a, b in zip(first, second, strict=True) if np.ptp(a) > 0]
-    if not any(np.ptp(b) > 0 for _, b in pairs):
-        return None
-    return float(np.mean([spearmanr(a.ravel(), b.ravel()).statistic if np.ptp(b) > 0 else 0.0
-                          for a, b in pairs]))
+    """Mean over images of the Spearman rank correlation of two maps; an image either of whose maps is
+    constant ranks nothing and is left out, None when all are (a re-drawn network with dead activations
+    gives blank maps: counted as 0, they read as the strongest pass)."""
+    values = [spearmanr(a.ravel(), b.ravel()).statistic
+              for a, b in zip(first, second, strict=True) if np.ptp(a) > 0 and np.ptp(b) > 0]
+    return float(np.mean(values)) if values else None
+
+
+def not_compared(trained: np.ndarray) -> str:
+    """Why `mean_spearman(trained, redrawn)` is None: the model's own maps, or the re-drawn model's."""
+    return BLANK_WHEN_REDRAWN if has_spatial_information(trained) else NO_SPATIAL_INFORMATION
 
 
 def has_spatial_information(maps: np.ndarray) -> bool:

@@ -119,4 +119,5 @@ class ComposeOnceSweeper(BasicSweeper):
         from benchmark.cli import or_fail
         from benchmark.runs.settings import check_sweep
 
-        or_fail(lambda: check_sweep(cells), debug=bool(self.config.get("debug")))
+        whole_sweep = len(self.overrides) == 1  # not split by max_batch_size
+        or_fail(lambda: check_sweep(cells, whole_sweep), debug=bool(self.config.get("debug")))

@@ -283,8 +283,9 @@ def test_the_header_warns_of_duplicates_left_in_the_data_not_of_dropped_ones_or_
     assert "Possible leakage" not in hints and "by file name or DICOM PatientID (42 name;" in hints
     assert said(cross_split_duplicates={"exact": 0}) == ""
     assert said(cross_split_duplicates={"exact": 0, "name": 42}) == ""  # a run from before the hints' key
-    noisy = said(cross_split_duplicates={"exact": 0}, duplicates_with_other_labels=2)
-    assert "**Label noise:** 2 pair(s) of copies of one image carry different labels" in noisy
+    noisy = said(cross_split_duplicates={"exact": 0}, duplicates_with_other_labels={"exact": 2, "near": 3})
+    assert "**Label noise:** 2 pair(s) of one image (exact or the same DICOM instance)" in noisy
+    assert "- to check: 3 near-duplicate pair(s) carry different labels" in noisy
 
 
 def test_runs_on_another_split_are_set_aside_with_the_setting_that_differs(tiny_sweep, tiny_cfg, tmp_path):

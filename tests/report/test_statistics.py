@@ -83,9 +83,13 @@ def test_a_class_of_one_test_patient_leaves_every_metric_without_an_interval():
     """The bootstrap draws that patient in every resample: an interval would be too narrow, and its slices
     are no independent images for an exact one."""
     labels = np.repeat(np.arange(3), [20, 20, 4])
-    run = fake_run("m", noisy(labels, 0.3, 0), labels)
-    run.predictions["group"] = [f"p{i % 5}" for i in range(40)] + ["p9"] * 4  # tumor: patient p9 alone
-    (row,) = rows_of(run)
+    runs = [fake_run(name, noisy(labels, signal, 0), labels) for name, signal in (("m", 0.3), ("n", 0.1))]
+    for run in runs:
+        run.predictions["group"] = [f"p{i % 5}" for i in range(40)] + ["p9"] * 4  # tumor: patient p9 alone
+    row, other = sorted(rows_of(*runs), key=lambda r: r.label)
+    compared = against_first([row, other], "accuracy", 0.95)  # nor a difference between rows: no p-value
+    assert not compared.ranking and compared.not_comparable == [
+        (other.label, "a class has a single test group, which every resample holds")]
     assert {estimate(row, key).method for key in ("accuracy", "macro_auroc", "sensitivity_tumor")} == {
         "not estimable (a class has a single test group)"}
     assert fmt_estimate(estimate(row, "accuracy"), 3).endswith("(no CI)")

@@ -121,8 +121,8 @@ def test_a_complete_run_is_skipped_and_force_reruns_it(tiny_cfg, warm, caplog):
         (run_dir_of(metrics, cfg) / added).mkdir(parents=True)
     run(tiny_cfg("force=true"))
     assert (run_dir_of(metrics, cfg) / "metrics.json").stat().st_mtime_ns != written
-    (warned,) = [r.getMessage() for r in caplog.records if "will be replaced" in r.getMessage()]
-    assert "with it exports/onnx, external/siteB, made from the old model" in warned  # said before training
+    (warned,) = [r.getMessage() for r in caplog.records if "is trained again" in r.getMessage()]
+    assert "once the new run is published, exports/onnx, external/siteB (made from the old model)" in warned
     leftovers = [p.name for p in run_dir_of(metrics, cfg).parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 

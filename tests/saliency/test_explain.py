@@ -15,7 +15,13 @@ from backbones.registry import build, get
 from benchmark.errors import BenchmarkError
 from benchmark.explain import main
 from benchmark.saliency.explain import choose_images, explain
-from benchmark.saliency.gradcam import gradcam, mean_spearman, randomization_check, redrawn_backbone
+from benchmark.saliency.gradcam import (
+    gradcam,
+    mean_spearman,
+    not_compared,
+    randomization_check,
+    redrawn_backbone,
+)
 from benchmark.train.head import assemble, head_layers
 from tests.conftest import run_cli
 
@@ -137,16 +143,18 @@ def test_the_check_is_not_applicable_when_the_maps_have_no_spatial_information(t
     assert scores["gradcam_randomization"].startswith("not applicable")
 
 
-def test_a_redrawn_network_giving_only_blank_maps_is_no_pass():
-    """QA: every re-drawn map constant scored 0.0, the strongest pass, for a comparison of nothing; one
-    blank map among informative ones still counts as 'ranks nothing alike' (0)."""
+def test_blank_maps_of_the_redrawn_network_are_no_pass():
+    """QA: every re-drawn map constant scored 0.0, the strongest pass, for a comparison of nothing: a blank
+    map ranks nothing, on either side, and is left out."""
     informative = np.random.default_rng(0).random((3, 4, 4))
     blank = np.zeros((3, 4, 4))
     assert mean_spearman(informative, blank) is None
+    assert not_compared(informative) == "not applicable (the re-drawn model's maps are blank)"
     some = informative.copy()
     some[0] = 0.0
-    assert mean_spearman(informative, some) == pytest.approx(2 / 3)  # (0 + 1 + 1) / 3
-    assert mean_spearman(blank, informative) is None  # nothing to compare from the model's side either
+    assert mean_spearman(informative, some) == pytest.approx(1.0)  # the two compared images agree
+    assert mean_spearman(blank, informative) is None
+    assert not_compared(blank) == "not applicable (maps without spatial information)"
 
 
 def test_the_overlay_is_the_image_and_the_coloured_map_mixed_by_alpha():
