@@ -101,6 +101,9 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "experiment": ",".join(presets(row)) or None,
         "experiment_seeds": sum(preset_of(run) is not None for run in row.runs),
         "weights_used": row.weights,
+        # what the header says of the data, on every line a script reads: synthetic, and the split's unit
+        "synthetic_data": any(bool(run.metrics.get("synthetic_data")) for run in row.runs),
+        "split_by": row.runs[0].metrics.get("split_by") or "image",
         "chosen_on_validation": chosen,
         **best_phase_columns(row),
         "n_seeds": len(row.runs),

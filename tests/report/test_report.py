@@ -91,6 +91,7 @@ def test_cli_writes_leaderboard_csv_and_figures(reported):
     for key in ("sensitivity", "specificity", "auroc"):
         assert {f"{key}_{c}_ci_low" for c in CLASSES} <= set(table.columns)
     assert (table["accuracy_ci_low"] <= table["accuracy"]).all() and set(table["weights_used"]) == {"random"}
+    assert table["synthetic_data"].all() and set(table["split_by"]) == {"image"}  # as the header says
     runs = pd.read_csv(results / "runs.csv")  # one line per run
     assert len(runs) == 4 and sorted(runs["seed"].tolist()) == [0, 0, 1, 1]
     assert all((results / rel / "metrics.json").is_file() for rel in runs["run_dir"])
