@@ -149,7 +149,7 @@ def require_model_run(run: str | None) -> Path:
     """A complete run directory that saved its model, or a user error saying which part is missing and
     what to pass instead (a failed run's reason, an ensemble's member runs). Complete as the sweep counts
     it (layout.is_complete's rule), so a corrupt metrics.json is one line here, not a traceback."""
-    from benchmark.runs.layout import incomplete_reason
+    from benchmark.runs.layout import EXTERNAL, incomplete_reason
 
     if not run:  # `run=` given empty (e.g. a shell variable that was not set)
         raise BenchmarkError("run= is empty: pass a run directory, "
@@ -161,6 +161,10 @@ def require_model_run(run: str | None) -> Path:
     if problem := incomplete_reason(run_dir):
         if (run_dir / "failed.json").is_file():
             raise BenchmarkError(failed_run(run_dir))
+        runs = (path for path in run_dir.rglob("*/metrics.json") if EXTERNAL not in path.parts)
+        if problem == "no metrics.json" and (inside := next(runs, None)):
+            raise BenchmarkError(f"run {run_dir} is a folder of runs, not a run: pass one run directory, "
+                                 f"e.g. run={inside.parent}")
         fix = "finish it first" if problem == "no metrics.json" else "train it again with the same options"
         raise BenchmarkError(f"run {run_dir} is not a complete run ({problem}): {fix}")
     if is_ensemble(run_dir):

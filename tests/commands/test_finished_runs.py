@@ -140,3 +140,14 @@ def test_a_run_whose_metrics_file_is_corrupt_is_not_complete(saved_run, tmp_path
     line = error_of(name, arguments(name, copy, data_root), capsys)
     assert line.startswith(f"error: run {copy} is not a complete run (its metrics.json is corrupt: "), line
     assert line.endswith("): train it again with the same options")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_results_folder_given_as_the_run_names_a_run_in_it(saved_run, capsys, name):
+    """QA: run=results (the folder of runs) said "not a complete run (no metrics.json): finish it first"."""
+    run_dir, data_root = saved_run
+    results = run_dir.parents[3]
+    line = error_of(name, arguments(name, results, data_root), capsys)
+    assert line.startswith(f"error: run {results} is a folder of runs, not a run: pass one run directory, "
+                           "e.g. run="), line
+    assert "finish it first" not in line
