@@ -121,12 +121,12 @@ def groups_from_pattern(ids: Sequence[str], pattern: str) -> tuple[str, ...]:
         compiled = re.compile(pattern)
     except re.error as error:
         raise BenchmarkError(
-            f"dataset.group_pattern={pattern!r} is not a valid regular expression ({error}): "
+            f"dataset.group_pattern='{pattern}' is not a valid regular expression ({error}): "
             r"fix it, e.g. 'patient(\d+)_'"
         ) from None
     if compiled.groups != 1:
         raise BenchmarkError(
-            f"dataset.group_pattern={pattern!r} has {compiled.groups} capture groups: it needs exactly one, "
+            f"dataset.group_pattern='{pattern}' has {compiled.groups} capture groups: it needs exactly one, "
             r"the group id, e.g. 'patient(\d+)_' (use (?:...) for the others)"
         )
     found, unmatched = [], []
@@ -138,7 +138,7 @@ def groups_from_pattern(ids: Sequence[str], pattern: str) -> tuple[str, ...]:
             found.append(match.group(1))
     if unmatched:
         raise BenchmarkError(
-            f"dataset.group_pattern={pattern!r} does not match {len(unmatched)} of {len(ids)} images, e.g. "
+            f"dataset.group_pattern='{pattern}' does not match {len(unmatched)} of {len(ids)} images, e.g. "
             f"{_examples(unmatched)}: change the pattern (searched in the path relative to dataset.path) "
             "or use dataset.groups=<csv>"
         )
