@@ -53,9 +53,12 @@ def costs(members: list[Row]) -> dict[str, float]:
     return found
 
 
-def retire_old_ensembles(results_dir: Path, dataset: str) -> None:
-    """Members change as runs are added: an old ensemble would linger as a second, stale row."""
+def retire_old_ensembles(results_dir: Path, dataset: str, new: Path) -> None:
+    """Members change as runs are added: an old ensemble would linger as a second, stale row. One of other
+    members or another k is named as it goes; `new`'s own earlier copy is written again silently."""
     for old in ensemble_dirs(results_dir, dataset):
+        if old != new:
+            log.info("replacing the ensemble %s by %s", old.name, new.name)
         shutil.rmtree(old)
 
 
@@ -99,7 +102,7 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
     }
     table = predictions_frame(predictions.files, predictions.probabilities, list(predictions.classes),
                               labels=predictions.labels)
-    retire_old_ensembles(results_dir, dataset)
+    retire_old_ensembles(results_dir, dataset, run_dir)
     write_text(run_dir / "predictions.csv", table.to_csv(index=False))
     splits = results_dir / members[0].runs[0].rel / "splits.csv"  # the patient groups of its test images
     if splits.exists():

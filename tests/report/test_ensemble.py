@@ -32,6 +32,19 @@ def test_ensemble_averages_the_members_chosen_by_validation_loss(tiny_sweep, tmp
     assert metrics["accuracy"] == (ensemble["true_label"] == ensemble["predicted_label"]).mean()
 
 
+def test_another_ensemble_replacing_one_is_said(tiny_sweep, tmp_path, caplog):
+    """QA: k=3 removed the top-2 ensemble without a word; the same ensemble built again is not news."""
+    results = tiny_sweep.copy_to(tmp_path).root / "results"
+    (pair,) = build_ensembles(results, k=2)
+    with caplog.at_level("INFO", logger="benchmark.report.ensemble"):
+        build_ensembles(results, k=2)
+        assert "replacing the ensemble" not in caplog.text
+        shutil.copytree(pair, pair.with_name("top3-0123abcd"))  # as an earlier k=3 left it
+        build_ensembles(results, k=2)
+    assert f"replacing the ensemble top3-0123abcd by {pair.name}" in caplog.text
+    assert not pair.with_name("top3-0123abcd").exists() and pair.is_dir()
+
+
 def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     results = tiny_sweep.copy_to(tmp_path).root / "results"
     result = run_cli([f"results_dir={results}", "ensemble_k=2"], module="benchmark.report")
