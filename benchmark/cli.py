@@ -130,8 +130,9 @@ def option_names(node: dict, prefix: str = "") -> list[str]:
     return names
 
 
-def parse(name: str, argv: list[str]) -> DictConfig:
-    """conf/<name>.yaml with `key=value` arguments merged over it; an unknown key fails listing the known."""
+def parse(name: str, argv: list[str], more: str = "") -> DictConfig:
+    """conf/<name>.yaml with `key=value` arguments merged over it; an unknown key fails listing the known
+    (and `more`: the options a command takes besides its own file's)."""
     defaults = OmegaConf.load(CONF / f"{name}.yaml")
     OmegaConf.set_struct(defaults, True)
     try:
@@ -139,7 +140,9 @@ def parse(name: str, argv: list[str]) -> DictConfig:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except ConfigKeyError as error:
         known = ", ".join(option_names(OmegaConf.to_container(defaults)))
-        raise BenchmarkError(f"{error.full_key} is not an option of benchmark.{name}: use {known}") from None
+        raise BenchmarkError(
+            f"{error.full_key} is not an option of benchmark.{name}: use {known}{more}"
+        ) from None
     except MissingMandatoryValue as error:
         raise BenchmarkError(f"{error.full_key} is required: add {error.full_key}=<value>") from None
     return cfg
@@ -285,14 +288,17 @@ def load_model(run_dir: Path):
     return assemble(keras.models.load_model(extractor_file), layers)
 
 
-def main(name: str, work: Callable[[DictConfig], object], argv: list[str] | None = None) -> object:
-    """Run `work` on the parsed config; user errors end the process with one line and exit 2."""
+def main(
+    name: str, work: Callable[[DictConfig], object], argv: list[str] | None = None, more: str = ""
+) -> object:
+    """Run `work` on the parsed config; user errors end the process with one line and exit 2. `more`: see
+    `parse`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     argv = sys.argv[1:] if argv is None else argv
     debug = "debug=true" in argv
     try:
-        done = or_fail(lambda: work(parse(name, argv)), debug)
+        done = or_fail(lambda: work(parse(name, argv, more)), debug)
         sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
         return done
     except BrokenPipeError:  # stdout piped into a reader that stopped (`| head`): what Python's docs advise

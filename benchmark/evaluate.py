@@ -256,4 +256,5 @@ if __name__ == "__main__":
     is_data = [arg.split("=", 1)[0].lstrip("+").split(".")[0] == "dataset" for arg in argv]
     own = [arg for arg, data in zip(argv, is_data, strict=True) if not data]
     data = [arg for arg, data in zip(argv, is_data, strict=True) if data]
-    cli.main("evaluate", lambda cfg: score(cfg, data), own)
+    cli.main("evaluate", lambda cfg: score(cfg, data), own,
+             more=", and the other data's dataset=<name> and dataset.* (as python -m benchmark takes them)")

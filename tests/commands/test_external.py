@@ -80,6 +80,14 @@ def test_a_small_site_without_one_class_is_scored_on_every_image(saved_run, tmp_
     assert "no images of class(es) pneumonia at small" in result.stderr
 
 
+def test_an_unknown_option_lists_the_data_options_too(tmp_path: Path):
+    """QA: the list named run, name, batch_size and debug only, not the dataset.* keys evaluate takes."""
+    result = run_cli([f"run={tmp_path}", "nme=siteB", "dataset=folder"], module="benchmark.evaluate")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert ("error: nme is not an option of benchmark.evaluate: use run, name, batch_size, debug, and the "
+            "other data's dataset=<name> and dataset.*") in result.stderr
+
+
 def test_classes_the_run_does_not_know_are_refused(saved_run, tmp_path: Path):
     run_dir = copied_run(saved_run, tmp_path)
     for klass in ("normal", "fracture"):
