@@ -35,7 +35,7 @@ from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, progress, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
-from benchmark.runs.model_card import model_card
+from benchmark.runs.model_card import model_card, with_interval
 from benchmark.runs.settings import check_settings
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
@@ -391,12 +391,10 @@ def publish_run(
     if cfg.get("logger"):
         tracking.track(cfg, identity.dataset, identity.run_dir, metrics)
     log.info(
-        "%s: accuracy %.4f [%.4f, %.4f], macro-AUROC %.4f -> %s",
+        "%s: accuracy %s, macro-AUROC %s -> %s",  # "(no CI)" where there is none, as the model card says
         identity.spec.name,
-        metrics["accuracy"],
-        metrics["accuracy_ci_low"],
-        metrics["accuracy_ci_high"],
-        metrics["macro_auroc"],
+        with_interval(metrics, "accuracy", 4),
+        with_interval(metrics, "macro_auroc", 4),
         identity.run_dir,
     )
 

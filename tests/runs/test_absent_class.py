@@ -5,6 +5,7 @@ interval."""
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,13 @@ def write_patients(root: Path) -> Path:
 
 def test_a_class_absent_from_test_is_named_and_undefined_everywhere(tiny_cfg, tmp_path, caplog):
     data = write_patients(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="benchmark.data.splits"):
+    with caplog.at_level(logging.INFO):
         groups = f"dataset.groups={tmp_path / 'groups.csv'}"
         metrics = run(tiny_cfg("dataset=folder", f"dataset.path={data}", groups, synthetic=False))
     assert "test has no images of class 'tumor' (too few groups" in caplog.text
+    # the run's last line says what the card says (it printed "[nan, nan]" and "macro-AUROC nan")
+    said = r"mobilenetv2: accuracy \d\.\d{4} \(no CI\), macro-AUROC undefined \(class 'tumor' has no test"
+    assert re.search(said, caplog.text), caplog.text[-2000:]
     (run_dir,) = (tmp_path / "results" / "runs" / "data" / "mobilenetv2").iterdir()
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["absent_classes"] == metrics["absent_classes"] == ["tumor"]
