@@ -152,7 +152,7 @@ def require_model_run(run: str | None) -> Path:
     """A complete run directory that saved its model, or a user error saying which part is missing and
     what to pass instead (a failed run's reason, an ensemble's member runs). Complete as the sweep counts
     it (layout.is_complete's rule), so a corrupt metrics.json is one line here, not a traceback."""
-    from benchmark.runs.layout import EXTERNAL, incomplete_reason
+    from benchmark.runs.layout import incomplete_reason
 
     if not run:  # `run=` given empty (e.g. a shell variable that was not set)
         raise BenchmarkError("run= is empty: pass a run directory, "
@@ -164,10 +164,9 @@ def require_model_run(run: str | None) -> Path:
     if problem := incomplete_reason(run_dir):
         if (run_dir / "failed.json").is_file():
             raise BenchmarkError(failed_run(run_dir))
-        runs = (path for path in run_dir.rglob("*/metrics.json") if EXTERNAL not in path.parts)
-        if problem == "no metrics.json" and (inside := next(runs, None)):
+        if not (run_dir / "metrics.json").exists() and (inside := run_inside(run_dir)):
             raise BenchmarkError(f"run {run_dir} is a folder of runs, not a run: pass one run directory, "
-                                 f"e.g. run={inside.parent}")
+                                 f"e.g. run={inside}")
         fix = "finish it first" if problem == "no metrics.json" else "train it again with the same options"
         raise BenchmarkError(f"run {run_dir} is not a complete run ({problem}): {fix}")
     if is_ensemble(run_dir):
@@ -177,6 +176,21 @@ def require_model_run(run: str | None) -> Path:
             f"run {run_dir} has no model.keras or head.keras: re-run it with train.save_model=true"
         )
     return run_dir
+
+
+def run_inside(folder: Path) -> Path | None:
+    """The first complete run with a model in `folder` given as a results folder, its `runs/`, a dataset's or
+    a backbone's folder (the layout's fixed depths, sorted, no staging folder or ensemble): the example a
+    user who passed such a folder is shown."""
+    from benchmark.runs.layout import is_complete
+
+    for pattern in ("runs/*/*/*", "*/*/*", "*/*", "*"):
+        for path in sorted(folder.glob(pattern)):
+            hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
+            model = (path / "model.keras").is_file() or (path / "head.keras").is_file()
+            if not hidden and model and not is_ensemble(path) and is_complete(path):
+                return path
+    return None
 
 
 def failed_run(run_dir: Path) -> str:

@@ -31,6 +31,7 @@ from benchmark.files import file_sha256, read_json, write_json, write_text
 from benchmark.metrics.evaluate import Settings, evaluate
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.runs.layout import EXTERNAL
+from benchmark.runs.model_card import with_interval
 
 log = logging.getLogger(__name__)
 DECODING = ("window", "intensity", "resize")  # follow the run unless the command line sets them
@@ -245,9 +246,10 @@ def score(cfg: DictConfig, overrides: list[str]) -> Path:
     })
     write_text(folder / "predictions.csv",
                predictions_frame(ids, probabilities, classes, labels=labels).to_csv(index=False))
-    log.info("%s on %s (%d images): accuracy %.4f (internal %.4f), macro-AUROC %.4f (internal %.4f) -> %s",
-             metrics["backbone"], name, len(labels), scores["accuracy"], metrics["accuracy"],
-             scores["macro_auroc"], metrics["macro_auroc"], folder)
+    log.info("%s on %s (%d images): accuracy %s (internal %s), macro-AUROC %s (internal %s) -> %s",
+             metrics["backbone"], name, len(labels), with_interval(scores, "accuracy", 4),
+             with_interval(metrics, "accuracy", 4), with_interval(scores, "macro_auroc", 4),
+             with_interval(metrics, "macro_auroc", 4), folder)
     return folder
 
 

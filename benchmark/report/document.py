@@ -276,9 +276,9 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
         if small:
             found.append(
                 f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
-                "class's sensitivity, AUROC and the macro metrics rest on a handful of them, and their "
-                "intervals are wide yet still too narrow (resampling n cases keeps (n-1)/n of their "
-                "variance: half with 2)."
+                "class's sensitivity, AUROC and the macro metrics rest on a handful of them and their "
+                "intervals are wide; its bootstrap intervals are even so too narrow (resampling n cases "
+                "shrinks a proportion's variance by (n-1)/n: half with 2), its exact ones (‡) are not."
             )
         if test.single_unit:  # bootstrap.single_unit_class: a class of one test image, or one group's
             single = [name for name, count in counts.items() if count == 1]

@@ -23,6 +23,7 @@ from benchmark.report.paired import NotComparable, Predictions, seed_averaged
 from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
 from benchmark.report.versions import Stale
 from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
+from benchmark.runs.model_card import with_interval
 
 log = logging.getLogger(__name__)
 SELECT_BY = "best_val_loss"
@@ -114,8 +115,8 @@ def write_ensemble(results_dir: Path, dataset: str, members: list[Row]) -> Path:
     member_runs = [run.rel for row in members for run in row.runs]
     write_json(run_dir / "manifest.json", {**inherited, "members": member_runs})
     write_json(run_dir / "metrics.json", metrics)
-    log.info("ensemble of %s on %s: accuracy %.4f, macro-AUROC %.4f -> %s", ", ".join(labels), dataset,
-             metrics["accuracy"], metrics["macro_auroc"], run_dir)
+    log.info("ensemble of %s on %s: accuracy %s, macro-AUROC %s -> %s", ", ".join(labels), dataset,
+             with_interval(metrics, "accuracy", 4), with_interval(metrics, "macro_auroc", 4), run_dir)
     return run_dir
 
 

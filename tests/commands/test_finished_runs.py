@@ -148,6 +148,6 @@ def test_a_results_folder_given_as_the_run_names_a_run_in_it(saved_run, capsys, 
     run_dir, data_root = saved_run
     results = run_dir.parents[3]
     line = error_of(name, arguments(name, results, data_root), capsys)
-    assert line.startswith(f"error: run {results} is a folder of runs, not a run: pass one run directory, "
-                           "e.g. run="), line
+    assert line == (f"error: run {results} is a folder of runs, not a run: pass one run directory, "
+                    f"e.g. run={run_dir}"), line
     assert "finish it first" not in line

@@ -169,7 +169,7 @@ def test_a_patient_in_two_split_folders_is_an_error_or_a_warning(tmp_path: Path,
     ("changes", "message"),
     [
         ({"group_pattern": PATTERN, "group_depth": 1}, "dataset.group_pattern, dataset.group_depth"),
-        ({"group_pattern": r"_p\d+_"}, "has 0 capture groups"),
+        ({"group_pattern": r"_p\d+_"}, r"group_pattern='_p\\d\+_' has 0 capture groups"),  # as typed
         ({"group_pattern": r"(p)(\d+)"}, "has 2 capture groups"),
         ({"group_pattern": r"(p"}, "not a valid regular expression"),
         ({"group_pattern": r"_(p000\d)_"}, r"does not match 4 of 24 images, e\.g\. b/b_p0010_s00\.png"),
