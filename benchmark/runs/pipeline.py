@@ -15,7 +15,6 @@ import tensorflow as tf
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from backbones.registry import check_image_size
 from backbones.weights import LoadedBackbone, load_backbone
 from benchmark.data import Dataset
 from benchmark.data.audit import reported_findings
@@ -36,7 +35,7 @@ from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, progress, provenance, resume, tracking
 from benchmark.runs.identity import RunIdentity, resolve
 from benchmark.runs.model_card import model_card, with_interval
-from benchmark.runs.settings import check_settings
+from benchmark.runs.settings import check_model_and_settings
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
 from benchmark.saliency.pool import Pooled, keep_pool, pool_path, pooled_images, read_pool
@@ -156,12 +155,10 @@ def manifest(cfg: DictConfig, dataset: Dataset, weights_used: str, started: str)
 def validate(cfg: DictConfig) -> RunIdentity:
     """Everything checkable before work starts: backbone, input size, strategy, the train.*/head.* numbers
     (also checked before TensorFlow is imported, by `python -m benchmark`) and augmentation."""
-    run = resolve(cfg)
-    check_image_size(run.spec, run.image_size)
+    run = check_model_and_settings(cfg)  # an Optuna trial's values too
     layout.check_writable(Path(cfg.results_dir))
     if cfg.train.mode not in STRATEGIES:
         raise BenchmarkError(f"train.mode={cfg.train.mode!r} is unknown: use one of {', '.join(STRATEGIES)}")
-    check_settings(cfg)  # an Optuna trial's values too
     if cfg.get("logger"):
         tracking.check_installed()
     engines.choose(cfg.runtime.engine, 0, 1, False)  # an unknown or uninstalled engine, before any work

@@ -13,12 +13,15 @@ run and for each cell of a sweep before its first.
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.identity import FALLBACKS
 from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from benchmark.runs.identity import RunIdentity
 
 
 def number(value: Any) -> bool:
@@ -106,14 +109,15 @@ def check_settings(cfg: DictConfig) -> None:
             raise BenchmarkError(f"{key}={shown} must be {rule}: e.g. {key}={example}")
 
 
-def check_model_and_settings(cfg: DictConfig) -> None:
-    """The backbone and its input size, and RULES."""
+def check_model_and_settings(cfg: DictConfig) -> "RunIdentity":
+    """The backbone and its input size, and RULES; the run's identity they were checked on."""
     from backbones.registry import check_image_size
     from benchmark.runs.identity import resolve
 
     identity = resolve(cfg)
     check_image_size(identity.spec, identity.image_size)
     check_settings(cfg)
+    return identity
 
 
 def check_values(cfg: DictConfig) -> None:
