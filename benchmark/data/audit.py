@@ -189,7 +189,7 @@ def other_labels(pairs: pd.DataFrame, splits: dict[str, Split], dropped: frozens
     same = pairs[pairs["kind"].isin(LEAK_KINDS)]
     differ = np.array([label_of.get(a) != label_of.get(b) and not {a, b} & dropped
                        for a, b in zip(same["file_a"], same["file_b"], strict=True)], dtype=bool)
-    return same[differ] if len(same) else same
+    return same[differ]
 
 
 def audit_counts(pairs: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -86,13 +86,21 @@ def stratified_indices(
     return [np.concatenate([members[g] for g in draw]) for draw in draws]
 
 
+def unit_labels(labels: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """The class of each unit the bootstrap draws: each image, or with groups each group's images of one
+    class (a class's evidence is its patients, not its slices)."""
+    labels = np.asarray(labels)
+    if groups is None:
+        return labels
+    return np.array([label for label, _ in sorted(set(zip(labels.tolist(), np.asarray(groups).tolist(),
+                                                               strict=True)))], dtype=labels.dtype)
+
+
 def single_unit_class(labels: np.ndarray, groups: np.ndarray | None = None) -> str | None:
     """"image" or "group" when some class's test cases are all one image, or all one group's images, else
     None. Every class-stratified resample then holds that unit, so nothing of its sampling error reaches
     an interval: one built from these resamples would be too narrow (estimands.summarise gives none)."""
-    labels = np.asarray(labels)
-    units = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    alone = any(len(np.unique(units[labels == c])) == 1 for c in np.unique(labels))
+    alone = (np.unique(unit_labels(labels, groups), return_counts=True)[1] == 1).any()
     return ("image" if groups is None else "group") if alone else None
 
 

@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data.audit import LEAK_KINDS
+from benchmark.metrics.bootstrap import unit_labels
 from benchmark.metrics.estimands import BOOTSTRAP, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
@@ -267,9 +268,7 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
         classes, test = rows[0].classes, tests[0]
-        # with groups the bootstrap draws patients: a class's evidence is its patients, not its slices
-        cases = test.labels if test.groups is None else np.array(
-            [label for label, _ in sorted(set(zip(test.labels.tolist(), test.groups.tolist(), strict=True)))])
+        cases = unit_labels(test.labels, test.groups)  # with groups the bootstrap draws patients
         unit = "test cases" if test.groups is None else "test patients/studies"
         counts = dict(zip(classes, np.bincount(cases, minlength=len(classes)), strict=True))
         small = [f"{name} ({counts[name]})" for name in small_classes(cases, classes, MIN_CASES)]
@@ -280,8 +279,7 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
                 "intervals are wide; its bootstrap intervals are even so too narrow (resampling n cases "
                 "shrinks a proportion's variance by (n-1)/n: half with 2), its exact ones (‡) are not."
             )
-        if test.single_unit:  # bootstrap.single_unit_class: a class of one test image, or one group's
-            single = [name for name, count in counts.items() if count == 1]
+        if single := [name for name, count in counts.items() if count == 1]:  # bootstrap.single_unit_class
             one = "test image" if test.groups is None else "test patient/study"
             found.append(
                 f"{WARNING} **A class has a single {one}:** {', '.join(single)}. Every resample of the test "

@@ -9,6 +9,7 @@ name is its column in leaderboard.csv.
 """
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -49,7 +50,11 @@ class TestSet:
     labels: np.ndarray
     groups: np.ndarray | None  # patient/study of each image when the split had groups
     weights: np.ndarray = field(repr=False)  # (B, n) draw counts, stratified by class (and group)
-    single_unit: str | None = None  # bootstrap.single_unit_class: these resamples never vary some class
+
+    @cached_property
+    def single_unit(self) -> str | None:
+        """bootstrap.single_unit_class: these resamples never vary some class."""
+        return single_unit_class(self.labels, self.groups)
 
     @property
     def n_groups(self) -> int | None:
@@ -104,7 +109,7 @@ class SharedResamples:
         if key not in self.found:
             s = self.settings
             weights = resample_weights(labels, s.n_bootstrap, s.bootstrap_seed, groups)
-            self.found[key] = TestSet(files, labels, groups, weights, single_unit_class(labels, groups))
+            self.found[key] = TestSet(files, labels, groups, weights)
         return self.found[key]
 
 
