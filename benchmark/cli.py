@@ -171,11 +171,16 @@ def require_model_run(run: str | None) -> Path:
         raise BenchmarkError(f"run {run_dir} is not a complete run ({problem}): {fix}")
     if is_ensemble(run_dir):
         raise BenchmarkError(ensemble_run(run_dir))
-    if not ((run_dir / "model.keras").is_file() or (run_dir / "head.keras").is_file()):
+    if not has_model(run_dir):
         raise BenchmarkError(
             f"run {run_dir} has no model.keras or head.keras: re-run it with train.save_model=true"
         )
     return run_dir
+
+
+def has_model(run_dir: Path) -> bool:
+    """A fine-tuned run's model.keras or a frozen run's head.keras (`load_model` reads either)."""
+    return (run_dir / "model.keras").is_file() or (run_dir / "head.keras").is_file()
 
 
 def run_inside(folder: Path) -> Path | None:
@@ -187,8 +192,7 @@ def run_inside(folder: Path) -> Path | None:
     for pattern in ("runs/*/*/*", "*/*/*", "*/*", "*"):
         for path in sorted(folder.glob(pattern)):
             hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
-            model = (path / "model.keras").is_file() or (path / "head.keras").is_file()
-            if not hidden and model and not is_ensemble(path) and is_complete(path):
+            if not hidden and has_model(path) and not is_ensemble(path) and is_complete(path):
                 return path
     return None
 
