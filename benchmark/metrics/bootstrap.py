@@ -2,9 +2,11 @@
 every row of a dataset is scored on the same resamples and comparisons between rows are paired.
 
 A resample is returned as case weights (how often each test case was drawn): `weighted.py` scores a
-whole (B, n) weight matrix at once. Stratifying by class keeps every class in every resample, so
-class-conditional metrics (sensitivity, AUROC, macro-F1) are defined in all of them; with groups
-(patients, studies, sites) whole groups are drawn, since slices of one patient are not independent.
+whole (B, n) weight matrix at once. Every class is in every resample, so class-conditional metrics
+(sensitivity, AUROC, macro-F1) are defined in all of them: images are stratified by class; with groups
+(patients, studies, sites) whole groups are drawn, since slices of one patient are not independent,
+stratified by majority class as far as that leaves every group free to vary, a resample lacking a class
+drawn again.
 """
 
 import numpy as np
@@ -16,32 +18,41 @@ def _members(codes: np.ndarray, n_codes: int) -> list[np.ndarray]:
     return np.split(order, np.cumsum(np.bincount(codes, minlength=n_codes))[:-1])
 
 
-def _group_strata(classes: np.ndarray, group_codes: np.ndarray, n_groups: int, n_classes: int) -> np.ndarray:
-    """The stratum of each group: its majority class (ties: the lowest class), then repaired.
+def _group_strata(counts: np.ndarray) -> np.ndarray:
+    """The stratum of each group, from its (n_groups, n_classes) row counts: its majority class (ties: the
+    lowest class), with strata of one group collapsed.
 
-    A class is sure to be present in every resample when some stratum holds only groups that contain it
-    (each stratum draws at least one of its groups). Every group of a majority-class stratum contains
-    that class; a class that is nobody's majority gets, if it is not already sure (through a one-group
-    stratum containing it), its own stratum: the group with most of its rows among those in strata of two
-    or more groups. Taking a group out of such a stratum leaves its other groups, so no class loses its
-    guarantee.
+    A stratum draws as many groups as it holds, so a group alone in one is in every resample and none of
+    its sampling error reaches an interval. Such a group joins another stratum (the survey statistician's
+    "collapsed strata"): the one of the class it has most rows of, else the largest. A group that alone
+    holds some class's test cases keeps a stratum of its own: no interval is given then
+    (`single_unit_class`), and drawing it freely would only make resamples that lack the class.
     """
-    counts = np.zeros((n_groups, n_classes), dtype=int)
-    np.add.at(counts, (group_codes, classes), 1)
+    n_groups, n_classes = counts.shape
     strata = counts.argmax(axis=1)
-    next_stratum = n_classes
-    for k in range(n_classes):
-        has_k = counts[:, k] > 0
-        if not has_k.any():
+    holders = (counts > 0).sum(axis=0)
+    sole = ((counts > 0) & (holders == 1)).any(axis=1)
+    strata[sole] = n_classes + np.arange(int(sole.sum()))
+    free = np.flatnonzero(~sole)
+    for group in free:
+        sizes = np.bincount(strata[free], minlength=n_classes)
+        others = [s for s in np.unique(strata[free]) if s != strata[group]]
+        if sizes[strata[group]] >= 2 or not others:
             continue
-        if any(np.all(has_k[strata == s]) for s in np.unique(strata[has_k])):
-            continue
-        sizes = np.bincount(strata)
-        movable = np.flatnonzero(has_k & (sizes[strata] >= 2))
-        chosen = movable[np.argmax(counts[movable, k])]
-        strata[chosen] = next_stratum
-        next_stratum += 1
+        strata[group] = max(others, key=lambda s: (counts[group, s], sizes[s]))
     return strata
+
+
+def _draw_groups(rng: np.random.Generator, strata: np.ndarray, n_resamples: int) -> np.ndarray:
+    """(n_resamples, n_groups) group indices: each stratum's groups drawn with replacement, as many as it
+    holds."""
+    in_stratum = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    return np.concatenate(
+        [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in in_stratum], axis=1
+    )
+
+
+MAX_REDRAWS = 10_000
 
 
 def stratified_indices(
@@ -52,8 +63,9 @@ def stratified_indices(
     Without groups each class is resampled within itself (as many draws as it has rows), so every
     resample has exactly the test set's class counts. With `groups` (one patient/study id per row) whole
     groups are drawn with replacement within strata, a group's stratum being its majority class (see
-    `_group_strata` for a class that is nobody's majority); every resample keeps every class that has
-    rows, and a group's rows always move together. Classes and groups are taken in sorted order.
+    `_group_strata` for a stratum of one group); a resample that lacks a class is drawn again, so the
+    bootstrap is conditional on every class being present (class-conditional metrics stay defined), and
+    a group's rows always move together. Classes and groups are taken in sorted order.
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -77,12 +89,19 @@ def stratified_indices(
     _, group_codes = np.unique(group_labels, return_inverse=True)
     group_codes = group_codes.ravel()
     n_groups = int(group_codes.max()) + 1
+    counts = np.zeros((n_groups, n_classes), dtype=int)
+    np.add.at(counts, (group_codes, classes), 1)
+    strata = _group_strata(counts)
+    holds = counts > 0
+    draws = _draw_groups(rng, strata, n_resamples)
+    for _ in range(MAX_REDRAWS):
+        lacking = np.flatnonzero(~holds[draws].any(axis=1).all(axis=1))
+        if len(lacking) == 0:
+            break
+        draws[lacking] = _draw_groups(rng, strata, len(lacking))
+    else:
+        raise ValueError(f"no resample of the {n_groups} test groups held every class in {MAX_REDRAWS} draws")
     members = _members(group_codes, n_groups)
-    strata = _group_strata(classes, group_codes, n_groups, n_classes)
-    in_stratum = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    draws = np.concatenate(
-        [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in in_stratum], axis=1
-    )
     return [np.concatenate([members[g] for g in draw]) for draw in draws]
 
 

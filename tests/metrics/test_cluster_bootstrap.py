@@ -93,3 +93,44 @@ def test_a_class_of_one_test_image_gives_exact_intervals_for_proportions_and_non
     assert found["accuracy_ci_method"] == CLOPPER_PEARSON_FALLBACK and found["accuracy_ci_low"] < 1
     assert found["macro_auroc_ci_method"] == "not estimable (a class has a single test image)"
     assert np.isnan(found["macro_auroc_ci_low"])
+
+
+def draws_of(group: str, groups: np.ndarray, resamples: list[np.ndarray]) -> set[int]:
+    """How many times `group` was drawn, over the resamples (its rows move together)."""
+    first = int(np.flatnonzero(groups == group)[0])
+    return {int(np.count_nonzero(rows == first)) for rows in resamples}
+
+
+def test_a_patient_alone_in_its_majority_class_is_not_in_every_resample():
+    """Class 2 is the majority of p0 only: a stratum of one group drew p0 exactly once in every resample, so
+    nothing of p0's sampling error reached an interval. Collapsed into another stratum it varies, and a
+    resample that would lose class 2 is drawn again."""
+    groups = np.array(["p0"] * 4 + ["p1"] * 3 + ["p2"] * 2 + ["p3"] * 3 + ["p4"] * 2)
+    labels = np.array([2, 2, 2, 0, 0, 0, 2, 0, 0, 1, 1, 2, 1, 1])
+    resamples = stratified_indices(labels, 400, 3, groups)
+    assert len(draws_of("p0", groups, resamples)) >= 3
+    assert all(set(labels[rows]) == {0, 1, 2} for rows in resamples)
+    assert all(len(np.unique(groups[rows])) <= 5 and len(rows) >= 5 for rows in resamples)
+
+
+def test_a_class_that_is_nobodys_majority_does_not_pin_a_patient():
+    """Class 2 is a minority in p0 and p2, each in a stratum with a patient without it: the old repair gave
+    p0 a stratum of its own, drawn once in every resample."""
+    groups = np.array(["p0"] * 3 + ["p1"] * 2 + ["p2"] * 3 + ["p3"] * 2)
+    labels = np.array([0, 0, 2, 0, 0, 1, 1, 2, 1, 1])
+    resamples = stratified_indices(labels, 400, 5, groups)
+    assert all(len(draws_of(g, groups, resamples)) >= 2 for g in ("p0", "p1", "p2", "p3"))
+    assert all(2 in labels[rows] for rows in resamples)
+
+
+def test_the_only_patient_of_a_class_stays_in_every_resample_and_gets_no_interval():
+    """Drawing it freely would only make resamples without the class; no interval is given instead."""
+    y, p, groups = patients()
+    groups = np.array(groups)
+    y[groups == "patient02"] = 2  # class 2: patient02's slices alone
+    p = np.hstack([p * 0.9, np.full((len(y), 1), 0.1)])
+    resamples = stratified_indices(y, 200, 0, groups)
+    assert draws_of("patient02", groups, resamples) == {1}
+    assert draws_of("patient00", groups, resamples) != {1}
+    found = confidence_intervals(y, p, SETTINGS, list(groups))
+    assert found["accuracy_ci_method"] == "not estimable (a class has a single test group)"
