@@ -412,8 +412,9 @@ def markdown(
 ) -> str:
     machine, used, efficiency = measured["machine"], measured["setting"], measured["efficiency"]
     gpus = machine["gpus"] or "none"
+    features = machine["cpu_features"] or "vector extensions unknown"
     lines = [
-        f"# Benchmark ({machine['cpu']}, {machine['cpu_count']} cores, GPUs: {gpus})",
+        f"# Benchmark ({machine['cpu']}, {features}, {machine['cpu_count']} cores, GPUs: {gpus})",
         "",
         f"Input {speeds[0]['image_size']} px, random-init weights (speed does not depend on them). "
         f"TensorFlow threads: intra-op {used['intra_op_threads']}, inter-op {used['inter_op_threads']} "

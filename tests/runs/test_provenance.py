@@ -1,0 +1,24 @@
+"""What a run and a bench record of the machine: enough to tell apart CPUs that share a model name."""
+
+import platform
+
+import pytest
+
+from benchmark.runs.provenance import cpu_features, vector_extensions
+
+
+def test_vector_extensions_name_what_sets_the_convolution_speed():
+    avx2_only = {"sse4_2", "avx", "avx2", "fma", "aes"}
+    avx512 = avx2_only | {"avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "vaes"}
+    assert vector_extensions(avx2_only) == "AVX2 FMA"
+    assert vector_extensions(avx512) == "AVX2 FMA AVX-512 AVX-512-VNNI AVX-512-BF16"
+    assert vector_extensions(avx512 | {"amx_tile", "amx_bf16"}).endswith("AVX-512-BF16 AMX")
+    assert vector_extensions({"neon"}) == ""
+
+
+LINUX_X86 = platform.system() == "Linux" and platform.machine() == "x86_64"
+
+
+@pytest.mark.skipif(not LINUX_X86, reason="reads /proc/cpuinfo")
+def test_this_machines_features_are_read_from_its_cpuinfo():
+    assert "AVX2" in cpu_features().split()  # every x86 machine TensorFlow 2.x runs well on has AVX2
