@@ -159,6 +159,7 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message.format(results=results) in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (results / "leaderboard.md").exists()
+    assert not results.exists()  # a mistyped results_dir keeps no Hydra log folder
 
 
 def set_evaluation(results: Path, **changes) -> None:
