@@ -52,9 +52,12 @@ def utc(stamp: object) -> str | None:
 
 
 def machine_name(run: Run) -> str:
+    """The CPU with its vector extensions (the latency and throughput columns depend on them; runs made
+    before they were recorded show the model name alone), its cores, the GPUs."""
     machine = run.manifest.get("machine") or {}
     gpus = ", ".join(machine.get("gpus") or []) or "no GPU"
-    return f"{machine.get('cpu', 'unknown CPU')} ({machine.get('cpu_count', '?')} cores), {gpus}"
+    cpu = ", ".join(part for part in (machine.get("cpu", "unknown CPU"), machine.get("cpu_features")) if part)
+    return f"{cpu} ({machine.get('cpu_count', '?')} cores), {gpus}"
 
 
 def banners(runs: list[Run], ranked: dict[str, list[Row]]) -> list[str]:
