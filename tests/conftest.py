@@ -47,12 +47,16 @@ def compose_config(tmp: Path, *extra: str, synthetic: bool = True) -> DictConfig
 
 
 def run_cli(
-    args: list[str], env: dict[str, str] | None = None, module: str = "benchmark", timeout: int = 300
+    args: list[str],
+    env: dict[str, str] | None = None,
+    module: str = "benchmark",
+    timeout: int = 300,
+    cwd: Path = ROOT,
 ) -> subprocess.CompletedProcess:
-    """`python -m <module> args` as a user would type it, from the repository root."""
+    """`python -m <module> args` as a user would type it, from the repository root (or `cwd`)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},

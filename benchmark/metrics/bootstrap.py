@@ -5,8 +5,8 @@ A resample is returned as case weights (how often each test case was drawn): `we
 whole (B, n) weight matrix at once. Every class is in every resample, so class-conditional metrics
 (sensitivity, AUROC, macro-F1) are defined in all of them: images are stratified by class; with groups
 (patients, studies, sites) whole groups are drawn, since slices of one patient are not independent,
-stratified by majority class as far as that leaves every group free to vary, a resample lacking a class
-drawn again.
+stratified by majority class as far as that leaves every group free to vary (all but a class's only
+group, which gets no interval), a resample lacking a class drawn again.
 """
 
 import numpy as np
@@ -24,7 +24,8 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
 
     A stratum draws as many groups as it holds, so a group alone in one is in every resample and none of
     its sampling error reaches an interval. Such a group joins another stratum (the survey statistician's
-    "collapsed strata"): the one of the class it has most rows of, else the largest. A group that alone
+    "collapsed strata"): of the other strata, the one whose class it has most rows of (then the largest).
+    A group that alone
     holds some class's test cases keeps a stratum of its own: no interval is given then
     (`single_unit_class`), and drawing it freely would only make resamples that lack the class.
     """
@@ -34,12 +35,15 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
     sole = ((counts > 0) & (holders == 1)).any(axis=1)
     strata[sole] = n_classes + np.arange(int(sole.sum()))
     free = np.flatnonzero(~sole)
-    for group in free:
-        sizes = np.bincount(strata[free], minlength=n_classes)
-        others = [s for s in np.unique(strata[free]) if s != strata[group]]
-        if sizes[strata[group]] >= 2 or not others:
+    sizes = np.bincount(strata[free], minlength=n_classes)
+    for group in free[sizes[strata[free]] == 1]:
+        others = [s for s in np.flatnonzero(sizes) if s != strata[group]]
+        if sizes[strata[group]] >= 2 or not others:  # another lone group joined it, or nowhere to go
             continue
-        strata[group] = max(others, key=lambda s: (counts[group, s], sizes[s]))
+        target = max(others, key=lambda s: (counts[group, s], sizes[s]))
+        sizes[strata[group]] -= 1
+        sizes[target] += 1
+        strata[group] = target
     return strata
 
 
@@ -94,13 +98,15 @@ def stratified_indices(
     strata = _group_strata(counts)
     holds = counts > 0
     draws = _draw_groups(rng, strata, n_resamples)
+    lacking = np.flatnonzero(~holds[draws].any(axis=1).all(axis=1))
     for _ in range(MAX_REDRAWS):
-        lacking = np.flatnonzero(~holds[draws].any(axis=1).all(axis=1))
         if len(lacking) == 0:
             break
         draws[lacking] = _draw_groups(rng, strata, len(lacking))
-    else:
-        raise ValueError(f"no resample of the {n_groups} test groups held every class in {MAX_REDRAWS} draws")
+        lacking = lacking[~holds[draws[lacking]].any(axis=1).all(axis=1)]
+    if len(lacking):
+        raise ValueError(f"{len(lacking)} of {n_resamples} resamples of the {n_groups} test groups still "
+                         f"lacked a class after {MAX_REDRAWS} rounds of redrawing")
     members = _members(group_codes, n_groups)
     return [np.concatenate([members[g] for g in draw]) for draw in draws]
 

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let config errors reach `cli` instead of Hydra's exit(1)
@@ -14,25 +15,41 @@ from benchmark.cli import or_fail, run_hydra  # noqa: E402  the same errors as `
 log = logging.getLogger("benchmark.report")
 
 
+def named_results_dirs(argv: list[str]) -> dict[Path, bool]:
+    """The results folders this command may write into (its `results_dir=` overrides, or the default), and
+    whether each existed before Hydra made its log folder there."""
+    named = [arg.split("=", 1)[1].strip("'\"") for arg in argv if arg.startswith("results_dir=")]
+    return {Path(name).resolve(): Path(name).exists() for name in named or ["results"]}
+
+
+EXISTED_BEFORE = named_results_dirs(sys.argv[1:])
+
+
 def leave_no_log_folder(results_dir: str) -> None:
     """A `results_dir` without runs/ (a typo: the report then fails) keeps nothing of this command: Hydra
-    made its log folder there before any check could run. Only that file and the folders it leaves empty
-    go."""
+    made its log folder, `<results_dir>/hydra/report/<time>/`, before any check could run. Only its log
+    file and the folders it leaves empty go: `results_dir` itself only where this command made it, and
+    nothing where Hydra's run folder was set elsewhere."""
     from hydra.core.hydra_config import HydraConfig
 
     results = Path(results_dir).resolve()
     output = Path(HydraConfig.get().runtime.output_dir).resolve()
-    if (results / "runs").is_dir() or not output.is_relative_to(results):
+    if (results / "runs").is_dir() or output.parent != results / "hydra" / "report":
         return
-    for handler in logging.getLogger().handlers[:]:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == output:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-            Path(handler.baseFilename).unlink(missing_ok=True)
-    for folder in (output, *output.parents):
-        if not folder.is_relative_to(results) or any(folder.iterdir()):
-            break
-        folder.rmdir()
+    top = results if EXISTED_BEFORE.get(results) is False else results / "hydra"
+    try:
+        for handler in logging.getLogger().handlers[:]:
+            file = Path(getattr(handler, "baseFilename", "")).resolve()
+            if isinstance(handler, logging.FileHandler) and file.parent == output:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+                file.unlink(missing_ok=True)
+        for folder in (output, *output.parents):
+            if not folder.is_relative_to(top) or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    except OSError:  # another process writing there: its folders stay
+        pass
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="report")

@@ -36,8 +36,9 @@ def cpu_name() -> str:
 
 
 VECTOR_EXTENSIONS = {  # /proc/cpuinfo flag -> name: what sets a CPU's convolution speed in oneDNN
-    "avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512-VNNI",
-    "avx512_bf16": "AVX-512-BF16", "amx_tile": "AMX",
+    "avx2": "AVX2", "fma": "FMA", "avx_vnni": "AVX-VNNI", "avx512f": "AVX-512", "avx512_vnni": "AVX-512-VNNI",
+    "avx512_bf16": "AVX-512-BF16", "avx512_fp16": "AVX-512-FP16", "amx_tile": "AMX",
+    "asimd": "NEON", "sve": "SVE", "sve2": "SVE2",  # Arm
 }
 
 
@@ -47,15 +48,20 @@ def vector_extensions(flags: set[str]) -> str:
     return " ".join(name for flag, name in VECTOR_EXTENSIONS.items() if flag in flags)
 
 
-def cpu_features() -> str:
-    """This CPU's vector extensions; "" where /proc/cpuinfo is not there to say."""
+def cpu_flags() -> set[str]:
+    """The CPU's flags as Linux lists them (x86 "flags", Arm "Features"); empty where /proc/cpuinfo is not
+    there to say (macOS, Windows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return vector_extensions(set(line.split(":", 1)[1].split()))
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return ""
+    return set()
+
+
+def cpu_features() -> str:
+    return vector_extensions(cpu_flags())
 
 
 def versions() -> dict[str, str]:

@@ -166,6 +166,25 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
     assert not results.exists()  # a mistyped results_dir keeps no Hydra log folder
 
 
+def test_a_report_on_a_folder_without_runs_removes_only_its_own_log(tmp_path):
+    """The folder named existed (with the user's files, or empty and the working directory): it stays, with
+    what it held; Hydra's log folder goes. A run folder set elsewhere by the user is left alone."""
+    mine = tmp_path / "mine"
+    (mine / "hydra" / "report").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    (mine / "hydra" / "report" / "earlier.log").write_text("an earlier report's log")
+    for results_dir, cwd in ((mine, tmp_path), (".", mine / "empty")):
+        Path(cwd).mkdir(exist_ok=True)
+        result = run_cli([f"results_dir={results_dir}"], module="benchmark.report", cwd=cwd)
+        assert result.returncode == 2 and "no complete runs" in result.stderr, result.stderr[-2000:]
+    assert (mine / "empty").is_dir() and not any((mine / "empty").iterdir())
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in (mine / "hydra" / "report").iterdir()] == ["earlier.log"]
+    logs = tmp_path / "logs"
+    result = run_cli([f"results_dir={mine}", f"hydra.run.dir={logs}"], module="benchmark.report")
+    assert result.returncode == 2 and (logs / "__main__.log").is_file()
+
+
 def set_evaluation(results: Path, **changes) -> None:
     """Rewrite the recorded evaluation settings of every run (or, with `only`, of one run)."""
     only = changes.pop("only", None)
