@@ -121,12 +121,12 @@ def two_level_interval(
     seed: int,
     level: float,
     groups: np.ndarray | None = None,
-    proportion_counts: Callable[[np.ndarray, np.ndarray], tuple[int, int]] | None = None,
+    proportion_counts: Callable[..., tuple] | None = None,
 ) -> Interval:
     """The interval of the mean over seeds of a per-seed test metric, from scratch: stratified test
     resamples (by group when given) x seeds drawn with replacement. `metric(weights, y, p)` scores a
-    (B, n) weight matrix (a `weighted.py` formula); `proportion_counts(y, p) -> (successes, n)` enables
-    the exact fallback. The report does the same in steps, sharing one weight matrix across rows."""
+    (B, n) weight matrix (a `weighted.py` formula); `proportion_counts(y, p, groups) -> (successes, n)`
+    enables the exact fallback. The report does the same in steps, sharing one weight matrix across rows."""
     y_true = np.asarray(y_true)
     for p in probabilities_by_seed:
         if len(p) != len(y_true):
@@ -140,29 +140,60 @@ def two_level_interval(
     )
     counts = None
     if proportion_counts is not None:
-        counts = tuple(np.mean([proportion_counts(y_true, p) for p in probabilities_by_seed], axis=0))
+        counts = tuple(
+            np.mean([proportion_counts(y_true, p, groups) for p in probabilities_by_seed], axis=0)
+        )
     return summarise(estimate, replicates, level, counts, single_unit_class(y_true, groups))
 
 
-def accuracy_counts(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[int, int]:
-    """(correct, total): the counts behind accuracy, for the exact fallback."""
-    return int(np.sum(np.asarray(probabilities).argmax(axis=1) == y_true)), len(y_true)
+def in_units(successes, cases, units):
+    """Counts of cases restated over the independent units they come from (successes x units / cases, and
+    units): slices of one patient are not independent trials, so an exact interval over images would be
+    too narrow; over patients it is as wide as if each patient's slices were one case (0 where no cases)."""
+    successes, cases, units = (np.asarray(a, dtype=float) for a in (successes, cases, units))
+    rate = np.divide(successes, cases, out=np.zeros_like(successes), where=cases > 0)
+    return rate * units, units
 
 
-def sensitivity_counts(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per class (true positives, positives)."""
+def units_of(groups: np.ndarray, rows: np.ndarray) -> int:
+    return len(np.unique(groups[rows]))
+
+
+def accuracy_counts(y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None) -> tuple:
+    """(correct, total): the counts behind accuracy, for the exact fallback; with `groups`, in patients."""
+    correct, total = int(np.sum(np.asarray(probabilities).argmax(axis=1) == y_true)), len(y_true)
+    if groups is None:
+        return correct, total
+    return tuple(float(v) for v in in_units(correct, total, units_of(np.asarray(groups), slice(None))))
+
+
+def sensitivity_counts(
+    y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None
+) -> tuple:
+    """Per class (true positives, positives); with `groups`, in each class's patients."""
     n_classes = probabilities.shape[1]
     hit = probabilities.argmax(axis=1) == y_true
-    return np.bincount(y_true[hit], minlength=n_classes), np.bincount(y_true, minlength=n_classes)
+    found = np.bincount(y_true[hit], minlength=n_classes), np.bincount(y_true, minlength=n_classes)
+    if groups is None:
+        return found
+    groups = np.asarray(groups)
+    return in_units(*found, [units_of(groups, y_true == k) for k in range(n_classes)])
 
 
-def specificity_counts(y_true: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per class (true negatives, negatives) one-vs-rest."""
+def specificity_counts(
+    y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None
+) -> tuple:
+    """Per class (true negatives, negatives) one-vs-rest; with `groups`, in the patients of the other
+    classes' cases."""
     n_classes = probabilities.shape[1]
     predicted = probabilities.argmax(axis=1)
     negatives = len(y_true) - np.bincount(y_true, minlength=n_classes)
     false_positives = np.bincount(predicted[predicted != y_true], minlength=n_classes)
-    return negatives - false_positives, negatives
+    found = negatives - false_positives, negatives
+    if groups is None:
+        return found
+    groups = np.asarray(groups)
+    return in_units(*found, [units_of(groups, y_true != k) for k in range(n_classes)])
 
 
 # The metrics that are proportions of cases, with their counts: where the bootstrap is degenerate

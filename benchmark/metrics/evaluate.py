@@ -67,7 +67,7 @@ def confidence_intervals(
             m.compute(y_true, probabilities, settings),
             m.resampled(weights, y_true, probabilities, settings),
             settings.ci_level,
-            None if counts is None else counts(y_true, probabilities),
+            None if counts is None else counts(y_true, probabilities, groups),
             single_unit,
         )
         intervals[f"{m.key}_ci_low"], intervals[f"{m.key}_ci_high"] = found.low, found.high

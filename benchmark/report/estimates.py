@@ -167,7 +167,7 @@ def estimate_row(
         counter = PROPORTION_COUNTS.get(key)
         if counter is None:
             return None
-        return tuple(np.mean([counter(labels, p) for p in probabilities], axis=0))
+        return tuple(np.mean([counter(labels, p, groups) for p in probabilities], axis=0))
 
     for key in OVERALL_KEYS:
         add(key, *score(key, probabilities), counts_of(key))

@@ -1,9 +1,10 @@
 """The cluster bootstrap: resampling patients, not their near-identical slices (numpy only)."""
 
 import numpy as np
+import pytest
 
 from benchmark.metrics.bootstrap import percentile_interval, resample_weights, stratified_indices
-from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK
+from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, sensitivity_counts, specificity_counts
 from benchmark.metrics.evaluate import Settings, confidence_intervals, evaluate
 
 SETTINGS = Settings(ci_level=0.95, n_bootstrap=500, bootstrap_seed=0, ece_bins=10)
@@ -136,3 +137,23 @@ def test_the_only_patient_of_a_class_stays_in_every_resample_and_gets_no_interva
     assert draws_of("patient00", groups, resamples) != {1}
     found = confidence_intervals(y, p, SETTINGS, list(groups))
     assert found["accuracy_ci_method"] == "not estimable (a class has a single test group)"
+
+
+def test_an_exact_interval_on_a_grouped_split_counts_patients_not_slices():
+    """24 slices of 6 patients, all right: the bootstrap is degenerate, and the exact interval of 24
+    independent images, [0.858, 1], would claim four times the evidence there is."""
+    y = np.repeat([0, 1], 12)
+    groups = np.repeat([f"pt{k}" for k in range(6)], 4)
+    p = np.where(y[:, None] == np.arange(2), 0.9, 0.1)
+    by_image = confidence_intervals(y, p, SETTINGS)
+    by_patient = confidence_intervals(y, p, SETTINGS, list(groups))
+    assert by_image["accuracy_ci_method"] == by_patient["accuracy_ci_method"] == CLOPPER_PEARSON_FALLBACK
+    assert by_image["accuracy_ci_low"] == pytest.approx(0.025 ** (1 / 24))
+    assert by_patient["accuracy_ci_low"] == pytest.approx(0.025 ** (1 / 6))  # 0.541
+    assert by_patient["accuracy_ci_high"] == 1.0
+    p[0] = [0.1, 0.9]  # one slice of pt0 wrong: per class, counts in that class's patients
+    hits, positives = sensitivity_counts(y, p, groups)
+    assert hits == pytest.approx([11 / 12 * 3, 3]) and list(positives) == [3, 3]
+    negatives_right, negatives = specificity_counts(y, p, groups)
+    assert negatives_right == pytest.approx([3, 11 / 12 * 3]) and list(negatives) == [3, 3]
+    assert sensitivity_counts(y, p)[0].tolist() == [11, 12]  # without groups, images
