@@ -19,13 +19,21 @@ BOUNDS = (0.05, 20.0)  # searched range of T; a fit at an end says the validatio
 
 
 def fit_temperature(y_val: np.ndarray, p_val: np.ndarray) -> float:
-    """The T minimising the validation negative log-likelihood (searched on log T within BOUNDS)."""
+    """The T minimising the validation negative log-likelihood (searched on log T within BOUNDS); an end of
+    BOUNDS where the loss there is no higher than at the minimiser's answer. A validation split predicted
+    all right has its loss falling all the way to T -> 0, flat at 0 in floating point below some T, and
+    the search stopped anywhere in that flat stretch (0.06 or 0.12: a value that looked like an estimate,
+    sharpened the test probabilities and made the test log loss 7x worse)."""
     logits = np.log(np.clip(p_val, 1e-12, 1.0))
 
     def nll(log_t: float) -> float:
         return float(-log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(y_val)), y_val].mean())
 
-    return float(np.exp(minimize_scalar(nll, bounds=tuple(np.log(BOUNDS)), method="bounded").x))
+    found = float(minimize_scalar(nll, bounds=tuple(np.log(BOUNDS)), method="bounded").x)
+    for end in BOUNDS:
+        if nll(math.log(end)) <= nll(found) + 1e-12:
+            return end
+    return float(np.exp(found))
 
 
 def at_bound(temperature: float) -> bool:

@@ -90,3 +90,13 @@ def test_the_range_named_when_a_temperature_stopped_at_its_bound(calibration, se
     from benchmark.metrics.calibration import bound_range
 
     assert bound_range(calibration) == searched
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.999])
+def test_a_validation_split_predicted_all_right_gives_no_temperature_estimate(confidence):
+    """Its loss falls all the way to T -> 0 (flat at 0 in floating point with confident predictions): the
+    search stopped at 0.06 or 0.12, recorded as an estimate, not at its bound."""
+    y = np.array([0, 1] * 10)
+    p = np.where(y[:, None] == np.arange(2), confidence, 1 - confidence)
+    assert fit_temperature(y, p) == BOUNDS[0]
+    assert calibration_record(y, p, y, p, 10)["temperature_at_bound"] is True
