@@ -116,6 +116,9 @@ def run_hydra(main: Callable[[], object]) -> None:
             raise
         fail(BenchmarkError("hydra/launcher=slurm needs a SLURM cluster (no srun here): run it where sbatch "
                             "is, or use hydra/launcher=slurm_local (submitit on this machine) or workers"))
+    except (NotADirectoryError, FileExistsError) as error:  # Hydra making its folder, before our checks
+        fail(BenchmarkError(f"cannot make the folder {error.filename}: a file is in the way (is results_dir, "
+                            "or a folder above it, a file?): name a folder"))
     except KeyboardInterrupt:
         print(f"{close_progress_bars()}interrupted: finished runs are kept; the same command resumes the "
               "rest", file=sys.stderr)

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 
 def check_config(cfg: DictConfig) -> None:
     """Fail before reading anything when an option cannot work, naming the valid values."""
+    from benchmark.runs.settings import ENSEMBLE_K, check_settings
+
+    check_settings(cfg, {"ensemble_k": ENSEMBLE_K})
     if cfg.primary_metric not in RANKABLE:
         raise BenchmarkError(
             f"primary_metric={cfg.primary_metric} is not a rankable metric: use one of {', '.join(RANKABLE)}"

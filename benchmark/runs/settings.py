@@ -57,6 +57,7 @@ CLASS_WEIGHTS = (None, "balanced")  # train.class_weight: none, or inverse class
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")  # Keras's RandomFlip modes
 ABSENT = object()
 POSITIVE = (lambda v: number(v) and v > 0, "a positive number")
+ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
 # key -> (valid, what it must be, an example); a key the regime's config lacks is not checked
 RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "train.max_epochs": (*count(1), "30"),
@@ -94,12 +95,19 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "evaluate.target_sensitivity": (lambda v: number(v) and 0 < v <= 1, "a number above 0, at most 1",
                                     "0.95"),
     "backbone.weights_fallback": (*one_of(*FALLBACKS), "random"),
+    "report.ensemble_k": ENSEMBLE_K,  # the sweep's own leaderboard: refused after every cell had trained
 }
 
 
-def check_settings(cfg: DictConfig) -> None:
-    """Raise a BenchmarkError naming the first bad setting of RULES, its value and the fix."""
-    for key, (valid, rule, example) in RULES.items():
+LAUNCHER_RULES = {  # checked on the sweep's config before its first cell (joblib failed with a traceback)
+    "hydra.launcher.n_jobs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v != 0,
+                              "a whole number other than 0 (-1: one cell per core)", "2"),
+}
+
+
+def check_settings(cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str, str]] = RULES) -> None:
+    """Raise a BenchmarkError naming the first bad setting of `rules`, its value and the fix."""
+    for key, (valid, rule, example) in rules.items():
         value = OmegaConf.select(cfg, key, default=ABSENT)
         if value is ABSENT:
             continue

@@ -154,6 +154,8 @@ def test_broken_run_dirs_are_listed_not_fatal(swept, tmp_path):
         (["primary_metric=speed"], "primary_metric=speed is not a rankable metric: use one of accuracy"),
         (["primary_metric=weighted_f1"], "primary_metric=weighted_f1 is not a rankable metric"),  # no CI
         (["primary_metrc=accuracy"], "primary_metrc is not a setting"),
+        (["ensemble_k=abc"], "ensemble_k='abc' must be 0 (no ensemble) or a whole number of at least 2"),
+        (["ensemble_k=2.5"], "ensemble_k=2.5 must be 0 (no ensemble) or a whole number of at least 2"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
@@ -164,6 +166,18 @@ def test_user_errors_are_one_line_and_exit_code_2(tmp_path, overrides, message):
     assert len(errors) == 1 and message.format(results=results) in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr and not (results / "leaderboard.md").exists()
     assert not results.exists()  # a mistyped results_dir keeps no Hydra log folder
+
+
+@pytest.mark.parametrize("module", ["benchmark.report", "benchmark"])
+def test_a_results_dir_that_is_a_file_is_one_line(tmp_path, module):
+    """QA: NotADirectoryError's traceback, from Hydra making its log folder before any check of ours."""
+    image = tmp_path / "scan.png"
+    image.write_bytes(b"not a folder")
+    result = run_cli([f"results_dir={image}"], module=module)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: cannot make the folder {image}/hydra/" in result.stderr
+    assert "a file is in the way" in result.stderr
+    assert image.read_bytes() == b"not a folder"
 
 
 def test_a_report_on_a_folder_without_runs_removes_only_its_own_log(tmp_path):

@@ -150,14 +150,26 @@ def test_a_run_and_each_sweep_cell_are_checked_before_any_work(tiny_cfg, overrid
     assert refusal(tiny_cfg(*overrides)) is not None and refusal(tiny_cfg()) is None
 
 
-def test_a_sweep_whose_every_cell_is_refused_stops_before_the_first(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.lr=abc"], "train.lr='abc' must be a positive number: e.g. train.lr=1e-3"),
+        # QA: every cell trained, then the sweep's leaderboard failed and the sweep exited 0
+        (["report.ensemble_k=abc"], "report.ensemble_k='abc' must be 0 (no ensemble) or a whole number of at "
+                                    "least 2: e.g. report.ensemble_k=3"),
+        # QA: joblib's traceback after "sweep: 2 cells, 1 at a time"
+        (["hydra/launcher=workers", "hydra.launcher.n_jobs=0"],
+         "hydra.launcher.n_jobs=0 must be a whole number other than 0 (-1: one cell per core)"),
+    ],
+)
+def test_a_sweep_whose_every_cell_is_refused_stops_before_the_first(tmp_path: Path, overrides, message):
     """QA: each cell failed at its turn (after TensorFlow's import) and the sweep exited 0 with a failed.json
     per cell in the leaderboard; one cell refused alone still fails at its turn (tests/runs/test_sweep.py)."""
     sweep = ["--multirun", "backbone=mobilenetv2,resnet50"]
-    result = run_cli([*sweep, *tiny_overrides(tmp_path, "train.lr=abc")])
+    result = run_cli([*sweep, *tiny_overrides(tmp_path, *overrides)])
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: train.lr='abc' must be a positive number: e.g. train.lr=1e-3"], errors
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), errors
     assert "Traceback" not in result.stderr and "cell 1/2" not in result.stdout + result.stderr
     assert not any((tmp_path / name).exists() for name in ("results/runs", "data", "cache"))
 
