@@ -42,8 +42,8 @@ sweep: ## every backbone x seeds (0,1,2) on DATASET, resumable, JOBS cells at on
 	    report.ensemble_k=$(ENSEMBLE) $(if $(DATA),'dataset.path=$(DATA)') \
 	    $(if $(BACKBONES),backbone=$(BACKBONES)) $(if $(SEEDS),seed=$(SEEDS)) $(ARGS)
 
-report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs
-	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE)
+report: ## rebuild the leaderboard (.md, .csv), figures and the top-ENSEMBLE ensemble from results/runs; ARGS="primary_metric=accuracy"
+	$(PY) -m benchmark.report 'results_dir=$(RESULTS)' ensemble_k=$(ENSEMBLE) $(ARGS)
 
 bench: ## measure extraction speed, latency and the feature cache's speed-up (targets in conf/bench.yaml)
 	$(PY) -m benchmark.bench 'out_dir=$(RESULTS)'

@@ -198,8 +198,16 @@ def copies_summary(record: dict) -> str:
             f"hash bits apart); e.g. {first['file']} repeats {split} {first['run_file']}")
 
 
+def check_site_name(name: object) -> None:
+    """`name` is a folder under <run>/external/: `../../x` wrote beside the run's backbone folders, where
+    the next report listed it as a broken run."""
+    if name is not None and (str(name) in ("", ".", "..") or Path(str(name)).name != str(name)):
+        raise BenchmarkError(f"name={name} must be a plain folder name (no / or ..): e.g. name=siteB")
+
+
 def score(cfg: DictConfig, overrides: list[str]) -> Path:
     """Score the run on the other data; the folder written."""
+    check_site_name(cfg.name)
     run_dir = cli.require_model_run(cfg.run)
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     metrics = read_json(run_dir / "metrics.json")

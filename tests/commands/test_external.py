@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from benchmark.data import synthetic
@@ -86,6 +87,15 @@ def test_an_unknown_option_lists_the_data_options_too(tmp_path: Path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert ("error: nme is not an option of benchmark.evaluate: use run, name, batch_size, debug, and the "
             "other data's dataset=<name> and dataset.*") in result.stderr
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", ".."])
+def test_a_site_name_that_is_a_path_is_refused_before_any_work(tmp_path: Path, name: str):
+    """QA: name=../../evil wrote <run>/../../evil/, beside the backbones' run folders."""
+    result = run_cli([f"run={tmp_path}", f"name={name}", "dataset=folder"], module="benchmark.evaluate")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: name={name} must be a plain folder name (no / or ..): e.g. name=siteB")
 
 
 def test_classes_the_run_does_not_know_are_refused(saved_run, tmp_path: Path):
