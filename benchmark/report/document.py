@@ -279,9 +279,11 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
         if small:
             found.append(
                 f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
-                "class's sensitivity, AUROC and the macro metrics rest on a handful of them and their "
-                "intervals are wide; its bootstrap intervals are even so too narrow (resampling n cases "
-                "shrinks a proportion's variance by (n-1)/n: half with 2), its exact ones (‡) are not."
+                "class's sensitivity, AUROC and the macro metrics rest on a handful of them"
+                + (" (see below for their intervals)." if test.single_unit else
+                   " and their intervals are wide; its bootstrap intervals are even so too narrow "
+                   "(resampling n cases shrinks a proportion's variance by (n-1)/n: half with 2), its exact "
+                   f"ones ({EXACT_MARK}) are not.")
             )
         if single := [name for name, count in counts.items() if count == 1]:  # bootstrap.single_unit_class
             one = "test image" if test.groups is None else "test patient/study"
@@ -290,7 +292,10 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
                 f"set holds it, so no interval could show its variability: "
                 + (f"proportions have exact intervals ({EXACT_MARK}), the other metrics none. "
                    if test.groups is None else "no metric has an interval (`(no CI)`). ")
-                + "Differences between rows here are not evidence."
+                + "Differences between rows here are not evidence. For intervals, the test split needs "
+                f"two or more of its {'images' if test.groups is None else 'patients'}: a larger test share "
+                "(`dataset.split`) or another `dataset.split_seed` (a new data version: runs train again), "
+                "or leave the class out."
             )
     fallback = sorted(
         {

@@ -105,7 +105,8 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     groups = metrics.get("n_test_groups")  # the bootstrap's unit when set: a patient's slices are one case
     if (groups or metrics.get("n_test") or 0) < 100:
         of_groups = f" of {groups} {metrics.get('split_by') or 'group'}s" if groups else ""
-        found.append(f"The test split has {metrics.get('n_test')} images{of_groups}: intervals are wide.")
+        found.append(f"The test split has {metrics.get('n_test')} images{of_groups}: "
+                     + ("few: intervals are missing or wide." if units else "intervals are wide."))
     found_kinds = metrics.get("cross_split_duplicates") or {}  # older runs counted the hints in here too
     duplicates = sum(found_kinds.get(kind, 0) for kind in LEAK_KINDS)
     if duplicates:
