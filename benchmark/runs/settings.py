@@ -57,6 +57,19 @@ CLASS_WEIGHTS = (None, "balanced")  # train.class_weight: none, or inverse class
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")  # Keras's RandomFlip modes
 ABSENT = object()
 POSITIVE = (lambda v: number(v) and v > 0, "a positive number")
+# MLflow's tracking stores (a database's driver may follow a +: postgresql+psycopg2); "" is a local path
+TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
+def tracking_uri(value: Any) -> bool:
+    from urllib.parse import urlparse
+
+    if not isinstance(value, str) or not value:
+        return False
+    scheme = urlparse(value).scheme
+    return len(scheme) == 1 or scheme.split("+")[0] in TRACKING_SCHEMES  # C:\\mlruns: a Windows path
+
+
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
 # key -> (valid, what it must be, an example); a key the regime's config lacks is not checked
 RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
@@ -96,6 +109,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
                                     "0.95"),
     "backbone.weights_fallback": (*one_of(*FALLBACKS), "random"),
     "report.ensemble_k": ENSEMBLE_K,  # the sweep's own leaderboard: refused after every cell had trained
+    # an unknown scheme was refused by MLflow after the run had trained (in a sweep, after every cell)
+    "logger.tracking_uri": (tracking_uri, "a path or a URI MLflow stores runs at (" + ", ".join(
+        f"{scheme}:" for scheme in TRACKING_SCHEMES if scheme) + ")", "http://mlflow.lab:5000"),
+    "logger.experiment": (lambda v: v is None or isinstance(v, str) and bool(v), "null or a name",
+                          "medbench-lung-ct"),
+    "logger.artifacts": (lambda v: isinstance(v, bool), "true or false", "false"),
 }
 
 

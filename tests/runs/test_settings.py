@@ -36,6 +36,10 @@ from tests.conftest import run_cli, tiny_overrides
         ["train=finetune", "augment=strong", "augment.rotation=1", "augment.zoom=0.99",
          "augment.translation=1", "augment.contrast=1"],
         ["augment=none", "augment.rotation=0", "augment.contrast=0"],
+        ["logger=mlflow"],  # its default: sqlite under results_dir
+        ["logger=mlflow", "logger.tracking_uri=postgresql+psycopg2://lab@db/mlflow", "logger.artifacts=false",
+         "logger.experiment=lung-ct"],
+        ["logger=mlflow", "logger.tracking_uri=/shared/mlruns", "report.ensemble_k=0"],
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
@@ -96,6 +100,13 @@ def test_legal_settings_pass(tiny_cfg, overrides):
         (["evaluate.bootstrap_seed=-1"], "evaluate.bootstrap_seed=-1 must be a whole number of at least 0"),
         (["backbone.weights_fallback=bogus"],  # checked with random weights too: it would hash a new run
          "backbone.weights_fallback='bogus' must be one of random | error"),
+        # QA: MLflow refused the scheme after the run had trained; bool("maybe") uploaded the artifacts
+        (["logger=mlflow", "logger.tracking_uri=foo://bar"],
+         "logger.tracking_uri='foo://bar' must be a path or a URI MLflow stores runs at (file:, sqlite:"),
+        (["logger=mlflow", "logger.artifacts=maybe"], "logger.artifacts='maybe' must be true or false"),
+        (["logger=mlflow", "logger.experiment=[a,b]"], "logger.experiment=['a', 'b'] must be null or a name"),
+        (["report.ensemble_k=1"],
+         "report.ensemble_k=1 must be 0 (no ensemble) or a whole number of at least 2"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
