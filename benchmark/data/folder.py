@@ -23,8 +23,8 @@ def list_class_images(directory: Path, root: Path) -> dict[str, list[str]]:
         files = sorted(str(p.relative_to(root)) for p in class_dir.rglob("*") if is_image_file(p))
         if not files:
             raise BenchmarkError(
-                f"class folder {class_dir} has no images ({IMAGE_KINDS}): "
-                "add images or remove the folder"
+                f"class folder {class_dir} has no images ({IMAGE_KINDS}): add images to it, or remove the "
+                "class (its folder in every split)"
             )
         classes[class_dir.name] = files
     return classes
