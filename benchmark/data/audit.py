@@ -245,11 +245,13 @@ def audit(
     counts = audit_counts(pairs)
     advisory = summary(counts, ADVISORY_KINDS)
     if advisory:
+        grouped = any(split.groups is not None for split in splits.values())
         log.warning(
             "LEAKAGE?: the same file name or DICOM PatientID in more than one split (%s): check they are "
-            "different images, and split by patient (dataset.groups, group_pattern or group_depth) if "
-            "patients are shared",
+            "different images, and %s",
             advisory,
+            "that one patient is not filed under two group ids (audit.csv lists the pairs)" if grouped else
+            "split by patient (dataset.groups, group_pattern or group_depth) if patients are shared",
         )
     leaks = summary(counts, LEAK_KINDS)
     dropped: frozenset[str] = frozenset()

@@ -111,6 +111,20 @@ def test_with_patient_groups_a_file_name_repeated_across_patients_is_no_finding(
     assert found(find_duplicates(grouped, records, NEAR_BITS), "name") == expected
 
 
+def test_the_name_warning_advises_grouping_only_where_there_are_no_groups(tmp_path: Path, caplog):
+    """QA: with patients given, "split by patient (dataset.groups...)" was advice already taken."""
+    splits, records = leaky_dataset(tmp_path)
+    patients = {"train": ("p1", "p1", "p2"), "val": ("p3",), "test": ("p1", "p4", "p2")}
+    grouped = {name: Split(split.ids, split.labels, patients[name]) for name, split in splits.items()}
+    for data, advice in ((splits, "split by patient (dataset.groups"),
+                         (grouped, "that one patient is not filed under two group ids")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            audit(data, records, NEAR_BITS, "warn")
+        (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("LEAKAGE?")]
+        assert advice in line and ("dataset.groups" in line) == (data is splits), line
+
+
 def test_dedupe_error_names_the_counts_and_the_fix(tmp_path: Path):
     splits, records = leaky_dataset(tmp_path)
     with pytest.raises(BenchmarkError, match=r"exact train~test: 1.*dedupe=drop.*remove the files"):
