@@ -63,7 +63,7 @@ def check_options(cfg: DictConfig) -> None:
     typo as matplotlib's traceback after the maps were computed)."""
     from matplotlib import colormaps
 
-    cli.require_count("n_images", cfg.n_images, minimum=0, example=8)
+    cli.require_count("n_images", cfg.n_images, minimum=1, example=8)  # 0 explained nothing, silently
     cli.require_count("seed", cfg.seed, minimum=0, example=0)
     if cfg.figure.colormap not in colormaps:
         raise BenchmarkError(

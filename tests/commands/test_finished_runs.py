@@ -112,7 +112,8 @@ def test_a_run_whose_config_yaml_was_edited_to_a_bad_dedupe_is_not_told_its_imag
     [
         ("figure.colormap=notacmap", "error: figure.colormap=notacmap is not a matplotlib colormap: use e.g. "
                                      "figure.colormap=jet"),
-        ("n_images=-3", "error: n_images=-3 must be a whole number of at least 0: e.g. n_images=8"),
+        ("n_images=-3", "error: n_images=-3 must be a whole number of at least 1: e.g. n_images=8"),
+        ("n_images=0", "error: n_images=0 must be a whole number of at least 1"),  # QA: silent, exit 0
         ("figure.alpha=2", "error: figure.alpha=2 must be an opacity from 0 to 1"),
         ("figure.columns=0", "error: figure.columns=0 must be a whole number of at least 1"),
     ],
