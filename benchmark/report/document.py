@@ -526,7 +526,9 @@ def dataset_section(
             "### Operating points: thresholds chosen on validation, applied to test",
             f"How a screening model is judged. Per class one-vs-rest (binary tasks too), the "
             f"threshold on its probability that reaches sensitivity {target_of(rows)} on validation, and the "
-            "one maximising Youden's J (sensitivity + specificity − 1) on validation; test rates at each.",
+            "one maximising Youden's J (sensitivity + specificity − 1) on validation; test rates at each. "
+            "Each seed applies its own threshold: the column shows their mean, a value no single model "
+            "uses, and the rates are the means of each seed's rates at its own.",
             operating,
         ]
     if others:

@@ -312,7 +312,8 @@ def calibration_table(rows: list[Row], digits: int) -> str:
 def operating_points_table(rows: list[Row], digits: int) -> str:
     """Per row, class and rule: the validation-chosen threshold (mean over
     seeds) and the test sensitivity, specificity, PPV and NPV it gives."""
-    header = ["backbone", "class", "threshold rule", "threshold", "sensitivity", "specificity", "PPV", "NPV"]
+    header = ["backbone", "class", "threshold rule", "threshold (seeds' mean)", "sensitivity", "specificity",
+              "PPV", "NPV"]
     body = []
     for row in rows:
         means = row.estimates.means if row.estimates is not None else {}

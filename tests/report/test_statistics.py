@@ -201,6 +201,7 @@ def test_a_binary_leaderboard_judges_both_classes_at_their_thresholds():
     (row,) = rows_of(run)
     table = operating_points_table([row], 3)
     assert "| m | covid |" in table and "| m | normal |" in table
+    assert "| threshold (seeds' mean) |" in table  # QA: a mean of two thresholds no model uses, unlabelled
 
 
 def test_train_time_is_timed_where_a_seed_extracted_and_priced_where_every_seed_copied_features():
