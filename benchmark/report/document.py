@@ -23,6 +23,7 @@ from benchmark.report.tables import (
     calibration_table,
     comparisons_table,
     configurations_table,
+    group_noun,
     main_table,
     markdown_table,
     operating_points_table,
@@ -177,7 +178,8 @@ def dataset_facts(rows: list[Row]) -> str:
     fingerprints = unique(list(fingerprints_of(runs).values()))
     tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
     sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
-    described = "; ".join(f"{n} images" + (f", {g} groups" if g else "") for n, g in sizes) or "unknown"
+    noun = group_noun(rows)
+    described = "; ".join(f"{n} images" + (f" of {g} {noun}s" if g else "") for n, g in sizes) or "unknown"
     seeds = sorted({len(row.runs) for row in rows if not row.is_ensemble})
     lines = [
         f"- classes: {'; '.join(classes)}",

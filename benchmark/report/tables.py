@@ -214,9 +214,30 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
     return markdown_table(header, body)
 
 
+def group_noun(rows: list[Row]) -> str | None:
+    """What the rows' test groups are ("patient"), None where their test split has none."""
+    tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
+    if not any(test.groups is not None for test in tests):
+        return None
+    nouns = [row.runs[0].metrics.get("split_by") for row in rows]
+    return next((noun for noun in nouns if noun and noun != "image"), "group")
+
+
+def class_units(row: Row, name: str) -> str:
+    """A class's test groups (patients) in the row's test split, "" where it has none."""
+    test = row.estimates.test if row.estimates is not None else None
+    if test is None or test.groups is None:
+        return ""
+    k = row.classes.index(name)
+    return f" ({len({g for label, g in zip(test.labels, test.groups, strict=True) if label == k})})"
+
+
 def per_class_table(rows: list[Row], digits: int) -> str:
-    """Long format (one line per row and class), so datasets with many classes stay readable."""
-    header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN), "test cases"]
+    """Long format (one line per row and class), so datasets with many classes stay readable; the test
+    cases are images, with their patients beside them where the split has groups (the bootstrap's unit)."""
+    noun = group_noun(rows)
+    header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN),
+              f"test images ({noun}s)" if noun else "test images"]
     body = []
     for row in rows:
         support = row.runs[0].metrics["per_class"]
@@ -231,7 +252,7 @@ def per_class_table(rows: list[Row], digits: int) -> str:
                         else fmt(class_mean(row, m.key, name), digits)
                         for m in PER_CLASS_SHOWN
                     ),
-                    str(support.get(name, {}).get("support", "—")),
+                    str(support.get(name, {}).get("support", "—")) + class_units(row, name),
                 ]
             )
     return markdown_table(header, body)

@@ -29,7 +29,12 @@ def test_a_run_split_by_patient_says_so_everywhere(tiny_cfg, tmp_path):
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "split by patient (15 patients:" in markdown
     n_test, n_groups = metrics["n_test"], metrics["n_test_groups"]
-    assert f"test set: {n_test} images, {n_groups} groups; seeds per row: 1" in markdown  # patients resampled
+    assert f"test set: {n_test} images of {n_groups} patients; seeds per row: 1" in markdown  # resampled
+    per_class = markdown.split("| backbone | class |", 1)[1].split("\n\n", 1)[0]  # QA: images, said as cases
+    assert "| test images (patients) |" in per_class.splitlines()[0]
+    supports = [line.rsplit("|", 2)[1].strip() for line in per_class.splitlines()[2:]]
+    assert sum(int(cell.split(" (")[1].rstrip(")")) for cell in supports) == n_groups  # one class a patient
+    assert sum(int(cell.split(" (")[0]) for cell in supports) == n_test
 
 
 def test_a_run_without_groups_warns_that_the_split_ignored_patients(tiny_sweep):
