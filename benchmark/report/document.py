@@ -356,7 +356,8 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
         f"comparison(s); ✓ = Holm p < {alpha:g}. A bootstrap p at its resolution is shown as `< 1/B`. "
         "#1 is the row these test numbers ranked first, a choice no correction here accounts for: read its "
         "p-values as somewhat optimistic.",
-        comparisons_table(found.ranking + found.auroc, alpha, cfg.digits),
+        comparisons_table(found.ranking + found.auroc, alpha, cfg.digits) if found.ranking + found.auroc
+        else "No row could be compared with #1 (the reasons below).",
     ]
     if found.auroc_per_class:
         parts += ["Per class, one-vs-rest (DeLong, Holm over all class comparisons):"]

@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from benchmark.metrics.estimands import BOOTSTRAP, CLOPPER_PEARSON_FALLBACK
 from benchmark.metrics.evaluate import Settings
-from benchmark.report.document import small_test_warnings
+from benchmark.report.document import comparisons, small_test_warnings
 from benchmark.report.estimates import NotComparable
 from benchmark.report.load import Run
 from benchmark.report.paired import against_first, p_text, paired_bootstrap
@@ -90,6 +91,9 @@ def test_a_class_of_one_test_patient_leaves_every_metric_without_an_interval():
     compared = against_first([row, other], "accuracy", 0.95)  # nor a difference between rows: no p-value
     assert not compared.ranking and compared.not_comparable == [
         (other.label, "a class has a single test group, which every resample holds")]
+    report_cfg = OmegaConf.create({"primary_metric": "accuracy", "digits": 3})
+    section = comparisons([row, other], report_cfg, SETTINGS)
+    assert "| #1 vs |" not in section and "No row could be compared with #1" in section  # QA: an empty table
     assert {estimate(row, key).method for key in ("accuracy", "macro_auroc", "sensitivity_tumor")} == {
         "not estimable (a class has a single test group)"}
     assert fmt_estimate(estimate(row, "accuracy"), 3).endswith("(no CI)")
