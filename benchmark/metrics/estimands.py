@@ -27,6 +27,7 @@ CLOPPER_PEARSON_FALLBACK = "Clopper-Pearson (bootstrap degenerate)"
 DEGENERATE = "not estimable (bootstrap degenerate)"  # no counts to fall back on: no interval at all
 SINGLE_UNIT = "not estimable (a class has a single test {unit})"  # bootstrap.single_unit_class
 MIN_VALID = 10  # fewer valid replicates than this and the percentile interval means nothing
+MIN_CASES = 10  # fewer cases (a class's in test, or validation's) than this and the reader is warned
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.bootstrap import unit_labels
-from benchmark.metrics.estimands import BOOTSTRAP, small_classes
+from benchmark.metrics.estimands import BOOTSTRAP, MIN_CASES, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.estimates import temperature
@@ -33,10 +33,10 @@ from benchmark.report.tables import (
 )
 from benchmark.report.versions import Stale, fingerprints_of
 from benchmark.runs.layout import ENSEMBLE
+from benchmark.runs.model_card import few_validation_cases
 
 WARNING = "> ⚠️"
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
-MIN_CASES = 10  # fewer test cases of a class than this and the reader is warned
 LISTED_RUNS = 10  # a stale version's run directories named on the page; the rest counted
 
 
@@ -271,6 +271,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     when the ranking metric's is among them, else a note (an operating point's sensitivity of 1.0 in every
     resample says nothing about the ranking)."""
     found = []
+    if rows and (few := few_validation_cases(rows[0].runs[0].metrics)):
+        found.append(f"{WARNING} **Few validation cases:** {few}")
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
         classes, test = rows[0].classes, tests[0]

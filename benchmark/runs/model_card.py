@@ -7,7 +7,7 @@ import math
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
 from benchmark.metrics.calibration import bound_range
-from benchmark.metrics.estimands import SINGLE_UNIT
+from benchmark.metrics.estimands import MIN_CASES, SINGLE_UNIT
 from benchmark.metrics.table import BY_KEY
 
 HEADLINE = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
@@ -82,6 +82,20 @@ def absent_limits(metrics: dict, manifest: dict) -> list[str]:
     return found
 
 
+def few_validation_cases(metrics: dict) -> str | None:
+    """The validation split in a sentence where it has fewer than MIN_CASES cases (patients where the split
+    has groups): everything chosen on it (early stopping, the temperature, the thresholds, a
+    configuration, a search's trials) then rests on a handful of them. None otherwise."""
+    images = (metrics.get("split_sizes") or {}).get("val")
+    groups = (metrics.get("split_groups") or {}).get("val")
+    if images is None or (groups or images) >= MIN_CASES:
+        return None
+    unit = metrics.get("split_by") or "group"
+    of = f"{images} images of {groups} {unit}s" if groups else f"{images} images"
+    return (f"The validation split has {of}: early stopping, the temperature, the operating thresholds and "
+            "the choice of configuration or search trial rest on them, so they are rough.")
+
+
 def limits(metrics: dict, manifest: dict) -> list[str]:
     """What the numbers cannot tell, stated plainly."""
     found = []
@@ -97,6 +111,8 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
         found.append(f"{shared} {metrics.get('split_by')}(s) sit in more than one split "
                      "(dataset.group_overlap=warn), which inflates test metrics.")
     found += absent_limits(metrics, manifest)
+    if few := few_validation_cases(metrics):
+        found.append(few)
     single = {SINGLE_UNIT.format(unit=unit): unit for unit in ("image", "group")}
     if units := {single[v] for key, v in metrics.items() if key.endswith("_ci_method") and v in single}:
         unit = "image" if "image" in units else metrics.get("split_by") or "group"

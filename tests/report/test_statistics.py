@@ -232,3 +232,16 @@ def test_train_time_is_timed_where_a_seed_extracted_and_priced_where_every_seed_
                     features_reused_images=0, extraction_ips=15.0, **common)
     (row,) = group_rows([*runs, cold])["synthetic"]
     assert training_time(row) == pytest.approx(7.0 + 1.0)
+
+
+def test_a_small_validation_split_is_warned_about_on_the_leaderboard():
+    """QA: 2 validation patients chose each row's epoch, temperature, thresholds and configuration."""
+    probabilities = noisy(LABELS, 0.6, 0)
+    few = {"split_sizes": {"train": 80, "val": 15, "test": len(LABELS)}, "split_by": "patient",
+           "split_groups": {"train": 12, "val": 2, "test": 5}}
+    (row,) = rows_of(fake_run("m", probabilities, LABELS, **few))
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
+    assert "**Few validation cases:** The validation split has 15 images of 2 patients" in warnings
+    enough = {"split_sizes": {"train": 80, "val": 40, "test": len(LABELS)}}
+    (row,) = rows_of(fake_run("m", probabilities, LABELS, **enough))
+    assert "validation" not in "\n".join(small_test_warnings([row], "accuracy"))

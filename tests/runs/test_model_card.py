@@ -41,3 +41,20 @@ def test_a_grouped_test_split_is_counted_in_patients(saved_run):
     assert "The test split has 34 images of 9 patients: intervals are wide." in limits
     many = model_card(metrics | {"n_test": 3400, "n_test_groups": 60, "split_by": "patient"}, manifest)
     assert "The test split has 3400 images of 60 patients" in many  # many slices, few patients: still wide
+
+
+def test_a_small_validation_split_is_a_known_limit(saved_run):
+    """QA: 2 validation patients chose the epoch, the temperature, the thresholds and the search's trial,
+    and nothing said so."""
+    run_dir, _ = saved_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    grouped = {"split_sizes": {"train": 80, "val": 15, "test": 30}, "split_by": "patient",
+               "split_groups": {"train": 12, "val": 2, "test": 5}}
+    card = model_card(metrics | grouped, manifest)
+    assert ("The validation split has 15 images of 2 patients: early stopping, the temperature, the "
+            "operating thresholds and the choice of configuration or search trial rest on them") in card
+    by_image = metrics | {"split_sizes": {"train": 80, "val": 9, "test": 30}, "split_groups": None}
+    assert "The validation split has 9 images:" in model_card(by_image, manifest)
+    enough = metrics | {"split_sizes": {"train": 80, "val": 15, "test": 30}, "split_groups": None}
+    assert "The validation split has" not in model_card(enough, manifest)
