@@ -143,14 +143,15 @@ def group_split_off(
         if missing:
             log.warning(
                 "group-aware split: %s has no images of %s %s (too few groups: no fold of the %d groups "
-                "into %d puts every class on both sides; groups of %s: %s)",
+                "of the %d images being split into %d puts every class on both sides; among them %s %s)",
                 side,
                 "class" if len(missing) == 1 else "classes",
                 quoted(missing, class_names),
                 n_groups,
+                len(labels),
                 n_splits,
-                "that class" if len(missing) == 1 else "those classes",
-                ", ".join(str(len(set(group_array[labels == label]))) for label in missing),
+                "that class has" if len(missing) == 1 else "those classes have",
+                ", ".join(f"{len(set(group_array[labels == label]))} group(s)" for label in missing),
             )
     return np.sort(kept), np.sort(taken)
 

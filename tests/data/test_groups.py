@@ -309,7 +309,9 @@ def test_when_no_fold_can_cover_a_class_the_fold_missing_fewest_is_taken_and_nam
         kept, taken = group_split_off(labels, groups, 0.2, 0, "test", ["alpha", "beta", "gamma"])
     assert missing_classes(labels, kept, taken) == 1  # only 'gamma', on one side
     assert {0, 1} <= set(labels[taken].tolist()) and {0, 1} <= set(labels[kept].tolist())
-    assert "class 'gamma' (too few groups" in caplog.text and "groups of that class: 1" in caplog.text
+    assert "class 'gamma' (too few groups" in caplog.text  # counted among the images being split (QA)
+    assert f"of the 13 groups of the {len(labels)} images being split into 5" in caplog.text
+    assert "among them that class has 1 group(s))" in caplog.text
 
 
 def test_a_split_sklearn_refuses_is_one_line_and_a_test_fold_leaving_an_unsplittable_rest_is_avoided():
