@@ -115,6 +115,8 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
          "quote a value holding ~, brackets or commas, e.g. \"dataset.path='~/organamnist.npz'\""),
         (["dataset.group_pattern=patient(\\d+)_"],  # the shell took the single quotes of the README's form
          "e.g. \"dataset.group_pattern='patient(\\d+)_'\""),
+        (["/data/ct"],  # QA: a bare path got the advice to quote it
+         "cannot read the override /data/ct: every argument is key=value, e.g. results_dir=/data/ct"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, overrides, message):
