@@ -63,6 +63,8 @@ def one_line(error: BaseException) -> str:
         key = unknown.group(1)
         return (f"{key} is not a setting: check its spelling (the command with --cfg job lists them all); "
                 f"Hydra's +{key}=... would add it with nothing reading it")
+    if wrapped := re.search(r"Error in call to target '[^']+':\s*\w+\((['\"])(.*?)\1\)", str(error), re.S):
+        return wrapped.group(2)  # a launcher's own check, as Hydra's instantiate wrapped it
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     options = getattr(error, "options", None)
     message = " ".join(lines[: 1 if options else 2]) if lines else type(error).__name__

@@ -171,6 +171,9 @@ def test_a_run_and_each_sweep_cell_are_checked_before_any_work(tiny_cfg, overrid
         # QA: joblib's traceback after "sweep: 2 cells, 1 at a time"
         (["hydra/launcher=workers", "hydra.launcher.n_jobs=0"],
          "hydra.launcher.n_jobs=0 must be a whole number other than 0 (-1: one cell per core)"),
+        # QA: the launcher's own check, inside Hydra's "Error in call to target '...': ValueError(...)"
+        (["hydra/launcher=slurm_local", "hydra.launcher.array_parallelism=-1"],
+         "hydra.launcher.array_parallelism=-1: use a whole number, 1 or more (cells at once on this "),
     ],
 )
 def test_a_sweep_whose_every_cell_is_refused_stops_before_the_first(tmp_path: Path, overrides, message):
