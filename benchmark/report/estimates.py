@@ -21,9 +21,11 @@ from benchmark.metrics.estimands import (
     DEGENERATE,
     PROPORTION_COUNTS,
     Interval,
+    in_units,
     seed_draws,
     summarise,
     two_level_replicates,
+    units_of,
 )
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.operating_points import RULES
@@ -205,9 +207,26 @@ def estimate_row(
                 successes = np.stack([seed[rate][0] for seed in per_seed])
                 cases = np.stack([seed[rate][1] for seed in per_seed])
                 values = np.divide(successes, cases, out=np.full(cases.shape, np.nan), where=cases > 0)
-                exact = (successes[:, 0].mean(), cases[:, 0].mean())  # the exact fallback's counts
+                exact = exact_counts_at_threshold(rate, successes[:, 0], cases[:, 0], labels, groups, k, [
+                    p[:, k] >= t for p, t in zip(probabilities, thresholds, strict=True)])
                 add(f"{rate}_at_{rule}_{name}", values[:, 0], values[:, 1:], exact)
     return found
+
+
+def exact_counts_at_threshold(
+    rate: str, successes: np.ndarray, cases: np.ndarray, labels: np.ndarray, groups: np.ndarray | None,
+    k: int, called: list[np.ndarray],
+) -> tuple[float, float]:
+    """The exact fallback's (successes, cases) of a rate at a threshold, means over seeds: with groups in
+    the patients among the rate's cases (each seed calls its own), as estimands.in_units counts them."""
+    if groups is None:
+        return float(successes.mean()), float(cases.mean())
+    truth = labels == k
+    denominators = {"sensitivity": lambda c: truth, "specificity": lambda c: ~truth, "ppv": lambda c: c,
+                    "npv": lambda c: ~c}[rate]
+    per_seed = [in_units(s, n, units_of(groups, denominators(c)))
+                for s, n, c in zip(successes, cases, called, strict=True)]
+    return tuple(float(np.mean(values)) for values in zip(*per_seed, strict=True))
 
 
 def no_interval(estimate: float) -> Interval:

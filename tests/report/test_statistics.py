@@ -245,3 +245,19 @@ def test_a_small_validation_split_is_warned_about_on_the_leaderboard():
     enough = {"split_sizes": {"train": 80, "val": 40, "test": len(LABELS)}}
     (row,) = rows_of(fake_run("m", probabilities, LABELS, **enough))
     assert "validation" not in "\n".join(small_test_warnings([row], "accuracy"))
+
+
+def test_an_exact_interval_at_an_operating_point_counts_patients_on_a_grouped_split():
+    """Review: sensitivity at the threshold, 1.0 in every resample, kept the exact interval of 12
+    independent slices (low 0.735) where there are 3 patients (0.292)."""
+    from benchmark.metrics.operating_points import operating_points_record
+
+    labels = np.repeat([0, 1], 12)
+    probabilities = np.where(labels[:, None] == np.arange(2), 0.8, 0.2)
+    points = operating_points_record(labels, probabilities, labels, probabilities, ["covid", "normal"], 0.9)
+    run = fake_run("m", probabilities, labels, classes=("covid", "normal"), operating_points=points)
+    run.predictions["group"] = np.repeat([f"p{i}" for i in range(6)], 4)
+    (row,) = rows_of(run)
+    found = estimate(row, "sensitivity_at_target_sensitivity_covid")
+    assert found.method == CLOPPER_PEARSON_FALLBACK and found.estimate == 1.0
+    assert found.low == pytest.approx(0.025 ** (1 / 3))
