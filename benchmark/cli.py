@@ -44,6 +44,9 @@ def one_line(error: BaseException) -> str:
     """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
     from hydra.errors import OverrideParseException
 
+    if isinstance(error.__cause__, BenchmarkError):  # a launcher's own check, wrapped by Hydra's instantiate
+        return one_line(error.__cause__)
+
     if isinstance(error, OverrideParseException):  # Hydra's own message points at a column, not the fix
         key, equals, value = str(error.override).partition("=")
         if not equals:  # a bare value: a path typed without its key, mostly
@@ -63,8 +66,6 @@ def one_line(error: BaseException) -> str:
         key = unknown.group(1)
         return (f"{key} is not a setting: check its spelling (the command with --cfg job lists them all); "
                 f"Hydra's +{key}=... would add it with nothing reading it")
-    if wrapped := re.search(r"Error in call to target '[^']+':\s*\w+\((['\"])(.*?)\1\)", str(error), re.S):
-        return wrapped.group(2)  # a launcher's own check, as Hydra's instantiate wrapped it
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     options = getattr(error, "options", None)
     message = " ".join(lines[: 1 if options else 2]) if lines else type(error).__name__
@@ -122,12 +123,22 @@ def run_hydra(main: Callable[[], object]) -> None:
         fail(BenchmarkError("hydra/launcher=slurm needs a SLURM cluster (no srun here): run it where sbatch "
                             "is, or use hydra/launcher=slurm_local (submitit on this machine) or workers"))
     except (NotADirectoryError, FileExistsError) as error:  # Hydra making its folder, before our checks
-        fail(BenchmarkError(f"cannot make the folder {error.filename}: a file is in the way (is results_dir, "
-                            "or a folder above it, a file?): name a folder"))
+        if (blocking := file_in_the_way(error.filename)) is None:
+            raise
+        fail(BenchmarkError(f"cannot make the folder {error.filename}: a file is in the way ({blocking}): "
+                            "point the setting that names it (results_dir, data_dir, cache_dir) at a folder"))
     except KeyboardInterrupt:
         print(f"{close_progress_bars()}interrupted: finished runs are kept; the same command resumes the "
               "rest", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def file_in_the_way(path: object) -> Path | None:
+    """The file at `path` or above it that stops a folder being made there; None where there is none (a
+    race between two processes making one folder, say: not the user's to fix)."""
+    if not path:
+        return None
+    return next((p for p in (Path(str(path)), *Path(str(path)).parents) if p.is_file()), None)
 
 
 def option_names(node: dict, prefix: str = "") -> list[str]:

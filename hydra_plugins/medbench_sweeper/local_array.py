@@ -29,8 +29,10 @@ if LocalLauncher is not None:
         def __init__(self, array_parallelism: int = 1, **params: Any) -> None:
             super().__init__(**params)
             if not isinstance(array_parallelism, int) or array_parallelism < 1:
-                raise ValueError(f"hydra.launcher.array_parallelism={array_parallelism}: use a whole number, "
-                                 "1 or more (cells at once on this machine)")
+                from benchmark.errors import BenchmarkError  # one line (cli.one_line unwraps Hydra's wrapper)
+
+                raise BenchmarkError(f"hydra.launcher.array_parallelism={array_parallelism}: use a whole "
+                                     "number, 1 or more (cells at once on this machine)")
             self.array_parallelism = array_parallelism
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -176,7 +176,7 @@ def test_a_results_dir_that_is_a_file_is_one_line(tmp_path, module):
     result = run_cli([f"results_dir={image}"], module=module)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"error: cannot make the folder {image}/hydra/" in result.stderr
-    assert "a file is in the way" in result.stderr
+    assert f"a file is in the way ({image}): point the setting that names it (results_dir" in result.stderr
     assert image.read_bytes() == b"not a folder"
 
 
