@@ -62,12 +62,15 @@ TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http"
 
 
 def tracking_uri(value: Any) -> bool:
+    """A path or a URI of one of MLflow's stores, or of a store a plugin registers (azureml://)."""
+    from importlib.metadata import entry_points
     from urllib.parse import urlparse
 
     if not isinstance(value, str) or not value:
         return False
     scheme = urlparse(value).scheme
-    return len(scheme) == 1 or scheme.split("+")[0] in TRACKING_SCHEMES  # C:\\mlruns: a Windows path
+    plugins = {point.name for point in entry_points(group="mlflow.tracking_store")}
+    return len(scheme) == 1 or scheme.split("+")[0] in {*TRACKING_SCHEMES, *plugins}  # C:\\mlruns: Windows
 
 
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
@@ -108,19 +111,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "evaluate.target_sensitivity": (lambda v: number(v) and 0 < v <= 1, "a number above 0, at most 1",
                                     "0.95"),
     "backbone.weights_fallback": (*one_of(*FALLBACKS), "random"),
-    "report.ensemble_k": ENSEMBLE_K,  # the sweep's own leaderboard: refused after every cell had trained
     # an unknown scheme was refused by MLflow after the run had trained (in a sweep, after every cell)
     "logger.tracking_uri": (tracking_uri, "a path or a URI MLflow stores runs at (" + ", ".join(
         f"{scheme}:" for scheme in TRACKING_SCHEMES if scheme) + ")", "http://mlflow.lab:5000"),
-    "logger.experiment": (lambda v: v is None or isinstance(v, str) and bool(v), "null or a name",
-                          "medbench-lung-ct"),
+    "logger.experiment": (lambda v: v is None or (isinstance(v, str | int) and not isinstance(v, bool)
+                                                  and str(v) != ""), "null or a name", "medbench-lung-ct"),
     "logger.artifacts": (lambda v: isinstance(v, bool), "true or false", "false"),
 }
 
 
-LAUNCHER_RULES = {  # checked on the sweep's config before its first cell (joblib failed with a traceback)
-    "hydra.launcher.n_jobs": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v != 0,
+SWEEP_RULES = {  # a multirun's own settings, checked before each batch's first cell (no run reads them)
+    # joblib failed with a traceback; null is joblib's 1
+    "hydra.launcher.n_jobs": (lambda v: v is None or (whole(v, -10**6) and v != 0),
                               "a whole number other than 0 (-1: one cell per core)", "2"),
+    "report.ensemble_k": ENSEMBLE_K,  # the sweep's leaderboard: it failed after every cell had trained
 }
 
 

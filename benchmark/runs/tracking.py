@@ -185,7 +185,7 @@ def new_record(cfg: DictConfig, dataset: str) -> dict:
     store = local_store(uri)
     if store:
         uri = f"sqlite:///{store.resolve()}"
-    return {"tracking_uri": uri, "experiment": cfg.logger.experiment or f"medbench-{dataset}",
+    return {"tracking_uri": uri, "experiment": str(cfg.logger.experiment or f"medbench-{dataset}"),
             "artifacts": bool(cfg.logger.artifacts), "logged_at": int(time.time() * 1000), "finished": False}
 
 

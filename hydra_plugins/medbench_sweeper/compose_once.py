@@ -117,9 +117,9 @@ class ComposeOnceSweeper(BasicSweeper):
         # medbench's values (and search settings), refused for every cell: one `error:` line and exit 2 here,
         # before the batch's first cell, where the config's debug is known (debug=true: the traceback)
         from benchmark.cli import or_fail
-        from benchmark.runs.settings import LAUNCHER_RULES, check_settings, check_sweep
+        from benchmark.runs.settings import SWEEP_RULES, check_settings, check_sweep
 
         whole_sweep = len(self.overrides) == 1  # not split by max_batch_size
         debug = bool(self.config.get("debug"))
-        or_fail(lambda: check_settings(self.config, LAUNCHER_RULES), debug=debug)
+        or_fail(lambda: check_settings(self.config, SWEEP_RULES), debug=debug)
         or_fail(lambda: check_sweep(cells, whole_sweep), debug=debug)

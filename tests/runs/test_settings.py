@@ -13,6 +13,7 @@ from benchmark.runs.settings import (
     CLASS_WEIGHTS,
     FLIP_MODES,
     OPTIMIZERS,
+    SWEEP_RULES,
     check_settings,
     check_values,
     refusal,
@@ -39,7 +40,7 @@ from tests.conftest import run_cli, tiny_overrides
         ["logger=mlflow"],  # its default: sqlite under results_dir
         ["logger=mlflow", "logger.tracking_uri=postgresql+psycopg2://lab@db/mlflow", "logger.artifacts=false",
          "logger.experiment=lung-ct"],
-        ["logger=mlflow", "logger.tracking_uri=/shared/mlruns", "report.ensemble_k=0"],
+        ["logger=mlflow", "logger.tracking_uri=/shared/mlruns", "logger.experiment=2024"],  # a year, an int
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
@@ -105,14 +106,20 @@ def test_legal_settings_pass(tiny_cfg, overrides):
          "logger.tracking_uri='foo://bar' must be a path or a URI MLflow stores runs at (file:, sqlite:"),
         (["logger=mlflow", "logger.artifacts=maybe"], "logger.artifacts='maybe' must be true or false"),
         (["logger=mlflow", "logger.experiment=[a,b]"], "logger.experiment=['a', 'b'] must be null or a name"),
-        (["report.ensemble_k=1"],
-         "report.ensemble_k=1 must be 0 (no ensemble) or a whole number of at least 2"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
     with pytest.raises(BenchmarkError) as raised:
         check_settings(tiny_cfg(*overrides))
     assert str(raised.value).startswith(message), raised.value
+
+
+def test_a_sweeps_own_settings_are_its_rules_not_a_runs(tiny_cfg):
+    """report.ensemble_k is read by a multirun's leaderboard only: a single run is not refused for it."""
+    cfg = tiny_cfg("report.ensemble_k=1")
+    check_settings(cfg)
+    with pytest.raises(BenchmarkError, match=r"report.ensemble_k=1 must be 0 \(no ensemble\) or a whole"):
+        check_settings(cfg, SWEEP_RULES)
 
 
 def test_an_integer_learning_rate_and_momentum_reach_keras_as_floats(tiny_cfg):
@@ -168,6 +175,8 @@ def test_a_run_and_each_sweep_cell_are_checked_before_any_work(tiny_cfg, overrid
         # QA: every cell trained, then the sweep's leaderboard failed and the sweep exited 0
         (["report.ensemble_k=abc"], "report.ensemble_k='abc' must be 0 (no ensemble) or a whole number of at "
                                     "least 2: e.g. report.ensemble_k=3"),
+        # review: checked before each batch, not only where the batch is the whole sweep
+        (["report.ensemble_k=abc", "hydra.sweeper.max_batch_size=1"], "report.ensemble_k='abc' must be 0"),
         # QA: joblib's traceback after "sweep: 2 cells, 1 at a time"
         (["hydra/launcher=workers", "hydra.launcher.n_jobs=0"],
          "hydra.launcher.n_jobs=0 must be a whole number other than 0 (-1: one cell per core)"),
@@ -179,6 +188,9 @@ def test_a_run_and_each_sweep_cell_are_checked_before_any_work(tiny_cfg, overrid
 def test_a_sweep_whose_every_cell_is_refused_stops_before_the_first(tmp_path: Path, overrides, message):
     """QA: each cell failed at its turn (after TensorFlow's import) and the sweep exited 0 with a failed.json
     per cell in the leaderboard; one cell refused alone still fails at its turn (tests/runs/test_sweep.py)."""
+    plugins = {"workers": "hydra_joblib_launcher", "slurm_local": "hydra_submitit_launcher"}
+    for launcher in (o.split("=")[1] for o in overrides if o.startswith("hydra/launcher=")):
+        pytest.importorskip(f"hydra_plugins.{plugins[launcher]}")  # the cluster extra
     sweep = ["--multirun", "backbone=mobilenetv2,resnet50"]
     result = run_cli([*sweep, *tiny_overrides(tmp_path, *overrides)])
     assert result.returncode == 2, result.stderr[-2000:]
