@@ -51,7 +51,7 @@ def one_line(error: BaseException) -> str:
         key, equals, value = str(error.override).partition("=")
         if not equals:  # a bare value: a path typed without its key, mostly
             return (f"cannot read the override {error.override}: every argument is key=value, e.g. "
-                    f"results_dir={error.override} or dataset.path={error.override}")
+                    f"results_dir={error.override} (or a run's dataset.path={error.override})")
         quoted = f"\"{key}='{value}'\"" if value and "'" not in value else "\"dataset.path='~/data/ct'\""
         return (
             f"cannot read the override {error.override}: quote a value holding ~, brackets or commas, "

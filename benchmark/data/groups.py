@@ -20,6 +20,16 @@ from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 GROUP_KEYS = ("groups", "group_pattern", "group_depth")
+
+
+def plural(noun: str) -> str:
+    """The plural of a group's name (dataset.group_name) as the reports print it: patients, studies,
+    series, boxes."""
+    if noun.endswith("s"):
+        return noun  # series, and a name given in the plural already
+    if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou"):
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("x", "z", "ch", "sh")) else "s")
 EXAMPLES = 3  # example files named in an error message
 
 

@@ -15,11 +15,19 @@ from benchmark.cli import or_fail, run_hydra  # noqa: E402  the same errors as `
 log = logging.getLogger("benchmark.report")
 
 
-def named_results_dirs(argv: list[str]) -> dict[Path, bool]:
-    """The results folders this command may write into (its `results_dir=` overrides, or the default), and
-    whether each existed before Hydra made its log folder there."""
+LOG_FOLDERS = ("hydra", "report")  # conf/report.yaml's hydra.run.dir: <results_dir>/hydra/report/<time>/
+
+
+def named_results_dirs(argv: list[str]) -> dict[Path, list[Path]]:
+    """The results folders this command may write into (its `results_dir=` overrides, or the default), each
+    with those of it and its log folders that existed before Hydra made its log folder there."""
     named = [arg.split("=", 1)[1].strip("'\"") for arg in argv if arg.startswith("results_dir=")]
-    return {Path(name).resolve(): Path(name).exists() for name in named or ["results"]}
+    found = {}
+    for name in named or ["results"]:
+        results = Path(name).resolve()
+        chain = [results.joinpath(*LOG_FOLDERS[:depth]) for depth in range(len(LOG_FOLDERS) + 1)]
+        found[results] = [folder for folder in chain if folder.exists()]
+    return found
 
 
 EXISTED_BEFORE = named_results_dirs(sys.argv[1:])
@@ -34,9 +42,10 @@ def leave_no_log_folder(results_dir: str) -> None:
 
     results = Path(results_dir).resolve()
     output = Path(HydraConfig.get().runtime.output_dir).resolve()
-    if (results / "runs").is_dir() or output.parent != results / "hydra" / "report":
+    if results not in EXISTED_BEFORE or (results / "runs").is_dir() or output.parent != results.joinpath(
+            *LOG_FOLDERS):
         return
-    top = results if EXISTED_BEFORE.get(results) is False else results / "hydra"
+    kept = EXISTED_BEFORE[results]  # what existed stays, even empty
     try:
         for handler in logging.getLogger().handlers[:]:
             file = Path(getattr(handler, "baseFilename", "")).resolve()
@@ -45,7 +54,7 @@ def leave_no_log_folder(results_dir: str) -> None:
                 handler.close()
                 file.unlink(missing_ok=True)
         for folder in (output, *output.parents):
-            if not folder.is_relative_to(top) or any(folder.iterdir()):
+            if folder in kept or not folder.is_relative_to(results) or any(folder.iterdir()):
                 break
             folder.rmdir()
     except OSError:  # another process writing there: its folders stay

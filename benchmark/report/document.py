@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from benchmark.data.audit import LEAK_KINDS
+from benchmark.data.groups import plural
 from benchmark.metrics.bootstrap import unit_labels
 from benchmark.metrics.estimands import BOOTSTRAP, MIN_CASES, small_classes
 from benchmark.metrics.evaluate import Settings
@@ -179,7 +180,8 @@ def dataset_facts(rows: list[Row]) -> str:
     tests = {row.estimates.test for row in rows if row.estimates is not None and row.estimates.test}
     sizes = sorted({(len(t.files), t.n_groups) for t in tests}, key=str)
     noun = group_noun(rows)
-    described = "; ".join(f"{n} images" + (f" of {g} {noun}s" if g else "") for n, g in sizes) or "unknown"
+    described = "; ".join(f"{n} images" + (f" of {g} {plural(noun)}" if g else "") for n, g in sizes)
+    described = described or "unknown"
     seeds = sorted({len(row.runs) for row in rows if not row.is_ensemble})
     lines = [
         f"- classes: {'; '.join(classes)}",
@@ -217,7 +219,7 @@ def split_unit(metrics: dict) -> str:
         return "split by image — no groups given (images of one patient may sit in train and test)"
     shared = metrics.get("groups_in_several_splits")
     return (
-        f"split by {unit} ({metrics.get('n_groups') or sum(groups.values())} {unit}s: "
+        f"split by {unit} ({metrics.get('n_groups') or sum(groups.values())} {plural(unit)}: "
         + ", ".join(f"{k} {v}" for k, v in groups.items())
         + ")"
         + (f" — ⚠️ **{shared} {unit}(s) in more than one split** (dataset.group_overlap=warn): test "
@@ -271,7 +273,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     when the ranking metric's is among them, else a note (an operating point's sensitivity of 1.0 in every
     resample says nothing about the ranking)."""
     found = []
-    if rows and (few := few_validation_cases(rows[0].runs[0].metrics)):
+    said = [few_validation_cases(run.metrics) for row in rows for run in row.runs]
+    if few := next(filter(None, said), None):
         found.append(f"{WARNING} **Few validation cases:** {few}")
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
@@ -284,7 +287,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
             found.append(
                 f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
                 "class's sensitivity, AUROC and the macro metrics rest on a handful of them"
-                + (" (see below for their intervals)." if test.single_unit else
+                + ((" (no interval: see below)." if test.single_unit == "group" else
+                    " (exact intervals for proportions only: see below).") if test.single_unit else
                    " and their intervals are wide; its bootstrap intervals are even so too narrow "
                    "(resampling n cases shrinks a proportion's variance by (n-1)/n: half with 2), its exact "
                    f"ones ({EXACT_MARK}) are not.")

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 
+from benchmark.data.groups import plural
 from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval
 from benchmark.metrics.table import BY_KEY, HEADLINE
 from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES
@@ -237,7 +238,7 @@ def per_class_table(rows: list[Row], digits: int) -> str:
     cases are images, with their patients beside them where the split has groups (the bootstrap's unit)."""
     noun = group_noun(rows)
     header = ["backbone", "class", *(m.name for m in PER_CLASS_SHOWN),
-              f"test images ({noun}s)" if noun else "test images"]
+              f"test images ({plural(noun)})" if noun else "test images"]
     body = []
     for row in rows:
         support = row.runs[0].metrics["per_class"]

@@ -6,6 +6,7 @@ import math
 
 from backbones.registry import get
 from benchmark.data.audit import LEAK_KINDS
+from benchmark.data.groups import plural
 from benchmark.metrics.calibration import bound_range
 from benchmark.metrics.estimands import MIN_CASES, SINGLE_UNIT
 from benchmark.metrics.table import BY_KEY
@@ -91,7 +92,7 @@ def few_validation_cases(metrics: dict) -> str | None:
     if images is None or (groups or images) >= MIN_CASES:
         return None
     unit = metrics.get("split_by") or "group"
-    of = f"{images} images of {groups} {unit}s" if groups else f"{images} images"
+    of = f"{images} images of {groups} {plural(unit)}" if groups else f"{images} images"
     return (f"The validation split has {of}: early stopping, the temperature, the operating thresholds and "
             "the choice of configuration or search trial rest on them, so they are rough.")
 
@@ -120,7 +121,7 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
                      "interval could show its variability; metrics without one say `(no CI)`.")
     groups = metrics.get("n_test_groups")  # the bootstrap's unit when set: a patient's slices are one case
     if (groups or metrics.get("n_test") or 0) < 100:
-        of_groups = f" of {groups} {metrics.get('split_by') or 'group'}s" if groups else ""
+        of_groups = f" of {groups} {plural(metrics.get('split_by') or 'group')}" if groups else ""
         found.append(f"The test split has {metrics.get('n_test')} images{of_groups}: "
                      + ("few: intervals are missing or wide." if units else "intervals are wide."))
     found_kinds = metrics.get("cross_split_duplicates") or {}  # older runs counted the hints in here too

@@ -325,3 +325,11 @@ def test_a_split_sklearn_refuses_is_one_line_and_a_test_fold_leaving_an_unsplitt
     splits = grouped_three_way(labels, groups, [0.7, 0.1, 0.2], 0, ["a", "b", "c"])
     assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(24))
     assert all(len(rows) for rows in splits.values())
+
+
+def test_a_group_names_plural_is_a_word():
+    """Review: "studys" and "seriess" where a report counted dataset.group_name=study or series."""
+    from benchmark.data.groups import plural
+
+    assert [plural(n) for n in ("patient", "study", "series", "box", "day", "subjects")] == [
+        "patients", "studies", "series", "boxes", "days", "subjects"]

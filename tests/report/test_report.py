@@ -194,6 +194,9 @@ def test_a_report_on_a_folder_without_runs_removes_only_its_own_log(tmp_path):
     assert (mine / "empty").is_dir() and not any((mine / "empty").iterdir())
     assert (mine / "notes.txt").read_text() == "keep me"
     assert [p.name for p in (mine / "hydra" / "report").iterdir()] == ["earlier.log"]
+    (mine / "hydra" / "report" / "earlier.log").unlink()  # review: empty log folders the user had stay too
+    result = run_cli([f"results_dir={mine}"], module="benchmark.report")
+    assert result.returncode == 2 and not any((mine / "hydra" / "report").iterdir())
     logs = tmp_path / "logs"
     result = run_cli([f"results_dir={mine}", f"hydra.run.dir={logs}"], module="benchmark.report")
     assert result.returncode == 2 and (logs / "__main__.log").is_file()
