@@ -94,8 +94,9 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
         for folder in ("report", "metrics", "figures")
         for p in sorted((code / folder).glob("*.py"))
     ]
-    options = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])  # the sweep's callback
-    return digest(found, OmegaConf.to_yaml(options), sources, length=16)  # loads it with Hydra's own node
+    # the sweep's callback loads conf/report.yaml with Hydra's own node and defaults list: not options
+    options = OmegaConf.masked_copy(cfg, [key for key in cfg if key not in ("hydra", "defaults")])
+    return digest(found, OmegaConf.to_yaml(options), sources, length=16)
 
 
 def build_report(
