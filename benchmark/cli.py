@@ -138,7 +138,8 @@ def file_in_the_way(path: object) -> Path | None:
     race between two processes making one folder, say: not the user's to fix)."""
     if not path:
         return None
-    return next((p for p in (Path(str(path)), *Path(str(path)).parents) if p.is_file()), None)
+    folder = Path(str(path))
+    return next((p for p in (folder, *folder.parents) if p.is_file()), None)
 
 
 def option_names(node: dict, prefix: str = "") -> list[str]:

@@ -20,6 +20,7 @@ from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 GROUP_KEYS = ("groups", "group_pattern", "group_depth")
+EXAMPLES = 3  # example files named in an error message
 
 
 def plural(noun: str) -> str:
@@ -30,7 +31,6 @@ def plural(noun: str) -> str:
     if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou"):
         return noun[:-1] + "ies"
     return noun + ("es" if noun.endswith(("x", "z", "ch", "sh")) else "s")
-EXAMPLES = 3  # example files named in an error message
 
 
 def _examples(files: Sequence[str]) -> str:

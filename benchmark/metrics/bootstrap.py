@@ -11,6 +11,11 @@ group, which gets no interval), a resample lacking a class drawn again.
 
 import numpy as np
 
+# Rounds of drawing again the resamples that lack a class: each round keeps a resample with probability
+# >= ~0.86 per class held by two or more groups (a class held by one group has its own stratum), so this
+# bound is never met in practice; it only turns an impossible draw into an error instead of a hang.
+MAX_REDRAWS = 10_000
+
 
 def _members(codes: np.ndarray, n_codes: int) -> list[np.ndarray]:
     """Row indices of each code 0..n_codes-1, in row order."""
@@ -25,8 +30,7 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
     A stratum draws as many groups as it holds, so a group alone in one is in every resample and none of
     its sampling error reaches an interval. Such a group joins another stratum (the survey statistician's
     "collapsed strata"): of the other strata, the one whose class it has most rows of (then the largest).
-    A group that alone
-    holds some class's test cases keeps a stratum of its own: no interval is given then
+    A group that alone holds some class's test cases keeps a stratum of its own: no interval is given then
     (`single_unit_class`), and drawing it freely would only make resamples that lack the class.
     """
     n_groups, n_classes = counts.shape
@@ -54,9 +58,6 @@ def _draw_groups(rng: np.random.Generator, strata: np.ndarray, n_resamples: int)
     return np.concatenate(
         [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in in_stratum], axis=1
     )
-
-
-MAX_REDRAWS = 10_000
 
 
 def stratified_indices(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import beta, norm
 
 from benchmark.metrics.bootstrap import percentile_interval, resample_weights, single_unit_class
@@ -28,6 +29,7 @@ DEGENERATE = "not estimable (bootstrap degenerate)"  # no counts to fall back on
 SINGLE_UNIT = "not estimable (a class has a single test {unit})"  # bootstrap.single_unit_class
 MIN_VALID = 10  # fewer valid replicates than this and the percentile interval means nothing
 MIN_CASES = 10  # fewer cases (a class's in test, or validation's) than this and the reader is warned
+Counts = tuple[float | np.ndarray, float | np.ndarray]  # (successes, cases) of a proportion; arrays per class
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def two_level_interval(
     seed: int,
     level: float,
     groups: np.ndarray | None = None,
-    proportion_counts: Callable[..., tuple] | None = None,
+    proportion_counts: Callable[..., Counts] | None = None,
 ) -> Interval:
     """The interval of the mean over seeds of a per-seed test metric, from scratch: stratified test
     resamples (by group when given) x seeds drawn with replacement. `metric(weights, y, p)` scores a
@@ -147,7 +149,7 @@ def two_level_interval(
     return summarise(estimate, replicates, level, counts, single_unit_class(y_true, groups))
 
 
-def in_units(successes, cases, units):
+def in_units(successes: ArrayLike, cases: ArrayLike, units: ArrayLike) -> Counts:
     """Counts of cases restated over the independent units they come from (successes x units / cases, and
     units): slices of one patient are not independent trials, so an exact interval over images would be
     too narrow; over patients it is as wide as if each patient's slices were one case (0 where no cases)."""
@@ -157,20 +159,23 @@ def in_units(successes, cases, units):
 
 
 def units_of(groups: np.ndarray, rows: np.ndarray) -> int:
+    """The groups (patients) among the rows a count is over."""
     return len(np.unique(groups[rows]))
 
 
-def accuracy_counts(y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None) -> tuple:
+def accuracy_counts(
+    y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None
+) -> Counts:
     """(correct, total): the counts behind accuracy, for the exact fallback; with `groups`, in patients."""
     correct, total = int(np.sum(np.asarray(probabilities).argmax(axis=1) == y_true)), len(y_true)
     if groups is None:
         return correct, total
-    return tuple(float(v) for v in in_units(correct, total, units_of(np.asarray(groups), slice(None))))
+    return tuple(float(v) for v in in_units(correct, total, len(np.unique(groups))))
 
 
 def sensitivity_counts(
     y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None
-) -> tuple:
+) -> Counts:
     """Per class (true positives, positives); with `groups`, in each class's patients."""
     n_classes = probabilities.shape[1]
     hit = probabilities.argmax(axis=1) == y_true
@@ -183,7 +188,7 @@ def sensitivity_counts(
 
 def specificity_counts(
     y_true: np.ndarray, probabilities: np.ndarray, groups: np.ndarray | None = None
-) -> tuple:
+) -> Counts:
     """Per class (true negatives, negatives) one-vs-rest; with `groups`, in the patients of the other
     classes' cases."""
     n_classes = probabilities.shape[1]
@@ -206,7 +211,7 @@ PROPORTION_COUNTS = {
 }
 
 
-def small_classes(y_true: np.ndarray, class_names: Sequence[str], minimum: int = 10) -> list[str]:
+def small_classes(y_true: np.ndarray, class_names: Sequence[str], minimum: int = MIN_CASES) -> list[str]:
     """Classes with fewer than `minimum` test cases (none counts), in class order, for a visible warning."""
     counts = np.bincount(np.asarray(y_true, dtype=int), minlength=len(class_names))
     if len(counts) > len(class_names):

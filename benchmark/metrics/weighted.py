@@ -115,19 +115,28 @@ def expected_calibration_error(
     return np.abs(grouped_sums(weights, bins, n_bins, gap)).sum(axis=1) / weights.sum(axis=1)
 
 
+def cases_at_threshold(
+    y_true: np.ndarray, scores: np.ndarray, positive_class: int, threshold: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per rate (sensitivity, specificity, PPV, NPV), its successes and its cases as boolean masks over the
+    test cases, when `scores >= threshold` calls a case positive."""
+    truth, called = y_true == positive_class, scores >= threshold
+    return {
+        "sensitivity": (truth & called, truth),
+        "specificity": (~truth & ~called, ~truth),
+        "ppv": (truth & called, called),
+        "npv": (~truth & ~called, ~called),
+    }
+
+
 def counts_at_threshold(
     weights: np.ndarray, y_true: np.ndarray, scores: np.ndarray, positive_class: int, threshold: float
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(successes, cases) per resample of sensitivity, specificity, PPV and NPV when `scores >= threshold`
-    calls a case positive: the rates, and the counts an exact interval needs."""
-    truth = (y_true == positive_class).astype(int)
-    called = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = grouped_sums(weights, truth * 2 + called, 4).T
+    """(successes, cases) per resample of each rate of `cases_at_threshold`: the rates, and the counts an
+    exact interval needs."""
     return {
-        "sensitivity": (tp, tp + fn),
-        "specificity": (tn, tn + fp),
-        "ppv": (tp, tp + fp),
-        "npv": (tn, tn + fn),
+        rate: (weights @ successes, weights @ cases)
+        for rate, (successes, cases) in cases_at_threshold(y_true, scores, positive_class, threshold).items()
     }
 
 

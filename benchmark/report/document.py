@@ -280,30 +280,32 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
     if tests:
         classes, test = rows[0].classes, tests[0]
         cases = unit_labels(test.labels, test.groups)  # with groups the bootstrap draws patients
-        unit = "test cases" if test.groups is None else "test patients/studies"
+        noun = group_noun(rows) or "image"  # the bootstrap's unit, as the runs name it
+        unit = "test cases" if test.groups is None else f"test {plural(noun)}"
         counts = dict(zip(classes, np.bincount(cases, minlength=len(classes)), strict=True))
         small = [f"{name} ({counts[name]})" for name in small_classes(cases, classes, MIN_CASES)]
         if small:
+            if test.single_unit == "group":
+                intervals = " (no interval: see below)."
+            elif test.single_unit:
+                intervals = " (exact intervals for proportions only: see below)."
+            else:
+                intervals = (" and their intervals are wide; its bootstrap intervals are even so too narrow "
+                             "(resampling n cases shrinks a proportion's variance by (n-1)/n: half with 2), "
+                             f"its exact ones ({EXACT_MARK}) are not.")
             found.append(
                 f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
-                "class's sensitivity, AUROC and the macro metrics rest on a handful of them"
-                + ((" (no interval: see below)." if test.single_unit == "group" else
-                    " (exact intervals for proportions only: see below).") if test.single_unit else
-                   " and their intervals are wide; its bootstrap intervals are even so too narrow "
-                   "(resampling n cases shrinks a proportion's variance by (n-1)/n: half with 2), its exact "
-                   f"ones ({EXACT_MARK}) are not.")
+                f"class's sensitivity, AUROC and the macro metrics rest on a handful of them{intervals}"
             )
         if single := [name for name, count in counts.items() if count == 1]:  # bootstrap.single_unit_class
-            one = "test image" if test.groups is None else "test patient/study"
             found.append(
-                f"{WARNING} **A class has a single {one}:** {', '.join(single)}. Every resample of the test "
-                f"set holds it, so no interval could show its variability: "
+                f"{WARNING} **A class has a single test {noun}:** {', '.join(single)}. Every resample of the "
+                "test set holds it, so no interval could show its variability: "
                 + (f"proportions have exact intervals ({EXACT_MARK}), the other metrics none. "
                    if test.groups is None else "no metric has an interval (`(no CI)`). ")
                 + "Differences between rows here are not evidence. For intervals, the test split needs "
-                f"two or more of its {'images' if test.groups is None else 'patients'}: a larger test share "
-                "(`dataset.split`) or another `dataset.split_seed` (a new data version: runs train again), "
-                "or leave the class out."
+                f"two or more of its {plural(noun)}: a larger test share (`dataset.split`) or another "
+                "`dataset.split_seed` (a new data version: runs train again), or leave the class out."
             )
     fallback = sorted(
         {

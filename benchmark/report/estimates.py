@@ -200,33 +200,20 @@ def estimate_row(
             found.means[f"threshold_{rule}_{name}"] = float(np.mean(thresholds))
             all_weights = np.vstack([ones, test.weights])  # row 0: the test set itself
             per_seed = [
-                weighted.counts_at_threshold(all_weights, labels, p[:, k], k, t)
+                weighted.cases_at_threshold(labels, p[:, k], k, t)
                 for p, t in zip(probabilities, thresholds, strict=True)
             ]
             for rate in RATES:
-                successes = np.stack([seed[rate][0] for seed in per_seed])
-                cases = np.stack([seed[rate][1] for seed in per_seed])
+                successes = np.stack([all_weights @ seed[rate][0] for seed in per_seed])
+                cases = np.stack([all_weights @ seed[rate][1] for seed in per_seed])
                 values = np.divide(successes, cases, out=np.full(cases.shape, np.nan), where=cases > 0)
-                exact = exact_counts_at_threshold(rate, successes[:, 0], cases[:, 0], labels, groups, k, [
-                    p[:, k] >= t for p, t in zip(probabilities, thresholds, strict=True)])
-                add(f"{rate}_at_{rule}_{name}", values[:, 0], values[:, 1:], exact)
+                exact = [  # the exact fallback's counts, per seed; with groups in the rate's patients
+                    (s, n) if groups is None else in_units(s, n, units_of(groups, seed[rate][1]))
+                    for s, n, seed in zip(successes[:, 0], cases[:, 0], per_seed, strict=True)
+                ]
+                add(f"{rate}_at_{rule}_{name}", values[:, 0], values[:, 1:],
+                    tuple(float(np.mean(counts)) for counts in zip(*exact, strict=True)))
     return found
-
-
-def exact_counts_at_threshold(
-    rate: str, successes: np.ndarray, cases: np.ndarray, labels: np.ndarray, groups: np.ndarray | None,
-    k: int, called: list[np.ndarray],
-) -> tuple[float, float]:
-    """The exact fallback's (successes, cases) of a rate at a threshold, means over seeds: with groups in
-    the patients among the rate's cases (each seed calls its own), as estimands.in_units counts them."""
-    if groups is None:
-        return float(successes.mean()), float(cases.mean())
-    truth = labels == k
-    denominators = {"sensitivity": lambda c: truth, "specificity": lambda c: ~truth, "ppv": lambda c: c,
-                    "npv": lambda c: ~c}[rate]
-    per_seed = [in_units(s, n, units_of(groups, denominators(c)))
-                for s, n, c in zip(successes, cases, called, strict=True)]
-    return tuple(float(np.mean(values)) for values in zip(*per_seed, strict=True))
 
 
 def no_interval(estimate: float) -> Interval:

@@ -224,7 +224,7 @@ def group_noun(rows: list[Row]) -> str | None:
     return next((noun for noun in nouns if noun and noun != "image"), "group")
 
 
-def class_units(row: Row, name: str) -> str:
+def class_groups_suffix(row: Row, name: str) -> str:
     """A class's test groups (patients) in the row's test split, "" where it has none."""
     test = row.estimates.test if row.estimates is not None else None
     if test is None or test.groups is None:
@@ -253,7 +253,7 @@ def per_class_table(rows: list[Row], digits: int) -> str:
                         else fmt(class_mean(row, m.key, name), digits)
                         for m in PER_CLASS_SHOWN
                     ),
-                    str(support.get(name, {}).get("support", "—")) + class_units(row, name),
+                    str(support.get(name, {}).get("support", "—")) + class_groups_suffix(row, name),
                 ]
             )
     return markdown_table(header, body)

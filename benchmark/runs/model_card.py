@@ -109,7 +109,7 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
         found.append("Splits were made by image, not by patient: images of one patient may sit in train "
                      "and test, which inflates test metrics.")
     if shared := metrics.get("groups_in_several_splits"):
-        found.append(f"{shared} {metrics.get('split_by')}(s) sit in more than one split "
+        found.append(f"{shared} {plural(metrics.get('split_by') or 'group')} sit in more than one split "
                      "(dataset.group_overlap=warn), which inflates test metrics.")
     found += absent_limits(metrics, manifest)
     if few := few_validation_cases(metrics):
@@ -123,7 +123,7 @@ def limits(metrics: dict, manifest: dict) -> list[str]:
     if (groups or metrics.get("n_test") or 0) < 100:
         of_groups = f" of {groups} {plural(metrics.get('split_by') or 'group')}" if groups else ""
         found.append(f"The test split has {metrics.get('n_test')} images{of_groups}: "
-                     + ("few: intervals are missing or wide." if units else "intervals are wide."))
+                     + ("few, so intervals are missing or wide." if units else "intervals are wide."))
     found_kinds = metrics.get("cross_split_duplicates") or {}  # older runs counted the hints in here too
     duplicates = sum(found_kinds.get(kind, 0) for kind in LEAK_KINDS)
     if duplicates:

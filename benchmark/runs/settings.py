@@ -56,6 +56,7 @@ OPTIMIZERS = ("adam", "sgd")  # train.optimizer (benchmark/train/shared.py build
 CLASS_WEIGHTS = (None, "balanced")  # train.class_weight: none, or inverse class frequency
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")  # Keras's RandomFlip modes
 ABSENT = object()
+Rule = tuple[Callable[[Any], bool], str, str]  # valid(value), what it must be, an example
 POSITIVE = (lambda v: number(v) and v > 0, "a positive number")
 # MLflow's tracking stores (a database's driver may follow a +: postgresql+psycopg2); "" is a local path
 TRACKING_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
@@ -74,8 +75,8 @@ def tracking_uri(value: Any) -> bool:
 
 
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
-# key -> (valid, what it must be, an example); a key the regime's config lacks is not checked
-RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+# a key the regime's config lacks is not checked
+RULES: dict[str, Rule] = {
     "train.max_epochs": (*count(1), "30"),
     "train.batch_size": (*count(1), "32"),
     "train.patience": (*count(0), "3"),
@@ -114,21 +115,21 @@ RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     # an unknown scheme was refused by MLflow after the run had trained (in a sweep, after every cell)
     "logger.tracking_uri": (tracking_uri, "a path or a URI MLflow stores runs at (" + ", ".join(
         f"{scheme}:" for scheme in TRACKING_SCHEMES if scheme) + ")", "http://mlflow.lab:5000"),
-    "logger.experiment": (lambda v: v is None or (isinstance(v, str | int) and not isinstance(v, bool)
-                                                  and str(v) != ""), "null or a name", "medbench-lung-ct"),
+    "logger.experiment": (lambda v: v is None or (isinstance(v, str) and v != "") or whole(v, 0),
+                          "null or a name", "medbench-lung-ct"),
     "logger.artifacts": (lambda v: isinstance(v, bool), "true or false", "false"),
 }
 
 
-SWEEP_RULES = {  # a multirun's own settings, checked before each batch's first cell (no run reads them)
-    # joblib failed with a traceback; null is joblib's 1
-    "hydra.launcher.n_jobs": (lambda v: v is None or (whole(v, -10**6) and v != 0),
+SWEEP_RULES: dict[str, Rule] = {  # a multirun's own settings, checked before its first cell (no run reads
+    # them). joblib failed with a traceback on 0; null is joblib's 1, -2 every core but one
+    "hydra.launcher.n_jobs": (lambda v: v is None or (not isinstance(v, bool) and isinstance(v, int) and v),
                               "a whole number other than 0 (-1: one cell per core)", "2"),
     "report.ensemble_k": ENSEMBLE_K,  # the sweep's leaderboard: it failed after every cell had trained
 }
 
 
-def check_settings(cfg: DictConfig, rules: dict[str, tuple[Callable[[Any], bool], str, str]] = RULES) -> None:
+def check_settings(cfg: DictConfig, rules: dict[str, Rule] = RULES) -> None:
     """Raise a BenchmarkError naming the first bad setting of `rules`, its value and the fix."""
     for key, (valid, rule, example) in rules.items():
         value = OmegaConf.select(cfg, key, default=ABSENT)

@@ -185,7 +185,8 @@ def new_record(cfg: DictConfig, dataset: str) -> dict:
     store = local_store(uri)
     if store:
         uri = f"sqlite:///{store.resolve()}"
-    return {"tracking_uri": uri, "experiment": str(cfg.logger.experiment or f"medbench-{dataset}"),
+    named = cfg.logger.experiment  # a number is a name too (logger.experiment=0)
+    return {"tracking_uri": uri, "experiment": f"medbench-{dataset}" if named is None else str(named),
             "artifacts": bool(cfg.logger.artifacts), "logged_at": int(time.time() * 1000), "finished": False}
 
 

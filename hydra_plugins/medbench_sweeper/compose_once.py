@@ -105,6 +105,11 @@ class ComposeOnceSweeper(BasicSweeper):
     """`hydra/sweeper=compose_once`: Hydra's basic sweeper (same `params`, `max_batch_size`)."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from benchmark.cli import or_fail
+        from benchmark.runs.settings import SWEEP_RULES, check_settings
+
+        # the multirun's own settings (its launcher, its leaderboard), before any cell: one line, exit 2
+        or_fail(lambda: check_settings(config, SWEEP_RULES), debug=bool(config.get("debug")))
         loader = ValidatedConfigs(hydra_context.config_loader)
         super().setup(
             hydra_context=replace(hydra_context, config_loader=loader), task_function=task_function,
@@ -117,9 +122,7 @@ class ComposeOnceSweeper(BasicSweeper):
         # medbench's values (and search settings), refused for every cell: one `error:` line and exit 2 here,
         # before the batch's first cell, where the config's debug is known (debug=true: the traceback)
         from benchmark.cli import or_fail
-        from benchmark.runs.settings import SWEEP_RULES, check_settings, check_sweep
+        from benchmark.runs.settings import check_sweep
 
         whole_sweep = len(self.overrides) == 1  # not split by max_batch_size
-        debug = bool(self.config.get("debug"))
-        or_fail(lambda: check_settings(self.config, SWEEP_RULES), debug=debug)
-        or_fail(lambda: check_sweep(cells, whole_sweep), debug=debug)
+        or_fail(lambda: check_sweep(cells, whole_sweep), debug=bool(self.config.get("debug")))

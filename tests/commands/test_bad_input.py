@@ -69,8 +69,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "a file where a folder is expected": (
         lambda t: ["dataset=folder", f"dataset.path={images(t / 'd', 1) / 'img000.png'}"], "is not a folder"),
     "an empty class folder": (lambda t: folder(t / "d", a=4, b=0),  # QA: not "remove the folder" alone
-                              "DICOM files of any name): add images to it, or remove the class (its "
-                              "folder in every split)"),
+                              "add images to it, or remove the class (its folder in every split)"),
     "test classes not equal to train classes": (
         lambda t: ["dataset=folder", f"dataset.path={presplit(t / 'd', ('a', 'b'), ('a', 'z'))}"],
         "class folders ['z'] that train/ lacks"),

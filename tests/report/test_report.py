@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +18,6 @@ from benchmark.report.after_sweep import build_leaderboard
 from benchmark.report.build import build_report
 from benchmark.report.load import collect
 from benchmark.report.rows import Row
-from benchmark.runs.provenance import cpu_features, cpu_name
 from tests.conftest import CONF, ROOT, run_cli
 
 CLASSES = ("normal", "pneumonia", "tumor")
@@ -87,8 +85,6 @@ def test_cli_writes_leaderboard_csv_and_figures(reported):
     links = re.findall(r"\]\((figures/[^)]+\.png)\)", markdown)
     assert len(links) == 6 and all((results / link).stat().st_size > 0 for link in links)
     assert f"leaderboard: {results / 'leaderboard.md'}" in output
-    machine = f"- machine: {', '.join(filter(None, (cpu_name(), cpu_features())))} ({os.cpu_count()} cores)"
-    assert machine in markdown  # the vector extensions beside the model name: latencies depend on them
     assert "tensorflow" not in output and "keras" not in output  # the report stays light and fast
     table = pd.read_csv(results / "leaderboard.csv")  # one line per row: the estimand and its interval
     assert table["rank"].tolist() == [1, 2] and set(table["n_seeds"]) == {2}

@@ -98,11 +98,11 @@ def test_a_class_of_one_test_patient_leaves_every_metric_without_an_interval():
         "not estimable (a class has a single test group)"}
     assert fmt_estimate(estimate(row, "accuracy"), 3).endswith("(no CI)")
     warnings = "\n".join(small_test_warnings([row], "accuracy"))
-    assert "A class has a single test patient/study:** tumor" in warnings and "(no CI)" in warnings
+    assert "A class has a single test group:** tumor" in warnings and "(no CI)" in warnings  # no split_by
     assert "bootstrap was degenerate" not in warnings  # its reason is the single patient, said once
-    assert "Few test patients/studies:** normal (5), pneumonia (5), tumor (1)" in warnings  # QA: it spoke
+    assert "Few test groups:** normal (5), pneumonia (5), tumor (1)" in warnings  # QA: it spoke
     assert "intervals are wide" not in warnings and "too narrow" not in warnings  # of intervals none has
-    assert "two or more of its patients: a larger test share (`dataset.split`)" in warnings  # the way out
+    assert "two or more of its groups: a larger test share (`dataset.split`)" in warnings  # the way out
 
 
 def test_a_degenerate_interval_of_another_metric_is_noted_not_a_reason_not_to_rank():

@@ -56,7 +56,7 @@ def test_a_class_absent_from_test_is_named_and_undefined_everywhere(tiny_cfg, tm
     assert "| macro-F1 | undefined (class 'tumor' has no test images) |" in card
     assert "has no test images) (no CI)" not in card  # undefined is not a value without an interval
     assert "A class has a single test patient: every resample of the test set holds it" in card  # why no CI
-    assert "intervals are wide." not in card and "patients: few: intervals are missing or wide." in card
+    assert "intervals are wide." not in card and "patients: few, so intervals are missing or wide." in card
     limits = card.split("## Known limits")[1]
     assert "Class 'tumor' has no test images" in limits and "Class 'tumor' has no validation images" in limits
     older = {key: value for key, value in saved.items() if key != "absent_classes"}  # before it was recorded

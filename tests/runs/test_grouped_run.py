@@ -58,4 +58,4 @@ def test_a_grouped_leaderboard_compares_and_ensembles_over_patients(tiny_cfg, tm
     assert "split by image" not in markdown  # the ensemble's row no longer says so
     assert "resamples draw whole patients/studies" in markdown
     assert "DeLong's test of the seed-mean AUROC" not in markdown
-    assert "**Few test patients/studies:**" in markdown  # counted in patients, as the bootstrap draws them
+    assert "**Few test patients:**" in markdown  # counted in patients, as the bootstrap draws them

@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from benchmark.runs.provenance import cpu_features, cpu_flags, vector_extensions
+from benchmark.runs.provenance import cpu_flags, vector_extensions
 
 
 def test_vector_extensions_name_what_sets_the_convolution_speed():
@@ -22,4 +22,16 @@ def test_vector_extensions_name_what_sets_the_convolution_speed():
 def test_this_machines_flags_are_read_from_its_cpuinfo():
     flags = cpu_flags()
     assert len(flags) > 5 and ("sse2" in flags or "asimd" in flags or "fp" in flags)  # x86 or Arm
-    assert cpu_features() == vector_extensions(flags)
+
+
+def test_the_leaderboards_machine_line_names_the_extensions_where_the_run_recorded_them():
+    from benchmark.report.document import machine_name
+    from benchmark.report.load import Run
+
+    def named(machine: dict) -> str:
+        return machine_name(Run("r", {}, {"machine": machine}, None, None))
+
+    epyc = {"cpu": "AMD EPYC", "cpu_count": 2, "gpus": []}
+    with_features = epyc | {"cpu_features": "AVX2 FMA AVX-512"}
+    assert named(with_features) == "AMD EPYC, AVX2 FMA AVX-512 (2 cores), no GPU"
+    assert named(epyc) == "AMD EPYC (2 cores), no GPU"  # a run made before they were recorded
