@@ -3,6 +3,7 @@ built from measured throughputs (the timings themselves are measured by `make be
 
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -102,3 +103,28 @@ def test_onnx_runtime_speed_times_the_export_within_the_export_and_session():
     found = onnxruntime_speed(model, batch, 2, OmegaConf.create({"batch_size": 4, "image_size": 16}), 1e-9)
     assert 0 < found["onnx_export_s"] < found["onnxruntime_ready_s"]
     assert found["onnxruntime_ips"] > 0 and found["break_even_images"] > 0
+
+
+def test_a_forked_childs_shared_pages_are_counted_once():
+    """Summed resident sizes counted a fork's copy-on-write pages twice (a sweep read 4.04 GB, not 2.2)."""
+    import psutil
+
+    from benchmark.bench import tree_memory
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import os, time, numpy as np\n"
+        "block = np.ones(300 * 2**20 // 8)\n"  # 300 MB, touched
+        "child = os.fork()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        time.sleep(0.5)
+        process = psutil.Process(holder.pid)
+        resident = sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+        assert resident > 550 * 2**20  # the block, counted in both
+        assert tree_memory(process) < 450 * 2**20  # counted once
+    finally:
+        for child in psutil.Process(holder.pid).children(recursive=True):
+            child.kill()
+        holder.kill()
