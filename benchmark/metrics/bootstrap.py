@@ -51,10 +51,9 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
     return strata
 
 
-def _draw_groups(rng: np.random.Generator, strata: np.ndarray, n_resamples: int) -> np.ndarray:
+def _draw_groups(rng: np.random.Generator, in_stratum: list[np.ndarray], n_resamples: int) -> np.ndarray:
     """(n_resamples, n_groups) group indices: each stratum's groups drawn with replacement, as many as it
     holds."""
-    in_stratum = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     return np.concatenate(
         [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in in_stratum], axis=1
     )
@@ -97,13 +96,14 @@ def stratified_indices(
     counts = np.zeros((n_groups, n_classes), dtype=int)
     np.add.at(counts, (group_codes, classes), 1)
     strata = _group_strata(counts)
+    in_stratum = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     holds = counts > 0
-    draws = _draw_groups(rng, strata, n_resamples)
+    draws = _draw_groups(rng, in_stratum, n_resamples)
     lacking = np.flatnonzero(~holds[draws].any(axis=1).all(axis=1))
     for _ in range(MAX_REDRAWS):
         if len(lacking) == 0:
             break
-        draws[lacking] = _draw_groups(rng, strata, len(lacking))
+        draws[lacking] = _draw_groups(rng, in_stratum, len(lacking))
         lacking = lacking[~holds[draws[lacking]].any(axis=1).all(axis=1)]
     if len(lacking):
         raise ValueError(f"{len(lacking)} of {n_resamples} resamples of the {n_groups} test groups still "

@@ -192,13 +192,13 @@ def estimate_row(
         for key in CALIBRATED_KEYS:
             add(f"{key}_calibrated", *score(key, calibrated))
 
+    all_weights = np.vstack([ones, test.weights])  # row 0: the test set itself
     for k, name in enumerate(classes):  # every class one-vs-rest, binary tasks too (operating_points.py)
         for rule in RULES:
             thresholds = [threshold(run, name, rule) for run in runs]
             if any(t is None for t in thresholds):
                 continue
             found.means[f"threshold_{rule}_{name}"] = float(np.mean(thresholds))
-            all_weights = np.vstack([ones, test.weights])  # row 0: the test set itself
             per_seed = [
                 weighted.cases_at_threshold(labels, p[:, k], k, t)
                 for p, t in zip(probabilities, thresholds, strict=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from benchmark.data.groups import plural
-from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval
+from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, DEGENERATE, Interval, units_of
 from benchmark.metrics.table import BY_KEY, HEADLINE
 from benchmark.report.estimates import CALIBRATED_KEYS, RATES, RULE_NAMES, RULES
 from benchmark.report.load import Run
@@ -229,8 +229,7 @@ def class_groups_suffix(row: Row, name: str) -> str:
     test = row.estimates.test if row.estimates is not None else None
     if test is None or test.groups is None:
         return ""
-    k = row.classes.index(name)
-    return f" ({len({g for label, g in zip(test.labels, test.groups, strict=True) if label == k})})"
+    return f" ({units_of(test.groups, test.labels == row.classes.index(name))})"
 
 
 def per_class_table(rows: list[Row], digits: int) -> str:

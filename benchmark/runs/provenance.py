@@ -60,10 +60,6 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def cpu_features() -> str:
-    return vector_extensions(cpu_flags())
-
-
 def versions() -> dict[str, str]:
     import keras
     import numpy
@@ -88,7 +84,7 @@ def machine() -> dict:
     ]
     return {
         "cpu": cpu_name(),
-        "cpu_features": cpu_features(),
+        "cpu_features": vector_extensions(cpu_flags()),
         "cpu_count": os.cpu_count(),
         "gpus": gpus,
         "platform": platform.platform(),

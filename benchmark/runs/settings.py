@@ -69,9 +69,10 @@ def tracking_uri(value: Any) -> bool:
 
     if not isinstance(value, str) or not value:
         return False
-    scheme = urlparse(value).scheme
-    plugins = {point.name for point in entry_points(group="mlflow.tracking_store")}
-    return len(scheme) == 1 or scheme.split("+")[0] in {*TRACKING_SCHEMES, *plugins}  # C:\\mlruns: Windows
+    scheme = urlparse(value).scheme.split("+")[0]
+    if len(scheme) == 1 or scheme in TRACKING_SCHEMES:  # C:\\mlruns: a Windows path
+        return True
+    return scheme in {point.name for point in entry_points(group="mlflow.tracking_store")}  # read only here
 
 
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
