@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from benchmark import cli
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, size_bytes, write_json, write_text
+from benchmark.runs.layout import runs_root
 
 log = logging.getLogger("benchmark.bench")
 EXTRA_SEED = 99  # the further seed run as its own process after the sweep
@@ -196,7 +197,7 @@ def default_sweep(cfg: DictConfig) -> dict:
         ],
         root,
     )
-    runs = [read_json(p) for p in (work / "results" / "runs").glob("*/*/*/metrics.json")]
+    runs = [read_json(p) for p in runs_root(work / "results").glob("*/*/*/metrics.json")]
     further = [m["run_s"] for m in runs
                if m.get("features_from_cache") and m.get("seed") not in (0, EXTRA_SEED)]
     cold_cells = {m["backbone"]: m for m in runs if m.get("seed") == 0}  # each backbone's first cell

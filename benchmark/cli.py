@@ -1,5 +1,6 @@
-"""What every command shares: one-line user errors (exit 2), `key=value` parsing for the small
-commands (predict, explain, ensemble, bench) without Hydra's output folders, and loading a run's model.
+"""What every command shares: one-line user errors (exit 2), `key=value` parsing for the small commands
+(predict, explain, ensemble, evaluate, export, cache, bench) without Hydra's output folders, and loading a
+run's model.
 
 Defaults of a small command come from conf/<name>.yaml; an unknown key, a missing required value or a
 BenchmarkError becomes one `error:` line on stderr and exit status 2, like `python -m benchmark`.
@@ -207,10 +208,10 @@ def run_inside(folder: Path) -> Path | None:
     """The first complete run with a model in `folder` given as a results folder, its `runs/`, a dataset's or
     a backbone's folder (the layout's fixed depths, sorted, no staging folder or ensemble): the example a
     user who passed such a folder is shown."""
-    from benchmark.runs.layout import is_complete
+    from benchmark.runs.layout import is_complete, runs_root
 
-    for pattern in ("runs/*/*/*", "*/*/*", "*/*", "*"):
-        for path in sorted(folder.glob(pattern)):
+    for base, pattern in ((runs_root(folder), "*/*/*"), (folder, "*/*/*"), (folder, "*/*"), (folder, "*")):
+        for path in sorted(base.glob(pattern)):
             hidden = any(part.startswith(".") for part in path.relative_to(folder).parts)
             if not hidden and has_model(path) and not is_ensemble(path) and is_complete(path):
                 return path

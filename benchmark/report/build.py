@@ -1,4 +1,4 @@
-"""Run directories in, leaderboard.md + leaderboard.csv + figures/ out: the report's whole flow."""
+"""Run directories in, leaderboard.md, leaderboard.csv, runs.csv and figures/ out: the report's whole flow."""
 
 import logging
 from collections.abc import Callable
@@ -15,7 +15,7 @@ from benchmark.report.ensemble import with_ensembles
 from benchmark.report.load import Collection, Run, collect
 from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
 from benchmark.report.tables import leaderboard_frame, runs_frame
-from benchmark.runs.layout import ENSEMBLE, run_dirs, runs_root
+from benchmark.runs.layout import ENSEMBLE, EXTERNAL, run_dirs, runs_root
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def inputs_digest(results_dir: Path, cfg: DictConfig) -> str:
             if (path / name).exists():
                 stat = (path / name).stat()
                 found.append((path.relative_to(results_dir).as_posix(), name, stat.st_size, stat.st_mtime_ns))
-    external = sorted(results_dir.glob("runs/*/*/*/external/*/metrics.json"))  # benchmark.evaluate
+    external = sorted(runs_root(results_dir).glob(f"*/*/*/{EXTERNAL}/*/metrics.json"))  # benchmark.evaluate
     for path in [*sorted((results_dir / "search").glob("*.json")), *external]:  # Optuna studies too
         found.append((path.relative_to(results_dir).as_posix(), path.stat().st_size, path.stat().st_mtime_ns))
     code = Path(__file__).resolve().parents[1]

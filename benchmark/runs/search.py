@@ -1,5 +1,5 @@
-"""`hparams_search=<name>`: an Optuna study per (dataset and its data version, backbone, mode, search, space),
-on validation only.
+"""`hparams_search=<name>`: an Optuna study per (search, metric, dataset and its data version, backbone,
+mode, seed, fixed settings, space: `study_name`), on validation only.
 
 Optuna directly rather than Hydra's Optuna sweeper: the sweeper's newest release pins optuna < 3 and pulls
 a hydra-core release candidate, and that optuna's SQLite storage fails with SQLAlchemy 2 on Python 3.11.

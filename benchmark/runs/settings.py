@@ -1,4 +1,5 @@
-"""The train.*, head.*, augment.* and evaluate.* settings, checked before any work (no TensorFlow imported).
+"""The train.*, head.*, augment.*, evaluate.*, backbone.weights_fallback and logger.* settings of a run, and a
+sweep's hydra.launcher.n_jobs and report.ensemble_k, checked before any work (no TensorFlow imported).
 
 Keras meets these values only after the data is loaded and the features are extracted, and then fails
 with a traceback of its own (train.max_epochs=0: "need at least one array to stack"; train.batch_size=0:

@@ -39,8 +39,9 @@ def threads_for(setting: int | str, launcher: DictConfig) -> int | None:
 
 
 def configure(threads: int | None) -> int:
-    """Size TensorFlow's pools (intra-op `threads`, inter-op 1 when parallel jobs share the machine);
-    returns the intra-op size in effect (0 = TensorFlow's default)."""
+    """Size TensorFlow's pools where a thread count is given (parallel jobs, `runtime.threads`, a SLURM or
+    Ray worker's CPUs): intra-op `threads`, inter-op at most 2; returns the intra-op size in effect
+    (0 = TensorFlow's default)."""
     import tensorflow as tf
 
     if threads is not None and tf.config.threading.get_intra_op_parallelism_threads() != threads:

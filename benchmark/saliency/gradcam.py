@@ -1,6 +1,6 @@
 """Grad-CAM (Selvaraju et al. 2017) on an assembled classifier, and the sanity check it needs.
 
-The classifier is `pixels -> preprocess -> nested backbone -> head` (benchmark/head.py). Grad-CAM needs
+The classifier is `pixels -> preprocess -> nested backbone -> head` (benchmark/train/head.py). Grad-CAM needs
 the activations of one layer *inside* the nested backbone, so the model is taken apart generically: the
 layers before the backbone, a probe model on the backbone that also returns that layer's output, and the
 layers after it. Nothing here knows a backbone by name; the layer name comes from the registry.
