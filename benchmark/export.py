@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.data import load_dataset
+from benchmark.data.images import DecodeOptions
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
@@ -104,17 +105,27 @@ def temperature_use(calibration: dict, bounds: tuple[float, float] | None) -> st
     return "calibrated probabilities = softmax(log(probabilities) / temperature); not applied by the model"
 
 
-def model_facts(metrics: dict) -> dict:
+DECODED = ("8-bit RGB as benchmark/data/images.py decodes a file (predict does the same): a DICOM's pixels "
+           "rescaled to its units and mapped to 0-255 by `window`, other 16-bit or float images by "
+           "`intensity`, grayscale repeated to 3 channels, then resized to image_size x image_size with a "
+           "bilinear filter (`resize`: stretch squashes the image to the square, letterbox first pads it "
+           "with black to a centred square)")
+
+
+def model_facts(metrics: dict, decoding: dict) -> dict:
     """What a deployment of the exported file needs and the file itself cannot say: the classes in the
-    order of its outputs, its input, the preprocessing inside it, and the temperature fitted on validation
-    (at its search bound: no estimate, not to be applied, README), which the file does not apply."""
+    order of its outputs, its input and how the run decoded images into it (`decoding`: the run's
+    dataset.window, intensity and resize: another window moves every pixel), the preprocessing inside it,
+    and the temperature fitted on validation (at its search bound: no estimate, not to be applied,
+    README), which the file does not apply."""
     calibration = metrics.get("calibration") or {}
     temperature, bounds = calibration.get("temperature"), bound_range(calibration)
     return {
         "classes": list(metrics["classes"]),
         "image_size": int(metrics["image_size"]),
         "input": (f"float32 [batch, {metrics['image_size']}, {metrics['image_size']}, 3]: raw RGB pixels "
-                  "0-255, decoded as the run's training decoded them"),
+                  "0-255, decoded as `decoding` says"),
+        "decoding": {**decoding, "how": DECODED},
         "output": "probabilities, one per class in the order of classes",
         "backbone": metrics.get("backbone"),
         "preprocessing": f"inside the model: {metrics.get('preprocess') or metrics.get('backbone')}",
@@ -149,7 +160,8 @@ def work(cfg: DictConfig) -> Path:
     model = cli.load_model(run_dir)
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     folder = run_dir / EXPORTS / cfg.format
-    staging, facts = staging_directory(folder), model_facts(metrics)  # the old export stays until it passes
+    facts = model_facts(metrics, DecodeOptions.from_config(run_cfg.dataset).record())
+    staging = staging_directory(folder)  # the old export stays until the new one passes
     try:
         started = time.perf_counter()
         exported, writer = EXPORTERS[cfg.format](model, staging, as_metadata(facts))

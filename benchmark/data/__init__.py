@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from benchmark.data import synthetic
 from benchmark.data.audit import audit, audit_record, check_dedupe
 from benchmark.data.dataset import SPLITS, Dataset, Split
-from benchmark.data.folder import check_root, load_folder
+from benchmark.data.folder import check_root, is_presplit, load_folder
 from benchmark.data.images import DecodeOptions, decode_array, decode_file
 from benchmark.data.medmnist import check_file, class_names_for, load_npz
 from benchmark.data.scan import ScanRecord, scan_arrays, scan_files
@@ -133,6 +133,7 @@ def from_folder(
 
     class_names, splits = load_folder(root, cfg, usable)
     splits, found = audited(cfg, splits, records)
+    found["split_from"] = "folders" if is_presplit(root) else "dataset.split"
     grouped = splits["train"].groups is not None
     found["skipped"] = [{"file": i, "reason": r.reason} for i, r in records.items() if r.reason]
     found["decoding"] = {
@@ -172,6 +173,7 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
     scans = scan_arrays(ids, array_of)
     splits, found = audited(cfg, splits, scans)
     found["skipped"] = []
+    found["split_from"] = "official"
     return Dataset(
         name=name,
         class_names=tuple(class_names),

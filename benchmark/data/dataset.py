@@ -10,7 +10,7 @@ from benchmark.data.scan import ScanRecord
 SPLITS = ("train", "val", "test")
 # What a run's metrics.json says about its data (runs/pipeline.split_summary); an ensemble of runs on the
 # same data inherits them (report/ensemble.py)
-DATA_FACTS = ("split_sizes", "split_by", "split_groups", "n_groups", "groups_in_several_splits",
+DATA_FACTS = ("split_sizes", "split_by", "split_from", "split_groups", "n_groups", "groups_in_several_splits",
               "skipped_images", "cross_split_duplicates", "dropped_duplicates", "cross_split_hints",
               "duplicates_with_other_labels")
 

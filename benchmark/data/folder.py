@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from benchmark.data.dataset import Split
 from benchmark.data.groups import assign_groups
 from benchmark.data.images import IMAGE_KINDS, is_image_file
-from benchmark.data.splits import group_split_off, split_off, three_way
+from benchmark.data.splits import group_split_off, is_test_only, split_off, three_way
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,10 @@ def load_presplit(
     root: Path, cfg: DictConfig, usable: Usable | None = None
 ) -> tuple[list[str], dict[str, Split]]:
     """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train (of its
-    groups, when the images have groups)."""
+    groups, when the images have groups). Data that is only scored (`dataset.split=[0,0,1]`, as
+    benchmark.evaluate loads another site) has every image in test: the folders' own split plays no part,
+    so a class may be missing from one and a patient may sit in two."""
+    scored_only = is_test_only(cfg.get("split") or ())
     listings = {"train": list_class_images(root / "train", root)}
     class_names = sorted(listings["train"])
     if len(class_names) < 2:
@@ -114,7 +117,7 @@ def load_presplit(
                 f"{root / name} has class folders {unknown} that train/ lacks: the class lists must match"
             )
         missing = [c for c in class_names if c not in found]
-        if missing:
+        if missing and not scored_only:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise BenchmarkError(
                 f"{name}/ has no images of class '{missing[0]}'{more}: every class needs {name} images "
@@ -123,6 +126,10 @@ def load_presplit(
         listings[name] = found
     keep_usable(listings, root, usable)
     groups = group_map(listings, cfg, root, class_level=1)
+    if scored_only:
+        merged = {c: [f for found in listings.values() for f in found.get(c, [])] for c in class_names}
+        nothing = as_split({}, class_names, groups)
+        return class_names, {"train": nothing, "val": nothing, "test": as_split(merged, class_names, groups)}
     splits = {name: as_split(found, class_names, groups) for name, found in listings.items()}
     if groups is not None:
         check_group_overlap(splits, cfg)
@@ -162,6 +169,11 @@ def check_root(root: Path) -> None:
         raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
 
 
+def is_presplit(root: Path) -> bool:
+    """The seed papers' layout, train/ test/ [val/] with class folders: the user's own split."""
+    return (root / "train").is_dir() and (root / "test").is_dir()
+
+
 def load_folder(
     root: Path, cfg: DictConfig, usable: Usable | None = None
 ) -> tuple[list[str], dict[str, Split]]:
@@ -172,8 +184,11 @@ def load_folder(
     Splits carry `groups` when a group key (dataset.groups / group_pattern / group_depth) is set.
     """
     check_root(root)
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        log.info("dataset %s: train/ and test/ folders found, using them as the split", root)
+    if is_presplit(root):
+        found = "train/, val/ and test/" if (root / "val").is_dir() else "train/ and test/ (no val/)"
+        use = ("every image scored, their split aside" if is_test_only(cfg.get("split") or ())
+               else "using them as the split")
+        log.info("dataset %s: %s folders found, %s", root, found, use)
         return load_presplit(root, cfg, usable)
     if (root / "train").is_dir() or (root / "test").is_dir():
         raise BenchmarkError(f"{root} has only one of train/ and test/: provide both, or only class folders")

@@ -82,7 +82,33 @@ def split_off(
             f"cannot split off a stratified {what} set ({error}); images per class: {counts}: "
             "add images to the small classes or provide the split as folders"
         ) from None
+    kept, taken = every_class_on_both_sides(labels, kept, taken, seed)
     return np.sort(kept), np.sort(taken)
+
+
+def every_class_on_both_sides(
+    labels: np.ndarray, kept: np.ndarray, taken: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn rounds each class's share of a side, and a class of a few images can round to none (3 images,
+    a val share of 1/8: 0 in val, so early stopping and the thresholds never saw it). Such a class gets one
+    image moved across, and the side gives back one image of its largest class: sizes stay as asked.
+    sklearn refuses a side smaller than the number of classes, so a side missing a class always has one
+    with two images to give back; a class of one image is refused before (`check_two_per_class`)."""
+    rng = np.random.default_rng(seed)
+    sides = [list(kept), list(taken)]
+    for label in np.flatnonzero(np.bincount(labels) >= 2):
+        for short, full in ((1, 0), (0, 1)):
+            counts = np.bincount(labels[sides[short]], minlength=labels.max() + 1)
+            if counts[label]:
+                continue
+            donor = np.argmax(counts)
+            moved = rng.choice([i for i in sides[full] if labels[i] == label])
+            back = rng.choice([i for i in sides[short] if labels[i] == donor])
+            sides[full].remove(moved)
+            sides[short].remove(back)
+            sides[short].append(moved)
+            sides[full].append(back)
+    return np.asarray(sides[0], dtype=int), np.asarray(sides[1], dtype=int)
 
 
 def stratified_three_way(

@@ -34,7 +34,7 @@ from benchmark.report.tables import (
 )
 from benchmark.report.versions import Stale, fingerprints_of
 from benchmark.runs.layout import ENSEMBLE
-from benchmark.runs.model_card import few_validation_cases
+from benchmark.runs.model_card import absent_limits, few_validation_cases
 
 WARNING = "> ⚠️"
 TIME_FORMAT = "%Y-%m-%d %H:%M UTC"
@@ -268,14 +268,30 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
     return lines
 
 
+def more_test_units(rows: list[Row], units: str) -> str:
+    """How this data's test split gets more of a class's images or patients: its split comes from the
+    user's folders, a file's official split, or `dataset.split` (data/folder.py records which)."""
+    split_from = rows[0].runs[0].metrics.get("split_from")
+    if split_from == "folders":
+        return f"add {units} of that class to the test/ folder (your folders are the split)"
+    if split_from == "official":
+        return "the file's official test split cannot give them"
+    return ("a larger test share (`dataset.split`) or another `dataset.split_seed` (a new data version: runs "
+            "train again)")
+
+
 def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
-    """Classes with fewer than MIN_CASES test cases, and intervals the bootstrap could not give: a warning
+    """A validation split of few cases, a class missing from a split, classes with fewer than MIN_CASES test
+    cases, and intervals the bootstrap could not give: a warning
     when the ranking metric's is among them, else a note (an operating point's sensitivity of 1.0 in every
     resample says nothing about the ranking)."""
     found = []
     said = [few_validation_cases(run.metrics) for row in rows for run in row.runs]
     if few := next(filter(None, said), None):
         found.append(f"{WARNING} **Few validation cases:** {few}")
+    absent = (absent_limits(run.metrics, run.manifest) for row in rows for run in row.runs)
+    for sentence in next(filter(None, absent), []):
+        found.append(f"{WARNING} **A class is missing from a split:** {sentence}")
     tests = [row.estimates.test for row in rows if row.estimates is not None and row.estimates.test]
     if tests:
         classes, test = rows[0].classes, tests[0]
@@ -304,8 +320,8 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
                 + (f"proportions have exact intervals ({EXACT_MARK}), the other metrics none. "
                    if test.groups is None else "no metric has an interval (`(no CI)`). ")
                 + "Differences between rows here are not evidence. For intervals, the test split needs "
-                f"two or more of its {plural(noun)}: a larger test share (`dataset.split`) or another "
-                "`dataset.split_seed` (a new data version: runs train again), or leave the class out."
+                f"two or more of its {plural(noun)}: {more_test_units(rows, plural(noun))}, or leave the "
+                "class out."
             )
     fallback = sorted(
         {

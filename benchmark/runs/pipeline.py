@@ -124,6 +124,7 @@ def split_summary(dataset: Dataset) -> dict:
     return {
         "split_sizes": {name: len(split) for name, split in dataset.splits.items()},
         "split_by": dataset.group_name or "image",
+        "split_from": dataset.records.get("split_from"),  # folders | official | dataset.split
         "split_groups": {name: len(found) for name, found in groups.items()} if groups else None,
         "n_groups": len(set(every)) if groups else None,
         # pre-split folders with dataset.group_overlap=warn: these patients leak between splits

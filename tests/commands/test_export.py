@@ -7,6 +7,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from benchmark import cli
 from benchmark.export import onnx, work
@@ -37,6 +38,10 @@ def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tm
     assert facts["image_size"] == 32 and facts["preprocessing"].startswith("inside the model: tf (")
     assert facts["temperature"] == metrics["calibration"]["temperature"]
     assert facts["temperature_at_bound"] == metrics["calibration"]["temperature_at_bound"]
+    run_cfg = OmegaConf.load(run_dir / "config.yaml")  # how images became the input: a deployment repeats it
+    assert {k: facts["decoding"][k] for k in ("window", "intensity", "resize")} == \
+        {k: run_cfg.dataset.get(k, default) for k, default in (("window", "auto"), ("intensity", "minmax"),
+                                                                  ("resize", "stretch"))}
     if format_ == "onnx":  # the file itself says what its outputs are, read back by both libraries
         import onnx as onnx_format
         import onnxruntime
@@ -48,6 +53,7 @@ def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tm
         assert json.loads(props["classes"]) == metrics["classes"] and props["image_size"] == "32"
         assert float(props["temperature"]) == metrics["calibration"]["temperature"]
         assert props["temperature_at_bound"] in ("true", "false")
+        assert json.loads(props["decoding"]) == facts["decoding"]
         assert "preprocess_input" in props["preprocessing"]
     if format_ != "tflite":
         return
@@ -160,5 +166,5 @@ def test_model_json_says_whether_the_temperature_may_be_applied(saved_run, calib
     run_dir, _ = saved_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics.pop("calibration")
-    facts = model_facts({**metrics, **({"calibration": calibration} if calibration else {})})
+    facts = model_facts({**metrics, **({"calibration": calibration} if calibration else {})}, {})
     assert facts["temperature_at_bound"] is at_bound and facts["temperature_use"].startswith(use)

@@ -172,3 +172,54 @@ def test_medmnist_wrong_keys_and_multilabel_are_refused(tmp_path: Path):
     np.savez(tmp_path / "chest.npz", **multi)
     with pytest.raises(BenchmarkError, match="multi-label"):
         load_dataset(OmegaConf.merge(cfg, {"path": str(tmp_path / "chest.npz")}), tmp_path)
+
+
+def test_a_class_of_three_images_is_in_every_split_and_the_sizes_stay():
+    """sklearn rounds a class's val share: 3 images with 1/8 of the rest going to val gave val none of them
+    (early stopping and the thresholds never saw the class). One image crosses, the largest class gives one
+    back, and data whose classes sklearn already spread keeps exactly sklearn's split."""
+    from sklearn.model_selection import train_test_split
+
+    from benchmark.data.splits import stratified_three_way
+
+    names = ["covid", "normal", "rare", "tumor"]
+    labels = np.array([0] * 36 + [1] * 36 + [2] * 3 + [3] * 36)
+    for seed in range(5):
+        split = stratified_three_way(labels, [0.7, 0.1, 0.2], seed, names)
+        counts = {side: np.bincount(labels[rows], minlength=4) for side, rows in split.items()}
+        assert all(counts[side][2] == 1 for side in ("train", "val", "test")), counts
+        assert [len(split[s]) for s in ("train", "val", "test")] == [78, 11, 22]
+        assert sorted(np.concatenate(list(split.values())).tolist()) == list(range(len(labels)))
+    balanced = np.repeat([0, 1, 2], 200)
+    rest, test = train_test_split(np.arange(600), test_size=120, stratify=balanced, random_state=0)
+    assert stratified_three_way(balanced, [0.7, 0.1, 0.2], 0, names[:3])["test"].tolist() == sorted(test)
+
+
+def test_split_folders_only_scored_put_every_image_in_test(tmp_path: Path, caplog):
+    """Another site's train/ val/ test/ folders, scored by benchmark.evaluate (dataset.split=[0,0,1]): its
+    own split plays no part, so no within-site leakage or class-missing-from-val refusal."""
+    caplog.set_level("INFO")
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        for klass in ("a", "b"):
+            if not (split == "val" and klass == "b"):  # a class the site's val/ lacks
+                write_images(tmp_path / split / klass, n, 50 if klass == "a" else 150)
+    write_images(tmp_path / "dup", 1, 50)  # the same image in the site's train/ and test/
+    (tmp_path / "dup" / "img000.png").rename(tmp_path / "test" / "a" / "copy.png")
+    (tmp_path / "dup").rmdir()
+    with pytest.raises(BenchmarkError, match="val/ has no images of class 'b'"):
+        load_dataset(folder_cfg(tmp_path), tmp_path)
+    dataset = load_dataset(folder_cfg(tmp_path, split=[0, 0, 1]), tmp_path)
+    assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [0, 0, 6 + 6 + 2 + 3 + 3 + 1]
+    assert dataset.records["split_from"] == "folders"
+    assert "every image scored" in caplog.text and "LEAKAGE" not in caplog.text
+
+
+def test_where_the_split_comes_from_is_recorded(tmp_path: Path, caplog):
+    caplog.set_level("INFO")
+    for klass in ("a", "b"):
+        write_images(tmp_path / "flat" / klass, 10, ord(klass))
+        write_images(tmp_path / "split" / "train" / klass, 6, ord(klass))
+        write_images(tmp_path / "split" / "test" / klass, 2, ord(klass) + 1)
+    assert load_dataset(folder_cfg(tmp_path / "flat"), tmp_path).records["split_from"] == "dataset.split"
+    assert load_dataset(folder_cfg(tmp_path / "split"), tmp_path).records["split_from"] == "folders"
+    assert "train/ and test/ (no val/) folders found, using them as the split" in caplog.text

@@ -103,6 +103,11 @@ def test_a_class_of_one_test_patient_leaves_every_metric_without_an_interval():
     assert "Few test groups:** normal (5), pneumonia (5), tumor (1)" in warnings  # QA: it spoke
     assert "intervals are wide" not in warnings and "too narrow" not in warnings  # of intervals none has
     assert "two or more of its groups: a larger test share (`dataset.split`)" in warnings  # the way out
+    for run in runs:  # QA: the user's own train/ val/ test/ folders: no setting moves their test split
+        run.metrics["split_from"] = "folders"
+    warnings = "\n".join(small_test_warnings(sorted(rows_of(*runs), key=lambda r: r.label)[:1], "accuracy"))
+    assert "two or more of its groups: add groups of that class to the test/ folder" in warnings
+    assert "dataset.split" not in warnings
 
 
 def test_a_degenerate_interval_of_another_metric_is_noted_not_a_reason_not_to_rank():
@@ -245,6 +250,23 @@ def test_a_small_validation_split_is_warned_about_on_the_leaderboard():
     enough = {"split_sizes": {"train": 80, "val": 40, "test": len(LABELS)}}
     (row,) = rows_of(fake_run("m", probabilities, LABELS, **enough))
     assert "validation" not in "\n".join(small_test_warnings([row], "accuracy"))
+
+
+def test_a_class_missing_from_a_split_is_a_leaderboard_warning():
+    """QA: a class with no validation images (a grouped split of too few patients, an older image split)
+    was said only in the model card: early stopping and the thresholds never saw it."""
+    probabilities = noisy(LABELS, 0.6, 0)
+    run = fake_run("m", probabilities, LABELS)
+    counts = {"train": {c: 10 for c in CLASSES}, "val": {**{c: 5 for c in CLASSES}, CLASSES[2]: 0},
+              "test": {c: 10 for c in CLASSES}}
+    run.manifest["dataset"] = {"class_counts": counts}
+    (row,) = rows_of(run)
+    warnings = "\n".join(small_test_warnings([row], "accuracy"))
+    assert (f"**A class is missing from a split:** Class '{CLASSES[2]}' has no validation images: early "
+            "stopping, temperature scaling and the operating-point thresholds were chosen without it.") \
+        in warnings
+    complete = rows_of(fake_run("m", probabilities, LABELS))  # no manifest counts: nothing said
+    assert "missing from a split" not in "\n".join(small_test_warnings(complete, "accuracy"))
 
 
 def test_an_exact_interval_at_an_operating_point_counts_patients_on_a_grouped_split():
