@@ -19,7 +19,8 @@ def split_pixels(dataset: Dataset, split: str, size: int, cache_dir: Path) -> np
     path = cache_dir / "images" / f"{dataset.name}-{split}-{size}px-{key}.npy"
 
     def fill(out: np.ndarray) -> None:
-        for row, image_id in enumerate(tqdm(ids, desc=f"decode {split}", unit="img", leave=False)):
+        shown = tqdm(ids, desc=f"decode {split}", unit="img", leave=False, disable=not ids)  # none when empty
+        for row, image_id in enumerate(shown):
             out[row] = dataset.decode(image_id, size)
 
     return cached_array(path, (len(ids), size, size, 3), "uint8", fill)[0]
