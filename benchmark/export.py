@@ -109,7 +109,8 @@ DECODED = ("8-bit RGB as benchmark/data/images.py decodes a file (predict does t
            "rescaled to its units and mapped to 0-255 by `window`, other 16-bit or float images by "
            "`intensity`, grayscale repeated to 3 channels, then resized to image_size x image_size with a "
            "bilinear filter (`resize`: stretch squashes the image to the square, letterbox first pads it "
-           "with black to a centred square)")
+           "with black to a centred square); `applied`: how many of the run's files each rule decoded, "
+           "window=auto's choices among them (README, Your data)")
 
 
 def model_facts(metrics: dict, decoding: dict) -> dict:
@@ -160,7 +161,10 @@ def work(cfg: DictConfig) -> Path:
     model = cli.load_model(run_dir)
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     folder = run_dir / EXPORTS / cfg.format
-    facts = model_facts(metrics, DecodeOptions.from_config(run_cfg.dataset).record())
+    decoding = DecodeOptions.from_config(run_cfg.dataset).record()
+    recorded = (read_json(run_dir / "manifest.json").get("dataset") or {}).get("decoding") or {}
+    applied = {"applied": recorded["applied"]} if recorded.get("applied") else {}  # e.g. auto's windows
+    facts = model_facts(metrics, {**decoding, **applied})
     staging = staging_directory(folder)  # the old export stays until the new one passes
     try:
         started = time.perf_counter()

@@ -42,6 +42,8 @@ def test_an_export_matches_the_keras_model_on_the_runs_test_images(saved_run, tm
     assert {k: facts["decoding"][k] for k in ("window", "intensity", "resize")} == \
         {k: run_cfg.dataset.get(k, default) for k, default in (("window", "auto"), ("intensity", "minmax"),
                                                                   ("resize", "stretch"))}
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert facts["decoding"]["applied"] == manifest["dataset"]["decoding"]["applied"] != {}  # the rules used
     if format_ == "onnx":  # the file itself says what its outputs are, read back by both libraries
         import onnx as onnx_format
         import onnxruntime
