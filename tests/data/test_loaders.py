@@ -223,3 +223,35 @@ def test_where_the_split_comes_from_is_recorded(tmp_path: Path, caplog):
     assert load_dataset(folder_cfg(tmp_path / "flat"), tmp_path).records["split_from"] == "dataset.split"
     assert load_dataset(folder_cfg(tmp_path / "split"), tmp_path).records["split_from"] == "folders"
     assert "train/ and test/ (no val/) folders found, using them as the split" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"test_labels": np.zeros((25, 1), np.uint8)}, "test_images holds 30 images but test_labels 25"),
+        ({"test_images": np.zeros((25, 8, 8), np.uint8)}, "test_images holds 25 images but test_labels 30"),
+        ({"val_images": np.zeros((0, 8, 8), np.uint8), "val_labels": np.zeros((0, 1), np.uint8)},
+         "the val split is empty"),
+        ({"train_images": np.zeros((30, 8, 8, 8), np.uint8)}, r"shape \(30, 8, 8, 8\), not \(images, height"),
+    ],
+)
+def test_a_malformed_medmnist_file_is_one_line(tmp_path: Path, change, message):
+    """QA: more images than labels trained on a silently truncated test split; fewer, an empty split or 3-D
+    volumes gave tracebacks."""
+    splits = ("train", "val", "test")
+    arrays = {f"{s}_images": np.zeros((30, 8, 8), np.uint8) for s in splits}
+    arrays |= {f"{s}_labels": (np.arange(30) % 2).reshape(-1, 1).astype(np.uint8) for s in splits}
+    np.savez(tmp_path / "m.npz", **(arrays | change))
+    cfg = OmegaConf.create({"loader": "medmnist", "name": None, "path": str(tmp_path / "m.npz"),
+                            "class_names": None})
+    with pytest.raises(BenchmarkError, match=message):
+        load_dataset(cfg, tmp_path)
+
+
+def test_a_file_numpy_would_unpickle_is_not_read_and_not_advised_to_be(tmp_path: Path):
+    (tmp_path / "notes.npz").write_text("not an archive\n")
+    cfg = OmegaConf.create({"loader": "medmnist", "name": None, "path": str(tmp_path / "notes.npz"),
+                            "class_names": None})
+    with pytest.raises(BenchmarkError, match=r"\(not an archive of arrays\): the file is truncated") as error:
+        load_dataset(cfg, tmp_path)
+    assert "pickle" not in str(error.value)
