@@ -1,5 +1,6 @@
-"""The train.*, head.*, augment.*, evaluate.*, backbone.weights_fallback and logger.* settings of a run, and a
-sweep's hydra.launcher.n_jobs and report.ensemble_k, checked before any work (no TensorFlow imported).
+"""The train.*, head.*, augment.*, evaluate.*, runtime.*, backbone.weights_fallback and logger.* settings of a
+run, and a sweep's hydra.launcher.n_jobs and report.ensemble_k, checked before any work (no TensorFlow
+imported).
 
 Keras meets these values only after the data is loaded and the features are extracted, and then fails
 with a traceback of its own (train.max_epochs=0: "need at least one array to stack"; train.batch_size=0:
@@ -120,6 +121,9 @@ RULES: dict[str, Rule] = {
     "logger.experiment": (lambda v: v is None or (isinstance(v, str) and v != "") or whole(v, 0),
                           "null or a name", "medbench-lung-ct"),
     "logger.artifacts": (lambda v: isinstance(v, bool), "true or false", "false"),
+    # TensorFlow aborted the process on -3 (a sweep lost its workers and leaderboard), a traceback on abc
+    "runtime.threads": (lambda v: v == "auto" or whole(v, 1), "auto or a whole number of at least 1", "2"),
+    "runtime.onnx_min_workload": (*count(0), "3000"),
 }
 
 

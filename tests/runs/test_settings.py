@@ -41,6 +41,7 @@ from tests.conftest import run_cli, tiny_overrides
         ["logger=mlflow", "logger.tracking_uri=postgresql+psycopg2://lab@db/mlflow", "logger.artifacts=false",
          "logger.experiment=lung-ct"],
         ["logger=mlflow", "logger.tracking_uri=/shared/mlruns", "logger.experiment=2024"],  # a year, an int
+        ["runtime.threads=1"],
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
@@ -106,6 +107,10 @@ def test_legal_settings_pass(tiny_cfg, overrides):
          "logger.tracking_uri='foo://bar' must be a path or a URI MLflow stores runs at (file:, sqlite:"),
         (["logger=mlflow", "logger.artifacts=maybe"], "logger.artifacts='maybe' must be true or false"),
         (["logger=mlflow", "logger.experiment=[a,b]"], "logger.experiment=['a', 'b'] must be null or a name"),
+        # QA: TensorFlow aborted the whole sweep on -3 (exit 134, its workers orphaned), a traceback on abc
+        (["runtime.threads=-3"], "runtime.threads=-3 must be auto or a whole number of at least 1: e.g."),
+        (["runtime.threads=abc"], "runtime.threads='abc' must be auto or a whole number of at least 1"),
+        (["runtime.onnx_min_workload=-1"], "runtime.onnx_min_workload=-1 must be a whole number of at least"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
