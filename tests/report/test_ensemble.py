@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmark.report.ensemble import build_ensembles, with_ensembles
 from benchmark.report.load import Collection, collect
@@ -54,9 +55,11 @@ def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     assert "history.csv" not in result.stdout  # an ensemble has no training curve to miss
 
 
-def test_ensemble_cli_refuses_fewer_than_two_members(tmp_path):
-    result = run_cli([f"results_dir={tmp_path}", "k=1"], module="benchmark.ensemble")
-    assert result.returncode == 2 and "needs at least 2 members" in result.stderr
+@pytest.mark.parametrize("k", ["1", "abc"])  # QA: abc was a traceback
+def test_ensemble_cli_refuses_fewer_than_two_members(tmp_path, k):
+    result = run_cli([f"results_dir={tmp_path}", f"k={k}"], module="benchmark.ensemble")
+    assert result.returncode == 2 and "must be a whole number of at least 2: e.g. k=3" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def listed(found: Collection) -> tuple:
