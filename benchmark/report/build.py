@@ -11,7 +11,7 @@ from benchmark.files import digest, write_text
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import RANKABLE
 from benchmark.report.document import document, figure_links, gradcam_links
-from benchmark.report.ensemble import with_ensembles
+from benchmark.report.ensemble import with_ensembles, without_outdated_ensembles
 from benchmark.report.load import Collection, Run, collect
 from benchmark.report.rows import Row, choose_on_validation, group_rows, rank, with_estimates
 from benchmark.report.tables import leaderboard_frame, runs_frame
@@ -39,6 +39,7 @@ def load(results_dir: Path, ensemble_k: int = 0, found: Collection | None = None
         found = collect(results_dir)
     if ensemble_k:
         found = with_ensembles(results_dir, ensemble_k, found)  # never lose the leaderboard over it
+    found = without_outdated_ensembles(found)
     for failure in found.failed:
         log.warning("failed run %s: %s: %s", failure.rel, failure.error_type, failure.error)
     for stale in found.stale:

@@ -476,14 +476,17 @@ def failed_seeds(rows: list[Row], failed: Sequence[Failure]) -> list[str]:
 
 
 def row_notes(rows: list[Row]) -> list[str]:
-    """Under the ranked table, one line each: the paper preset each row's configuration was run under, and
-    for fine-tuned rows which phase's weights were tested (absent when no row has them)."""
+    """Under the ranked table, one line each: an ensemble's members, the paper preset each row's
+    configuration was run under, and for fine-tuned rows which phase's weights were tested (absent when no
+    row has them)."""
     by_preset: dict[str, list[str]] = {}
     for row in rows:
         if (preset := preset_markdown(row)) is not None:
             by_preset.setdefault(preset, []).append(row.label)
     trained = [row for row in rows if not row.is_ensemble]
-    lines = []
+    lines = [f"- {row.label}: the mean of the test probabilities of {', '.join(members)} (the rows with the "
+             "lowest validation loss, each averaged over its seeds)"
+             for row in rows if row.is_ensemble and (members := row.runs[0].metrics.get("members"))]
     if by_preset:
         named = [f"{preset}: " + ("every row" if len(labels) == len(trained) else ", ".join(labels))
                  for preset, labels in by_preset.items()]

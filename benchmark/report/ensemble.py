@@ -154,6 +154,27 @@ def build_ensembles(
     return written
 
 
+def without_outdated_ensembles(collection: Collection) -> Collection:
+    """An ensemble whose member runs are no longer those of the k rows with the lowest validation loss (runs
+    were added since it was built, and this report built none: report.ensemble_k=0) would rank a choice
+    that no longer holds: it is set aside, with the command that builds it again."""
+    rows = group_rows([run for run in collection.runs if run.metrics.get("backbone") != ENSEMBLE])
+    kept, aside = [], []
+    for run in collection.runs:
+        labels, member_runs = run.metrics.get("members") or [], run.manifest.get("members") or []
+        if run.metrics.get("backbone") == ENSEMBLE and member_runs:
+            k, candidates = len(labels), rows.get(run.metrics.get("dataset"), [])
+            now = select_members(choose_on_validation(candidates)[0], k)
+            if sorted(member_runs) != sorted(found.rel for row in now for found in row.runs):
+                aside.append(Skipped(run.rel, (
+                    f"an ensemble of {', '.join(labels)}: runs made since changed the {k} rows with the "
+                    f"lowest validation loss ({', '.join(row.label for row in now)} now), so it is not "
+                    f"ranked; `make report ENSEMBLE={k}` builds it again")))
+                continue
+        kept.append(run)
+    return replace(collection, runs=kept, skipped=sorted([*collection.skipped, *aside], key=lambda s: s.rel))
+
+
 def with_ensembles(results_dir: Path, k: int, collection: Collection) -> Collection:
     """The report's ensembles built from its collection (a member tested on other images is a warning),
     and that collection as the disk now holds it: the ensembles written read in (one may replace an

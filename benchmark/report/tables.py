@@ -99,6 +99,7 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "regime": row.regime,
         "image_size": row.image_size,
         "config_hash": row.config_hash,
+        "members": "; ".join(row.runs[0].metrics.get("members") or []) or None,  # an ensemble's rows
         "experiment": ",".join(presets(row)) or None,
         "experiment_seeds": sum(preset_of(run) is not None for run in row.runs),
         "weights_used": row.weights,

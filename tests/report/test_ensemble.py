@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,31 @@ def test_the_report_ranks_the_ensemble_as_a_row(tiny_sweep, tmp_path):
     markdown = (results / "leaderboard.md").read_text()
     assert "| ensemble top-2 |" in markdown and "1 ensemble of 2 rows (4 models)" in markdown
     assert "history.csv" not in result.stdout  # an ensemble has no training curve to miss
+    (found,) = (results / "runs" / "synthetic" / "ensemble").glob("*/metrics.json")
+    members = json.loads(found.read_text())["members"]  # QA: the page and the CSV never named them
+    assert f"- ensemble top-2: the mean of the test probabilities of {', '.join(members)} (" in markdown
+    table = pd.read_csv(results / "leaderboard.csv").set_index("row")
+    assert table.loc["ensemble top-2", "members"] == "; ".join(members)
+
+
+def test_an_ensemble_whose_members_are_no_longer_the_best_on_validation_is_not_ranked(tiny_sweep, tmp_path):
+    """QA: a report with ensemble_k=0 (its default) ranked an ensemble built before runs with a lower
+    validation loss were added: "the rows with the lowest validation loss" no longer held. Here the member
+    runs change as a seed of a member row goes (a seed added changes them as much)."""
+    results = tiny_sweep.copy_to(tmp_path).root / "results"
+    (pair,) = build_ensembles(results, k=2)
+    assert "| ensemble top-2 |" in report_of(results)  # still the best two on validation: ranked
+    shutil.rmtree(results / json.loads((pair / "manifest.json").read_text())["members"][0])
+    markdown = report_of(results)
+    assert "| ensemble top-2 |" not in markdown and pair.is_dir()  # set aside, not removed
+    assert f"`{pair.relative_to(results).as_posix()}`: an ensemble of" in markdown
+    assert "`make report ENSEMBLE=2` builds it again" in markdown
+
+
+def report_of(results: Path) -> str:
+    result = run_cli([f"results_dir={results}"], module="benchmark.report")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return (results / "leaderboard.md").read_text()
 
 
 @pytest.mark.parametrize("k", ["1", "abc"])  # QA: abc was a traceback
