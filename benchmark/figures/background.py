@@ -12,6 +12,7 @@ Without a worker (`start` not called: a single run, `make report`, tests) `draw`
 
 import atexit
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,11 +26,22 @@ def _ready() -> None:
     import benchmark.figures.run  # noqa: F401  matplotlib, seaborn and pandas, before the first figure
 
 
+def _exit_with_parent() -> None:
+    """The worker's initializer: it ends when the sweep's process does. A sweep killed outright (SIGKILL, a
+    TensorFlow abort) never shuts its pool down, and the worker, which holds both ends of its own task
+    queue, would wait for figures forever (185 MB, with multiprocessing's resource tracker beside it)."""
+    from multiprocessing.connection import wait
+
+    sentinel = multiprocessing.parent_process().sentinel  # readable once the parent has gone
+    threading.Thread(target=lambda: (wait([sentinel]), os._exit(1)), daemon=True).start()
+
+
 def start() -> None:
     """Draw in a worker process from now on (once per process). The worker starts now and imports the
     plotting libraries while this process imports TensorFlow."""
     if not _worker:
-        _worker.append(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+        _worker.append(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_exit_with_parent))
         _worker[0].submit(_ready)
         atexit.register(stop)  # no run is left unpublished if the sweep's own end never comes
 

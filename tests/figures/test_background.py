@@ -81,3 +81,38 @@ def test_settle_waits_for_every_run_to_be_published_and_keeps_the_worker(tmp_pat
         assert later.result(180) is None and (tmp_path / "later.png").is_file()
     finally:
         background.stop()
+
+
+def test_the_worker_ends_when_its_sweep_is_killed_outright(tmp_path):
+    """QA: a sweep killed by SIGKILL (or a TensorFlow abort) left its figure worker and multiprocessing's
+    resource tracker running for good, 185 MB."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os\nfrom benchmark.figures import background\nbackground.start()\n"
+              "background._worker[0].submit(os.getpid).result(120)\n"  # the worker is up
+              "print(*[p.pid for p in background._worker[0]._processes.values()], flush=True)\n"
+              "import time\ntime.sleep(600)\n")
+    sweep = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(sweep.stdout.readline())
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and is_running(worker):
+            time.sleep(0.2)
+        assert not is_running(worker)
+    finally:
+        sweep.kill()
+
+
+def is_running(pid: int) -> bool:
+    """A process that exists and is not a zombie (its stat's state field is not Z)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
