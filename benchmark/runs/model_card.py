@@ -184,8 +184,8 @@ def model_card(metrics: dict, manifest: dict) -> str:
         "saved model",
         f"- weights: {metrics.get('weights_used')}",
         f"- training regime: `{metrics.get('train_mode')}`; step {metrics.get('best_epoch')} of "
-        f"{metrics.get('epochs_run')} in history.csv (epoch, or probe setting) chosen on validation loss "
-        f"({number(metrics.get('best_val_loss'))})",
+        f"{metrics.get('epochs_run') or metrics.get('settings_fitted')} in history.csv (epoch, or probe "
+        f"setting) chosen on validation loss ({number(metrics.get('best_val_loss'))})",
         "",
         "## Test metrics",
         f"{metrics.get('n_test')} test images; 95% intervals from the bootstrap over the test set "

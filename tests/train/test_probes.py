@@ -55,12 +55,17 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     assert sorted(cached) == [False, True]  # the second regime read the first one's features
     assert json.loads((runs["knn"] / "metrics.json").read_text())["knn_k"] == 11
     assert len(pd.read_csv(runs["linear"] / "history.csv")) == 7  # one line per C of the grid
+    linear = json.loads((runs["linear"] / "metrics.json").read_text())
+    assert linear["settings_fitted"] == 7 and "epochs_run" not in linear  # QA: the epochs column read 7
 
     frame = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     chosen = frame[frame["chosen_on_validation"]]
     assert sorted(chosen["regime"]) == ["knn", "linear"]  # separate rows, not one chosen over the other
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "### Regimes" in markdown and "| knn |" in markdown
+    ranked = [line.split(" | ") for line in markdown.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert sorted(cells[2] for cells in ranked) == ["knn", "linear"]
+    assert all(cells[-2] == "—" for cells in ranked)  # the epochs column, before the seeds: none
     figures = tmp_path / "results" / "figures"
     assert "](figures/synthetic_regimes.png)" in markdown and is_png(figures / "synthetic_regimes.png")
     assert not (figures / "synthetic_input_sizes.png").exists()  # one size: nothing to compare
