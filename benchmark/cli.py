@@ -41,6 +41,19 @@ def missing_plugin(message: str) -> str | None:
     return f"the Hydra launcher plugin '{name}' is not installed: pip install -e '.[{extra}]'"
 
 
+def options_setting(key: str) -> tuple[str, list[str]]:
+    """The config group a dotted key starts with, and its options (conf/<group>/<option>.yaml) that have
+    the key: a key one option lacks is no typo."""
+    group, _, rest = key.partition(".")
+    folder = CONF / group
+    if not rest or not folder.is_dir():
+        return group, []
+    absent = object()  # a setting may be null
+    owners = [path.stem for path in sorted(folder.glob("*.yaml"))
+              if OmegaConf.select(OmegaConf.load(path), rest, default=absent) is not absent]
+    return group, owners
+
+
 def one_line(error: BaseException) -> str:
     """A user error as one line that names the problem and, where Hydra knows them, the valid options."""
     from hydra.errors import OverrideParseException
@@ -65,6 +78,11 @@ def one_line(error: BaseException) -> str:
         return plugin
     if unknown := re.search(r"Could not override '([^']+)'\.\s+To append", str(error)):  # a typo, mostly
         key = unknown.group(1)
+        group, owners = options_setting(key)
+        if owners:  # a setting of other options of its group: train.warmup_epochs with train=knn in a sweep
+            listed = ", ".join(f"{group}={owner}" for owner in owners)
+            return (f"{key} is a setting of {listed} only, not of the {group} this command (or a cell of its "
+                    f"sweep) uses: add {group}={owners[0]}, or set it in a command of its own for those")
         return (f"{key} is not a setting: check its spelling (the command with --cfg job lists them all); "
                 f"Hydra's +{key}=... would add it with nothing reading it")
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -111,6 +111,8 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
         (["backbone.name=resnet18"], "unknown backbone 'resnet18'"),
         (["backbone=resnet18"], "choose one of: densenet121, inceptionresnetv2"),
         (["dataset.pth=/data"], "dataset.pth is not a setting: check its spelling"),
+        (["train.warmup_epochs=2"],  # QA: a regime sweep with it was refused as a misspelling
+         "train.warmup_epochs is a setting of train=finetune only, not of the train this command (or a cell"),
         (["dataset=medmnist", "dataset.path=~/organamnist.npz"],
          "quote a value holding ~, brackets or commas, e.g. \"dataset.path='~/organamnist.npz'\""),
         (["dataset.group_pattern=patient(\\d+)_"],  # the shell took the single quotes of the README's form
