@@ -164,7 +164,7 @@ def search(cfg: DictConfig, run: Callable[[DictConfig], dict]) -> float:
         study.sampler = optuna.samplers.TPESampler(seed=spec.sampler_seed + len(study.trials))
         interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
         for frozen in interrupted:  # we hold the lock: a RUNNING trial is one a killed process left
-            log.info("study %s: resuming interrupted trial %d", name, frozen.number)
+            log.info("study %s: resuming interrupted trial %d", name, frozen.number + 1)  # 1-based, as below
             evaluate(optuna.trial.Trial(study, frozen._trial_id), study, cfg, run, data)
         while len(study.trials) < spec.n_trials:
             evaluate(study.ask(), study, cfg, run, data)
@@ -217,7 +217,7 @@ def evaluate(trial, study, cfg: DictConfig, run: Callable[[DictConfig], dict], d
     except BenchmarkError:
         raise
     except Exception as error:  # out of memory, a diverged run: the trial failed, the study goes on
-        log.error("study %s: trial %d failed: %s", study.study_name, trial.number, error)
+        log.error("study %s: trial %d failed: %s", study.study_name, trial.number + 1, error)
         value = math.nan
     if math.isnan(value):  # also e.g. a validation split without every class: no AUROC
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
