@@ -271,12 +271,22 @@ def comparisons_table(comparisons: list[Comparison], alpha: float, digits: int) 
             f"{c.observed:+.{digits}f}",
             f"[{c.low:+.{digits}f}, {c.high:+.{digits}f}]",
             p_text(c),
-            ("≤ " if c.at_floor else "") + f"{c.p_adjusted:.2g}",
+            ("≤ " if c.at_floor else "") + p_beside(c.p_adjusted, alpha),
             "✓" if significant(c, alpha) else "",
         ]
         for c in comparisons
     ]
     return markdown_table(header, body)
+
+
+def p_beside(p_value: float, alpha: float) -> str:
+    """A p-value in two significant digits, or more where two would read on the other side of `alpha`
+    than the mark beside it (0.0496 printed "0.05" next to ✓, which means below 0.05)."""
+    for digits in (2, 3, 4, 6):
+        text = f"{p_value:.{digits}g}"
+        if not math.isfinite(p_value) or (float(text) < alpha) == (p_value < alpha):
+            return text
+    return text
 
 
 def bound_text(bound: float) -> str:

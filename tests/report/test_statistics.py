@@ -283,3 +283,11 @@ def test_an_exact_interval_at_an_operating_point_counts_patients_on_a_grouped_sp
     found = estimate(row, "sensitivity_at_target_sensitivity_covid")
     assert found.method == CLOPPER_PEARSON_FALLBACK and found.estimate == 1.0
     assert found.low == pytest.approx(0.025 ** (1 / 3))
+
+
+def test_a_holm_p_just_below_alpha_is_not_printed_as_alpha_beside_its_mark():
+    """QA: Holm p 0.0496 read "0.05 ✓", and ✓ means below 0.05."""
+    from benchmark.report.tables import p_beside
+
+    assert [p_beside(p, 0.05) for p in (0.0496, 0.04999, 0.0504, 0.012, 0.3)] == \
+        ["0.0496", "0.04999", "0.05", "0.012", "0.3"]
