@@ -41,17 +41,28 @@ def missing_plugin(message: str) -> str | None:
     return f"the Hydra launcher plugin '{name}' is not installed: pip install -e '.[{extra}]'"
 
 
-def options_setting(key: str) -> tuple[str, list[str]]:
-    """The config group a dotted key starts with, and its options (conf/<group>/<option>.yaml) that have
-    the key: a key one option lacks is no typo."""
+def option_settings(group: str, option: str, inherited: bool = True) -> DictConfig:
+    """What conf/<group>/<option>.yaml puts under `group`: its own keys and, with `inherited`, those of the
+    options of the same group its defaults list names (knn's frozen keys); nothing for a `@package
+    _global_` option (a paper preset's keys are not under experiment.)."""
+    path = CONF / group / f"{option}.yaml"
+    if not path.is_file() or "@package _global_" in path.read_text():
+        return OmegaConf.create()
+    own = OmegaConf.load(path)
+    parents = [entry for entry in own.pop("defaults", None) or [] if isinstance(entry, str)]
+    return OmegaConf.merge(*(option_settings(group, p) for p in parents if inherited and p != "_self_"), own)
+
+
+def options_with(key: str, inherited: bool = True) -> tuple[str, list[str]]:
+    """The config group a dotted key starts with, and its options that have the key (`option_settings`):
+    a key one option lacks is no typo (train.warmup_epochs with train=knn)."""
     group, _, rest = key.partition(".")
-    folder = CONF / group
-    if not rest or not folder.is_dir():
+    if not rest or not (CONF / group).is_dir():
         return group, []
     absent = object()  # a setting may be null
-    owners = [path.stem for path in sorted(folder.glob("*.yaml"))
-              if OmegaConf.select(OmegaConf.load(path), rest, default=absent) is not absent]
-    return group, owners
+    return group, [path.stem for path in sorted((CONF / group).glob("*.yaml"))
+                   if OmegaConf.select(option_settings(group, path.stem, inherited), rest, default=absent)
+                   is not absent]
 
 
 def one_line(error: BaseException) -> str:
@@ -78,7 +89,7 @@ def one_line(error: BaseException) -> str:
         return plugin
     if unknown := re.search(r"Could not override '([^']+)'\.\s+To append", str(error)):  # a typo, mostly
         key = unknown.group(1)
-        group, owners = options_setting(key)
+        group, owners = options_with(key)
         if owners:  # a setting of other options of its group: train.warmup_epochs with train=knn in a sweep
             listed = ", ".join(f"{group}={owner}" for owner in owners)
             return (f"{key} is a setting of {listed} only, not of the {group} this command (or a cell of its "

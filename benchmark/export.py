@@ -161,10 +161,9 @@ def work(cfg: DictConfig) -> Path:
     model = cli.load_model(run_dir)
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     folder = run_dir / EXPORTS / cfg.format
-    decoding = DecodeOptions.from_config(run_cfg.dataset).record()
-    recorded = (read_json(run_dir / "manifest.json").get("dataset") or {}).get("decoding") or {}
-    applied = {"applied": recorded["applied"]} if recorded.get("applied") else {}  # e.g. auto's windows
-    facts = model_facts(metrics, {**decoding, **applied})
+    # the options and how many of the run's files each rule decoded (window=auto's choices), as loaded
+    decoding = dataset.records.get("decoding") or DecodeOptions.from_config(run_cfg.dataset).record()
+    facts = model_facts(metrics, decoding)
     staging = staging_directory(folder)  # the old export stays until the new one passes
     try:
         started = time.perf_counter()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from benchmark.data.dataset import Split
+from benchmark.data.dataset import SPLITS, Split
 from benchmark.data.groups import assign_groups
 from benchmark.data.images import IMAGE_KINDS, is_image_file
 from benchmark.data.splits import group_split_off, is_test_only, split_off, three_way
@@ -96,9 +96,9 @@ def load_presplit(
 ) -> tuple[list[str], dict[str, Split]]:
     """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train (of its
     groups, when the images have groups). Data that is only scored (`dataset.split=[0,0,1]`, as
-    benchmark.evaluate loads another site) has every image in test: the folders' own split plays no part,
-    so a class may be missing from one and a patient may sit in two."""
-    scored_only = is_test_only(cfg.get("split") or ())
+    benchmark.evaluate loads another site) is read by `load_presplit_scored`."""
+    if is_test_only(cfg.get("split") or ()):
+        return load_presplit_scored(root, cfg, usable)
     listings = {"train": list_class_images(root / "train", root)}
     class_names = sorted(listings["train"])
     if len(class_names) < 2:
@@ -117,7 +117,7 @@ def load_presplit(
                 f"{root / name} has class folders {unknown} that train/ lacks: the class lists must match"
             )
         missing = [c for c in class_names if c not in found]
-        if missing and not scored_only:
+        if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise BenchmarkError(
                 f"{name}/ has no images of class '{missing[0]}'{more}: every class needs {name} images "
@@ -126,10 +126,6 @@ def load_presplit(
         listings[name] = found
     keep_usable(listings, root, usable)
     groups = group_map(listings, cfg, root, class_level=1)
-    if scored_only:
-        merged = {c: [f for found in listings.values() for f in found.get(c, [])] for c in class_names}
-        nothing = as_split({}, class_names, groups)
-        return class_names, {"train": nothing, "val": nothing, "test": as_split(merged, class_names, groups)}
     splits = {name: as_split(found, class_names, groups) for name, found in listings.items()}
     if groups is not None:
         check_group_overlap(splits, cfg)
@@ -143,6 +139,29 @@ def load_presplit(
             )
         splits["val"], splits["train"] = train.subset(val), train.subset(kept)
     return class_names, splits
+
+
+def load_presplit_scored(
+    root: Path, cfg: DictConfig, usable: Usable | None = None
+) -> tuple[list[str], dict[str, Split]]:
+    """Another site's train/ [val/] test/ folders scored as one set (dataset.split=[0,0,1], as
+    benchmark.evaluate loads it): every image in test. Their own split plays no part, so their class lists
+    may differ (the classes are all of them) and a patient may sit in two."""
+    listings = {}
+    for name in SPLITS:
+        if (root / name).is_dir():
+            if not (found := list_class_images(root / name, root)):
+                raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
+            listings[name] = found
+    class_names = sorted({name for found in listings.values() for name in found})
+    if len(class_names) < 2:
+        raise BenchmarkError(f"{root} has {len(class_names)} class folder(s) with images: a classifier "
+                             "needs 2+")
+    keep_usable(listings, root, usable)
+    groups = group_map(listings, cfg, root, class_level=1)
+    merged = {c: [f for found in listings.values() for f in found.get(c, [])] for c in class_names}
+    nothing = as_split({}, class_names, groups)
+    return class_names, {"train": nothing, "val": nothing, "test": as_split(merged, class_names, groups)}
 
 
 def load_class_folders(

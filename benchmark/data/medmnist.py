@@ -33,7 +33,9 @@ def load_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Split]]:
             labels = {s: archive[f"{s}_labels"] for s in ("train", "val", "test")}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # truncated or not an npz at all
         # numpy reads other files as pickles and advises allow_pickle, which would run the file's code
-        why = "not an archive of arrays" if "pickle" in str(error) else f"{type(error).__name__}: {error}"
+        why = ("it holds object arrays, which numpy reads only by unpickling: export numeric arrays"
+               if "Object arrays" in str(error) else "not an archive of arrays" if "pickle" in str(error)
+               else f"{type(error).__name__}: {error}")
         raise BenchmarkError(
             f"cannot read {path} as .npz ({why}): the file is truncated or not an .npz; download or export "
             "it again"

@@ -54,24 +54,32 @@ def quoted(labels: Sequence[int], class_names: Sequence[str]) -> str:
     return ", ".join(repr(class_names[int(label)]) for label in labels)
 
 
-def check_two_per_class(labels: np.ndarray, class_names: Sequence[str], what: str) -> None:
-    """sklearn refuses to stratify a class with one image and names it by index; say which and what to do."""
-    single = np.flatnonzero(np.bincount(labels, minlength=len(class_names)) == 1)
-    if len(single):
-        which = f"class {quoted(single, class_names)} has" if len(single) == 1 else \
-            f"classes {quoted(single, class_names)} have"
-        raise BenchmarkError(
-            f"cannot split off a stratified {what} set: {which} only 1 image left to split, and a stratified "
-            f"split needs at least 2 of each class: add images of {quoted(single, class_names)}, or provide "
-            "the split as train/ val/ test/ folders (each with a folder per class)"
-        )
+def check_per_class(labels: np.ndarray, class_names: Sequence[str], what: str, least: int = 2) -> None:
+    """Every class takes `least` images: 2 to split one set off (sklearn refuses to stratify a class of one
+    image and names it by index), 3 for train, val and test; say which and what to do."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    few = np.flatnonzero((counts > 0) & (counts < least))
+    if not len(few):
+        return
+    left = " left to split" if least == 2 else ""
+    if len(few) == 1:
+        images = "1 image" if counts[few[0]] == 1 else f"{counts[few[0]]} images"
+        subject = f"class {quoted(few, class_names)} has only {images}{left}"
+    else:
+        subject = "classes " + ", ".join(f"{quoted([k], class_names)} ({counts[k]})" for k in few) + \
+            f" have fewer than {least} images{left}"
+    raise BenchmarkError(
+        f"cannot split off a stratified {what} set: {subject}, and it needs at least {least} of each class: "
+        f"add images of {quoted(few, class_names)}, leave the class out, or provide the split as train/ "
+        "val/ test/ folders (each with a folder per class)"
+    )
 
 
 def split_off(
     labels: np.ndarray, fraction: float, seed: int, what: str, class_names: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, split-off) with `fraction` of each class split off."""
-    check_two_per_class(labels, class_names, what)
+    check_per_class(labels, class_names, what)
     indices = np.arange(len(labels))
     count = max(1, round(len(labels) * fraction))  # a count: float fractions like 0.1/0.8 round up in sklearn
     try:
@@ -93,7 +101,7 @@ def every_class_on_both_sides(
     a val share of 1/8: 0 in val, so early stopping and the thresholds never saw it). Such a class gets one
     image moved across, and the side gives back one image of its largest class: sizes stay as asked.
     sklearn refuses a side smaller than the number of classes, so a side missing a class always has one
-    with two images to give back; a class of one image is refused before (`check_two_per_class`)."""
+    with two images to give back; a class of one image is refused before (`check_per_class`)."""
     rng = np.random.default_rng(seed)
     sides = [list(kept), list(taken)]
     for label in np.flatnonzero(np.bincount(labels) >= 2):
@@ -116,6 +124,8 @@ def stratified_three_way(
 ) -> dict[str, np.ndarray]:
     """train/val/test index arrays in the given proportions, each class represented in each split."""
     train_fraction, val_fraction, test_fraction = check_fractions(fractions)
+    # 2 images of a class went to train alone (none to val, none to test): every metric of it undefined
+    check_per_class(labels, class_names, "train/val/test", least=3)
     rest, test = split_off(labels, test_fraction, seed, "test", class_names)
     val_share = val_fraction / (train_fraction + val_fraction)
     train, val = split_off(labels[rest], val_share, seed, "val", class_names)

@@ -271,7 +271,8 @@ def duplicate_warnings(runs: list[Run]) -> list[str]:
 def more_test_units(rows: list[Row], units: str) -> str:
     """How this data's test split gets more of a class's images or patients: its split comes from the
     user's folders, a file's official split, or `dataset.split` (data/folder.py records which)."""
-    split_from = rows[0].runs[0].metrics.get("split_from")
+    recorded = (run.metrics.get("split_from") for row in rows for run in row.runs)
+    split_from = next(filter(None, recorded), None)  # older runs, and ensembles of them, have none
     if split_from == "folders":
         return f"add {units} of that class to the test/ folder (your folders are the split)"
     if split_from == "official":

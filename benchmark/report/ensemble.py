@@ -166,10 +166,11 @@ def without_outdated_ensembles(collection: Collection) -> Collection:
             k, candidates = len(labels), rows.get(run.metrics.get("dataset"), [])
             now = select_members(choose_on_validation(candidates)[0], k)
             if sorted(member_runs) != sorted(found.rel for row in now for found in row.runs):
+                changed = ("the same rows, whose runs were added or removed since" if sorted(labels) ==
+                           sorted(row.label for row in now) else ", ".join(row.label for row in now) + " now")
                 aside.append(Skipped(run.rel, (
-                    f"an ensemble of {', '.join(labels)}: runs made since changed the {k} rows with the "
-                    f"lowest validation loss ({', '.join(row.label for row in now)} now), so it is not "
-                    f"ranked; `make report ENSEMBLE={k}` builds it again")))
+                    f"an ensemble of {', '.join(labels)}, no longer the runs of the {k} rows with the lowest "
+                    f"validation loss ({changed}): not ranked; `make report ENSEMBLE={k}` builds it again")))
                 continue
         kept.append(run)
     return replace(collection, runs=kept, skipped=sorted([*collection.skipped, *aside], key=lambda s: s.rel))

@@ -30,6 +30,7 @@ from benchmark.report.rows import (
     training_time,
 )
 from benchmark.report.versions import Stale
+from benchmark.runs.search_space import PROBES
 
 NOT_SCALAR = (
     "classes",
@@ -125,10 +126,17 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
     record |= {} if found is None else found.means
     record["temperature"] = mean_temperature(row)  # from metrics.json: rows without predictions have it too
     record["temperature_seeds_at_bound"] = sum(bounds_hit(row).values())
-    for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips", "epochs_run"):
+    for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips"):
         record[key] = mean_of(row, key)
+    record["epochs_run"] = epochs_of(row)
     record["train_time_s"] = training_time(row)
     return record
+
+
+def epochs_of(row: Row) -> float:
+    """The seeds' mean epochs; none for a probe, which is fitted, not trained (older probe runs recorded the
+    settings they tried as `epochs_run`)."""
+    return math.nan if row.regime in PROBES else mean_of(row, "epochs_run")
 
 
 def best_phase_columns(row: Row) -> dict[str, int | None]:
@@ -209,7 +217,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
                 fmt(mean_of(row, "latency_ms"), 2),
                 fmt(mean_of(row, "throughput_ips"), 0),
                 fmt(training_time(row), 1),
-                fmt(mean_of(row, "epochs_run"), 1).removesuffix(".0"),
+                fmt(epochs_of(row), 1).removesuffix(".0"),
                 row.seeds_text,
             ]
         )
@@ -286,7 +294,7 @@ def p_beside(p_value: float, alpha: float) -> str:
         text = f"{p_value:.{digits}g}"
         if not math.isfinite(p_value) or (float(text) < alpha) == (p_value < alpha):
             return text
-    return text
+    return f"< {alpha:g}"  # closer below alpha than six digits tell
 
 
 def bound_text(bound: float) -> str:

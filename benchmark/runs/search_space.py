@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.cli import CONF, option_names
+from benchmark.cli import CONF, option_names, options_with
 from benchmark.errors import BenchmarkError
 from benchmark.runs.identity import NOT_PART_OF_THE_EXPERIMENT, NOT_PART_OF_TRAINING
 from benchmark.runs.settings import ABSENT, RULES, number, whole
@@ -144,10 +144,7 @@ def in_option_file(group: str, option: str, rest: str) -> bool:
 
 def missing_key_fix(cfg: DictConfig, key: str) -> str:
     """The config group options that have the key (add train=finetune), else the nearest key (a typo)."""
-    group, _, rest = key.partition(".")
-    folder = CONF / group
-    options = [path.stem for path in sorted(folder.glob("*.yaml")) if in_option_file(group, path.stem, rest)
-               ] if rest and folder.is_dir() else []
+    group, options = options_with(key, inherited=False)  # the options that read it
     if options:
         return f"add {' or '.join(f'{group}={option}' for option in options)}"
     if close := difflib.get_close_matches(key, option_names(OmegaConf.to_container(cfg)), n=1):

@@ -113,6 +113,9 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
         (["dataset.pth=/data"], "dataset.pth is not a setting: check its spelling"),
         (["train.warmup_epochs=2"],  # QA: a regime sweep with it was refused as a misspelling
          "train.warmup_epochs is a setting of train=finetune only, not of the train this command (or a cell"),
+        (["hparams_search.n_trials=3"],  # finetune's through its defaults list (- head)
+         "hparams_search.n_trials is a setting of hparams_search=finetune, hparams_search=head only"),
+        (["experiment.image_size=64"], "experiment.image_size is not a setting"),  # a preset's are global
         (["dataset=medmnist", "dataset.path=~/organamnist.npz"],
          "quote a value holding ~, brackets or commas, e.g. \"dataset.path='~/organamnist.npz'\""),
         (["dataset.group_pattern=patient(\\d+)_"],  # the shell took the single quotes of the README's form

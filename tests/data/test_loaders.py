@@ -195,9 +195,20 @@ def test_a_class_of_three_images_is_in_every_split_and_the_sizes_stay():
     assert stratified_three_way(balanced, [0.7, 0.1, 0.2], 0, names[:3])["test"].tolist() == sorted(test)
 
 
+def test_a_class_of_two_images_cannot_be_split_three_ways_and_says_so():
+    """Review: it went to train alone (no val, no test: every metric of it undefined), and once every class
+    got both sides of the test split, val's split refused it as "only 1 image left"."""
+    from benchmark.data.splits import stratified_three_way
+
+    labels = np.array([0] * 40 + [1] * 40 + [2] * 2)
+    with pytest.raises(BenchmarkError, match="class 'c' has only 2 images, and it needs at least 3 of each"):
+        stratified_three_way(labels, [0.7, 0.1, 0.2], 0, ["a", "b", "c"])
+
+
 def test_split_folders_only_scored_put_every_image_in_test(tmp_path: Path, caplog):
     """Another site's train/ val/ test/ folders, scored by benchmark.evaluate (dataset.split=[0,0,1]): its
-    own split plays no part, so no within-site leakage or class-missing-from-val refusal."""
+    own split plays no part, so no within-site leakage, no class-missing-from-val refusal, and its classes
+    are every split's (review: a class only its test/ had was refused)."""
     caplog.set_level("INFO")
     for split, n in (("train", 6), ("val", 2), ("test", 3)):
         for klass in ("a", "b"):
@@ -208,8 +219,10 @@ def test_split_folders_only_scored_put_every_image_in_test(tmp_path: Path, caplo
     (tmp_path / "dup").rmdir()
     with pytest.raises(BenchmarkError, match="val/ has no images of class 'b'"):
         load_dataset(folder_cfg(tmp_path), tmp_path)
+    write_images(tmp_path / "test" / "c", 2, 250)
     dataset = load_dataset(folder_cfg(tmp_path, split=[0, 0, 1]), tmp_path)
-    assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [0, 0, 6 + 6 + 2 + 3 + 3 + 1]
+    assert dataset.class_names == ("a", "b", "c")
+    assert [len(dataset.splits[s]) for s in ("train", "val", "test")] == [0, 0, 6 + 6 + 2 + 3 + 3 + 1 + 2]
     assert dataset.records["split_from"] == "folders"
     assert "every image scored" in caplog.text and "LEAKAGE" not in caplog.text
 

@@ -97,6 +97,7 @@ def test_the_worker_ends_when_its_sweep_is_killed_outright(tmp_path):
               "print(*[p.pid for p in background._worker[0]._processes.values()], flush=True)\n"
               "import time\ntime.sleep(600)\n")
     sweep = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = None
     try:
         worker = int(sweep.stdout.readline())
         os.kill(sweep.pid, signal.SIGKILL)
@@ -107,6 +108,9 @@ def test_the_worker_ends_when_its_sweep_is_killed_outright(tmp_path):
         assert not is_running(worker)
     finally:
         sweep.kill()
+        sweep.stdout.close()
+        if worker is not None and is_running(worker):  # a failing run leaves nothing behind either
+            os.kill(worker, signal.SIGKILL)
 
 
 def is_running(pid: int) -> bool:

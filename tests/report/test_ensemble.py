@@ -72,7 +72,8 @@ def test_an_ensemble_whose_members_are_no_longer_the_best_on_validation_is_not_r
     markdown = report_of(results)
     assert "| ensemble top-2 |" not in markdown and pair.is_dir()  # set aside, not removed
     assert f"`{pair.relative_to(results).as_posix()}`: an ensemble of" in markdown
-    assert "`make report ENSEMBLE=2` builds it again" in markdown
+    assert ("no longer the runs of the 2 rows with the lowest validation loss (the same rows, whose runs "
+            "were added or removed since): not ranked; `make report ENSEMBLE=2` builds it again") in markdown
 
 
 def report_of(results: Path) -> str:
