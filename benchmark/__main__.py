@@ -30,7 +30,9 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     run's figures are drawn by the sweep's worker process, started by the first cell that trains."""
     from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
+    from benchmark.runs.settings import check_settings
 
+    check_settings(cfg)  # a bad value not part of the run's identity (runtime.threads=-3) is no skip
     sweep = in_sweep()
     check = completed(cfg, resolve(cfg), in_sweep=sweep)
     if check.done is not None:

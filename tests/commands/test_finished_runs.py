@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmark import cli, explain, export, predict
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_cli, tiny_overrides
 
 COMMANDS = {"predict": predict.work, "export": export.work, "explain": explain.explain_run}
 
@@ -152,3 +152,12 @@ def test_a_results_folder_given_as_the_run_names_a_run_in_it(saved_run, capsys, 
     assert line == (f"error: run {results} is a folder of runs, not a run: pass one run directory, "
                     f"e.g. run={run_dir}"), line
     assert "finish it first" not in line
+
+
+def test_a_bad_setting_is_refused_even_where_the_run_is_complete(saved_run):
+    """QA: runtime.threads is not part of a run's identity, so a finished run was skipped and the bad value
+    passed unnoticed (the same command on a new run made TensorFlow abort)."""
+    run_dir, _ = saved_run
+    result = run_cli([*tiny_overrides(run_dir.parents[4]), "runtime.threads=-3"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "runtime.threads=-3 must be auto or a whole number of at least 1" in result.stderr
