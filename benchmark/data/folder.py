@@ -154,7 +154,7 @@ def load_presplit_scored(
                 raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
             listings[name] = found
     class_names = sorted({name for found in listings.values() for name in found})
-    if len(class_names) < 2:
+    if len(class_names) < least_classes(cfg):
         raise BenchmarkError(f"{root} has {len(class_names)} class folder(s) with images: a classifier "
                              "needs 2+")
     keep_usable(listings, root, usable)
@@ -170,7 +170,7 @@ def load_class_folders(
     """Class folders directly under the root: a stratified train/val/test split by `dataset.split`
     (whole groups per split when the images have groups)."""
     found = list_class_images(root, root)
-    if len(found) < 2:
+    if len(found) < least_classes(cfg):
         raise BenchmarkError(
             f"{root} has {len(found)} class folder(s) with images: a classifier needs at least 2 "
             "(expected <path>/<class>/*.png or <path>/train/<class>/ + <path>/test/<class>/)"
@@ -186,6 +186,12 @@ def load_class_folders(
 def check_root(root: Path) -> None:
     if not root.is_dir():
         raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
+
+
+def least_classes(cfg: DictConfig) -> int:
+    """Class folders a dataset needs: 2 to train a classifier; 1 for data only scored (another site may
+    hold only normal scans: its sensitivity or specificity is measured, the rest is undefined)."""
+    return 1 if is_test_only(cfg.get("split") or ()) else 2
 
 
 def is_presplit(root: Path) -> bool:

@@ -268,3 +268,15 @@ def test_a_file_numpy_would_unpickle_is_not_read_and_not_advised_to_be(tmp_path:
     with pytest.raises(BenchmarkError, match=r"\(not an archive of arrays\): the file is truncated") as error:
         load_dataset(cfg, tmp_path)
     assert "pickle" not in str(error.value)
+
+
+@pytest.mark.parametrize("presplit", [False, True])
+def test_a_site_of_one_class_is_scored_and_one_class_is_not_trained_on(tmp_path: Path, presplit: bool):
+    """Another site may hold only normal scans: scoring it measures that class (the macro metrics are
+    undefined there); training on one class stays refused."""
+    for folder in (("train", "test") if presplit else ("",)):
+        write_images(tmp_path / folder / "normal", 6, 40)
+    dataset = load_dataset(folder_cfg(tmp_path, split=[0, 0, 1]), tmp_path)
+    assert dataset.class_names == ("normal",) and len(dataset.splits["test"]) == (12 if presplit else 6)
+    with pytest.raises(BenchmarkError, match="has 1 class folder"):
+        load_dataset(folder_cfg(tmp_path), tmp_path)
