@@ -28,13 +28,11 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     """The cell's best validation loss: read from its finished run directory (checked without importing
     TensorFlow, so a complete sweep run again costs seconds), else trained now. `figure_worker`: the
     run's figures are drawn by the sweep's worker process, started by the first cell that trains."""
-    from benchmark.runs.identity import resolve
     from benchmark.runs.resume import completed
-    from benchmark.runs.settings import check_settings
+    from benchmark.runs.settings import check_model_and_settings
 
-    check_settings(cfg)  # a bad value not part of the run's identity (runtime.threads=-3) is no skip
-    sweep = in_sweep()
-    check = completed(cfg, resolve(cfg), in_sweep=sweep)
+    sweep = in_sweep()  # a bad value not part of the run's identity (runtime.threads=-3) is no skip either
+    check = completed(cfg, check_model_and_settings(cfg), in_sweep=sweep)
     if check.done is not None:
         return float(check.done["best_val_loss"])
     if figure_worker:

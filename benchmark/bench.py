@@ -143,7 +143,7 @@ def tree_memory(process) -> int:
         try:
             memory = member.memory_full_info()
             total += getattr(memory, "pss", memory.rss)
-        except (psutil.AccessDenied, AttributeError):
+        except psutil.AccessDenied:
             total += member.memory_info().rss
         except psutil.NoSuchProcess:
             continue

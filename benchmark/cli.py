@@ -49,8 +49,9 @@ def option_settings(group: str, option: str, inherited: bool = True) -> DictConf
     if not path.is_file() or "@package _global_" in path.read_text():
         return OmegaConf.create()
     own = OmegaConf.load(path)
-    parents = [entry for entry in own.pop("defaults", None) or [] if isinstance(entry, str)]
-    return OmegaConf.merge(*(option_settings(group, p) for p in parents if inherited and p != "_self_"), own)
+    defaults = own.pop("defaults", None) or []
+    parents = [name for name in defaults if isinstance(name, str) and name != "_self_"] if inherited else []
+    return OmegaConf.merge(*(option_settings(group, p) for p in parents), own)
 
 
 def options_with(key: str, inherited: bool = True) -> tuple[str, list[str]]:

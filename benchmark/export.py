@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
 from benchmark.data import load_dataset
-from benchmark.data.images import DecodeOptions
 from benchmark.data.pixels import split_pixels
 from benchmark.errors import BenchmarkError
 from benchmark.files import publish_directory, read_json, write_json
@@ -162,8 +161,7 @@ def work(cfg: DictConfig) -> Path:
     expected = model.predict(pixels, batch_size=cfg.batch_size, verbose=0)
     folder = run_dir / EXPORTS / cfg.format
     # the options and how many of the run's files each rule decoded (window=auto's choices), as loaded
-    decoding = dataset.records.get("decoding") or DecodeOptions.from_config(run_cfg.dataset).record()
-    facts = model_facts(metrics, decoding)
+    facts = model_facts(metrics, dataset.records["decoding"])
     staging = staging_directory(folder)  # the old export stays until the new one passes
     try:
         started = time.perf_counter()

@@ -174,6 +174,7 @@ def from_npz(path: Path, cfg: DictConfig, name: str) -> Dataset:
     splits, found = audited(cfg, splits, scans)
     found["skipped"] = []
     found["split_from"] = "official"
+    found["decoding"] = options.record()  # what an export states of its input (no file rules applied)
     return Dataset(
         name=name,
         class_names=tuple(class_names),

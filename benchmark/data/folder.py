@@ -95,10 +95,7 @@ def load_presplit(
     root: Path, cfg: DictConfig, usable: Usable | None = None
 ) -> tuple[list[str], dict[str, Split]]:
     """The seed papers' layout; a missing val/ becomes a stratified `val_fraction` of train (of its
-    groups, when the images have groups). Data that is only scored (`dataset.split=[0,0,1]`, as
-    benchmark.evaluate loads another site) is read by `load_presplit_scored`."""
-    if is_test_only(cfg.get("split") or ()):
-        return load_presplit_scored(root, cfg, usable)
+    groups, when the images have groups)."""
     listings = {"train": list_class_images(root / "train", root)}
     class_names = sorted(listings["train"])
     if len(class_names) < 2:
@@ -108,9 +105,7 @@ def load_presplit(
     for name in ("val", "test"):
         if not (root / name).is_dir():
             continue
-        found = list_class_images(root / name, root)
-        if not found:
-            raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
+        found = split_listing(root, name)
         unknown = sorted(set(found) - set(class_names))
         if unknown:
             raise BenchmarkError(
@@ -141,22 +136,21 @@ def load_presplit(
     return class_names, splits
 
 
+def split_listing(root: Path, name: str) -> dict[str, list[str]]:
+    """A split folder's class listing (`list_class_images`); a split folder without any is an error."""
+    if not (found := list_class_images(root / name, root)):
+        raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
+    return found
+
+
 def load_presplit_scored(
     root: Path, cfg: DictConfig, usable: Usable | None = None
 ) -> tuple[list[str], dict[str, Split]]:
     """Another site's train/ [val/] test/ folders scored as one set (dataset.split=[0,0,1], as
     benchmark.evaluate loads it): every image in test. Their own split plays no part, so their class lists
     may differ (the classes are all of them) and a patient may sit in two."""
-    listings = {}
-    for name in SPLITS:
-        if (root / name).is_dir():
-            if not (found := list_class_images(root / name, root)):
-                raise BenchmarkError(f"{root / name} has no class folders with images: fill it or remove it")
-            listings[name] = found
+    listings = {name: split_listing(root, name) for name in SPLITS if (root / name).is_dir()}
     class_names = sorted({name for found in listings.values() for name in found})
-    if len(class_names) < least_classes(cfg):
-        raise BenchmarkError(f"{root} has {len(class_names)} class folder(s) with images: a classifier "
-                             "needs 2+")
     keep_usable(listings, root, usable)
     groups = group_map(listings, cfg, root, class_level=1)
     merged = {c: [f for found in listings.values() for f in found.get(c, [])] for c in class_names}
@@ -165,12 +159,12 @@ def load_presplit_scored(
 
 
 def load_class_folders(
-    root: Path, cfg: DictConfig, usable: Usable | None = None
+    root: Path, cfg: DictConfig, usable: Usable | None = None, least: int = 2
 ) -> tuple[list[str], dict[str, Split]]:
     """Class folders directly under the root: a stratified train/val/test split by `dataset.split`
     (whole groups per split when the images have groups)."""
     found = list_class_images(root, root)
-    if len(found) < least_classes(cfg):
+    if len(found) < least:
         raise BenchmarkError(
             f"{root} has {len(found)} class folder(s) with images: a classifier needs at least 2 "
             "(expected <path>/<class>/*.png or <path>/train/<class>/ + <path>/test/<class>/)"
@@ -188,12 +182,6 @@ def check_root(root: Path) -> None:
         raise BenchmarkError(f"dataset.path={root} is not a folder: point dataset.path at your image folder")
 
 
-def least_classes(cfg: DictConfig) -> int:
-    """Class folders a dataset needs: 2 to train a classifier; 1 for data only scored (another site may
-    hold only normal scans: its sensitivity or specificity is measured, the rest is undefined)."""
-    return 1 if is_test_only(cfg.get("split") or ()) else 2
-
-
 def is_presplit(root: Path) -> bool:
     """The seed papers' layout, train/ test/ [val/] with class folders: the user's own split."""
     return (root / "train").is_dir() and (root / "test").is_dir()
@@ -209,12 +197,14 @@ def load_folder(
     Splits carry `groups` when a group key (dataset.groups / group_pattern / group_depth) is set.
     """
     check_root(root)
+    scored = is_test_only(cfg.get("split") or ())  # data only scored: benchmark.evaluate's other site
     if is_presplit(root):
         found = "train/, val/ and test/" if (root / "val").is_dir() else "train/ and test/ (no val/)"
-        use = ("every image scored, their split aside" if is_test_only(cfg.get("split") or ())
-               else "using them as the split")
+        use = "every image scored, their split aside" if scored else "using them as the split"
         log.info("dataset %s: %s folders found, %s", root, found, use)
-        return load_presplit(root, cfg, usable)
+        return (load_presplit_scored if scored else load_presplit)(root, cfg, usable)
     if (root / "train").is_dir() or (root / "test").is_dir():
         raise BenchmarkError(f"{root} has only one of train/ and test/: provide both, or only class folders")
-    return load_class_folders(root, cfg, usable)
+    # a site that is only scored may hold one class (only normal scans: that class is measured, the rest
+    # undefined); a classifier to train needs two
+    return load_class_folders(root, cfg, usable, least=1 if scored else 2)

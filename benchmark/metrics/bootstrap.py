@@ -51,11 +51,11 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
     return strata
 
 
-def _draw_groups(rng: np.random.Generator, in_stratum: list[np.ndarray], n_resamples: int) -> np.ndarray:
-    """(n_resamples, n_groups) group indices: each stratum's groups drawn with replacement, as many as it
-    holds."""
+def _draw_within(rng: np.random.Generator, blocks: list[np.ndarray], n_resamples: int) -> np.ndarray:
+    """(n_resamples, total) indices: each block's members (a class's rows, a stratum's groups) drawn with
+    replacement, as many as it holds."""
     return np.concatenate(
-        [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in in_stratum], axis=1
+        [g[rng.integers(0, len(g), size=(n_resamples, len(g)))] for g in blocks], axis=1
     )
 
 
@@ -82,11 +82,7 @@ def stratified_indices(
     classes = classes.ravel()
     n_classes = int(classes.max()) + 1
     if groups is None:
-        blocks = [
-            rows[rng.integers(0, len(rows), size=(n_resamples, len(rows)))]
-            for rows in _members(classes, n_classes)
-        ]
-        return list(np.concatenate(blocks, axis=1))
+        return list(_draw_within(rng, _members(classes, n_classes), n_resamples))
     group_labels = np.asarray(groups)
     if len(group_labels) != n:
         raise ValueError(f"groups has {len(group_labels)} labels for {n} rows")
@@ -98,12 +94,12 @@ def stratified_indices(
     strata = _group_strata(counts)
     in_stratum = [np.flatnonzero(strata == s) for s in np.unique(strata)]
     holds = counts > 0
-    draws = _draw_groups(rng, in_stratum, n_resamples)
+    draws = _draw_within(rng, in_stratum, n_resamples)
     lacking = np.flatnonzero(~holds[draws].any(axis=1).all(axis=1))
     for _ in range(MAX_REDRAWS):
         if len(lacking) == 0:
             break
-        draws[lacking] = _draw_groups(rng, in_stratum, len(lacking))
+        draws[lacking] = _draw_within(rng, in_stratum, len(lacking))
         lacking = lacking[~holds[draws[lacking]].any(axis=1).all(axis=1)]
     if len(lacking):
         raise ValueError(f"{len(lacking)} of {n_resamples} resamples of the {n_groups} test groups still "

@@ -132,11 +132,16 @@ def cases_at_threshold(
 def counts_at_threshold(
     weights: np.ndarray, y_true: np.ndarray, scores: np.ndarray, positive_class: int, threshold: float
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(successes, cases) per resample of each rate of `cases_at_threshold`: the rates, and the counts an
-    exact interval needs."""
+    """(successes, cases) per resample of each rate of `cases_at_threshold`, from one pass over the four
+    cells of the confusion table: the rates, and the counts an exact interval needs."""
+    truth = (y_true == positive_class).astype(int)
+    called = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = grouped_sums(weights, truth * 2 + called, 4).T
     return {
-        rate: (weights @ successes, weights @ cases)
-        for rate, (successes, cases) in cases_at_threshold(y_true, scores, positive_class, threshold).items()
+        "sensitivity": (tp, tp + fn),
+        "specificity": (tn, tn + fp),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
     }
 
 

@@ -487,7 +487,7 @@ def row_notes(rows: list[Row]) -> list[str]:
     trained = [row for row in rows if not row.is_ensemble]
     lines = [f"- {row.label}: the mean of the test probabilities of {', '.join(members)} (the rows with the "
              "lowest validation loss, each averaged over its seeds)"
-             for row in rows if row.is_ensemble and (members := row.runs[0].metrics.get("members"))]
+             for row in rows if (members := row.members)]
     if by_preset:
         named = [f"{preset}: " + ("every row" if len(labels) == len(trained) else ", ".join(labels))
                  for preset, labels in by_preset.items()]

@@ -24,6 +24,7 @@ from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
 from benchmark.report.versions import Stale
 from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
 from benchmark.runs.model_card import with_interval
+from benchmark.runs.settings import whole
 
 log = logging.getLogger(__name__)
 SELECT_BY = "best_val_loss"
@@ -34,6 +35,11 @@ def select_members(rows: list[Row], k: int) -> list[Row]:
     """The k rows with the lowest mean validation loss; rows without one (older runs) cannot be chosen."""
     candidates = [row for row in rows if row.backbone != ENSEMBLE and np.isfinite(mean_of(row, SELECT_BY))]
     return sorted(candidates, key=lambda row: (mean_of(row, SELECT_BY), row.label))[:k]
+
+
+def best_members(rows: list[Row], k: int) -> list[Row]:
+    """The members an ensemble of `rows` takes now: among the rows chosen on validation, the k best on it."""
+    return select_members(choose_on_validation(rows)[0], k)
 
 
 def averaged(members: list[Row]) -> Predictions:
@@ -130,8 +136,8 @@ def build_ensembles(
     `strict=False` (the report's option) turns members tested on different images into a warning.
     `collection`: the run directories as the caller read them (the report), else read here.
     """
-    if k < 2:
-        raise BenchmarkError(f"k={k}: an ensemble needs at least 2 members (e.g. k=3)")
+    if not whole(k, 2):  # k=abc was a traceback from a comparison
+        raise BenchmarkError(f"k={k!r} must be a whole number of at least 2: e.g. k=3")
     if collection is None:
         collection = collect(results_dir)
     rows = group_rows(collection.runs)  # members among the rows chosen on validation
@@ -141,7 +147,7 @@ def build_ensembles(
     written = []
     for name in [dataset] if dataset else sorted(rows):
         retire_stale_ensembles(results_dir, collection.stale, name)
-        members = select_members(choose_on_validation(rows[name])[0], k)
+        members = best_members(rows[name], k)
         if len(members) < 2:
             log.warning("no ensemble for %s: fewer than 2 rows with a validation loss", name)
             continue
@@ -158,13 +164,13 @@ def without_outdated_ensembles(collection: Collection) -> Collection:
     """An ensemble whose member runs are no longer those of the k rows with the lowest validation loss (runs
     were added since it was built, and this report built none: report.ensemble_k=0) would rank a choice
     that no longer holds: it is set aside, with the command that builds it again."""
-    rows = group_rows([run for run in collection.runs if run.metrics.get("backbone") != ENSEMBLE])
+    rows = group_rows(collection.runs)  # ensembles are rows of their own, never members
     kept, aside = [], []
     for run in collection.runs:
         labels, member_runs = run.metrics.get("members") or [], run.manifest.get("members") or []
         if run.metrics.get("backbone") == ENSEMBLE and member_runs:
-            k, candidates = len(labels), rows.get(run.metrics.get("dataset"), [])
-            now = select_members(choose_on_validation(candidates)[0], k)
+            k = len(labels)
+            now = best_members(rows.get(run.metrics.get("dataset"), []), k)
             if sorted(member_runs) != sorted(found.rel for row in now for found in row.runs):
                 changed = ("the same rows, whose runs were added or removed since" if sorted(labels) ==
                            sorted(row.label for row in now) else ", ".join(row.label for row in now) + " now")

@@ -199,17 +199,18 @@ def estimate_row(
             if any(t is None for t in thresholds):
                 continue
             found.means[f"threshold_{rule}_{name}"] = float(np.mean(thresholds))
-            per_seed = [
-                weighted.cases_at_threshold(labels, p[:, k], k, t)
-                for p, t in zip(probabilities, thresholds, strict=True)
-            ]
+            scored = list(zip(probabilities, thresholds, strict=True))
+            per_seed = [weighted.counts_at_threshold(all_weights, labels, p[:, k], k, t) for p, t in scored]
+            # with groups, the exact fallback counts each rate's cases in patients: its cases' rows
+            masks = ([weighted.cases_at_threshold(labels, p[:, k], k, t) for p, t in scored]
+                     if groups is not None else [None] * len(scored))
             for rate in RATES:
-                successes = np.stack([all_weights @ seed[rate][0] for seed in per_seed])
-                cases = np.stack([all_weights @ seed[rate][1] for seed in per_seed])
-                values = np.divide(successes, cases, out=np.full(cases.shape, np.nan), where=cases > 0)
+                successes = np.stack([seed[rate][0] for seed in per_seed])
+                cases = np.stack([seed[rate][1] for seed in per_seed])
+                values = weighted.ratio(successes, cases, np.nan)
                 exact = [  # the exact fallback's counts, per seed; with groups in the rate's patients
-                    (s, n) if groups is None else in_units(s, n, units_of(groups, seed[rate][1]))
-                    for s, n, seed in zip(successes[:, 0], cases[:, 0], per_seed, strict=True)
+                    (s, n) if mask is None else in_units(s, n, units_of(groups, mask[rate][1]))
+                    for s, n, mask in zip(successes[:, 0], cases[:, 0], masks, strict=True)
                 ]
                 add(f"{rate}_at_{rule}_{name}", values[:, 0], values[:, 1:],
                     tuple(float(np.mean(counts)) for counts in zip(*exact, strict=True)))

@@ -15,6 +15,7 @@ from benchmark.metrics.table import HEADLINE
 from benchmark.report.versions import Stale, current_data
 from benchmark.runs import search
 from benchmark.runs.layout import ENSEMBLE, run_dirs
+from benchmark.runs.search_space import PROBES
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ def read_json(path: Path) -> dict:
 def read_run(path: Path, rel: str) -> Run:
     metrics = read_json(path / "metrics.json")
     check_metrics(metrics)
+    if metrics.get("train_mode") in PROBES:  # fitted, not trained: older probe runs counted settings here
+        metrics.pop("epochs_run", None)
     predictions = with_groups(read_checked_predictions(path, metrics), path)
     history = None if metrics["backbone"] == ENSEMBLE else read_history(path)  # an ensemble is not trained
     return Run(rel, metrics, read_manifest(path), predictions, history)

@@ -55,6 +55,11 @@ class Row:
         return self.backbone == ENSEMBLE
 
     @property
+    def members(self) -> list[str]:
+        """An ensemble's rows (its metrics.json); none for a trained row."""
+        return list(self.runs[0].metrics.get("members") or [])
+
+    @property
     def seeds_text(self) -> str:
         """How many trained models the row's number stands for: seeds, or an ensemble's k models."""
         if self.is_ensemble:

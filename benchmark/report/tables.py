@@ -30,7 +30,6 @@ from benchmark.report.rows import (
     training_time,
 )
 from benchmark.report.versions import Stale
-from benchmark.runs.search_space import PROBES
 
 NOT_SCALAR = (
     "classes",
@@ -100,7 +99,7 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
         "regime": row.regime,
         "image_size": row.image_size,
         "config_hash": row.config_hash,
-        "members": "; ".join(row.runs[0].metrics.get("members") or []) or None,  # an ensemble's rows
+        "members": "; ".join(row.members) or None,  # an ensemble's rows
         "experiment": ",".join(presets(row)) or None,
         "experiment_seeds": sum(preset_of(run) is not None for run in row.runs),
         "weights_used": row.weights,
@@ -126,17 +125,10 @@ def row_record(row: Row, rank: int | None, chosen: bool) -> dict:
     record |= {} if found is None else found.means
     record["temperature"] = mean_temperature(row)  # from metrics.json: rows without predictions have it too
     record["temperature_seeds_at_bound"] = sum(bounds_hit(row).values())
-    for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips"):
+    for key in ("params_total", "model_size_mb", "latency_ms", "throughput_ips", "epochs_run"):
         record[key] = mean_of(row, key)
-    record["epochs_run"] = epochs_of(row)
     record["train_time_s"] = training_time(row)
     return record
-
-
-def epochs_of(row: Row) -> float:
-    """The seeds' mean epochs; none for a probe, which is fitted, not trained (older probe runs recorded the
-    settings they tried as `epochs_run`)."""
-    return math.nan if row.regime in PROBES else mean_of(row, "epochs_run")
 
 
 def best_phase_columns(row: Row) -> dict[str, int | None]:
@@ -217,7 +209,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
                 fmt(mean_of(row, "latency_ms"), 2),
                 fmt(mean_of(row, "throughput_ips"), 0),
                 fmt(training_time(row), 1),
-                fmt(epochs_of(row), 1).removesuffix(".0"),
+                fmt(mean_of(row, "epochs_run"), 1).removesuffix(".0"),
                 row.seeds_text,
             ]
         )
@@ -290,9 +282,11 @@ def comparisons_table(comparisons: list[Comparison], alpha: float, digits: int) 
 def p_beside(p_value: float, alpha: float) -> str:
     """A p-value in two significant digits, or more where two would read on the other side of `alpha`
     than the mark beside it (0.0496 printed "0.05" next to ✓, which means below 0.05)."""
+    if not math.isfinite(p_value):
+        return f"{p_value:.2g}"
     for digits in (2, 3, 4, 6):
         text = f"{p_value:.{digits}g}"
-        if not math.isfinite(p_value) or (float(text) < alpha) == (p_value < alpha):
+        if (float(text) < alpha) == (p_value < alpha):
             return text
     return f"< {alpha:g}"  # closer below alpha than six digits tell
 

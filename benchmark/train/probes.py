@@ -42,9 +42,7 @@ def timings_of(history: pd.DataFrame, best: int, fit_s: float, parity: dict, fea
     """A probe is fitted, not trained for epochs: its history's lines are the settings it tried (C of the
     grid, k), `settings_fitted`; `epochs_run` is left out (the leaderboard's epochs column read 7 for a
     7-value C grid)."""
-    record = training_record(history, best, fit_s)
-    record["settings_fitted"] = record.pop("epochs_run")
-    return {**features, **record, **parity}
+    return {**features, **training_record(history, best, fit_s, steps="settings_fitted"), **parity}
 
 
 def logistic_head(

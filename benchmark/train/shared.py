@@ -160,11 +160,12 @@ def bn_record(cfg: DictConfig, spec: BackboneSpec, backbone: LoadedBackbone, dat
     return {"bn_recalibrated": spec.batchnorm, "bn_images": bn_sample_size(cfg, dataset)}
 
 
-def training_record(history: pd.DataFrame, best: int, seconds: float) -> dict:
-    """What metrics.json says about training: its time, steps run and the validation-chosen step."""
+def training_record(history: pd.DataFrame, best: int, seconds: float, steps: str = "epochs_run") -> dict:
+    """What metrics.json says about training: its time, steps run (`steps`: epochs, or a probe's settings
+    fitted) and the validation-chosen step."""
     return {
         "training_s": seconds,
-        "epochs_run": len(history),
+        steps: len(history),
         "best_epoch": best,
         "best_val_loss": float(history["val_loss"].iloc[best - 1]),
         "best_val_accuracy": float(history["val_accuracy"].iloc[best - 1]),
