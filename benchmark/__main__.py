@@ -28,11 +28,16 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     """The cell's best validation loss: read from its finished run directory (checked without importing
     TensorFlow, so a complete sweep run again costs seconds), else trained now. `figure_worker`: the
     run's figures are drawn by the sweep's worker process, started by the first cell that trains."""
+    from benchmark.runs.identity import ignored_by_probe
     from benchmark.runs.resume import completed
     from benchmark.runs.settings import check_model_and_settings
 
     sweep = in_sweep()  # a bad value not part of the run's identity (runtime.threads=-3) is no skip either
-    check = completed(cfg, check_model_and_settings(cfg), in_sweep=sweep)
+    identity = check_model_and_settings(cfg)
+    if ignored := ignored_by_probe(cfg):  # hashed at their defaults: the probe's run of the defaults
+        log.warning("train=%s does not read %s: ignored (the %s run is that of their defaults)",
+                    cfg.train.mode, ", ".join(ignored), cfg.train.mode)
+    check = completed(cfg, identity, in_sweep=sweep)
     if check.done is not None:
         return float(check.done["best_val_loss"])
     if figure_worker:
@@ -137,7 +142,7 @@ def failed_cell(cfg: DictConfig, error: Exception, study: str | None = None) -> 
 def refuse_sweep_preset(hydra_cfg: DictConfig) -> None:
     """A single run whose config sweeps keys (a multirun preset such as +sweep=all_backbones) would train
     one configuration that reads as the preset's whole sweep: stop it, naming the preset and --multirun."""
-    from benchmark.runs.search_space import in_option_file
+    from benchmark.cli import in_option_file
 
     typed = {override.split("=", 1)[0].lstrip("+~") for override in hydra_cfg.overrides.task}
     params = (hydra_cfg.sweeper.get("params") or {}).items()  # a sweeper may have no params at all

@@ -54,6 +54,13 @@ def option_settings(group: str, option: str, inherited: bool = True) -> DictConf
     return OmegaConf.merge(*(option_settings(group, p) for p in parents), own)
 
 
+def in_option_file(group: str, option: str, rest: str) -> bool:
+    """Whether conf/<group>/<option>.yaml itself sets `rest` (not through its defaults list)."""
+    absent = object()  # a setting may be null
+    path = CONF / group / f"{option}.yaml"
+    return path.is_file() and OmegaConf.select(OmegaConf.load(path), rest, default=absent) is not absent
+
+
 def options_with(key: str, inherited: bool = True) -> tuple[str, list[str]]:
     """The config group a dotted key starts with, and its options that have the key (`option_settings`):
     a key one option lacks is no typo (train.warmup_epochs with train=knn)."""

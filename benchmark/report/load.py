@@ -14,8 +14,8 @@ from benchmark.metrics.predictions import labels_of, probabilities_of, probabili
 from benchmark.metrics.table import HEADLINE
 from benchmark.report.versions import Stale, current_data
 from benchmark.runs import search
+from benchmark.runs.identity import PROBES
 from benchmark.runs.layout import ENSEMBLE, run_dirs
-from benchmark.runs.search_space import PROBES
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from backbones.registry import BackboneSpec, get, with_preprocess
+from benchmark.cli import CONF, in_option_file, option_settings
 from benchmark.data import dataset_name
 from benchmark.errors import BenchmarkError
 from benchmark.files import digest
@@ -19,6 +20,14 @@ NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
 # Options added after runs existed, whose null default keeps the earlier behaviour: hashed only when set,
 # so completed runs keep their directory and are not repeated.
 HASHED_ONLY_WHEN_SET = (("backbone", "preprocess"),)
+PROBES = ("knn", "linear")  # train modes that fit no Keras head: head.* is not read by them
+
+
+def unread_by_probe(mode: str, key: str) -> bool:
+    """Whether a probe ignores the dotted key: the head's settings, and the train keys its option file
+    inherits from frozen (so a regime sweep shares overrides) without setting them itself."""
+    group, _, rest = key.partition(".")
+    return mode in PROBES and (group == "head" or group == "train" and not in_option_file(group, mode, rest))
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,39 @@ def config_hash(cfg: DictConfig, image_size: int) -> str:
     for group, key in HASHED_ONLY_WHEN_SET:
         if resolved[group].get(key) is None:
             resolved[group].pop(key, None)
+    at_defaults_what_probes_ignore(resolved)
     resolved["image_size"] = image_size
     if resolved["dataset"].get("path"):
         resolved["dataset"]["path"] = str(Path(resolved["dataset"]["path"]).expanduser().resolve())
     return digest(resolved, length=8)
+
+
+def unread_defaults(mode: str) -> dict[str, dict]:
+    """A probe's unread settings with their defaults, by group (head, train); nothing for other modes."""
+    if mode not in PROBES:
+        return {}
+    defaults = {"head": OmegaConf.load(CONF / "config.yaml").head, "train": option_settings("train", mode)}
+    return {group: {key: value for key, value in OmegaConf.to_container(values).items()
+                    if unread_by_probe(mode, f"{group}.{key}")}
+            for group, values in defaults.items()}
+
+
+def at_defaults_what_probes_ignore(resolved: dict) -> None:
+    """A probe's unread settings hashed at their defaults, so `train=knn train.lr=0.1` (or a regime sweep's
+    shared overrides) is the knn run already made, not a second identical row; a probe run made with the
+    defaults keeps its directory."""
+    for group, values in unread_defaults(resolved["train"].get("mode")).items():
+        for key, value in values.items():
+            if key in resolved[group]:
+                resolved[group][key] = value
+
+
+def ignored_by_probe(cfg: DictConfig) -> list[str]:
+    """The settings a probe run was given but does not read, as key=value, where they leave the default."""
+    given = {group: OmegaConf.to_container(cfg[group], resolve=True) for group in ("head", "train")}
+    return [f"{group}.{key}={given[group][key]}"
+            for group, values in unread_defaults(cfg.train.mode).items()
+            for key, value in values.items() if key in given[group] and given[group][key] != value]
 
 
 def resolve(cfg: DictConfig) -> RunIdentity:

@@ -8,9 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.cli import CONF, option_names, options_with
+from benchmark.cli import option_names, options_with
 from benchmark.errors import BenchmarkError
-from benchmark.runs.identity import NOT_PART_OF_THE_EXPERIMENT, NOT_PART_OF_TRAINING
+from benchmark.runs.identity import NOT_PART_OF_THE_EXPERIMENT, NOT_PART_OF_TRAINING, unread_by_probe
 from benchmark.runs.settings import ABSENT, RULES, number, whole
 
 # The values a run's metrics.json holds that were computed on the validation split, and the direction a
@@ -31,7 +31,6 @@ def direction_of(metric: str) -> str:
 
 
 ITEM_KEYS = ("key", "choices", "low", "high", "log")
-PROBES = ("knn", "linear")  # train modes that fit no Keras head: head.* is not read by them
 EXAMPLE = "e.g. {key: head.dropout, low: 0.0, high: 0.6} or {key: head.units, choices: [64, 128]}"
 
 
@@ -123,7 +122,7 @@ def check_key(cfg: DictConfig, key: str) -> None:
     if group == "augment" and mode != "finetune":
         raise BenchmarkError(f"{where}, which train={mode} does not use (its cached features are never "
                              "augmented): add train=finetune")
-    if mode in PROBES and (group == "head" or group == "train" and not in_option_file("train", mode, rest)):
+    if unread_by_probe(mode, key):
         raise BenchmarkError(f"{where}, which train={mode} does not read: add train=frozen or "
                              "train=finetune, or search the probe's own train.* keys")
 
@@ -134,12 +133,6 @@ def chosen(cfg: DictConfig, group: str) -> str:
         return f"train={cfg.train.mode}"
     node = cfg.get(group)
     return f"{group}={node.name}" if OmegaConf.is_dict(node) and node.get("name") else "this run's config"
-
-
-def in_option_file(group: str, option: str, rest: str) -> bool:
-    """Whether conf/<group>/<option>.yaml itself sets `rest` (not through its defaults list)."""
-    path = CONF / group / f"{option}.yaml"
-    return path.is_file() and OmegaConf.select(OmegaConf.load(path), rest, default=ABSENT) is not ABSENT
 
 
 def missing_key_fix(cfg: DictConfig, key: str) -> str:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from benchmark.runs.identity import resolve
 from benchmark.train.head import FOLD_TOLERANCE, head_on_features, scale_of
 from benchmark.train.probes import logistic_head
-from tests.conftest import run_cli, tiny_overrides
+from tests.conftest import compose_config, run_cli, tiny_overrides
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -82,6 +83,29 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
                                atol=1e-4)
 
+    # settings knn does not read: the same run, skipped as complete, the user told (it had trained a second,
+    # identical knn row)
+    again = run_cli(["train=knn", "backbone=mobilenetv2", "seed=0", *tiny_overrides(tmp_path), "train.lr=0.1",
+                     "head.units=64"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    (told,) = [line for line in again.stdout.splitlines() if "train=knn does not read" in line]
+    assert "head.units=64, train.lr=0.1" in told and "ignored" in told
+    assert len(list((tmp_path / "results" / "runs").glob("*/*/*/metrics.json"))) == 2
+
+
+@pytest.mark.parametrize(("mode", "unread", "read"), [
+    ("knn", ["train.lr=0.1", "train.step_size=2", "head.units=64", "head.standardize=false"], "train.k=5"),
+    ("linear", ["train.patience=9", "head.dropout=0.1"], "train.class_weight=balanced"),
+])
+def test_a_probe_run_is_the_same_whatever_the_settings_it_does_not_read(mode, unread, read, tmp_path: Path):
+    def identity(*extra: str) -> str:
+        return resolve(compose_config(tmp_path, f"train={mode}", *extra)).config_hash
+
+    assert identity(*unread) == identity()
+    assert identity(read) != identity()
+    assert resolve(compose_config(tmp_path, "train=frozen", "train.lr=0.1")).config_hash != resolve(
+        compose_config(tmp_path, "train=frozen")).config_hash  # frozen reads them
+
 
 def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
@@ -103,7 +127,6 @@ def test_a_size_sweep_gives_one_row_per_size_and_a_metric_and_cost_figure(tmp_pa
 
 def test_every_run_has_a_model_card_that_states_its_limits(tmp_path: Path):
     from benchmark.runs.pipeline import run
-    from tests.conftest import compose_config
 
     metrics = run(compose_config(tmp_path, "train=linear"))
     (card_path,) = (tmp_path / "results" / "runs").glob("*/*/*/MODEL_CARD.md")
