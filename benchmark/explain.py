@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import cli
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json, write_json
+from benchmark.runs.identity import WITHOUT_GRADCAM
 from benchmark.runs.settings import fraction
 
 
@@ -89,6 +90,9 @@ def explain_run(cfg: DictConfig) -> dict:
     check_options(cfg)
     run_dir = cli.require_model_run(cfg.run)
     metrics = read_json(run_dir / "metrics.json")
+    if (mode := metrics.get("train_mode")) in WITHOUT_GRADCAM:  # its vote layer crashed Grad-CAM's load
+        raise BenchmarkError(f"run {run_dir} is train={mode}: Grad-CAM does not apply (a vote of neighbours "
+                             "has no class score to differentiate); explain a frozen, linear or finetune run")
     run_cfg = OmegaConf.load(run_dir / "config.yaml")
     cli.require_run_data(run_dir, run_cfg.dataset, "the maps are drawn on its test images")
     test = load_test_split(run_dir, run_cfg, metrics)

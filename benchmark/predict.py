@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cli
-from benchmark.data.images import IMAGE_KINDS, BadImage, DecodeOptions, decode_file, is_image_file
+from benchmark.data.images import IMAGE_KINDS, BadImage, DecodeOptions, decode_file, images_below
 from benchmark.errors import BenchmarkError
 from benchmark.files import read_json
 from benchmark.metrics.calibration import apply_temperature
@@ -72,11 +72,7 @@ def input_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise BenchmarkError(f"input={path} does not exist: pass an image file or a folder of images")
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if is_image_file(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
-    )
+    files = images_below(path)
     if not files:
         raise BenchmarkError(f"input={path} holds no images ({IMAGE_KINDS})")
     return files

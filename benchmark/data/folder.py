@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from benchmark.data.dataset import SPLITS, Split
 from benchmark.data.groups import assign_groups
-from benchmark.data.images import IMAGE_KINDS, is_image_file
+from benchmark.data.images import IMAGE_KINDS, images_below, is_listed_folder
 from benchmark.data.splits import group_split_off, is_test_only, split_off, three_way
 from benchmark.errors import BenchmarkError
 
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 def list_class_images(directory: Path, root: Path) -> dict[str, list[str]]:
     """Class folder name -> sorted image paths relative to `root` (nested sub-folders allowed)."""
     classes: dict[str, list[str]] = {}
-    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(str(p.relative_to(root)) for p in class_dir.rglob("*") if is_image_file(p))
+    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and is_listed_folder(p)):
+        files = [str(p.relative_to(root)) for p in images_below(class_dir)]
         if not files:
             raise BenchmarkError(
                 f"class folder {class_dir} has no images ({IMAGE_KINDS}): add images to it, or remove the "

@@ -192,10 +192,33 @@ def assign_groups(ids: Sequence[str], cfg, root: Path, class_level: int = 0) -> 
         return None
     value = cfg.get(key)
     if key == "groups":
-        return groups_from_csv(ids, str(value), root)
-    if key == "group_pattern":
-        return groups_from_pattern(ids, str(value))
-    return groups_from_depth(ids, value, class_level)
+        found = groups_from_csv(ids, str(value), root)
+    elif key == "group_pattern":
+        found = groups_from_pattern(ids, str(value))
+    else:
+        found = groups_from_depth(ids, value, class_level)
+    warn_groups_across_classes(ids, found, class_level, cfg.get("group_name") or "group")
+    return found
+
+
+def warn_groups_across_classes(
+    ids: Sequence[str], groups: Sequence[str], class_level: int, noun: str
+) -> None:
+    """Say when a group holds images of several class folders: one patient with several findings is
+    right, but an export that numbers patients per class (normal/P001 and covid/P001, different people)
+    makes them one patient, silently (QA: 27 patients counted as 25)."""
+    classes: dict[str, set[str]] = {}
+    for image_id, group in zip(ids, groups, strict=True):
+        classes.setdefault(group, set()).add(PurePosixPath(image_id).parts[class_level])
+    mixed = sorted(group for group, found in classes.items() if len(found) > 1)
+    if mixed:
+        example = f"{mixed[0]!r} ({', '.join(sorted(classes[mixed[0]]))})"
+        log.warning(
+            "%d of %d %s hold images of several classes, e.g. %s: right if one %s has several findings; if "
+            "your export numbers them per class (normal/P001 and covid/P001 are different people), give them "
+            "distinct ids (dataset.groups=<csv>, or a group_pattern that captures the class folder too)",
+            len(mixed), len(classes), plural(noun), example, noun,
+        )
 
 
 def splits_frame(splits: dict[str, Split], class_names: Sequence[str]) -> pd.DataFrame:

@@ -343,6 +343,22 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and _has_dicom_marker(path)
 
 
+JUNK_FOLDERS = ("__MACOSX",)  # what unzipping a macOS archive leaves beside the images
+
+
+def is_listed_folder(path: Path) -> bool:
+    """Whether a folder's images are listed: not hidden (.ipynb_checkpoints, .Trash), not JUNK_FOLDERS."""
+    return not path.name.startswith(".") and path.name not in JUNK_FOLDERS
+
+
+def images_below(folder: Path) -> list[Path]:
+    """Every image file below `folder`, sorted, none inside a hidden or junk folder (`is_listed_folder`):
+    the one listing of the loaders' class folders and `predict`'s input folders. Sorted as text, the order
+    that made every split so far."""
+    return sorted((path for path in folder.rglob("*") if is_image_file(path) and all(
+        is_listed_folder(Path(part)) for part in path.relative_to(folder).parts[:-1])), key=str)
+
+
 # ---------------------------------------------------------------- public API
 
 

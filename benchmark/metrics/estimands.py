@@ -4,8 +4,9 @@ The estimand is the mean over training seeds of the per-seed test metric. Its un
 sources: the test set is a sample of images (or patients), and the seeds are a sample of trainings. A
 t-interval over the seeds' test metrics sees only the second; a bootstrap of the test set only the first.
 The two-level bootstrap resamples both: each replicate draws one stratified resample of the test rows
-(or groups, `bootstrap.py`) and, independently, the seeds with replacement, and averages the drawn
-seeds' metrics on the drawn rows. A single run is the one-seed case: its interval is the test-set part.
+(or groups, `bootstrap.py`) and, independently, n - 1 of the n seeds with replacement (both levels the
+rescaled bootstrap, exact in variance for few units), and averages the drawn seeds' metrics on the drawn
+rows. A single run is the one-seed case: its interval is the test-set part.
 
 When the bootstrap cannot say anything (every valid replicate equal, e.g. three test images all
 classified correctly, or fewer than `MIN_VALID` valid replicates), a proportion metric falls back to the
@@ -21,9 +22,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import beta, norm
 
-from benchmark.metrics.bootstrap import percentile_interval, resample_weights, single_unit_class
+from benchmark.metrics.bootstrap import draws_from, percentile_interval, resample_weights, single_unit_class
 
 BOOTSTRAP = "two-level bootstrap"
+TEST_SET_ONLY = "test-set bootstrap (no seed spread)"  # one seed, or seeds whose predictions are identical
+BOOTSTRAPS = (BOOTSTRAP, TEST_SET_ONLY)
 CLOPPER_PEARSON_FALLBACK = "Clopper-Pearson (bootstrap degenerate)"
 DEGENERATE = "not estimable (bootstrap degenerate)"  # no counts to fall back on: no interval at all
 SINGLE_UNIT = "not estimable (a class has a single test {unit})"  # bootstrap.single_unit_class
@@ -39,7 +42,7 @@ class Interval:
     high: float
     n_valid: int  # replicates with a finite value
     n_resamples: int  # replicates drawn, valid or not
-    method: str  # BOOTSTRAP, or the name of the fallback that gave low and high
+    method: str  # one of BOOTSTRAPS, or the name of the fallback that gave low and high
 
 
 def _check_level(level: float) -> None:
@@ -77,9 +80,11 @@ def clopper_pearson_interval(successes: float, n: float, level: float) -> tuple[
 
 
 def seed_draws(n_seeds: int, n_resamples: int, stream: int | list[int]) -> np.ndarray:
-    """(n_resamples, n_seeds) seed indices drawn with replacement; `stream` seeds the generator, so a row
-    keyed by its own stream draws the same seeds whenever the report is rebuilt."""
-    return np.random.default_rng(stream).integers(0, n_seeds, size=(n_resamples, n_seeds))
+    """(n_resamples, n_seeds - 1) seed indices drawn with replacement (one of one seed): the rescaled
+    bootstrap's n - 1 draws (`bootstrap.draws_from`), whose mean has the seeds' exact variance s^2 / n (n
+    draws would shrink it by (n - 1) / n: a third too little over three seeds). `stream` seeds the
+    generator, so a row keyed by its own stream draws the same seeds whenever the report is rebuilt."""
+    return np.random.default_rng(stream).integers(0, n_seeds, size=(n_resamples, draws_from(n_seeds)))
 
 
 def two_level_replicates(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
@@ -90,7 +95,7 @@ def two_level_replicates(per_seed: np.ndarray, draws: np.ndarray) -> np.ndarray:
 
 def summarise(
     estimate: float, replicates: np.ndarray, level: float, counts: tuple[float, float] | None = None,
-    single_unit: str | None = None,
+    single_unit: str | None = None, seeds_vary: bool = True,
 ) -> Interval:
     """The percentile interval of the replicates, or the exact fallback where the bootstrap is degenerate.
 
@@ -101,14 +106,15 @@ def summarise(
     method DEGENERATE) rather than a zero-width one. `single_unit` ("image" or "group", from
     `bootstrap.single_unit_class`): the resamples never vary some class, so the bootstrap is degenerate
     whatever the replicates; a proportion's exact interval needs independent images ("image" only),
-    else no interval (method SINGLE_UNIT).
+    else no interval (method SINGLE_UNIT). Without `seeds_vary` (one seed, or seeds whose predictions are
+    identical) the interval is the test set's alone: method TEST_SET_ONLY, not BOOTSTRAP.
     """
     _check_level(level)
     valid = replicates[np.isfinite(replicates)]
     n_valid, n_resamples = len(valid), len(replicates)
     if single_unit is None and n_valid >= MIN_VALID and np.ptp(valid) > 1e-12:
         low, high = percentile_interval(valid, level)
-        return Interval(estimate, low, high, n_valid, n_resamples, BOOTSTRAP)
+        return Interval(estimate, low, high, n_valid, n_resamples, BOOTSTRAP if seeds_vary else TEST_SET_ONLY)
     if counts is not None and single_unit in (None, "image"):
         low, high = clopper_pearson_interval(*counts, level)
         return Interval(estimate, low, high, n_valid, n_resamples, CLOPPER_PEARSON_FALLBACK)
@@ -146,7 +152,15 @@ def two_level_interval(
         counts = tuple(
             np.mean([proportion_counts(y_true, p, groups) for p in probabilities_by_seed], axis=0)
         )
-    return summarise(estimate, replicates, level, counts, single_unit_class(y_true, groups))
+    return summarise(estimate, replicates, level, counts, single_unit_class(y_true, groups),
+                     seeds_vary(probabilities_by_seed))
+
+
+def seeds_vary(probabilities_by_seed: Sequence[np.ndarray]) -> bool:
+    """Whether the seeds' test predictions differ: a probe fitted deterministically on one extractor's
+    features gives every seed the same, so drawing its seeds adds no spread and it is one training."""
+    first, *others = probabilities_by_seed
+    return any(not np.array_equal(first, p) for p in others)
 
 
 def in_units(successes: ArrayLike, cases: ArrayLike, units: ArrayLike) -> Counts:

@@ -55,8 +55,9 @@ def confidence_intervals(
     y_true: np.ndarray, probabilities: np.ndarray, settings: Settings, groups: Sequence | None = None
 ) -> dict:
     """`<key>_ci_low` / `<key>_ci_high` / `<key>_ci_method` of every bootstrapped metric: the one-seed case
-    of the two-level bootstrap (stratified by class; with `groups`, one per test image, whole groups are
-    drawn), with the exact fallback for proportions where the bootstrap is degenerate."""
+    of the two-level bootstrap, the test set's alone (stratified by class; with `groups`, one per test
+    image, whole groups are drawn), with the exact fallback for proportions where the bootstrap is
+    degenerate."""
     groups = None if groups is None else np.asarray(groups)
     weights = resample_weights(y_true, settings.n_bootstrap, settings.bootstrap_seed, groups)
     single_unit = single_unit_class(y_true, groups)
@@ -69,6 +70,7 @@ def confidence_intervals(
             settings.ci_level,
             None if counts is None else counts(y_true, probabilities, groups),
             single_unit,
+            seeds_vary=False,  # one run: the test set's sampling error alone
         )
         intervals[f"{m.key}_ci_low"], intervals[f"{m.key}_ci_high"] = found.low, found.high
         intervals[f"{m.key}_ci_method"] = found.method

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from benchmark.data.audit import LEAK_KINDS
 from benchmark.data.groups import plural
 from benchmark.metrics.bootstrap import unit_labels
-from benchmark.metrics.estimands import BOOTSTRAP, MIN_CASES, small_classes
+from benchmark.metrics.estimands import BOOTSTRAPS, MIN_CASES, small_classes
 from benchmark.metrics.evaluate import Settings
 from benchmark.metrics.table import metric
 from benchmark.report.estimates import temperature
@@ -156,7 +156,10 @@ def interval_note(settings: Settings) -> str:
         f"metric, with its {percent} confidence interval `[low, high]` from a two-level bootstrap: each of "
         f"{settings.n_bootstrap} replicates resamples the test images (stratified by class; whole patients "
         "when the split has groups) and, independently, the row's seeds, so the interval includes both the "
-        "test-set sampling error and the seed-to-seed spread. Every row of a dataset is scored on the same "
+        "test-set sampling error and the seed-to-seed spread (a row of one seed, or whose seeds predict "
+        "identically, has only the first: named under its table). Both levels draw n - 1 of their n units "
+        "(Rao and Wu's rescaled bootstrap: a mean's variance exact with few patients or seeds). Every row of "
+        "a dataset is scored on the same "
         f"image resamples. {EXACT_MARK}: the bootstrap was degenerate (every resample gave the same value, "
         "e.g. a tiny test set all right) and the interval is the exact Clopper-Pearson one (over patients "
         "when the split has groups); `(no CI)`: no "
@@ -330,7 +333,7 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
             for row in rows
             if row.estimates is not None and row.estimates.test and not row.estimates.test.single_unit
             for name, interval in row.estimates.intervals.items()
-            if interval.method != BOOTSTRAP
+            if interval.method not in BOOTSTRAPS
         }
     )
     if fallback:
@@ -371,7 +374,10 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
     auroc = (
         "AUROC: the same paired bootstrap, whose resamples draw whole patients/studies (DeLong's test would "
         "treat the images of one as independent evidence). " if grouped(rows[0]) else
-        "AUROC: DeLong's test of the seed-mean AUROC (the trained seeds held fixed). "
+        "AUROC also by DeLong's test of the seed-mean AUROC, the trained seeds held fixed (a narrower "
+        "question than the rows' estimand, whose seed-to-seed spread it leaves out"
+        + ("; macro-AUROC itself is the ranking's test above). " if cfg.primary_metric == "macro_auroc"
+           else "). ")
     )
     parts = [
         f"#1 **{rows[0].label}** against every other row, on the same test images. "
@@ -385,7 +391,7 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
         else "No row could be compared with #1 (the reasons below).",
     ]
     if found.auroc_per_class:
-        parts += ["Per class, one-vs-rest (DeLong, Holm over all class comparisons):"]
+        parts += ["Per class, one-vs-rest (DeLong, the seeds held fixed; Holm over all class comparisons):"]
         parts += [comparisons_table(found.auroc_per_class, alpha, cfg.digits)]
     parts += [f"- not compared: {row}: {why}" for row, why in found.not_comparable]
     return "\n\n".join(parts)
@@ -492,6 +498,10 @@ def row_notes(rows: list[Row]) -> list[str]:
         named = [f"{preset}: " + ("every row" if len(labels) == len(trained) else ", ".join(labels))
                  for preset, labels in by_preset.items()]
         lines.append(f"- paper preset (`experiment=`, conf/experiment/): {'; '.join(named)}")
+    if seedless := [row.label for row in trained if row.estimates and not row.estimates.seeds_vary]:
+        lines.append("- intervals without a seed-to-seed spread (one seed, or seeds whose test predictions "
+                     "are identical, as a probe's fitted deterministically on one extractor's features; its "
+                     f"seeds count as one training): {', '.join(seedless)}")
     phases = [f"{row.label} {found}" for row in rows if (found := best_phase_text(row)) is not None]
     if phases:
         lines.append("- fine-tuned rows, the phase whose weights were tested (the lower validation loss of "

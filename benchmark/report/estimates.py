@@ -23,6 +23,7 @@ from benchmark.metrics.estimands import (
     Interval,
     in_units,
     seed_draws,
+    seeds_vary,
     summarise,
     two_level_replicates,
     units_of,
@@ -75,6 +76,7 @@ class Estimates:
     replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     means: dict[str, float] = field(default_factory=dict)
     problem: str | None = None  # why there are no intervals, e.g. seeds tested on different images
+    seeds_vary: bool = True  # False: one seed, or seeds with identical predictions (no seed spread)
 
 
 def aligned(
@@ -149,12 +151,13 @@ def estimate_row(
     test = shared.test_set(files, labels, groups)
     draws = seed_draws(len(runs), settings.n_bootstrap, seed_stream(settings, identity))
     ones = np.ones((1, len(labels)))
-    found = Estimates(test, probabilities)
+    found = Estimates(test, probabilities, seeds_vary=seeds_vary(probabilities))
 
     def add(name: str, per_seed_point: np.ndarray, per_seed: np.ndarray, counts: tuple | None = None) -> None:
         replicates = two_level_replicates(per_seed, draws)
         point = float(np.nanmean(per_seed_point)) if np.isfinite(per_seed_point).any() else float("nan")
-        found.intervals[name] = summarise(point, replicates, settings.ci_level, counts, test.single_unit)
+        found.intervals[name] = summarise(point, replicates, settings.ci_level, counts, test.single_unit,
+                                          found.seeds_vary)
         found.replicates[name] = replicates
 
     def score(key: str, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

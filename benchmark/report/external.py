@@ -31,7 +31,7 @@ def repeated_images(external: dict) -> str:
         return ""
     by_split = (external.get("run_data_copies") or {}).get("by_split") or {}
     where = ", ".join(f"{split} {n}" for split, n in by_split.items())
-    return f" ⚠️ {repeated} images from the run's own data" + (f" ({where})" if where else "")
+    return f" ⚠️ {repeated} image{'' if repeated == 1 else 's'} from the run's own data" + (f" ({where})" if where else "")
 
 
 def external_section(rows: list[Row], results_dir: Path, primary: str, digits: int) -> str | None:

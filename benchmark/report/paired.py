@@ -3,8 +3,9 @@
 Pairing matters: both rows are scored on the same resampled test images, so the image-to-image
 difficulty cancels out and only the difference between the models is left to vary. The ranking metric
 is compared by the paired two-level bootstrap (the replicates behind each row's interval, on shared
-test resamples and each row's own seed draws), AUROC also by DeLong's test on the rows' seeds; each
-family of comparisons is Holm-corrected. DeLong's variance treats every test image as independent: on a
+test resamples and each row's own seed draws), AUROC also by DeLong's test on the rows' seeds (held
+fixed: per class, and macro where macro-AUROC is not the ranking metric); each family of comparisons is
+Holm-corrected. DeLong's variance treats every test image as independent: on a
 test split with patient groups, AUROC goes through the paired bootstrap too, whose resamples draw patients.
 """
 
@@ -20,6 +21,8 @@ from benchmark.metrics.predictions import labels_of, probabilities_of
 from benchmark.metrics.table import BY_KEY
 from benchmark.report.estimates import NotComparable, aligned
 from benchmark.report.rows import Row
+
+DELONG = "DeLong (seeds held fixed)"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Comparison:
     first: str
     second: str
     metric: str  # the metric table's key, or "auroc <class>" / "macro-AUROC" for DeLong
-    method: str  # "paired bootstrap" or "DeLong"
+    method: str  # "paired bootstrap" or DELONG
     observed: float  # metric(first) - metric(second), each the mean over its seeds
     low: float
     high: float
@@ -101,22 +104,23 @@ def paired_bootstrap(first: Row, second: Row, key: str, level: float) -> Compari
     )
 
 
-def delong(first: Row, second: Row, level: float) -> list[Comparison]:
-    """DeLong's test of the seed-mean AUROC: macro (binary: the positive class) and, for more than two
-    classes, each class one-vs-rest."""
+def delong(first: Row, second: Row, level: float) -> tuple[list[Comparison], list[Comparison]]:
+    """DeLong's tests of the seed-mean AUROC (the seeds held fixed): macro (binary: the positive class)
+    and, for more than two classes, each class one-vs-rest."""
     same_test_set(first, second)
     classes, a, b = first.classes, first.estimates, second.estimates
     try:
         found = delong_ovr(a.test.labels, a.probabilities, b.probabilities, level=level)
     except ValueError as error:
         raise NotComparable(str(error)) from None
-    results = [("macro-AUROC", found["macro"])]
-    if len(classes) > 2:
-        results += [(f"AUROC {classes[k]}", found["per_class"][k]) for k in found["classes"]]
-    return [
-        Comparison(first.label, second.label, name, "DeLong", r.difference, r.ci_low, r.ci_high, r.p_value, 0)
-        for name, r in results
-    ]
+    by_class = [(f"AUROC {classes[k]}", found["per_class"][k]) for k in found["classes"]]
+
+    def tests(results: list) -> list[Comparison]:
+        return [Comparison(first.label, second.label, name, DELONG, r.difference, r.ci_low, r.ci_high,
+                           r.p_value, 0) for name, r in results]
+
+    macro, per_class = tests([("macro-AUROC", found["macro"])]), tests(by_class if len(classes) > 2 else [])
+    return macro, per_class
 
 
 def grouped(row: Row) -> bool:
@@ -125,12 +129,15 @@ def grouped(row: Row) -> bool:
     return test is not None and test.groups is not None
 
 
-def auroc_tests(first: Row, second: Row, key: str, level: float) -> list[Comparison]:
-    """DeLong's tests, or on grouped test images the paired bootstrap of macro-AUROC over patients (none
-    when that is the ranking metric, already compared)."""
+def auroc_tests(first: Row, second: Row, key: str, level: float) -> tuple[list[Comparison], list[Comparison]]:
+    """(macro, per class) tests of AUROC beyond the ranking's: DeLong's, or on grouped test images the
+    paired bootstrap of macro-AUROC over patients. None of macro-AUROC when that is the ranking metric:
+    the ranking's paired two-level bootstrap already tests it, for the estimand the rows report (DeLong's,
+    the seeds held fixed, answered a narrower question and could disagree with it)."""
     if not grouped(first):
-        return delong(first, second, level)
-    return [] if key == "macro_auroc" else [paired_bootstrap(first, second, "macro_auroc", level)]
+        macro, per_class = delong(first, second, level)
+        return [] if key == "macro_auroc" else macro, per_class
+    return [] if key == "macro_auroc" else [paired_bootstrap(first, second, "macro_auroc", level)], []
 
 
 def with_holm(comparisons: list[Comparison]) -> list[Comparison]:
@@ -144,7 +151,7 @@ class AllPairs:
     """#1 against every other row: one family per method (and per-class DeLong as its own family)."""
 
     ranking: list[Comparison]  # paired bootstrap on the ranking metric
-    auroc: list[Comparison]  # DeLong, macro-AUROC (grouped test images: the paired bootstrap)
+    auroc: list[Comparison]  # macro-AUROC by DeLong (grouped: the paired bootstrap); none when it ranks
     auroc_per_class: list[Comparison]  # DeLong, each class (more than two classes, ungrouped only)
     not_comparable: list[tuple[str, str]]  # (row, why)
 
@@ -164,8 +171,8 @@ def against_first(rows: list[Row], key: str, level: float) -> AllPairs:
         except NotComparable as error:
             failed.append((other.label, f"AUROC: {error}"))
             continue
-        macro.extend(tests[:1])
-        per_class.extend(tests[1:])
+        macro.extend(tests[0])
+        per_class.extend(tests[1])
     return AllPairs(with_holm(ranking), with_holm(macro), with_holm(per_class), failed)
 
 

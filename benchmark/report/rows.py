@@ -20,6 +20,7 @@ from benchmark.report.estimates import (
     temperature_bound,
 )
 from benchmark.report.load import Run, is_number, number
+from benchmark.runs.identity import WITHOUT_GRADCAM
 from benchmark.runs.layout import ENSEMBLE
 
 PER_CLASS_SHOWN = tuple(m for m in PER_CLASS if m.headline)
@@ -312,9 +313,10 @@ def best_seed(row: Row) -> Run:
 
 def best_seed_runs(runs: list[Run], results_dir: Path) -> list[Path]:
     """The validation-best run directory of every row chosen on validation among `runs` (a collection's,
-    load.collect), ensembles left out (they have no model)."""
+    load.collect) that Grad-CAM applies to: ensembles left out (they have no model), kNN rows too."""
     found = []
     for rows in group_rows(runs).values():
         chosen, _ = choose_on_validation(rows)
-        found += [results_dir / best_seed(row).rel for row in chosen if not row.is_ensemble]
+        found += [results_dir / best.rel for row in chosen if not row.is_ensemble
+                  if (best := best_seed(row)).metrics.get("train_mode") not in WITHOUT_GRADCAM]
     return found

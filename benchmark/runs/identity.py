@@ -21,6 +21,7 @@ NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
 # so completed runs keep their directory and are not repeated.
 HASHED_ONLY_WHEN_SET = (("backbone", "preprocess"),)
 PROBES = ("knn", "linear")  # train modes that fit no Keras head: head.* is not read by them
+WITHOUT_GRADCAM = ("knn",)  # a vote of neighbours has no class score to differentiate: no Grad-CAM
 
 
 def unread_by_probe(mode: str, key: str) -> bool:

@@ -79,8 +79,8 @@ def warn_replaced(run_dir: Path) -> None:
     one would describe a model the run no longer holds; a new run that fails replaces nothing)."""
     added = sorted(f"{kind}/{path.name}" for kind in ADDED_LATER for path in Path(run_dir).glob(f"{kind}/*"))
     if added:
-        log.warning("%s is trained again: once the new run is published, %s (made from the old model) go "
-                    "with it; run benchmark.evaluate / benchmark.export again on the new one",
+        log.warning("%s is trained again: once the new run is published, %s (made from the old model) are "
+                    "removed with it; run benchmark.evaluate / benchmark.export again on the new one",
                     run_dir, ", ".join(added))
 
 

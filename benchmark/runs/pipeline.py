@@ -33,7 +33,7 @@ from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, progress, provenance, resume, tracking
-from benchmark.runs.identity import RunIdentity, resolve
+from benchmark.runs.identity import WITHOUT_GRADCAM, RunIdentity, resolve
 from benchmark.runs.model_card import model_card, with_interval
 from benchmark.runs.settings import check_model_and_settings
 from benchmark.runs.slate import clean_slate
@@ -184,7 +184,7 @@ def keep_gradcam_pool(
     kept now if missing, so those maps never rebuild the network; None where there is no pool: not a
     frozen run, a layer not followed by pooling alone, or (unless `load`) the network not in memory."""
     extractor = trained.extractor
-    if extractor is None or not trained.explainable:
+    if extractor is None or cfg.train.mode in WITHOUT_GRADCAM:
         return None
     test, layer = dataset.splits["test"], run.spec.last_conv_layer
     n_images, seed = pooled_images(cfg.explain), int(cfg.explain.seed)
@@ -243,7 +243,7 @@ def train_and_evaluate(
         scores |= validation_choices(cfg, dataset, trained)
         scores["val_macro_auroc"] = macro_auroc(dataset.splits["val"].labels, trained.val_probabilities)
     saved = write_outputs(stage, cfg, run, dataset, trained, scores, figures)
-    if cfg.explain.n_images and not trained.explainable:
+    if cfg.explain.n_images and cfg.train.mode in WITHOUT_GRADCAM:
         scores["gradcam"] = f"not applicable to train={cfg.train.mode}"
     elif cfg.explain.n_images:  # in a sweep: 0 here, once per row after it (report/after_sweep.py)
         scores |= explain(

@@ -1,5 +1,6 @@
-"""The train.*, head.*, augment.*, evaluate.*, runtime.*, backbone.weights_fallback and logger.* settings of a
-run, and a sweep's hydra.launcher.n_jobs and report.ensemble_k, checked before any work (no TensorFlow
+"""The seeds, train.*, head.*, augment.*, evaluate.*, explain.n_images, runtime.*, backbone.* (the fallback,
+the BatchNorm images), dataset.val_fraction and logger.* settings of a run, and a sweep's
+hydra.launcher.n_jobs and report.ensemble_k, checked before any work (no TensorFlow
 imported).
 
 Keras meets these values only after the data is loaded and the features are extracted, and then fails
@@ -77,9 +78,17 @@ def tracking_uri(value: Any) -> bool:
     return scheme in {point.name for point in entry_points(group="mlflow.tracking_store")}  # read only here
 
 
+# numpy's generators take 0 .. 2**32 - 1; seed=abc or -1 failed with numpy's traceback after the extraction
+SEED = (lambda v: whole(v, 0) and v < 2**32, "a whole number from 0 to 4294967295", "0")
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
 # a key the regime's config lacks is not checked
 RULES: dict[str, Rule] = {
+    "seed": SEED,
+    "backbone.init_seed": SEED,
+    "backbone.bn_images": (*count(1), "32"),  # 0 was Keras's traceback on an empty batch
+    "dataset.split_seed": SEED,  # abc got scikit-learn's message and the advice to add images
+    "dataset.val_fraction": (lambda v: number(v) and 0 < v < 1, "a number between 0 and 1", "0.2"),
+    "explain.n_images": (*count(0), "8"),  # -1 was refused only after the run had trained, and lost it
     "train.max_epochs": (*count(1), "30"),
     "train.batch_size": (*count(1), "32"),
     "train.patience": (*count(0), "3"),

@@ -167,5 +167,4 @@ def train_knn(
         probabilities["val"],
         head=head,
         extractor=found.extractor,
-        explainable=False,  # a vote of neighbours has no class score to differentiate for Grad-CAM
     )

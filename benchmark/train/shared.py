@@ -40,7 +40,6 @@ class Trained:
     val_probabilities: np.ndarray | None = None  # for validation-side choices (calibration, thresholds)
     head: keras.Model | None = None  # frozen: the head alone, saved beside the shared extractor file
     extractor: Callable[[], keras.Model] | None = None  # frozen: the shared extractor (`.path`, its file)
-    explainable: bool = True  # Grad-CAM applies (False: the kNN probe's vote has no gradient)
     gradcam_kept: dict | None = None  # frozen: activations kept for a sweep's Grad-CAM (saliency/pool.py)
 
     @cached_property

@@ -169,6 +169,7 @@ def test_a_site_that_repeats_the_runs_images_re_encoded_is_flagged(saved_run, tm
 
 def test_an_external_score_written_before_the_split_counts_keeps_its_warning():
     assert repeated_images({"images_in_run_data": 3}) == " ⚠️ 3 images from the run's own data"
+    assert repeated_images({"images_in_run_data": 1}) == " ⚠️ 1 image from the run's own data"  # QA: 1 images
     assert repeated_images({"images_in_run_data": 0, "run_data_copies": None}) == ""
     assert repeated_images({"images_in_run_data": None}) == ""
 

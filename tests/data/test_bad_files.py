@@ -32,6 +32,9 @@ def export_with_bad_files(root: Path) -> dict[str, str]:
     (root / "pneumonia" / "notes.jpg").write_text("radiologist's notes, not an image\n")
     for junk in (".DS_Store", "Thumbs.db", "readme.txt", ".hidden.png"):
         (root / "covid" / junk).write_bytes(b"\x00junk")
+    for hidden in ("normal/.ipynb_checkpoints", "normal/__MACOSX", "__MACOSX/normal"):  # QA: trained on
+        (root / hidden).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32), dtype=np.uint8)).save(root / hidden / "scan000.png")
     return {"covid/empty.png": "zero", "normal/cut.jpg": "truncated", "pneumonia/notes.jpg": "text"}
 
 
@@ -49,6 +52,7 @@ def test_bad_images_are_skipped_and_listed_junk_is_ignored(tmp_path: Path):
     assert all(f in skipped[f] for f in bad), "each reason names its file"
     listed = {i for split in dataset.splits.values() for i in split.ids}
     assert "covid/scan000.PNG" in listed and not any("junk" in i or i.endswith(".txt") for i in listed)
+    assert not any("ipynb" in i or "MACOSX" in i for i in listed)  # not a class, not a patient: ignored
 
 
 def test_the_load_keeps_each_files_scan_the_skipped_ones_too(tmp_path: Path):

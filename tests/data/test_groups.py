@@ -88,6 +88,23 @@ def test_group_depth_uses_the_folder_under_the_class_folder(tmp_path: Path):
     assert all(i.split("/")[1] == g for s in splits.values() for i, g in zip(s.ids, s.groups, strict=True))
 
 
+def test_patient_folders_numbered_per_class_are_told_to_be_one_patient(tmp_path: Path, caplog):
+    """QA: normal/P001 and covid/P001, different people in an export that numbers patients per class, were
+    merged into one patient silently (27 patients counted as 25)."""
+    for klass in ("covid", "normal"):
+        for patient in range(20):
+            for s in range(2):
+                touch(tmp_path / klass / f"P{patient:03d}" / f"slice{s}.png")
+    with caplog.at_level(logging.WARNING, logger="benchmark.data.groups"):
+        load_folder(tmp_path, cfg(group_depth=1, group_name="patient"))
+    (said,) = [r.getMessage() for r in caplog.records if "several classes" in r.getMessage()]
+    assert said.startswith("20 of 20 patients hold images of several classes, e.g. 'P000' (covid, normal)")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="benchmark.data.groups"):
+        load_folder(tmp_path, cfg(group_pattern=r"^([^/]+/P\d+)/"))  # the class captured too: 40 patients
+    assert not [r for r in caplog.records if "several classes" in r.getMessage()]
+
+
 def test_group_depth_in_the_presplit_layout_and_val_split_off_by_group(tmp_path: Path):
     for split, patients in (("train", range(0, 12)), ("test", range(12, 16))):
         for klass in ("a", "b"):

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from benchmark.metrics.estimands import BOOTSTRAP, CLOPPER_PEARSON_FALLBACK
+from benchmark.metrics.estimands import BOOTSTRAP, CLOPPER_PEARSON_FALLBACK, TEST_SET_ONLY
 from benchmark.metrics.evaluate import Settings
-from benchmark.report.document import comparisons, small_test_warnings
+from benchmark.report.document import comparisons, row_notes, small_test_warnings
 from benchmark.report.estimates import NotComparable
 from benchmark.report.load import Run
 from benchmark.report.paired import against_first, p_text, paired_bootstrap
@@ -69,6 +69,21 @@ def test_a_row_is_the_seed_mean_with_a_two_level_interval():
     assert estimate(row, "sensitivity_tumor").method == BOOTSTRAP
 
 
+def test_seeds_that_predict_identically_are_one_training_and_say_so():
+    """QA: a probe's seeds (a deterministic fit on one extractor's features) had byte-identical predictions
+    and the row's interval was called two-level, as if it held a seed-to-seed spread."""
+    same = noisy(LABELS, 0.3, 0)
+    (probe,) = rows_of(*[fake_run("probe", same, LABELS, seed=seed) for seed in range(2)])
+    (one,) = rows_of(fake_run("one", same, LABELS))
+    (trained,) = rows_of(*[fake_run("trained", noisy(LABELS, 0.3, s), LABELS, seed=s) for s in range(2)])
+    assert estimate(probe, "accuracy").method == estimate(one, "accuracy").method == TEST_SET_ONLY
+    assert (estimate(probe, "accuracy").low, estimate(probe, "accuracy").high) == (
+        estimate(one, "accuracy").low, estimate(one, "accuracy").high)  # drawing its seeds adds nothing
+    assert estimate(trained, "accuracy").method == BOOTSTRAP
+    (note,) = [line for line in row_notes([probe, one, trained]) if "without a seed-to-seed spread" in line]
+    assert note.endswith(": probe, one")
+
+
 def test_three_images_all_right_do_not_get_a_zero_width_interval():
     labels = np.array([0, 1, 2])
     (row,) = rows_of(fake_run("m", np.eye(3), labels))
@@ -115,7 +130,7 @@ def test_a_degenerate_interval_of_another_metric_is_noted_not_a_reason_not_to_ra
     probabilities = noisy(LABELS, 0.3, 0)
     probabilities[LABELS == 0] = np.eye(3)[0]
     (row,) = rows_of(fake_run("m", probabilities, LABELS))
-    assert estimate(row, "accuracy").method == BOOTSTRAP
+    assert estimate(row, "accuracy").method == TEST_SET_ONLY  # one seed: a bootstrap, not a fallback
     assert estimate(row, "sensitivity_normal").method == CLOPPER_PEARSON_FALLBACK
     warnings = "\n".join(small_test_warnings([row], "accuracy"))
     assert "too small to rank on" not in warnings and "sensitivity_normal (every resample" in warnings
@@ -174,10 +189,13 @@ def test_all_pairs_are_holm_corrected_and_each_family_has_one_comparison_per_row
         fake_run(name, noisy(LABELS, signal, i), LABELS)
         for i, (name, signal) in enumerate((("best", 0.8), ("close", 0.78), ("poor", 0.1), ("worst", 0.0)))
     ]
-    rows = rank(rows_of(*runs), "macro_auroc")
+    rows = rank(rows_of(*runs), "accuracy")
     assert rows[0].backbone == "best"
-    found = against_first(rows, "macro_auroc", 0.95)
+    found = against_first(rows, "accuracy", 0.95)
     assert [c.second for c in found.ranking] == [c.second for c in found.auroc] == ["close", "poor", "worst"]
+    assert {c.method for c in found.auroc + found.auroc_per_class} == {"DeLong (seeds held fixed)"}
+    by_auroc = against_first(rank(rows_of(*runs), "macro_auroc"), "macro_auroc", 0.95)
+    assert by_auroc.auroc == [] and len(by_auroc.auroc_per_class) == 9  # macro-AUROC tested once: ranking
     assert len(found.auroc_per_class) == 3 * 3 and not found.not_comparable
     for family in (found.ranking, found.auroc, found.auroc_per_class):
         raw = np.array([c.p_value for c in family])

@@ -42,6 +42,7 @@ from tests.conftest import run_cli, tiny_overrides
          "logger.experiment=lung-ct"],
         ["logger=mlflow", "logger.tracking_uri=/shared/mlruns", "logger.experiment=2024"],  # a year, an int
         ["runtime.threads=1"],
+        ["seed=4294967295", "backbone.init_seed=0", "backbone.bn_images=1", "explain.n_images=0"],
     ],
 )
 def test_legal_settings_pass(tiny_cfg, overrides):
@@ -58,6 +59,8 @@ def test_legal_settings_pass(tiny_cfg, overrides):
         (["train.patience=-1"], "train.patience=-1 must be a whole number of at least 0"),
         (["head.units=0"], "head.units=0 must be a whole number of at least 1"),
         (["train.lr=abc"], "train.lr='abc' must be a positive number: e.g. train.lr=1e-3"),
+        # QA: every cell trained, wrote its failed.json; numpy's traceback after the extraction
+        (["seed=abc"], "seed='abc' must be a whole number from 0 to 4294967295: e.g. seed=0"),
         (["train.lr=-0.001"], "train.lr=-0.001 must be a positive number"),
         (["train.lr=null"], "train.lr=null must be a positive number"),
         (["train.lr=nan"], "train.lr=nan must be a positive number"),
@@ -111,11 +114,20 @@ def test_legal_settings_pass(tiny_cfg, overrides):
         (["runtime.threads=-3"], "runtime.threads=-3 must be auto or a whole number of at least 1: e.g."),
         (["runtime.threads=abc"], "runtime.threads='abc' must be auto or a whole number of at least 1"),
         (["runtime.onnx_min_workload=-1"], "runtime.onnx_min_workload=-1 must be a whole number of at least"),
+        # QA: numpy's or Keras's traceback once the features were extracted; n_images after the training
+        (["seed=-1"], "seed=-1 must be a whole number from 0 to 4294967295: e.g. seed=0"),
+        (["backbone.init_seed=1.5"], "backbone.init_seed=1.5 must be a whole number from 0"),
+        (["backbone.bn_images=0"], "backbone.bn_images=0 must be a whole number of at least 1"),
+        (["explain.n_images=-1"], "explain.n_images=-1 must be a whole number of at least 0"),
+        (["dataset.split_seed=abc"], "dataset.split_seed='abc' must be a whole number from 0"),
+        (["dataset=folder", "dataset.path=/data/ct", "dataset.val_fraction=1.5"],
+         "dataset.val_fraction=1.5 must be a number between 0 and 1"),
     ],
 )
 def test_a_bad_setting_names_its_key_value_and_fix(tiny_cfg, overrides, message):
+    folder = "dataset=folder" in overrides
     with pytest.raises(BenchmarkError) as raised:
-        check_settings(tiny_cfg(*overrides))
+        check_settings(tiny_cfg(*overrides, synthetic=not folder))
     assert str(raised.value).startswith(message), raised.value
 
 
@@ -177,6 +189,8 @@ def test_a_run_and_each_sweep_cell_are_checked_before_any_work(tiny_cfg, overrid
     ("overrides", "message"),
     [
         (["train.lr=abc"], "train.lr='abc' must be a positive number: e.g. train.lr=1e-3"),
+        # QA: every cell trained, wrote its failed.json; numpy's traceback after the extraction
+        (["seed=abc"], "seed='abc' must be a whole number from 0 to 4294967295: e.g. seed=0"),
         # QA: every cell trained, then the sweep's leaderboard failed and the sweep exited 0
         (["report.ensemble_k=abc"], "report.ensemble_k='abc' must be 0 (no ensemble) or a whole number of at "
                                     "least 2: e.g. report.ensemble_k=3"),

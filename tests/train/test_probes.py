@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from benchmark.report.load import collect
+from benchmark.report.rows import best_seed_runs
 from benchmark.runs.identity import resolve
 from benchmark.train.head import FOLD_TOLERANCE, head_on_features, scale_of
 from benchmark.train.probes import logistic_head
@@ -82,6 +84,13 @@ def test_a_regime_sweep_gives_one_row_per_regime_and_predict_works_on_a_probe(tm
     columns = [c for c in expected.columns if c.startswith("prob_")]
     np.testing.assert_allclose(merged[columns].to_numpy(), merged[[f"{c}_new" for c in columns]].to_numpy(),
                                atol=1e-4)
+
+    # QA: Grad-CAM's load of the vote layer was a traceback, from benchmark.explain and at a sweep's end
+    explained = run_cli([f"run={runs['knn']}"], module="benchmark.explain")
+    assert explained.returncode == 2 and "Traceback" not in explained.stderr, explained.stderr[-2000:]
+    assert "is train=knn: Grad-CAM does not apply" in explained.stderr
+    results = tmp_path / "results"
+    assert best_seed_runs(collect(results).runs, results) == [runs["linear"]]  # the sweep's maps: no knn
 
     # settings knn does not read: the same run, skipped as complete, the user told (it had trained a second,
     # identical knn row)
