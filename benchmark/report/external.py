@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+from benchmark.data.groups import plural
 from benchmark.metrics.table import metric
 from benchmark.report.rows import Row
 from benchmark.runs.layout import EXTERNAL
@@ -31,7 +32,17 @@ def repeated_images(external: dict) -> str:
         return ""
     by_split = (external.get("run_data_copies") or {}).get("by_split") or {}
     where = ", ".join(f"{split} {n}" for split, n in by_split.items())
-    return f" ⚠️ {repeated} image{'' if repeated == 1 else 's'} from the run's own data" + (f" ({where})" if where else "")
+    images = "image" if repeated == 1 else "images"
+    return f" ⚠️ {repeated} {images} from the run's own data" + (f" ({where})" if where else "")
+
+
+def cases(scores: dict) -> str:
+    """A site's images and what its intervals resample: whole patients, or each image (QA: an ungrouped
+    site's narrower interval sat beside a grouped internal one, unmarked)."""
+    groups = scores.get("n_test_groups")
+    if groups:
+        return f"{scores['n_test']} of {groups} {plural(scores.get('split_by') or 'group')}"
+    return f"{scores['n_test']} (resampled by image)"
 
 
 def external_section(rows: list[Row], results_dir: Path, primary: str, digits: int) -> str | None:
@@ -45,7 +56,7 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
             synthetic += repeated_images(external)
             absent = ", ".join(external.get("absent_classes") or []) or "—"
             lines.append(
-                f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {external['n_test']} "
+                f"| {row.label} | {internal['seed']} | {external['site']}{synthetic} | {cases(external)} "
                 f"| {absent} | {with_interval(internal, primary, digits)} "
                 f"| {with_interval(external, primary, digits)} "
                 f"| {f'{drop:+.{digits}f}' if math.isfinite(drop) else '—'} "
@@ -57,7 +68,9 @@ def external_section(rows: list[Row], results_dir: Path, primary: str, digits: i
     return "\n".join([
         f"Each run's test {name} (internal) against its {name} on every image of another site's data, "
         "same model, decoding and preprocessing (`python -m benchmark.evaluate`); intervals per run "
-        "(one seed, test-set sampling only). Every configuration's runs are listed, chosen or not; a macro "
+        "(one seed, test-set sampling only), resampling whole patients where the data had groups, else "
+        "images (the images column says which: a site scored without groups gets narrower intervals than "
+        "its slices deserve). Every configuration's runs are listed, chosen or not; a macro "
         "average is undefined (—) at a site without every class.",
         "",
         f"| row | seed | site | images | classes absent | internal {name} | external {name} "

@@ -15,7 +15,7 @@ from benchmark.data.audit import hamming
 from benchmark.data.images import DecodeOptions
 from benchmark.data.scan import scan_files
 from benchmark.evaluate import copies_across, dhash_distance
-from benchmark.report.external import repeated_images
+from benchmark.report.external import cases, repeated_images
 from tests.conftest import TINY_SYNTHETIC, run_cli, write_dicom
 
 
@@ -46,7 +46,8 @@ def test_a_run_scored_on_a_harder_second_site(saved_run, tmp_path: Path):
     report = run_cli([f"results_dir={tmp_path / 'results'}", "ensemble_k=0"], module="benchmark.report")
     assert report.returncode == 0, report.stderr[-2000:]
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
-    assert "## External validation" in markdown and "| siteB (synthetic) | 45 |" in markdown
+    assert "## External validation" in markdown
+    assert "| siteB (synthetic) | 45 (resampled by image) |" in markdown
     assert "scored one by one" not in result.stderr  # the run was split by image too
 
 
@@ -165,6 +166,12 @@ def test_a_site_that_repeats_the_runs_images_re_encoded_is_flagged(saved_run, tm
     assert report.returncode == 0, report.stderr[-2000:]
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "| reexports ⚠️ 2 images from the run's own data (train 1, test 1) |" in markdown
+
+
+def test_the_images_column_says_what_a_sites_intervals_resample():
+    """QA: an ungrouped site's image-level interval sat beside a grouped internal one, unmarked."""
+    assert cases({"n_test": 72, "n_test_groups": 18, "split_by": "patient"}) == "72 of 18 patients"
+    assert cases({"n_test": 72, "n_test_groups": None, "split_by": "image"}) == "72 (resampled by image)"
 
 
 def test_an_external_score_written_before_the_split_counts_keeps_its_warning():
