@@ -20,7 +20,7 @@ from benchmark.data import synthetic
 from benchmark.data.audit import audit, audit_record, check_dedupe
 from benchmark.data.dataset import SPLITS, Dataset, Split
 from benchmark.data.folder import check_root, is_presplit, load_folder
-from benchmark.data.images import DecodeOptions, decode_array, decode_file
+from benchmark.data.images import NO_HEADER_WINDOW, OTHER_WINDOWS, DecodeOptions, decode_array, decode_file
 from benchmark.data.medmnist import check_file, class_names_for, load_npz
 from benchmark.data.scan import ScanRecord, scan_arrays, scan_files
 from benchmark.errors import BenchmarkError
@@ -92,6 +92,13 @@ def readable_only(records: dict[str, ScanRecord], ids: list[str], action: str) -
     """The ids whose files decode; the others are skipped with a warning, or all reported in one error."""
     check_bad_image_action(action)
     bad = {i: records[i].reason for i in ids if records[i].reason}
+    if windowless := [i for i, reason in bad.items() if NO_HEADER_WINDOW in reason]:
+        raise BenchmarkError(  # the setting, not the files: skipping them as unreadable dropped half the data
+            f"dataset.window=header, but {len(windowless)} of {len(ids)} image files have no window of "
+            f"their own (WindowCenter/WindowWidth or VOI LUT), e.g. {windowless[0]}: use "
+            "dataset.window=auto (the header's window where there is one, else lung for CT) or one window "
+            f"for all: {', '.join(OTHER_WINDOWS)}"
+        )
     if bad and action == "error":
         listed = "; ".join(f"{i} ({reason})" for i, reason in bad.items())
         raise BenchmarkError(

@@ -53,6 +53,7 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {  # name -> (level, width), in
     "brain": (40.0, 80.0),
 }
 WINDOWS = ("auto", "header", "minmax", *WINDOW_PRESETS)
+OTHER_WINDOWS = ("minmax", *WINDOW_PRESETS)  # what a file without a header window can be decoded with
 INTENSITIES = ("minmax", "percentile")
 RESIZES = ("stretch", "letterbox")
 PERCENTILES = (0.5, 99.5)
@@ -95,6 +96,9 @@ class DecodeOptions:
 
     def record(self) -> dict:
         return asdict(self)
+
+
+NO_HEADER_WINDOW = "no window of its own"  # in the reason of a file window=header cannot decode
 
 
 class BadImage(BenchmarkError):
@@ -254,9 +258,9 @@ def _window_gray(path: Path, dataset, values: np.ndarray, window: str) -> tuple[
                 f"window header (L{level:g} W{width:g})"
         if has_lut:
             return _voi_lut(dataset, values), "window header (VOI LUT)"
-        raise BadImage(f"{path} has no window of its own (WindowCenter/WindowWidth or VOI LUT) but "
+        raise BadImage(f"{path} has {NO_HEADER_WINDOW} (WindowCenter/WindowWidth or VOI LUT) but "
                        f"dataset.window=header asks for it: use window=auto or one of "
-                       f"{', '.join(w for w in WINDOWS if w not in ('auto', 'header'))}")
+                       f"{', '.join(OTHER_WINDOWS)}")
     if window == "minmax":
         return rescale_to_uint8(values), "minmax"
     level, width = WINDOW_PRESETS[window]

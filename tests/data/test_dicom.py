@@ -243,3 +243,21 @@ def test_dicom_slices_without_an_extension_are_listed_grouped_and_decoded(tmp_pa
     assert sorted(listed) == ids, "every extensionless slice listed, no junk"
     assert all(group == image_id.split("/")[1] for image_id, group in listed.items())
     assert dataset.records["skipped"] == [] and dataset.records["decoding"]["applied"] == {"minmax": 30}
+
+
+def test_a_header_window_asked_of_files_without_one_stops_the_load_not_skips_them(tmp_path: Path):
+    """QA: dataset.window=header skipped 42 of 85 slices as "unreadable" and trained on the rest; the
+    setting does not fit the data, which is one error, not 42 bad files."""
+    from omegaconf import OmegaConf
+
+    from benchmark.data import load_dataset
+
+    ids = pacs_export(tmp_path / "export")
+    cfg = OmegaConf.create({"loader": "folder", "name": None, "path": str(tmp_path / "export"),
+                            "split": [0.6, 0.2, 0.2], "val_fraction": 0.2, "split_seed": 0, "group_depth": 1,
+                            "window": "header"})
+    with pytest.raises(BenchmarkError) as refused:
+        load_dataset(cfg, tmp_path, tmp_path / "cache")
+    message = str(refused.value)
+    assert message.startswith(f"dataset.window=header, but {len(ids)} of {len(ids)} image files have no")
+    assert "use dataset.window=auto" in message and "lung" in message and "\n" not in message
