@@ -82,7 +82,9 @@ def banners(runs: list[Run], ranked: dict[str, list[Row]]) -> list[str]:
     if other:
         found.append(
             f"{WARNING} **Not transfer learning from ImageNet.** These rows did not use ImageNet weights: "
-            f"{', '.join(other)}. Random init means an untrained feature extractor; compare them with care."
+            f"{', '.join(other)}. Random init means an untrained feature extractor, one draw of it "
+            "(`backbone.init_seed`) shared by every seed, so its intervals leave out the spread between "
+            "draws; compare them with care."
         )
     return found
 

@@ -193,7 +193,7 @@ def main_table(rows: list[Row], primary: str, digits: int) -> str:
     names = [f"**{BY_KEY[m].name}**" if m == primary else BY_KEY[m].name for m in metrics]
     ece_name = "**ECE**" if primary == "ece" else "ECE"
     header = ["rank", "backbone", "regime", "weights", *names, ece_name, "params (M)", "size (MB)"]
-    header += ["latency (ms/img)", "throughput (img/s)", "train time (s)", "epochs", "seeds"]
+    header += ["latency (ms/img)", "throughput (img/s)", "train time (s)", "epochs run", "seeds"]
     body = []
     for position, row in enumerate(rows, start=1):
         body.append(
