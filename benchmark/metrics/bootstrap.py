@@ -11,8 +11,9 @@ group, which gets no interval), a resample lacking a class drawn again.
 Each block (a class's images, a stratum's groups) of n units draws n - 1 of them, each draw weighing
 n / (n - 1): Rao and Wu's rescaled bootstrap (1988), the survey statistician's standard for few units
 per stratum. Drawing n of n gives a mean a variance (n - 1) / n of the textbook one, too narrow where a
-class has 3-10 patients (a 3-patient class's interval 0.82 of its width; a simulation's coverage 0.86
-instead of 0.95); with n - 1 draws the variance of a mean is exact, and a block's weight still sums to n.
+class has 3-10 patients (simulated 95% intervals of accuracy: coverage 0.87 -> 0.93 at 3 patients a
+class, 0.91 -> 0.94 at 5, README); with n - 1 draws the variance of a mean is exact, and a block's weight
+still sums to n.
 """
 
 import numpy as np
