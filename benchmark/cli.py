@@ -87,8 +87,9 @@ def one_line(error: BaseException) -> str:
                     f"results_dir={error.override} (or a run's dataset.path={error.override})")
         quoted = f"\"{key}='{value}'\"" if value and "'" not in value else "\"dataset.path='~/data/ct'\""
         return (
-            f"cannot read the override {error.override}: quote a value holding ~, brackets or commas, "
-            f"e.g. {quoted} (Hydra's override grammar; the double quotes keep the shell off the single ones)"
+            f"cannot read the override {error.override}: quote a value holding ~, spaces, brackets, commas "
+            f"or non-ASCII letters, e.g. {quoted} (Hydra's override grammar; the double quotes keep the "
+            "shell off the single ones)"
         )
     if isinstance(error, MissingMandatoryValue):
         key = error.full_key

@@ -108,9 +108,11 @@ def load_presplit(
         found = split_listing(root, name)
         unknown = sorted(set(found) - set(class_names))
         if unknown:
-            raise BenchmarkError(
-                f"{root / name} has class folders {unknown} that train/ lacks: the class lists must match"
-            )
+            by_case = {c.casefold(): c for c in class_names}
+            cased = [f"{u} (train/ has {by_case[u.casefold()]})" for u in unknown if u.casefold() in by_case]
+            hint = f"; differ in case only: {', '.join(cased)}, rename one of each" if cased else ""
+            raise BenchmarkError(f"{root / name} has class folders {unknown} that train/ lacks: the class "
+                                 f"lists must match{hint}")
         missing = [c for c in class_names if c not in found]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

@@ -109,13 +109,26 @@ def warn_missing_files(table: dict[str, str], ids: Sequence[str], path: Path, ro
         )
 
 
+def relative_to_root(table: dict[str, str], root: Path) -> dict[str, str]:
+    """Rows naming a file by its absolute path under dataset.path (as given, or with links resolved), made
+    relative to it (QA: a CSV of full paths was refused as "no group for 31 of 31 images")."""
+    given = root.expanduser().absolute()
+    bases = {PurePosixPath(normalise(str(base))) for base in (given, given.resolve())}
+    found = {}
+    for file, group in table.items():
+        path = PurePosixPath(file)
+        under = [base for base in bases if path.is_absolute() and path.is_relative_to(base)]
+        found[str(path.relative_to(under[0])) if under else file] = group
+    return found
+
+
 def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ...]:
     path = _csv_path(value, root)
     if not path.is_file():
         raise BenchmarkError(
             f"dataset.groups={value} is not a file: point it at a CSV with columns file,group"
         )
-    table = read_group_csv(path)
+    table = relative_to_root(read_group_csv(path), root)
     warn_missing_files(table, ids, path, root)
     missing = [i for i in ids if not table.get(i)]
     if missing:

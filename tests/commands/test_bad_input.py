@@ -73,6 +73,10 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "test classes not equal to train classes": (
         lambda t: ["dataset=folder", f"dataset.path={presplit(t / 'd', ('a', 'b'), ('a', 'z'))}"],
         "class folders ['z'] that train/ lacks"),
+    "test classes that differ from train's in case only": (  # QA: normal vs Normal was not pointed out
+        lambda t: ["dataset=folder", f"dataset.path={presplit(t / 'd', ('a', 'b'), ('a', 'B'))}"],
+        "class folders ['B'] that train/ lacks: the class lists must match; differ in case only: B (train/ "
+        "has b), rename one of each"),
     "a split missing a class": (
         lambda t: ["dataset=folder", f"dataset.path={presplit(t / 'd', ('a', 'b'), ('a',))}"],
         "test/ has no images of class 'b'"),

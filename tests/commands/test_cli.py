@@ -117,7 +117,11 @@ def test_a_mistyped_dataset_path_stops_before_the_weights_are_probed(tmp_path: P
          "hparams_search.n_trials is a setting of hparams_search=finetune, hparams_search=head only"),
         (["experiment.image_size=64"], "experiment.image_size is not a setting"),  # a preset's are global
         (["dataset=medmnist", "dataset.path=~/organamnist.npz"],
-         "quote a value holding ~, brackets or commas, e.g. \"dataset.path='~/organamnist.npz'\""),
+         "quote a value holding ~, spaces, brackets, commas or non-ASCII letters, e.g. "
+         "\"dataset.path='~/organamnist.npz'\""),
+        (["dataset=folder", "dataset.path=/data/daten_ü"],  # QA: the message named ~ and brackets only
+         "quote a value holding ~, spaces, brackets, commas or non-ASCII letters, e.g. "
+         "\"dataset.path='/data/daten_ü'\""),
         (["dataset.group_pattern=patient(\\d+)_"],  # the shell took the single quotes of the README's form
          "e.g. \"dataset.group_pattern='patient(\\d+)_'\""),
         (["/data/ct"],  # QA: a bare path got the advice to quote it

@@ -201,6 +201,18 @@ def test_bad_group_settings_fail_with_a_clear_message(tmp_path: Path, changes: d
         load_folder(tmp_path, cfg(**changes))
 
 
+def test_a_csv_of_absolute_paths_under_the_data_folder_is_read(tmp_path: Path):
+    """QA: full paths, as a PACS export's manifest gives them, were refused as "no group for 31 of 31"."""
+    flat_patients(tmp_path / "data", {"a": 10, "b": 10}, slices=2)
+    files = sorted(tmp_path.glob("data/*/*.png"))
+    rows = ["file,group", *(f"{f},{f.name.split('_')[1]}" for f in files)]
+    (tmp_path / "groups.csv").write_text("\n".join(rows) + "\n")
+    settings = cfg(groups=str(tmp_path / "groups.csv"), split=[0.6, 0.2, 0.2])
+    _, splits = load_folder(tmp_path / "data", settings)
+    assert_no_shared_group(splits)
+    assert sum(len(s) for s in splits.values()) == 40
+
+
 def test_a_csv_without_some_files_names_them(tmp_path: Path):
     flat_patients(tmp_path, {"a": 5, "b": 5}, slices=1)
     (tmp_path / "g.csv").write_text("file,group\na/a_p0000_s00.png,x\n")
