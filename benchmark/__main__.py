@@ -28,7 +28,7 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     """The cell's best validation loss: read from its finished run directory (checked without importing
     TensorFlow, so a complete sweep run again costs seconds), else trained now. `figure_worker`: the
     run's figures are drawn by the sweep's worker process, started by the first cell that trains."""
-    from benchmark.runs.identity import ignored_by_probe
+    from benchmark.runs.identity import at_probe_defaults, ignored_by_probe
     from benchmark.runs.resume import completed
     from benchmark.runs.settings import check_model_and_settings
 
@@ -37,6 +37,7 @@ def run_cell(cfg: DictConfig, figure_worker: bool = False) -> float:
     if ignored := ignored_by_probe(cfg):  # hashed at their defaults: the probe's run of the defaults
         log.warning("train=%s does not read %s: ignored (the %s run is that of their defaults)",
                     cfg.train.mode, ", ".join(ignored), cfg.train.mode)
+        at_probe_defaults(cfg)
     check = completed(cfg, identity, in_sweep=sweep)
     if check.done is not None:
         return float(check.done["best_val_loss"])

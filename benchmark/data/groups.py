@@ -114,11 +114,15 @@ def relative_to_root(table: dict[str, str], root: Path) -> dict[str, str]:
     relative to it (QA: a CSV of full paths was refused as "no group for 31 of 31 images")."""
     given = root.expanduser().absolute()
     bases = {PurePosixPath(normalise(str(base))) for base in (given, given.resolve())}
-    found = {}
+    found: dict[str, str] = {}
     for file, group in table.items():
         path = PurePosixPath(file)
         under = [base for base in bases if path.is_absolute() and path.is_relative_to(base)]
-        found[str(path.relative_to(under[0])) if under else file] = group
+        relative = str(path.relative_to(under[0])) if under else file
+        if found.get(relative, group) != group:  # named twice, relatively and absolutely (review)
+            raise BenchmarkError(f"dataset.groups gives {relative} two different groups ({found[relative]}, "
+                                 f"{group}), once by its absolute path: list each file once")
+        found[relative] = group
     return found
 
 

@@ -29,6 +29,7 @@ PIL's decompression-bomb *warning* is silenced (the output is bounded); its *err
 """
 
 import math
+import os
 import struct
 import warnings
 from collections.abc import Sequence
@@ -356,11 +357,15 @@ def is_listed_folder(path: Path) -> bool:
 
 
 def images_below(folder: Path) -> list[Path]:
-    """Every image file below `folder`, sorted, none inside a hidden or junk folder (`is_listed_folder`):
-    the one listing of the loaders' class folders and `predict`'s input folders. Sorted as text, the order
-    that made every split so far."""
-    return sorted((path for path in folder.rglob("*") if is_image_file(path) and all(
-        is_listed_folder(Path(part)) for part in path.relative_to(folder).parts[:-1])), key=str)
+    """Every image file below `folder`, sorted as text (the order that made every split so far), none
+    inside a hidden or junk folder (`is_listed_folder`), which are not even walked into: the one listing
+    of the loaders' class folders and `predict`'s input folders. Links to folders are followed, as
+    `Path.rglob` did."""
+    found = []
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        folders[:] = [name for name in folders if is_listed_folder(Path(name))]
+        found += [path for name in files if is_image_file(path := Path(parent) / name)]
+    return sorted(found, key=str)
 
 
 # ---------------------------------------------------------------- public API

@@ -10,10 +10,10 @@ group, which gets no interval), a resample lacking a class drawn again.
 
 Each block (a class's images, a stratum's groups) of n units draws n - 1 of them, each draw weighing
 n / (n - 1): Rao and Wu's rescaled bootstrap (1988), the survey statistician's standard for few units
-per stratum. Drawing n of n gives a mean a variance (n - 1) / n of the textbook one, too narrow where a
-class has 3-10 patients (simulated 95% intervals of accuracy: coverage 0.87 -> 0.93 at 3 patients a
-class, 0.91 -> 0.94 at 5, README); with n - 1 draws the variance of a mean is exact, and a block's weight
-still sums to n.
+per stratum. Drawing n of n gives a stratified mean a variance (n - 1) / n of the textbook one, too
+narrow where a class has 3-10 patients (the README's simulated coverage); n - 1 draws give it exactly
+(ratios, AUROC and the redraws that keep every class present approximately), and a block's weight still
+sums to n.
 """
 
 import numpy as np
@@ -34,8 +34,8 @@ def _group_strata(counts: np.ndarray) -> np.ndarray:
     """The stratum of each group, from its (n_groups, n_classes) row counts: its majority class (ties: the
     lowest class), with strata of one group collapsed.
 
-    A stratum draws as many groups as it holds, so a group alone in one is in every resample and none of
-    its sampling error reaches an interval. Such a group joins another stratum (the survey statistician's
+    A stratum of one group draws it (`draws_from`), so a group alone in one is in every resample and none
+    of its sampling error reaches an interval. Such a group joins another stratum (the survey statistician's
     "collapsed strata"): of the other strata, the one whose class it has most rows of (then the largest).
     A group that alone holds some class's test cases keeps a stratum of its own: no interval is given then
     (`single_unit_class`), and drawing it freely would only make resamples that lack the class.
@@ -79,25 +79,21 @@ def _draw_weight(blocks: list[np.ndarray], n_units: int) -> np.ndarray:
     return weight
 
 
-def stratified_indices(
-    labels: np.ndarray, n_resamples: int, seed: int, groups: np.ndarray | None = None
-) -> list[np.ndarray]:
-    """Rows of each bootstrap resample of the test set, stratified by class; seeded, so paired across runs.
-
-    Without groups each class is resampled within itself (`draws_from` its rows), so every resample
-    weighs each class as the test set counts it (`resample_weights`). With `groups` (one patient/study id
-    per row) whole groups are drawn with replacement within strata, a group's stratum being its majority
-    class (see `_group_strata` for a stratum of one group); a resample that lacks a class is drawn again,
-    so the bootstrap is conditional on every class being present (class-conditional metrics stay
-    defined), and a group's rows always move together. Classes and groups are taken in sorted order.
-    """
-    return _resample(labels, n_resamples, seed, groups)[0]
-
-
-def _resample(
+def stratified_draws(
     labels: np.ndarray, n_resamples: int, seed: int, groups: np.ndarray | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """`stratified_indices`, and the weight of one draw of each row (`_draw_weight` of its block)."""
+    """The rows each bootstrap resample of the test set draws, stratified by class and seeded (so paired
+    across runs), and the weight of one draw of each row: a resample is the rows with those weights
+    (`resample_weights`), never the rows alone, which under-weigh every class by one unit.
+
+    Without groups each class is resampled within itself (`draws_from` its rows, each draw weighing the
+    class's n / (n - 1)), so every resample weighs each class as the test set counts it. With `groups`
+    (one patient/study id per row) whole groups are drawn with replacement within strata, a group's
+    stratum being its majority class (see `_group_strata` for a stratum of one group); a resample that
+    lacks a class is drawn again, so the bootstrap is conditional on every class being present
+    (class-conditional metrics stay defined), and a group's rows always move together. Classes and groups
+    are taken in sorted order.
+    """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
@@ -158,10 +154,10 @@ def single_unit_class(labels: np.ndarray, groups: np.ndarray | None = None) -> s
 def resample_weights(
     labels: np.ndarray, n_resamples: int, seed: int, groups: np.ndarray | None = None
 ) -> np.ndarray:
-    """(n_resamples, n) weights of each test case: how often `stratified_indices` drew it, times the
+    """(n_resamples, n) weights of each test case: how often `stratified_draws` drew it, times the
     weight of one draw (its block's n / (n - 1)), so a class's images (a stratum's groups) weigh n."""
     n = len(labels)
-    rows, weight = _resample(labels, n_resamples, seed, groups)
+    rows, weight = stratified_draws(labels, n_resamples, seed, groups)
     return np.stack([np.bincount(drawn, minlength=n) for drawn in rows]) * weight
 
 

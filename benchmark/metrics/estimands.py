@@ -5,8 +5,8 @@ sources: the test set is a sample of images (or patients), and the seeds are a s
 t-interval over the seeds' test metrics sees only the second; a bootstrap of the test set only the first.
 The two-level bootstrap resamples both: each replicate draws one stratified resample of the test rows
 (or groups, `bootstrap.py`) and, independently, n - 1 of the n seeds with replacement (both levels the
-rescaled bootstrap, exact in variance for few units), and averages the drawn seeds' metrics on the drawn
-rows. A single run is the one-seed case: its interval is the test-set part.
+rescaled bootstrap: a stratified mean's variance right for few units), and averages the drawn seeds'
+metrics on the drawn rows. A single run is the one-seed case: its interval is the test-set part.
 
 When the bootstrap cannot say anything (every valid replicate equal, e.g. three test images all
 classified correctly, or fewer than `MIN_VALID` valid replicates), a proportion metric falls back to the

@@ -160,7 +160,7 @@ def interval_note(settings: Settings) -> str:
         "when the split has groups) and, independently, the row's seeds, so the interval includes both the "
         "test-set sampling error and the seed-to-seed spread (a row of one seed, or whose seeds predict "
         "identically, has only the first: named under its table). Both levels draw n - 1 of their n units "
-        "(Rao and Wu's rescaled bootstrap: a mean's variance exact with few patients or seeds). Every row of "
+        "(Rao and Wu's rescaled bootstrap: a mean's variance right with few patients or seeds). Every row of "
         "a dataset is scored on the same "
         f"image resamples. {EXACT_MARK}: the bootstrap was degenerate (every resample gave the same value, "
         "e.g. a tiny test set all right) and the interval is the exact Clopper-Pearson one (over patients "
@@ -312,9 +312,9 @@ def small_test_warnings(rows: list[Row], primary: str) -> list[str]:
             elif test.single_unit:
                 intervals = " (exact intervals for proportions only: see below)."
             else:
-                intervals = (" and their intervals are wide; its bootstrap intervals are even so too narrow "
-                             "(resampling n cases shrinks a proportion's variance by (n-1)/n: half with 2), "
-                             f"its exact ones ({EXACT_MARK}) are not.")
+                intervals = (" and their intervals are wide: they rest on those few cases, and a percentile "
+                             "interval of so few is rough (the rescaled bootstrap's variance is right, its "
+                             f"shape need not be; the exact ones, {EXACT_MARK}, are conservative).")
             found.append(
                 f"{WARNING} **Few {unit}:** {', '.join(small)} — fewer than {MIN_CASES} {unit}; that "
                 f"class's sensitivity, AUROC and the macro metrics rest on a handful of them{intervals}"
@@ -373,14 +373,16 @@ def comparisons(rows: list[Row], cfg: DictConfig, settings: Settings) -> str:
         return "Only one row: nothing to compare."
     found = against_first(rows, cfg.primary_metric, settings.ci_level)
     alpha = 1 - settings.ci_level
-    auroc = (
-        "AUROC: the same paired bootstrap, whose resamples draw whole patients/studies (DeLong's test would "
-        "treat the images of one as independent evidence). " if grouped(rows[0]) else
-        "AUROC also by DeLong's test of the seed-mean AUROC, the trained seeds held fixed (a narrower "
-        "question than the rows' estimand, whose seed-to-seed spread it leaves out"
-        + ("; macro-AUROC itself is the ranking's test above). " if cfg.primary_metric == "macro_auroc"
-           else "). ")
-    )
+    auroc = ""  # said only of tests the tables hold
+    if grouped(rows[0]):
+        whose = "AUROC: the same paired bootstrap, whose resamples" if found.auroc else "Its resamples"
+        auroc = (f"{whose} draw whole patients/studies (DeLong's test would treat the images of one as "
+                 "independent evidence). ")
+    elif found.auroc or found.auroc_per_class:
+        auroc = ("AUROC also by DeLong's test of the seed-mean AUROC, the trained seeds held fixed (a "
+                 "narrower question than the rows' estimand, whose seed-to-seed spread it leaves out"
+                 + ("; macro-AUROC itself is the ranking's test). " if cfg.primary_metric == "macro_auroc"
+                    else "). "))
     parts = [
         f"#1 **{rows[0].label}** against every other row, on the same test images. "
         f"{metric(cfg.primary_metric).name}: paired two-level bootstrap (the replicates behind the "
@@ -501,9 +503,10 @@ def row_notes(rows: list[Row]) -> list[str]:
                  for preset, labels in by_preset.items()]
         lines.append(f"- paper preset (`experiment=`, conf/experiment/): {'; '.join(named)}")
     if seedless := [row.label for row in trained if row.estimates and not row.estimates.seeds_vary]:
+        named = "every row" if len(seedless) == len(trained) else ", ".join(seedless)
         lines.append("- intervals without a seed-to-seed spread (one seed, or seeds whose test predictions "
-                     "are identical, as a probe's fitted deterministically on one extractor's features; its "
-                     f"seeds count as one training): {', '.join(seedless)}")
+                     "are identical, as a probe's fitted deterministically on one extractor's features; "
+                     f"their seeds count as one training): {named}")
     phases = [f"{row.label} {found}" for row in rows if (found := best_phase_text(row)) is not None]
     if phases:
         lines.append("- fine-tuned rows, the phase whose weights were tested (the lower validation loss of "

@@ -22,6 +22,7 @@ from benchmark.report.load import Collection, Run, Skipped, collect, sort_into
 from benchmark.report.paired import NotComparable, Predictions, seed_averaged
 from benchmark.report.rows import Row, choose_on_validation, group_rows, mean_of
 from benchmark.report.versions import Stale
+from benchmark.runs.identity import ON_CACHED_FEATURES
 from benchmark.runs.layout import ENSEMBLE, ensemble_dirs, run_path
 from benchmark.runs.model_card import with_interval
 from benchmark.runs.settings import whole
@@ -54,14 +55,18 @@ def averaged(members: list[Row]) -> Predictions:
 
 
 def shared_backbone(row: Row) -> tuple:
-    """What members with one backbone pass share: the network, its input size and its weights."""
-    return row.backbone, row.image_size, row.runs[0].metrics.get("weights_used")
+    """What members can share one pass of: a frozen backbone (frozen head, probes) at one input size, with
+    its weights and preprocessing (`Row.weights`); a fine-tuned row's network is its own."""
+    if row.regime not in ON_CACHED_FEATURES:
+        return row.label, row.config_hash
+    return row.backbone, row.image_size, row.weights
 
 
 def costs(members: list[Row]) -> dict[str, float]:
     """Deployment cost of running every member: sums, and throughput as the harmonic combination, over
-    the distinct backbones (QA: three heads of one ResNet50 counted it three times): members sharing one
-    pass it once, priced at the costliest of them (a head is small beside its backbone)."""
+    the distinct networks (QA: three heads of one frozen ResNet50 counted it three times): members on one
+    frozen backbone pass it once, priced at the costliest of them, so their other heads are not added (a
+    Dense head is small beside a backbone; a kNN head holds the train features and may not be)."""
     by_backbone: dict[tuple, list[Row]] = {}
     for row in members:
         by_backbone.setdefault(shared_backbone(row), []).append(row)

@@ -52,7 +52,7 @@ class TestSet:
     files: tuple[str, ...]  # sorted
     labels: np.ndarray
     groups: np.ndarray | None  # patient/study of each image when the split had groups
-    weights: np.ndarray = field(repr=False)  # (B, n) draw counts, stratified by class (and group)
+    weights: np.ndarray = field(repr=False)  # (B, n) resample weights (bootstrap.resample_weights)
 
     @cached_property
     def single_unit(self) -> str | None:

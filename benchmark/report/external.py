@@ -41,7 +41,7 @@ def cases(scores: dict) -> str:
     site's narrower interval sat beside a grouped internal one, unmarked)."""
     groups = scores.get("n_test_groups")
     if groups:
-        return f"{scores['n_test']} of {groups} {plural(scores.get('split_by') or 'group')}"
+        return f"{scores['n_test']} ({groups} {plural(scores.get('split_by') or 'group')})"
     return f"{scores['n_test']} (resampled by image)"
 
 

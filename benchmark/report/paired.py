@@ -134,10 +134,13 @@ def auroc_tests(first: Row, second: Row, key: str, level: float) -> tuple[list[C
     paired bootstrap of macro-AUROC over patients. None of macro-AUROC when that is the ranking metric:
     the ranking's paired two-level bootstrap already tests it, for the estimand the rows report (DeLong's,
     the seeds held fixed, answered a narrower question and could disagree with it)."""
-    if not grouped(first):
-        macro, per_class = delong(first, second, level)
-        return [] if key == "macro_auroc" else macro, per_class
-    return [] if key == "macro_auroc" else [paired_bootstrap(first, second, "macro_auroc", level)], []
+    ranked = key == "macro_auroc"
+    if grouped(first):
+        return ([] if ranked else [paired_bootstrap(first, second, "macro_auroc", level)]), []
+    if ranked and len(first.classes) <= 2:  # nothing of DeLong's would be shown
+        return [], []
+    macro, per_class = delong(first, second, level)
+    return ([] if ranked else macro), per_class
 
 
 def with_holm(comparisons: list[Comparison]) -> list[Comparison]:

@@ -21,7 +21,11 @@ NOT_PART_OF_TRAINING = ("save_model", "run_eagerly")
 # so completed runs keep their directory and are not repeated.
 HASHED_ONLY_WHEN_SET = (("backbone", "preprocess"),)
 PROBES = ("knn", "linear")  # train modes that fit no Keras head: head.* is not read by them
-WITHOUT_GRADCAM = ("knn",)  # a vote of neighbours has no class score to differentiate: no Grad-CAM
+# the regimes on the frozen backbone's cached features (no augmentation; one extractor per backbone)
+ON_CACHED_FEATURES = ("frozen", *PROBES)
+# a vote of neighbours has no class score to differentiate: no Grad-CAM (here, not in benchmark/train/,
+# because the report, which must not import TensorFlow, leaves such rows out of a sweep's maps)
+WITHOUT_GRADCAM = ("knn",)
 
 
 def unread_by_probe(mode: str, key: str) -> bool:
@@ -76,6 +80,15 @@ def at_defaults_what_probes_ignore(resolved: dict) -> None:
         for key, value in values.items():
             if key in resolved[group]:
                 resolved[group][key] = value
+
+
+def at_probe_defaults(cfg: DictConfig) -> None:
+    """A probe's unread settings set to their defaults in the config itself, so what its run records
+    (config.yaml, MLflow's parameters, the efficiency cache's key) is what its hash says."""
+    for group, values in unread_defaults(cfg.train.mode).items():
+        for key, value in values.items():
+            if key in cfg[group]:
+                cfg[group][key] = value
 
 
 def ignored_by_probe(cfg: DictConfig) -> list[str]:

@@ -78,7 +78,8 @@ def tracking_uri(value: Any) -> bool:
     return scheme in {point.name for point in entry_points(group="mlflow.tracking_store")}  # read only here
 
 
-# numpy's generators take 0 .. 2**32 - 1; seed=abc or -1 failed with numpy's traceback after the extraction
+# numpy's global seed (which Keras sets) takes 0 .. 2**32 - 1; seed=abc or -1 failed with numpy's traceback
+# after the extraction
 SEED = (lambda v: whole(v, 0) and v < 2**32, "a whole number from 0 to 4294967295", "0")
 ENSEMBLE_K = (lambda v: whole(v, 0) and v != 1, "0 (no ensemble) or a whole number of at least 2", "3")
 # a key the regime's config lacks is not checked

@@ -5,10 +5,10 @@ A strategy is a function (cfg, dataset, spec, backbone, image_size) -> Trained; 
 from STRATEGIES. A new strategy is one module here and one line below (and conf/train/<name>.yaml).
 """
 
+from benchmark.runs import identity
 from benchmark.train.finetune import train_finetune
 from benchmark.train.frozen import train_frozen
 from benchmark.train.probes import train_knn, train_linear
 
 STRATEGIES = {"frozen": train_frozen, "finetune": train_finetune, "linear": train_linear, "knn": train_knn}
-# the regimes that train on the frozen backbone's cached features (no augmentation possible)
-ON_CACHED_FEATURES = ("frozen", "linear", "knn")
+ON_CACHED_FEATURES = identity.ON_CACHED_FEATURES  # stated with the other TensorFlow-free facts of a run

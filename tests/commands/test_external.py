@@ -170,7 +170,7 @@ def test_a_site_that_repeats_the_runs_images_re_encoded_is_flagged(saved_run, tm
 
 def test_the_images_column_says_what_a_sites_intervals_resample():
     """QA: an ungrouped site's image-level interval sat beside a grouped internal one, unmarked."""
-    assert cases({"n_test": 72, "n_test_groups": 18, "split_by": "patient"}) == "72 of 18 patients"
+    assert cases({"n_test": 72, "n_test_groups": 18, "split_by": "patient"}) == "72 (18 patients)"
     assert cases({"n_test": 72, "n_test_groups": None, "split_by": "image"}) == "72 (resampled by image)"
 
 

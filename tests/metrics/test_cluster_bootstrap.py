@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmark.metrics.bootstrap import percentile_interval, resample_weights, stratified_indices
+from benchmark.metrics.bootstrap import percentile_interval, resample_weights, stratified_draws
 from benchmark.metrics.estimands import CLOPPER_PEARSON_FALLBACK, sensitivity_counts, specificity_counts
 from benchmark.metrics.evaluate import Settings, confidence_intervals, evaluate
 
@@ -30,7 +30,7 @@ def patients(n_patients: int = 10, slices: int = 20, seed: int = 0):
 def test_cluster_resamples_take_whole_groups():
     groups = np.array(["b", "a", "b", "c", "a", "c", "c"])
     labels = np.zeros(len(groups), dtype=int)  # one class: one stratum, so every draw is a free choice
-    resamples = stratified_indices(labels, 200, 1, groups)
+    resamples = stratified_draws(labels, 200, 1, groups)[0]
     assert isinstance(resamples, list) and len(resamples) == 200
     sizes = {"a": 2, "b": 2, "c": 3}
     for rows in resamples:
@@ -41,7 +41,7 @@ def test_cluster_resamples_take_whole_groups():
     weights = resample_weights(labels, 200, 1, groups)
     drawn_groups = weights[:, [list(groups).index(g) for g in sizes]]  # one row of each group
     np.testing.assert_allclose(drawn_groups.sum(axis=1), 3)  # each draw weighs 3 / 2: the stratum weighs 3
-    again = stratified_indices(labels, 200, 1, groups)
+    again = stratified_draws(labels, 200, 1, groups)[0]
     assert all(np.array_equal(a, b) for a, b in zip(resamples, again, strict=True))
     assert len({len(rows) for rows in resamples}) > 1  # replicates differ in size
 
@@ -112,7 +112,7 @@ def test_a_patient_alone_in_its_majority_class_is_not_in_every_resample():
     resample that would lose class 2 is drawn again."""
     groups = np.array(["p0"] * 4 + ["p1"] * 3 + ["p2"] * 2 + ["p3"] * 3 + ["p4"] * 2)
     labels = np.array([2, 2, 2, 0, 0, 0, 2, 0, 0, 1, 1, 2, 1, 1])
-    resamples = stratified_indices(labels, 400, 3, groups)
+    resamples = stratified_draws(labels, 400, 3, groups)[0]
     assert len(draws_of("p0", groups, resamples)) >= 3
     assert all(set(labels[rows]) == {0, 1, 2} for rows in resamples)
     sizes = {g: int(np.count_nonzero(groups == g)) for g in np.unique(groups)}
@@ -125,7 +125,7 @@ def test_a_class_that_is_nobodys_majority_does_not_pin_a_patient():
     p0 a stratum of its own, drawn once in every resample."""
     groups = np.array(["p0"] * 3 + ["p1"] * 2 + ["p2"] * 3 + ["p3"] * 2)
     labels = np.array([0, 0, 2, 0, 0, 1, 1, 2, 1, 1])
-    resamples = stratified_indices(labels, 400, 5, groups)
+    resamples = stratified_draws(labels, 400, 5, groups)[0]
     assert all(len(draws_of(g, groups, resamples)) >= 2 for g in ("p0", "p1", "p2", "p3"))
     assert all(2 in labels[rows] for rows in resamples)
 
@@ -136,7 +136,7 @@ def test_the_only_patient_of_a_class_stays_in_every_resample_and_gets_no_interva
     groups = np.array(groups)
     y[groups == "patient02"] = 2  # class 2: patient02's slices alone
     p = np.hstack([p * 0.9, np.full((len(y), 1), 0.1)])
-    resamples = stratified_indices(y, 200, 0, groups)
+    resamples = stratified_draws(y, 200, 0, groups)[0]
     assert draws_of("patient02", groups, resamples) == {1}
     assert draws_of("patient00", groups, resamples) != {1}
     found = confidence_intervals(y, p, SETTINGS, list(groups))
@@ -165,9 +165,9 @@ def test_an_exact_interval_on_a_grouped_split_counts_patients_not_slices():
 
 @pytest.mark.parametrize("grouped", [False, True])
 def test_the_bootstrap_variance_of_a_mean_is_the_textbook_one_with_few_units_per_class(grouped: bool):
-    """The QA's reviewer: with 3 patients per class the intervals covered 86 % instead of 95 %. Drawing n
-    of n units gives a mean the variance (n - 1) / n of s^2 / n (two thirds of it at n = 3); the rescaled
-    bootstrap's n - 1 draws, each weighing n / (n - 1), give it exactly."""
+    """QA's methods reviewer: with 3 patients a class the intervals covered too little (the README's
+    simulation). Drawing n of n units gives a mean the variance (n - 1) / n of s^2 / n (two thirds of it at
+    n = 3); the rescaled bootstrap's n - 1 draws, each weighing n / (n - 1), give it exactly."""
     rng = np.random.default_rng(0)
     per_class = 3
     labels = np.repeat([0, 1], per_class * 2)  # two rows per unit: a patient's two slices when grouped

@@ -6,7 +6,7 @@ from scipy.stats import beta, norm
 from scipy.stats import t as student_t
 
 from benchmark.metrics import weighted
-from benchmark.metrics.bootstrap import resample_weights, stratified_indices
+from benchmark.metrics.bootstrap import resample_weights, stratified_draws
 from benchmark.metrics.estimands import (
     BOOTSTRAP,
     CLOPPER_PEARSON_FALLBACK,
@@ -88,7 +88,7 @@ def class_counts(labels: np.ndarray, rows: np.ndarray, n_classes: int) -> np.nda
 
 def test_stratified_resamples_keep_every_class_where_plain_resampling_loses_a_rare_one():
     labels = np.repeat([0, 1, 2], [100, 18, 2])  # class 2: 2 of 120 images
-    resamples = stratified_indices(labels, 2000, 7)
+    resamples = stratified_draws(labels, 2000, 7)[0]
     assert len(resamples) == 2000
     for rows in resamples:
         assert np.array_equal(class_counts(labels, rows, 3), [99, 17, 1])  # n - 1 draws of each class's n
@@ -103,9 +103,9 @@ def test_stratified_resamples_keep_every_class_where_plain_resampling_loses_a_ra
 
 def test_stratified_resamples_are_seeded_and_take_any_labels():
     labels = np.array(["b", "a", "b", "c", "a", "b"])
-    first, again = stratified_indices(labels, 50, 3), stratified_indices(labels, 50, 3)
+    first, again = stratified_draws(labels, 50, 3)[0], stratified_draws(labels, 50, 3)[0]
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
-    other = stratified_indices(labels, 50, 4)
+    other = stratified_draws(labels, 50, 4)[0]
     assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
     for weights in resample_weights(labels, 50, 3):
         assert {k: weights[labels == k].sum() for k in "abc"} == pytest.approx({"a": 2, "b": 3, "c": 1})
@@ -126,7 +126,7 @@ def test_group_rows_move_together_and_every_class_stays():
     rng.shuffle(order := np.arange(len(labels)))
     groups, labels = groups[order], labels[order]
     assert set(labels) == {0, 1, 2, 3}
-    for rows in stratified_indices(labels, 500, 11, groups):
+    for rows in stratified_draws(labels, 500, 11, groups)[0]:
         assert rows_move_together(groups, rows)
         assert np.all(class_counts(labels, rows, 4) > 0)
         assert np.bincount(rows, minlength=len(groups))[np.unique(groups, return_index=True)[1]].sum() == 27
@@ -136,7 +136,7 @@ def test_a_class_only_ever_in_the_minority_is_kept():
     """Class 2 is nobody's majority: by majority strata alone, drawing p1 twice and p2 twice would lose it."""
     groups = np.array(["p0", "p0", "p0", "p1", "p1", "p2", "p2", "p3", "p3", "p3"])
     labels = np.array([0, 0, 2, 0, 0, 1, 1, 1, 1, 2])
-    for rows in stratified_indices(labels, 500, 2, groups):
+    for rows in stratified_draws(labels, 500, 2, groups)[0]:
         assert rows_move_together(groups, rows)
         assert np.all(class_counts(labels, rows, 3) > 0)
 
@@ -179,7 +179,7 @@ def test_undefined_replicates_are_counted():
         return np.where(weights[:, 0] > 0, np.nan, 0.5)
 
     interval = two_level_interval(undefined_with_row_zero, y, by_seed, 300, 4, 0.95)
-    drew_row_zero = np.mean([0 in rows for rows in stratified_indices(y, 300, 4)])
+    drew_row_zero = np.mean([0 in rows for rows in stratified_draws(y, 300, 4)[0]])
     assert interval.n_resamples == 300 and interval.n_valid == round(300 * (1 - drew_row_zero))
     assert 0 < interval.n_valid < 300
 

@@ -45,6 +45,28 @@ def test_ovr_auroc_matches_sklearn_with_sample_weights():
         assert found[k] == pytest.approx(roc_auc_score(y == k, p[:, k], sample_weight=w))
 
 
+def test_the_rescaled_bootstraps_fractional_weights_match_sklearns_sample_weight():
+    """The rescaled bootstrap weighs a draw n / (n - 1) (review: the formulas were checked on counts only)."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, log_loss
+
+    from benchmark.metrics.bootstrap import resample_weights
+
+    y, p = predictions(3)
+    weights = resample_weights(y, 5, 0)
+    assert not np.allclose(weights, np.round(weights))  # fractional indeed
+    predicted = p.argmax(axis=1)
+    for w in weights:
+        assert weighted.accuracy(w[None], y, p)[0] == pytest.approx(
+            accuracy_score(y, predicted, sample_weight=w))
+        assert weighted.balanced_accuracy(w[None], y, p)[0] == pytest.approx(
+            balanced_accuracy_score(y, predicted, sample_weight=w))
+        assert weighted.macro_f1(w[None], y, p)[0] == pytest.approx(
+            f1_score(y, predicted, average="macro", sample_weight=w))
+        assert weighted.log_loss(w[None], y, p)[0] == pytest.approx(log_loss(y, p, sample_weight=w))
+        aurocs = weighted.ovr_aurocs(w[None], y, p)[0]
+        assert aurocs == pytest.approx([roc_auc_score(y == k, p[:, k], sample_weight=w) for k in range(3)])
+
+
 def test_a_class_absent_from_a_resample_is_nan_not_zero():
     y, p = predictions(3)
     w = (y != 2).astype(float)[None]

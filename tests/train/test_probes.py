@@ -8,14 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from sklearn.linear_model import LogisticRegression
 
 from benchmark.report.load import collect
 from benchmark.report.rows import best_seed_runs
-from benchmark.runs.identity import resolve
+from benchmark.runs.identity import at_probe_defaults, resolve
 from benchmark.train.head import FOLD_TOLERANCE, head_on_features, scale_of
 from benchmark.train.probes import logistic_head
-from tests.conftest import compose_config, run_cli, tiny_overrides
+from tests.conftest import CONF, compose_config, run_cli, tiny_overrides
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -112,8 +114,21 @@ def test_a_probe_run_is_the_same_whatever_the_settings_it_does_not_read(mode, un
 
     assert identity(*unread) == identity()
     assert identity(read) != identity()
+    given, default = (compose_config(tmp_path, f"train={mode}", *extra) for extra in (unread, ()))
+    for cfg in (given, default):  # what the run records is what its hash says (review)
+        at_probe_defaults(cfg)
+    assert OmegaConf.to_container(given) == OmegaConf.to_container(default) and given.train.lr == 1e-3
     assert resolve(compose_config(tmp_path, "train=frozen", "train.lr=0.1")).config_hash != resolve(
         compose_config(tmp_path, "train=frozen")).config_hash  # frozen reads them
+
+
+def test_runs_made_with_the_default_settings_keep_their_directories():
+    """The hashes of every regime's default run, as the code before probes' unread settings were hashed at
+    their defaults gave them: finished runs are found, not trained again."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        found = {mode: resolve(compose(config_name="config", overrides=[f"train={mode}"])).config_hash
+                 for mode in ("knn", "linear", "frozen", "finetune")}
+    assert found == {"knn": "5397906c", "linear": "622d5cbc", "frozen": "069beb46", "finetune": "721d3ddf"}
 
 
 def is_png(path: Path) -> bool:
