@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException
 
 from benchmark.errors import BenchmarkError
-from benchmark.runs.settings import whole
+from benchmark.runs.settings import ABSENT, whole
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 USER_ERRORS = (BenchmarkError, MissingMandatoryValue)
@@ -46,9 +46,10 @@ def option_settings(group: str, option: str, inherited: bool = True) -> DictConf
     options of the same group its defaults list names (knn's frozen keys); nothing for a `@package
     _global_` option (a paper preset's keys are not under experiment.)."""
     path = CONF / group / f"{option}.yaml"
-    if not path.is_file() or "@package _global_" in path.read_text():
+    text = path.read_text() if path.is_file() else ""
+    if not text or "@package _global_" in text:
         return OmegaConf.create()
-    own = OmegaConf.load(path)
+    own = OmegaConf.create(text)
     defaults = own.pop("defaults", None) or []
     parents = [name for name in defaults if isinstance(name, str) and name != "_self_"] if inherited else []
     return OmegaConf.merge(*(option_settings(group, p) for p in parents), own)
@@ -56,9 +57,8 @@ def option_settings(group: str, option: str, inherited: bool = True) -> DictConf
 
 def in_option_file(group: str, option: str, rest: str) -> bool:
     """Whether conf/<group>/<option>.yaml itself sets `rest` (not through its defaults list)."""
-    absent = object()  # a setting may be null
     path = CONF / group / f"{option}.yaml"
-    return path.is_file() and OmegaConf.select(OmegaConf.load(path), rest, default=absent) is not absent
+    return path.is_file() and OmegaConf.select(OmegaConf.load(path), rest, default=ABSENT) is not ABSENT
 
 
 def options_with(key: str, inherited: bool = True) -> tuple[str, list[str]]:
@@ -67,10 +67,9 @@ def options_with(key: str, inherited: bool = True) -> tuple[str, list[str]]:
     group, _, rest = key.partition(".")
     if not rest or not (CONF / group).is_dir():
         return group, []
-    absent = object()  # a setting may be null
     return group, [path.stem for path in sorted((CONF / group).glob("*.yaml"))
-                   if OmegaConf.select(option_settings(group, path.stem, inherited), rest, default=absent)
-                   is not absent]
+                   if OmegaConf.select(option_settings(group, path.stem, inherited), rest, default=ABSENT)
+                   is not ABSENT]  # a setting may be null
 
 
 def one_line(error: BaseException) -> str:

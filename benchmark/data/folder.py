@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def list_class_images(directory: Path, root: Path) -> dict[str, list[str]]:
     """Class folder name -> sorted image paths relative to `root` (nested sub-folders allowed)."""
     classes: dict[str, list[str]] = {}
-    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and is_listed_folder(p)):
+    for class_dir in sorted(p for p in directory.iterdir() if p.is_dir() and is_listed_folder(p.name)):
         files = [str(p.relative_to(root)) for p in images_below(class_dir)]
         if not files:
             raise BenchmarkError(

@@ -55,8 +55,8 @@ def normalise(path: str) -> str:
     return str(PurePosixPath(path.strip().replace("\\", "/")))
 
 
-def read_group_csv(path: Path) -> dict[str, str]:
-    """file -> group from a CSV with columns `file,group`."""
+def read_group_csv(path: Path, root: Path) -> dict[str, str]:
+    """file -> group from a CSV with columns `file,group`, each file relative to `root` (`relative_to`)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -73,10 +73,11 @@ def read_group_csv(path: Path) -> dict[str, str]:
         ) from None
     found: dict[str, str] = {}
     conflicts: list[str] = []
+    bases = {PurePosixPath(normalise(str(base))) for base in (root.absolute(), root.resolve())}
     for row in rows:
         if not row.get("file"):
             continue
-        file = normalise(row["file"])
+        file = relative_to(normalise(row["file"]), bases)
         if file in found and found[file] != row.get("group", ""):
             conflicts.append(file)
         found[file] = row.get("group", "")
@@ -109,21 +110,13 @@ def warn_missing_files(table: dict[str, str], ids: Sequence[str], path: Path, ro
         )
 
 
-def relative_to_root(table: dict[str, str], root: Path) -> dict[str, str]:
-    """Rows naming a file by its absolute path under dataset.path (as given, or with links resolved), made
-    relative to it (QA: a CSV of full paths was refused as "no group for 31 of 31 images")."""
-    given = root.expanduser().absolute()
-    bases = {PurePosixPath(normalise(str(base))) for base in (given, given.resolve())}
-    found: dict[str, str] = {}
-    for file, group in table.items():
-        path = PurePosixPath(file)
-        under = [base for base in bases if path.is_absolute() and path.is_relative_to(base)]
-        relative = str(path.relative_to(under[0])) if under else file
-        if found.get(relative, group) != group:  # named twice, relatively and absolutely (review)
-            raise BenchmarkError(f"dataset.groups gives {relative} two different groups ({found[relative]}, "
-                                 f"{group}), once by its absolute path: list each file once")
-        found[relative] = group
-    return found
+def relative_to(file: str, bases: set[PurePosixPath]) -> str:
+    """A file named by its absolute path under dataset.path (as given, or with links resolved) made
+    relative to it, as the listing spells it (QA: a CSV of full paths was refused as "no group for 31 of
+    31 images"); any other path as it is."""
+    path = PurePosixPath(file)
+    under = [base for base in bases if path.is_absolute() and path.is_relative_to(base)]
+    return str(path.relative_to(under[0])) if under else file
 
 
 def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ...]:
@@ -132,7 +125,7 @@ def groups_from_csv(ids: Sequence[str], value: str, root: Path) -> tuple[str, ..
         raise BenchmarkError(
             f"dataset.groups={value} is not a file: point it at a CSV with columns file,group"
         )
-    table = relative_to_root(read_group_csv(path), root)
+    table = read_group_csv(path, root)
     warn_missing_files(table, ids, path, root)
     missing = [i for i in ids if not table.get(i)]
     if missing:

@@ -53,8 +53,8 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {  # name -> (level, width), in
     "bone": (400.0, 1800.0),
     "brain": (40.0, 80.0),
 }
-WINDOWS = ("auto", "header", "minmax", *WINDOW_PRESETS)
 OTHER_WINDOWS = ("minmax", *WINDOW_PRESETS)  # what a file without a header window can be decoded with
+WINDOWS = ("auto", "header", *OTHER_WINDOWS)
 INTENSITIES = ("minmax", "percentile")
 RESIZES = ("stretch", "letterbox")
 PERCENTILES = (0.5, 99.5)
@@ -351,19 +351,19 @@ def is_image_file(path: Path) -> bool:
 JUNK_FOLDERS = ("__MACOSX",)  # what unzipping a macOS archive leaves beside the images
 
 
-def is_listed_folder(path: Path) -> bool:
+def is_listed_folder(name: str) -> bool:
     """Whether a folder's images are listed: not hidden (.ipynb_checkpoints, .Trash), not JUNK_FOLDERS."""
-    return not path.name.startswith(".") and path.name not in JUNK_FOLDERS
+    return not name.startswith(".") and name not in JUNK_FOLDERS
 
 
 def images_below(folder: Path) -> list[Path]:
     """Every image file below `folder`, sorted as text (the order that made every split so far), none
     inside a hidden or junk folder (`is_listed_folder`), which are not even walked into: the one listing
-    of the loaders' class folders and `predict`'s input folders. Links to folders are followed, as
-    `Path.rglob` did."""
+    of the loaders' class folders and `predict`'s input folders. Links to folders are not followed, as
+    `Path.rglob` did not (a link back up would list an image many times); links to files are."""
     found = []
-    for parent, folders, files in os.walk(folder, followlinks=True):
-        folders[:] = [name for name in folders if is_listed_folder(Path(name))]
+    for parent, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if is_listed_folder(name)]
         found += [path for name in files if is_image_file(path := Path(parent) / name)]
     return sorted(found, key=str)
 

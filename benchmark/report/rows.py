@@ -65,8 +65,7 @@ class Row:
         """How many trained models the row's number stands for: seeds, or an ensemble's k models."""
         if self.is_ensemble:
             members = self.runs[0].manifest.get("members") or []
-            k = len(self.runs[0].metrics.get("members") or [])
-            return f"1 ensemble of {k} rows ({len(members)} models)"
+            return f"1 ensemble of {len(self.members)} rows ({len(members)} models)"
         return str(len(self.runs))
 
     @property
@@ -317,6 +316,6 @@ def best_seed_runs(runs: list[Run], results_dir: Path) -> list[Path]:
     found = []
     for rows in group_rows(runs).values():
         chosen, _ = choose_on_validation(rows)
-        found += [results_dir / best.rel for row in chosen if not row.is_ensemble
-                  if (best := best_seed(row)).metrics.get("train_mode") not in WITHOUT_GRADCAM]
+        found += [results_dir / best_seed(row).rel for row in chosen
+                  if not row.is_ensemble and row.regime not in WITHOUT_GRADCAM]
     return found

@@ -1,8 +1,11 @@
 """What a run is, decided once at its start: backbone spec, image size, dataset name, config hash and
 run directory. Everything downstream receives this record instead of re-deriving any of it."""
 
+import copy
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -55,7 +58,7 @@ def config_hash(cfg: DictConfig, image_size: int) -> str:
     for group, key in HASHED_ONLY_WHEN_SET:
         if resolved[group].get(key) is None:
             resolved[group].pop(key, None)
-    at_defaults_what_probes_ignore(resolved)
+    at_probe_defaults(resolved)
     resolved["image_size"] = image_size
     if resolved["dataset"].get("path"):
         resolved["dataset"]["path"] = str(Path(resolved["dataset"]["path"]).expanduser().resolve())
@@ -63,32 +66,31 @@ def config_hash(cfg: DictConfig, image_size: int) -> str:
 
 
 def unread_defaults(mode: str) -> dict[str, dict]:
-    """A probe's unread settings with their defaults, by group (head, train); nothing for other modes."""
+    """A probe's unread settings with their defaults, by group (head, train); nothing for other modes.
+    A fresh copy of `_unread_defaults`, which reads the config files once per process."""
+    return {group: dict(values) for group, values in copy.deepcopy(_unread_defaults(mode))}
+
+
+@cache
+def _unread_defaults(mode: str) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
     if mode not in PROBES:
-        return {}
+        return ()
     defaults = {"head": OmegaConf.load(CONF / "config.yaml").head, "train": option_settings("train", mode)}
-    return {group: {key: value for key, value in OmegaConf.to_container(values).items()
-                    if unread_by_probe(mode, f"{group}.{key}")}
-            for group, values in defaults.items()}
+    return tuple((group, tuple((key, value) for key, value in OmegaConf.to_container(values).items()
+                               if unread_by_probe(mode, f"{group}.{key}")))
+                 for group, values in defaults.items())
 
 
-def at_defaults_what_probes_ignore(resolved: dict) -> None:
-    """A probe's unread settings hashed at their defaults, so `train=knn train.lr=0.1` (or a regime sweep's
-    shared overrides) is the knn run already made, not a second identical row; a probe run made with the
-    defaults keeps its directory."""
-    for group, values in unread_defaults(resolved["train"].get("mode")).items():
+def at_probe_defaults(node: DictConfig | dict) -> None:
+    """A probe's unread settings set to their defaults: in the config itself, so what its run records
+    (config.yaml, MLflow's parameters, the efficiency cache's key) is what its hash says, and in the
+    resolved copy `config_hash` digests, so `train=knn train.lr=0.1` (or a regime sweep's shared
+    overrides) is the knn run already made, not a second identical row; a probe run made with the defaults
+    keeps its directory."""
+    for group, values in unread_defaults(node["train"]["mode"]).items():
         for key, value in values.items():
-            if key in resolved[group]:
-                resolved[group][key] = value
-
-
-def at_probe_defaults(cfg: DictConfig) -> None:
-    """A probe's unread settings set to their defaults in the config itself, so what its run records
-    (config.yaml, MLflow's parameters, the efficiency cache's key) is what its hash says."""
-    for group, values in unread_defaults(cfg.train.mode).items():
-        for key, value in values.items():
-            if key in cfg[group]:
-                cfg[group][key] = value
+            if key in node[group]:
+                node[group][key] = value
 
 
 def ignored_by_probe(cfg: DictConfig) -> list[str]:

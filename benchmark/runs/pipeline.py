@@ -33,13 +33,13 @@ from benchmark.metrics.operating_points import operating_points_record
 from benchmark.metrics.predictions import predictions_frame
 from benchmark.metrics.scores import macro_auroc
 from benchmark.runs import layout, progress, provenance, resume, tracking
-from benchmark.runs.identity import WITHOUT_GRADCAM, RunIdentity, resolve
+from benchmark.runs.identity import ON_CACHED_FEATURES, WITHOUT_GRADCAM, RunIdentity, resolve
 from benchmark.runs.model_card import model_card, with_interval
 from benchmark.runs.settings import check_model_and_settings
 from benchmark.runs.slate import clean_slate
 from benchmark.saliency.explain import explain
 from benchmark.saliency.pool import Pooled, keep_pool, pool_path, pooled_images, read_pool
-from benchmark.train import ON_CACHED_FEATURES, STRATEGIES, augment, engines
+from benchmark.train import STRATEGIES, augment, engines
 from benchmark.train.shared import Trained
 
 log = logging.getLogger(__name__)
